@@ -1,0 +1,39 @@
+package provider
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+)
+
+// MaxCSRSize bounds the CSR a provider parses. A CSR with a 16384-bit RSA
+// key and a hundred names stays far below it.
+const MaxCSRSize = 64 << 10
+
+// ParseCSR parses a PKCS #10 certificate request, PEM ("CERTIFICATE
+// REQUEST" or "NEW CERTIFICATE REQUEST", as keytool writes it) or DER. It
+// does not check the signature; see x509.CertificateRequest.CheckSignature.
+func ParseCSR(data []byte) (*x509.CertificateRequest, error) {
+	if len(data) == 0 {
+		return nil, &RequestError{Field: "csr", Reason: "empty"}
+	}
+	if len(data) > MaxCSRSize {
+		return nil, &RequestError{Field: "csr", Reason: fmt.Sprintf("%d bytes exceeds the limit of %d", len(data), MaxCSRSize)}
+	}
+	der := data
+	if data[0] != 0x30 { // not a DER SEQUENCE: expect PEM
+		block, _ := pem.Decode(data)
+		if block == nil {
+			return nil, &RequestError{Field: "csr", Reason: "neither PEM nor DER"}
+		}
+		if block.Type != "CERTIFICATE REQUEST" && block.Type != "NEW CERTIFICATE REQUEST" {
+			return nil, &RequestError{Field: "csr", Reason: fmt.Sprintf("PEM block type %q, want CERTIFICATE REQUEST", block.Type)}
+		}
+		der = block.Bytes
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil, &RequestError{Field: "csr", Reason: "malformed", Err: err}
+	}
+	return csr, nil
+}

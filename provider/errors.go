@@ -1,0 +1,141 @@
+package provider
+
+import (
+	"errors"
+	"fmt"
+	"math/big"
+	"time"
+)
+
+// Sentinel errors. Providers wrap them, so callers test with [errors.Is].
+var (
+	// ErrRevoked means a certificate has been revoked. [*RevokedError]
+	// carries the details.
+	ErrRevoked = errors.New("provider: certificate revoked")
+	// ErrExpired means a certificate is outside its validity period
+	// (expired or not yet valid).
+	ErrExpired = errors.New("provider: certificate expired or not yet valid")
+	// ErrUnknownAuthority means a certificate does not chain to the CA.
+	ErrUnknownAuthority = errors.New("provider: certificate not issued by this CA")
+	// ErrNoCertificate means a peer presented no certificate where one is
+	// required.
+	ErrNoCertificate = errors.New("provider: peer presented no certificate")
+	// ErrIncompatibleUsage means a certificate's extended key usage does
+	// not allow the use it was put to (a client-only certificate used as a
+	// TLS server, say).
+	ErrIncompatibleUsage = errors.New("provider: certificate not valid for this usage")
+	// ErrNameMismatch means a server certificate is not valid for the name
+	// or address that was dialled.
+	ErrNameMismatch = errors.New("provider: certificate not valid for the requested name")
+	// ErrNotFound means no certificate (or provider) has the given serial
+	// (or name).
+	ErrNotFound = errors.New("provider: not found")
+	// ErrAlreadyRevoked means a revocation named a certificate that is
+	// already revoked.
+	ErrAlreadyRevoked = errors.New("provider: certificate already revoked")
+	// ErrInvalidRequest means a request broke the contract or the
+	// provider's policy. [*RequestError] carries the details.
+	ErrInvalidRequest = errors.New("provider: invalid request")
+	// ErrUnknownProvider means a [Registry] has no provider of that name.
+	ErrUnknownProvider = errors.New("provider: unknown provider")
+)
+
+// RequestError reports an issue or revoke request that was refused. Field
+// names the offending part of the request ("csr", "dns", "ip", "validity",
+// ...). It unwraps to [ErrInvalidRequest] and to Err, if set.
+type RequestError struct {
+	Field  string
+	Reason string
+	Err    error
+}
+
+func (e *RequestError) Error() string {
+	msg := "provider: invalid request"
+	if e.Field != "" {
+		msg += ": " + e.Field
+	}
+	if e.Reason != "" {
+		msg += ": " + e.Reason
+	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+// Unwrap returns ErrInvalidRequest and the underlying error, if any.
+func (e *RequestError) Unwrap() []error {
+	if e.Err != nil {
+		return []error{ErrInvalidRequest, e.Err}
+	}
+	return []error{ErrInvalidRequest}
+}
+
+// RevokedError reports a revoked certificate. It matches [ErrRevoked].
+type RevokedError struct {
+	Serial    *big.Int
+	Reason    RevocationReason
+	RevokedAt time.Time
+}
+
+func (e *RevokedError) Error() string {
+	return fmt.Sprintf("provider: certificate serial %s revoked at %s (reason %s)",
+		FormatSerial(e.Serial), e.RevokedAt.UTC().Format(time.RFC3339), e.Reason)
+}
+
+// Is reports whether target is ErrRevoked.
+func (e *RevokedError) Is(target error) bool { return target == ErrRevoked }
+
+// VerifyError reports why a peer certificate was refused. It unwraps to the
+// reason, which matches one of the sentinels ([ErrRevoked], [ErrExpired],
+// [ErrUnknownAuthority], [ErrIncompatibleUsage], [ErrNameMismatch],
+// [ErrNoCertificate]).
+type VerifyError struct {
+	// Subject and Serial identify the refused certificate; both are empty
+	// when the peer presented none.
+	Subject string
+	Serial  *big.Int
+	Err     error
+}
+
+func (e *VerifyError) Error() string {
+	if e.Serial == nil {
+		return "provider: peer refused: " + e.Err.Error()
+	}
+	return fmt.Sprintf("provider: peer certificate %q (serial %s) refused: %v", e.Subject, FormatSerial(e.Serial), e.Err)
+}
+
+func (e *VerifyError) Unwrap() error { return e.Err }
+
+// FormatSerial formats a serial number as lower-case hexadecimal without
+// separators, as CloudStack's revokeCertificate API and OpenSSL print it.
+func FormatSerial(serial *big.Int) string {
+	if serial == nil {
+		return "<nil>"
+	}
+	return serial.Text(16)
+}
+
+// ParseSerial parses a hexadecimal serial number. Colons, as OpenSSL's
+// -text output prints them, and an optional 0x prefix are accepted.
+func ParseSerial(s string) (*big.Int, error) {
+	clean := make([]byte, 0, len(s))
+	body := s
+	if len(body) > 2 && (body[:2] == "0x" || body[:2] == "0X") {
+		body = body[2:]
+	}
+	for i := 0; i < len(body); i++ {
+		if body[i] != ':' {
+			clean = append(clean, body[i])
+		}
+	}
+	// RFC 5280 serials are at most 20 octets: 40 hex digits.
+	if len(clean) == 0 || len(clean) > 40 {
+		return nil, fmt.Errorf("provider: serial %q: want 1 to 40 hexadecimal digits", s)
+	}
+	n, ok := new(big.Int).SetString(string(clean), 16)
+	if !ok || n.Sign() <= 0 {
+		return nil, fmt.Errorf("provider: serial %q is not a positive hexadecimal number", s)
+	}
+	return n, nil
+}

@@ -1,0 +1,169 @@
+package provider
+
+import (
+	"crypto"
+	"crypto/x509"
+	"math/big"
+	"net"
+	"time"
+)
+
+// KeyAlgorithm names the kind of key a provider generates for a request
+// without a CSR.
+type KeyAlgorithm int
+
+const (
+	// KeyAlgorithmDefault lets the provider choose.
+	KeyAlgorithmDefault KeyAlgorithm = iota
+	// KeyAlgorithmRSA is an RSA key; KeySize is the modulus size in bits.
+	KeyAlgorithmRSA
+	// KeyAlgorithmECDSA is an ECDSA key; KeySize is the curve size in bits
+	// (256 for P-256, 384 for P-384).
+	KeyAlgorithmECDSA
+)
+
+// String returns "rsa", "ecdsa" or "default".
+func (a KeyAlgorithm) String() string {
+	switch a {
+	case KeyAlgorithmRSA:
+		return "rsa"
+	case KeyAlgorithmECDSA:
+		return "ecdsa"
+	}
+	return "default"
+}
+
+// IssueRequest asks a provider for a certificate.
+//
+// With CSR set, the requester holds the private key and the provider signs
+// the CSR's public key after checking the CSR's signature. With CSR nil, the
+// provider generates the key pair and returns the private key in
+// [IssueResult.PrivateKey], as CloudStack does for system VMs.
+type IssueRequest struct {
+	// CSR is a PKCS #10 certificate request, PEM ("CERTIFICATE REQUEST")
+	// or DER. If nil, the provider generates a key.
+	CSR []byte
+
+	// KeyAlgorithm and KeySize choose the generated key when CSR is nil.
+	// Zero values mean the provider's defaults.
+	KeyAlgorithm KeyAlgorithm
+	KeySize      int
+
+	// CommonName is the subject common name. If empty, the provider uses
+	// the first DNS name, or else the first IP address.
+	CommonName string
+
+	// DNSNames and IPAddresses are names the platform vouches for; they
+	// are added to the names of the CSR, as CloudStack adds a host's
+	// addresses on top of its agent's CSR.
+	DNSNames    []string
+	IPAddresses []net.IP
+
+	// Validity is how long the certificate is valid. Zero means the
+	// provider's default. A provider refuses, rather than shortens, a
+	// validity that outlives its CA.
+	Validity time.Duration
+
+	// Role decides the key usages. It must be set.
+	Role Role
+}
+
+// IssueResult is an issued certificate.
+type IssueResult struct {
+	// Certificate is the issued leaf certificate.
+	Certificate *x509.Certificate
+	// Chain holds the issuing CA certificates, from the issuer of
+	// Certificate up to and including the root.
+	Chain []*x509.Certificate
+	// PrivateKey is the generated key when the request had no CSR, and
+	// nil otherwise.
+	PrivateKey crypto.Signer
+}
+
+// RevokeRequest asks a provider to revoke a certificate.
+type RevokeRequest struct {
+	// Serial is the serial number of the certificate to revoke.
+	Serial *big.Int
+	// Reason is the RFC 5280 reason. The zero value is
+	// ReasonUnspecified.
+	Reason RevocationReason
+}
+
+// RenewRequest asks a provider for a successor of an issued certificate,
+// with the same names and role and a new validity period.
+type RenewRequest struct {
+	// Certificate is the certificate being renewed. It must have been
+	// issued by the provider and not be revoked.
+	Certificate *x509.Certificate
+	// CSR, if set, carries a new key for the successor. If nil, the
+	// successor certifies the same public key.
+	CSR []byte
+	// Validity as in IssueRequest.
+	Validity time.Duration
+}
+
+// VerifyRequest asks a provider to judge a peer's certificate at a TLS
+// handshake.
+type VerifyRequest struct {
+	// Certificates are the peer's certificates as presented, leaf first.
+	// Empty when the peer presented none.
+	Certificates []*x509.Certificate
+	// Usage is the use being made of the leaf:
+	// x509.ExtKeyUsageClientAuth when a server verifies a client,
+	// x509.ExtKeyUsageServerAuth when a client verifies a server. Zero
+	// means ExtKeyUsageClientAuth.
+	Usage x509.ExtKeyUsage
+	// ServerName, if set, is the DNS name or IP address the leaf must be
+	// valid for.
+	ServerName string
+	// Time is the verification time. Zero means now.
+	Time time.Time
+}
+
+// CertificateStatus is the state of an issued certificate in a provider's
+// inventory.
+type CertificateStatus int
+
+const (
+	// StatusValid is an issued, unrevoked certificate. It may still have
+	// expired; compare NotAfter.
+	StatusValid CertificateStatus = iota
+	// StatusRevoked is a revoked certificate.
+	StatusRevoked
+)
+
+// String returns "valid" or "revoked".
+func (s CertificateStatus) String() string {
+	if s == StatusRevoked {
+		return "revoked"
+	}
+	return "valid"
+}
+
+// CertificateRecord describes an issued certificate in a provider's
+// inventory.
+type CertificateRecord struct {
+	Serial      *big.Int
+	Subject     string // RFC 4514 string of the subject
+	DNSNames    []string
+	IPAddresses []net.IP
+	NotBefore   time.Time
+	NotAfter    time.Time
+	Role        Role
+	Status      CertificateStatus
+	// RevokedAt and Reason are set when Status is StatusRevoked.
+	RevokedAt time.Time
+	Reason    RevocationReason
+	// Raw is the DER certificate.
+	Raw []byte
+}
+
+// ListOptions filters an inventory listing. The zero value lists every
+// certificate.
+type ListOptions struct {
+	// Status, if non-nil, keeps only certificates in that state.
+	Status *CertificateStatus
+	// ExpiringBefore, if non-zero, keeps only certificates whose NotAfter
+	// is before it: the candidates for renewal or an expiry alert.
+	ExpiringBefore time.Time
+}

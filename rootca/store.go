@@ -1,0 +1,86 @@
+package rootca
+
+import (
+	"context"
+	"errors"
+	"math/big"
+	"time"
+
+	"github.com/kvmpki/kvmpki/provider"
+)
+
+// Store errors beyond the provider sentinels (provider.ErrNotFound,
+// provider.ErrAlreadyRevoked), which stores also return.
+var (
+	// ErrAuthorityExists is returned by Store.CreateAuthority when the
+	// store already holds an authority, for instance because another
+	// process created it first.
+	ErrAuthorityExists = errors.New("rootca: store already holds a CA")
+	// ErrDuplicateSerial is returned by Store.AddCertificate when the
+	// serial is already recorded.
+	ErrDuplicateSerial = errors.New("rootca: duplicate serial number")
+	// ErrStoreClosed is returned by a store used after Close.
+	ErrStoreClosed = errors.New("rootca: store closed")
+)
+
+// Authority is the CA's own material as a Store keeps it.
+type Authority struct {
+	// Certificates is the DER chain of the issuing CA: the issuing
+	// certificate first, then its issuers up to the root.
+	Certificates [][]byte
+	// Key is the issuing CA's private key as an encrypted PKCS #8 PEM
+	// block, or nil when the key lives outside the store (an HSM or KMS
+	// signer passed in Options.Signer).
+	Key []byte
+}
+
+// Revocation is one revoked certificate.
+type Revocation struct {
+	Serial    *big.Int
+	RevokedAt time.Time
+	Reason    provider.RevocationReason
+	// NotAfter is the revoked certificate's NotAfter, so that a CRL can
+	// drop entries for certificates that have expired anyway.
+	NotAfter time.Time
+}
+
+// Store is the durable state of a CA: its own key material, the inventory
+// of issued certificates, revocations and the CRL number. Every method
+// that changes state must have made the change durable when it returns
+// without error. Implementations must be safe for concurrent use, and a
+// failed call must change nothing.
+//
+// MemStore and SQLStore implement it; package rootca/storetest holds the
+// contract test suite every implementation passes.
+type Store interface {
+	// LoadAuthority returns the stored CA, or an error matching
+	// provider.ErrNotFound when the store holds none yet.
+	LoadAuthority(ctx context.Context) (*Authority, error)
+	// CreateAuthority stores a CA if the store holds none, and returns
+	// ErrAuthorityExists otherwise.
+	CreateAuthority(ctx context.Context, a *Authority) error
+
+	// AddCertificate records an issued certificate. Its Status must be
+	// StatusValid. A serial already recorded yields ErrDuplicateSerial.
+	AddCertificate(ctx context.Context, rec *provider.CertificateRecord) error
+	// Certificate returns the record for serial, or an error matching
+	// provider.ErrNotFound.
+	Certificate(ctx context.Context, serial *big.Int) (*provider.CertificateRecord, error)
+	// ListCertificates returns the records matching opts (nil means all)
+	// in increasing order of NotAfter, then serial.
+	ListCertificates(ctx context.Context, opts *provider.ListOptions) ([]*provider.CertificateRecord, error)
+
+	// Revoke marks a recorded certificate revoked. An unknown serial
+	// yields provider.ErrNotFound; a revoked one
+	// provider.ErrAlreadyRevoked.
+	Revoke(ctx context.Context, serial *big.Int, reason provider.RevocationReason, at time.Time) (*Revocation, error)
+	// Revocations returns every revocation, in increasing order of serial.
+	Revocations(ctx context.Context) ([]Revocation, error)
+
+	// NextCRLNumber atomically increments the CRL number and returns the
+	// new value. The first call returns 1; values never repeat.
+	NextCRLNumber(ctx context.Context) (*big.Int, error)
+
+	// Close releases the store's resources.
+	Close() error
+}

@@ -1,0 +1,444 @@
+// Command kvmpki-ca is a small command-line front end over package rootca,
+// for operators and scripted checks.
+//
+//	kvmpki-ca init   -dir DIR [-key-type rsa|ecdsa] [-key-size N] [-issuer-dn DN] [-validity-days N]
+//	kvmpki-ca issue  -dir DIR (-csr FILE | -key-out FILE) -role host|client|server [-dns a,b] [-ip x,y]
+//	                 [-cn NAME] [-validity-days N] [-key-type rsa|ecdsa] [-key-size N] -out FILE
+//	kvmpki-ca bundle -dir DIR
+//	kvmpki-ca revoke -dir DIR -serial HEX [-reason NAME]
+//	kvmpki-ca crl    -dir DIR -out FILE [-der]
+//	kvmpki-ca list   -dir DIR
+//
+// The CA key password comes from the KVMPKI_CA_PASSWORD environment
+// variable or from the file named by -password-file, never from an
+// argument. Errors go to standard error, with exit status 1 (2 for usage
+// errors).
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/kvmpki/kvmpki/provider"
+	"github.com/kvmpki/kvmpki/rootca"
+)
+
+// PasswordEnv is the environment variable that holds the CA key password.
+const PasswordEnv = "KVMPKI_CA_PASSWORD"
+
+const usage = `usage: kvmpki-ca COMMAND -dir DIR [flags]
+
+commands:
+  init     create the CA in DIR
+  issue    issue a certificate from a CSR (-csr) or with a generated key (-key-out)
+  bundle   print the CA certificate bundle (PEM)
+  revoke   revoke a certificate by serial
+  crl      write a signed CRL
+  list     list issued certificates
+
+The CA key password is read from $KVMPKI_CA_PASSWORD or -password-file.
+Run 'kvmpki-ca COMMAND -h' for the flags of a command.
+`
+
+// usageError marks errors that deserve exit status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func main() {
+	err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	if err == nil {
+		return
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	fmt.Fprintln(os.Stderr, "kvmpki-ca:", err)
+	var ue *usageError
+	if errors.As(err, &ue) {
+		os.Exit(2)
+	}
+	os.Exit(1)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return &usageError{"no command"}
+	}
+	cmd, args := args[0], args[1:]
+	c := &command{name: cmd, stdout: stdout, stderr: stderr, getenv: getenv}
+	switch cmd {
+	case "init":
+		return c.init(ctx, args)
+	case "issue":
+		return c.issue(ctx, args)
+	case "bundle":
+		return c.bundle(ctx, args)
+	case "revoke":
+		return c.revoke(ctx, args)
+	case "crl":
+		return c.crl(ctx, args)
+	case "list":
+		return c.list(ctx, args)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return &usageError{fmt.Sprintf("unknown command %q", cmd)}
+}
+
+type command struct {
+	name           string
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	fs             *flag.FlagSet
+	dir            string
+	passwordFile   string
+}
+
+func (c *command) flags() *flag.FlagSet {
+	c.fs = flag.NewFlagSet("kvmpki-ca "+c.name, flag.ContinueOnError)
+	c.fs.SetOutput(c.stderr)
+	c.fs.StringVar(&c.dir, "dir", "", "CA `directory` (required)")
+	c.fs.StringVar(&c.passwordFile, "password-file", "", "read the CA key password from `FILE` instead of $"+PasswordEnv)
+	return c.fs
+}
+
+func (c *command) parse(args []string) error {
+	if err := c.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &usageError{err.Error()}
+	}
+	if c.fs.NArg() > 0 {
+		return &usageError{fmt.Sprintf("unexpected argument %q", c.fs.Arg(0))}
+	}
+	if c.dir == "" {
+		return &usageError{"-dir is required"}
+	}
+	return nil
+}
+
+// password returns the CA key password from -password-file or the
+// environment. A trailing newline in the file is not part of it.
+func (c *command) password() ([]byte, error) {
+	if c.passwordFile != "" {
+		b, err := os.ReadFile(c.passwordFile)
+		if err != nil {
+			return nil, fmt.Errorf("password file: %w", err)
+		}
+		b = []byte(strings.TrimRight(string(b), "\r\n"))
+		if len(b) == 0 {
+			return nil, errors.New("password file is empty")
+		}
+		return b, nil
+	}
+	if pw := c.getenv(PasswordEnv); pw != "" {
+		return []byte(pw), nil
+	}
+	return nil, fmt.Errorf("no CA key password: set $%s or use -password-file", PasswordEnv)
+}
+
+// open opens an existing CA; it refuses to create one.
+func (c *command) open(ctx context.Context, opts *rootca.Options) (*rootca.CA, error) {
+	if _, err := os.Stat(c.dir + "/" + rootca.DBFileName); err != nil {
+		return nil, fmt.Errorf("no CA in %s (run 'kvmpki-ca init -dir %s'): %w", c.dir, c.dir, err)
+	}
+	if opts == nil {
+		opts = &rootca.Options{}
+	}
+	opts.Password = c.password
+	return rootca.OpenDir(ctx, c.dir, opts)
+}
+
+func (c *command) init(ctx context.Context, args []string) error {
+	fs := c.flags()
+	keyType := fs.String("key-type", "ecdsa", "CA key `type`: rsa or ecdsa")
+	keySize := fs.Int("key-size", 0, "CA key size in `bits` (RSA modulus, or ECDSA curve 256/384/521; default 3072 for RSA, 256 for ECDSA)")
+	issuerDN := fs.String("issuer-dn", rootca.DefaultSubject, "CA subject `DN` in RFC 4514 form")
+	days := fs.Int("validity-days", int(rootca.DefaultCAValidity/(24*time.Hour)), "CA validity in `days`")
+	if err := c.parse(args); err != nil {
+		return err
+	}
+	alg, err := parseKeyType(*keyType)
+	if err != nil {
+		return err
+	}
+	if *days <= 0 {
+		return &usageError{"-validity-days must be positive"}
+	}
+	subject, err := rootca.ParseDN(*issuerDN)
+	if err != nil {
+		return &usageError{err.Error()}
+	}
+	if _, err := os.Stat(c.dir + "/" + rootca.DBFileName); err == nil {
+		return fmt.Errorf("%s already holds a CA", c.dir)
+	}
+	if _, err := c.password(); err != nil {
+		return err
+	}
+	ca, err := rootca.OpenDir(ctx, c.dir, &rootca.Options{
+		KeyAlgorithm: alg,
+		KeySize:      *keySize,
+		Subject:      subject,
+		CAValidity:   time.Duration(*days) * 24 * time.Hour,
+		Password:     c.password,
+	})
+	if err != nil {
+		return err
+	}
+	defer ca.Close()
+	cert := ca.Certificate()
+	fmt.Fprintf(c.stdout, "created CA %s in %s\nserial %s, %v, valid until %s\n", cert.Subject, c.dir,
+		provider.FormatSerial(cert.SerialNumber), cert.SignatureAlgorithm, cert.NotAfter.UTC().Format(time.RFC3339))
+	return nil
+}
+
+func parseKeyType(s string) (provider.KeyAlgorithm, error) {
+	switch strings.ToLower(s) {
+	case "rsa":
+		return provider.KeyAlgorithmRSA, nil
+	case "ecdsa", "ec":
+		return provider.KeyAlgorithmECDSA, nil
+	}
+	return 0, &usageError{fmt.Sprintf("unknown key type %q (want rsa or ecdsa)", s)}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func (c *command) issue(ctx context.Context, args []string) error {
+	fs := c.flags()
+	csrFile := fs.String("csr", "", "sign the PKCS #10 CSR in `FILE` (PEM or DER)")
+	keyOut := fs.String("key-out", "", "generate a key and write it to `FILE` (PKCS #8 PEM, mode 0600)")
+	roleName := fs.String("role", "", "certificate role: host, client or server (required)")
+	dns := fs.String("dns", "", "comma-separated DNS `names`")
+	ips := fs.String("ip", "", "comma-separated IP `addresses`")
+	cn := fs.String("cn", "", "subject common `name` (default: the CSR's, or the first name)")
+	days := fs.Int("validity-days", 0, "validity in `days` (default 365)")
+	keyType := fs.String("key-type", "", "generated key `type`: rsa or ecdsa (default rsa)")
+	keySize := fs.Int("key-size", 0, "generated key size in `bits` (default 2048 for RSA, 256 for ECDSA)")
+	out := fs.String("out", "", "write the certificate to `FILE` (PEM; required)")
+	chain := fs.Bool("chain", false, "append the CA chain to the certificate file")
+	if err := c.parse(args); err != nil {
+		return err
+	}
+	if (*csrFile == "") == (*keyOut == "") {
+		return &usageError{"give exactly one of -csr and -key-out"}
+	}
+	if *out == "" {
+		return &usageError{"-out is required"}
+	}
+	role, err := provider.ParseRole(*roleName)
+	if err != nil {
+		return &usageError{err.Error()}
+	}
+	if *days < 0 {
+		return &usageError{"-validity-days must not be negative"}
+	}
+	req := &provider.IssueRequest{
+		CommonName: *cn,
+		DNSNames:   splitList(*dns),
+		Role:       role,
+		Validity:   time.Duration(*days) * 24 * time.Hour,
+		KeySize:    *keySize,
+	}
+	for _, s := range splitList(*ips) {
+		ip := net.ParseIP(s)
+		if ip == nil {
+			return &usageError{fmt.Sprintf("-ip: %q is not an IP address", s)}
+		}
+		req.IPAddresses = append(req.IPAddresses, ip)
+	}
+	if *keyType != "" {
+		if req.KeyAlgorithm, err = parseKeyType(*keyType); err != nil {
+			return err
+		}
+	}
+	if *csrFile != "" {
+		if req.CSR, err = readLimited(*csrFile, provider.MaxCSRSize); err != nil {
+			return err
+		}
+	}
+	ca, err := c.open(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer ca.Close()
+	res, err := ca.Issue(ctx, req)
+	if err != nil {
+		return err
+	}
+	if res.PrivateKey != nil {
+		der, err := x509.MarshalPKCS8PrivateKey(res.PrivateKey)
+		if err != nil {
+			return err
+		}
+		err = writeNew(*keyOut, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+		clear(der)
+		if err != nil {
+			return err
+		}
+	}
+	certs := []*x509.Certificate{res.Certificate}
+	if *chain {
+		certs = append(certs, res.Chain...)
+	}
+	if err := os.WriteFile(*out, provider.EncodeCertificates(certs...), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "issued %s serial %s, valid until %s\n", res.Certificate.Subject,
+		provider.FormatSerial(res.Certificate.SerialNumber), res.Certificate.NotAfter.UTC().Format(time.RFC3339))
+	return nil
+}
+
+// readLimited reads a file, refusing one larger than limit bytes.
+func readLimited(name string, limit int64) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", name, limit)
+	}
+	return b, nil
+}
+
+// writeNew creates name with perm, refusing to overwrite an existing file:
+// a private key must never replace another silently.
+func writeNew(name string, data []byte, perm os.FileMode) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(name)
+		return err
+	}
+	return f.Close()
+}
+
+func (c *command) bundle(ctx context.Context, args []string) error {
+	c.flags()
+	if err := c.parse(args); err != nil {
+		return err
+	}
+	ca, err := c.open(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer ca.Close()
+	b, err := provider.CABundle(ctx, ca)
+	if err != nil {
+		return err
+	}
+	_, err = c.stdout.Write(b)
+	return err
+}
+
+func (c *command) revoke(ctx context.Context, args []string) error {
+	fs := c.flags()
+	serialHex := fs.String("serial", "", "serial number in `hex` (required)")
+	reasonName := fs.String("reason", "unspecified", "RFC 5280 `reason`, e.g. keyCompromise, superseded, cessationOfOperation")
+	if err := c.parse(args); err != nil {
+		return err
+	}
+	if *serialHex == "" {
+		return &usageError{"-serial is required"}
+	}
+	serial, err := provider.ParseSerial(*serialHex)
+	if err != nil {
+		return &usageError{err.Error()}
+	}
+	reason, err := provider.ParseRevocationReason(*reasonName)
+	if err != nil {
+		return &usageError{err.Error()}
+	}
+	ca, err := c.open(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer ca.Close()
+	if err := ca.Revoke(ctx, &provider.RevokeRequest{Serial: serial, Reason: reason}); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "revoked %s (%s)\n", provider.FormatSerial(serial), reason)
+	return nil
+}
+
+func (c *command) crl(ctx context.Context, args []string) error {
+	fs := c.flags()
+	out := fs.String("out", "", "write the CRL to `FILE` (required)")
+	der := fs.Bool("der", false, "write DER instead of PEM")
+	if err := c.parse(args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return &usageError{"-out is required"}
+	}
+	ca, err := c.open(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer ca.Close()
+	crl, err := ca.SignCRL(ctx)
+	if err != nil {
+		return err
+	}
+	data := rootca.EncodeCRL(crl.Raw)
+	if *der {
+		data = crl.Raw
+	}
+	if err := os.WriteFile(*out, data, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "CRL number %s with %d entries, next update %s\n", crl.Number,
+		len(crl.RevokedCertificateEntries), crl.NextUpdate.UTC().Format(time.RFC3339))
+	return nil
+}
+
+func (c *command) list(ctx context.Context, args []string) error {
+	c.flags()
+	if err := c.parse(args); err != nil {
+		return err
+	}
+	ca, err := c.open(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer ca.Close()
+	recs, err := ca.ListCertificates(ctx, nil)
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		fmt.Fprintf(c.stdout, "%s %s %s %s\n", provider.FormatSerial(r.Serial), r.Status,
+			r.NotAfter.UTC().Format(time.RFC3339), r.Subject)
+	}
+	return nil
+}

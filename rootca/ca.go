@@ -1,0 +1,273 @@
+package rootca
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"math/big"
+	"sync"
+
+	"github.com/kvmpki/kvmpki/provider"
+)
+
+// CA is the built-in certificate authority. It is safe for concurrent use.
+type CA struct {
+	opts   Options
+	store  Store
+	owned  bool // Close closes store
+	signer crypto.Signer
+	sigAlg x509.SignatureAlgorithm
+
+	cert          *x509.Certificate   // the issuing certificate
+	chain         []*x509.Certificate // cert, then its issuers up to the root
+	roots         *x509.CertPool
+	intermediates *x509.CertPool
+
+	revoked revocationSet
+	crlMu   sync.Mutex // serialises CRL signing, so numbers follow time order
+}
+
+var (
+	_ provider.Provider     = (*CA)(nil)
+	_ provider.CRLSigner    = (*CA)(nil)
+	_ provider.PeerVerifier = (*CA)(nil)
+	_ provider.Renewer      = (*CA)(nil)
+	_ provider.Inventory    = (*CA)(nil)
+)
+
+// Open loads the CA held in store, or creates a self-signed root (or, with
+// Options.Parent, an intermediate) when the store holds none. When several
+// processes open an empty store at once, exactly one creates the CA and the
+// others load it. A nil opts means the zero Options, which fails for lack
+// of a key source.
+//
+// The caller keeps ownership of store and closes it after the CA is no
+// longer used.
+func Open(ctx context.Context, store Store, opts *Options) (*CA, error) {
+	if store == nil {
+		return nil, errors.New("rootca: nil store")
+	}
+	ca := &CA{store: store}
+	if opts != nil {
+		ca.opts = *opts
+	}
+	ca.opts.ReservedDNSNames = append([]string(nil), ca.opts.ReservedDNSNames...)
+	if ca.opts.Signer == nil && ca.opts.Password == nil {
+		return nil, errors.New("rootca: options give neither Password nor Signer for the CA key")
+	}
+
+	auth, err := store.LoadAuthority(ctx)
+	if errors.Is(err, provider.ErrNotFound) {
+		auth, err = ca.create(ctx)
+		if errors.Is(err, ErrAuthorityExists) {
+			auth, err = store.LoadAuthority(ctx)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := ca.load(auth); err != nil {
+		return nil, err
+	}
+	if err := ca.reloadRevocations(ctx); err != nil {
+		return nil, err
+	}
+	return ca, nil
+}
+
+// OpenDir opens the CA whose state lives in the SQLite database ca.db in
+// dir, creating dir (mode 0700) and the CA if needed. Close closes the
+// database.
+func OpenDir(ctx context.Context, dir string, opts *Options) (*CA, error) {
+	store, err := OpenSQLite(ctx, sqlitePath(dir))
+	if err != nil {
+		return nil, err
+	}
+	ca, err := Open(ctx, store, opts)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	ca.owned = true
+	return ca, nil
+}
+
+// Close closes the store if the CA was opened with OpenDir; otherwise it
+// does nothing.
+func (ca *CA) Close() error {
+	if ca.owned {
+		return ca.store.Close()
+	}
+	return nil
+}
+
+// Factory returns a provider.Factory that opens the CA, for registration
+// in a provider.Registry.
+func Factory(store Store, opts *Options) provider.Factory {
+	return func(ctx context.Context) (provider.Provider, error) {
+		return Open(ctx, store, opts)
+	}
+}
+
+func (ca *CA) password() ([]byte, error) {
+	pw, err := ca.opts.Password()
+	if err != nil {
+		return nil, fmt.Errorf("rootca: CA key password: %w", err)
+	}
+	if len(pw) == 0 {
+		return nil, errors.New("rootca: empty CA key password")
+	}
+	// Work on a copy that can be cleared: the callback may hand out the
+	// caller's own buffer every time.
+	return bytes.Clone(pw), nil
+}
+
+// create makes the CA's key and certificate and stores them.
+func (ca *CA) create(ctx context.Context) (*Authority, error) {
+	o := &ca.opts
+	key := o.Signer
+	if key == nil {
+		var err error
+		key, err = generateKey(o.rand(), o.KeyAlgorithm, o.KeySize, DefaultCAKeyAlgorithm, DefaultRSACAKeySize)
+		if err != nil {
+			return nil, fmt.Errorf("rootca: CA key: %w", err)
+		}
+	}
+	if err := checkPublicKey(key.Public()); err != nil {
+		return nil, fmt.Errorf("rootca: CA key: %w", err)
+	}
+	var (
+		der   []byte
+		chain [][]byte
+		err   error
+	)
+	if o.Parent != nil {
+		der, err = newIntermediate(o, key, o.Parent)
+		chain = append(chain, der, o.Parent.Certificate.Raw)
+		for _, c := range o.Parent.Chain {
+			chain = append(chain, c.Raw)
+		}
+	} else {
+		der, err = newRootDER(o, key)
+		chain = append(chain, der)
+	}
+	if err != nil {
+		return nil, err
+	}
+	auth := &Authority{Certificates: chain}
+	if o.Signer == nil {
+		pw, err := ca.password()
+		if err != nil {
+			return nil, err
+		}
+		auth.Key, err = encryptKey(o.rand(), key, pw)
+		clear(pw)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := ca.store.CreateAuthority(ctx, auth); err != nil {
+		return nil, err
+	}
+	return auth, nil
+}
+
+// load installs stored CA material.
+func (ca *CA) load(auth *Authority) error {
+	if len(auth.Certificates) == 0 {
+		return errors.New("rootca: stored CA has no certificate")
+	}
+	for i, der := range auth.Certificates {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return fmt.Errorf("rootca: stored CA certificate %d: %w", i, err)
+		}
+		if !c.IsCA || c.KeyUsage&x509.KeyUsageCertSign == 0 {
+			return fmt.Errorf("rootca: stored certificate %d (%s) is not a CA", i, c.Subject)
+		}
+		ca.chain = append(ca.chain, c)
+	}
+	ca.cert = ca.chain[0]
+	ca.roots = x509.NewCertPool()
+	ca.intermediates = x509.NewCertPool()
+	for _, c := range ca.chain {
+		if isSelfSigned(c) {
+			ca.roots.AddCert(c)
+		} else {
+			ca.intermediates.AddCert(c)
+		}
+	}
+	if _, err := ca.cert.Verify(x509.VerifyOptions{
+		Roots: ca.roots, Intermediates: ca.intermediates,
+		CurrentTime: ca.cert.NotBefore, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	}); err != nil {
+		return fmt.Errorf("rootca: stored CA chain does not verify: %w", err)
+	}
+
+	switch {
+	case auth.Key != nil:
+		pw, err := ca.password()
+		if err != nil {
+			return err
+		}
+		ca.signer, err = decryptKey(auth.Key, pw)
+		clear(pw)
+		if err != nil {
+			return err
+		}
+	case ca.opts.Signer != nil:
+		ca.signer = ca.opts.Signer
+	default:
+		return errors.New("rootca: stored CA has no key and Options.Signer is nil")
+	}
+	if !samePublicKey(ca.signer.Public(), ca.cert.PublicKey) {
+		return errors.New("rootca: CA key does not match the CA certificate")
+	}
+	alg, err := signatureAlgorithmFor(ca.signer.Public(), ca.opts.SignatureAlgorithm)
+	if err != nil {
+		return err
+	}
+	ca.sigAlg = alg
+	return nil
+}
+
+func isSelfSigned(c *x509.Certificate) bool {
+	return string(c.RawSubject) == string(c.RawIssuer) && c.CheckSignatureFrom(c) == nil
+}
+
+// Name returns Options.Name, "root" by default.
+func (ca *CA) Name() string { return ca.opts.name() }
+
+// Description describes the provider.
+func (ca *CA) Description() string {
+	return "kvmpki built-in CA: the platform is its own certificate authority"
+}
+
+// Certificate returns the issuing CA certificate.
+func (ca *CA) Certificate() *x509.Certificate { return ca.cert }
+
+// CACertificates returns the issuing certificate followed by its issuers up
+// to the root.
+func (ca *CA) CACertificates(ctx context.Context) ([]*x509.Certificate, error) {
+	return append([]*x509.Certificate(nil), ca.chain...), nil
+}
+
+// LookupCertificate returns the inventory record of serial.
+func (ca *CA) LookupCertificate(ctx context.Context, serial *big.Int) (*provider.CertificateRecord, error) {
+	if serial == nil {
+		return nil, &provider.RequestError{Field: "serial", Reason: "missing"}
+	}
+	return ca.store.Certificate(ctx, serial)
+}
+
+// ListCertificates lists the inventory.
+func (ca *CA) ListCertificates(ctx context.Context, opts *provider.ListOptions) ([]*provider.CertificateRecord, error) {
+	return ca.store.ListCertificates(ctx, opts)
+}
+
+// subjectString renders a subject for logs and records.
+func subjectString(n pkix.Name) string { return n.String() }

@@ -1,0 +1,91 @@
+package rootca
+
+import (
+	"crypto/x509"
+	"time"
+
+	"github.com/kvmpki/kvmpki/provider"
+)
+
+// Defaults. Each one passes every consumer in the project's certificate
+// profile reference: libvirt 9.0 with GnuTLS 3.7, QEMU 7.2, Go, OpenSSL 3.0
+// and Java 17.
+const (
+	// DefaultName is the provider name, as CloudStack names its built-in
+	// plugin.
+	DefaultName = "root"
+
+	// DefaultCAKeyAlgorithm and DefaultCAKeySize choose the key of a CA
+	// created at first start: ECDSA P-256, which every consumer accepts and
+	// which signs about 20 times faster than RSA-3072.
+	DefaultCAKeyAlgorithm = provider.KeyAlgorithmECDSA
+	DefaultCAKeySize      = 256
+	// DefaultRSACAKeySize is the CA key size when KeyAlgorithm is RSA and
+	// KeySize is zero. CloudStack's CA is RSA-4096 (twice the leaf size).
+	DefaultRSACAKeySize = 3072
+
+	// DefaultCAValidity is the validity of a CA created at first start.
+	// CloudStack's root lives 30 years; a shorter life bounds the damage of
+	// a key that leaked unnoticed.
+	DefaultCAValidity = 10 * 365 * 24 * time.Hour
+
+	// DefaultLeafKeyAlgorithm and DefaultLeafKeySize choose the key the CA
+	// generates for a request without a CSR: RSA-2048, which carries the
+	// digitalSignature|keyEncipherment key usage libvirt 9.0 demands and is
+	// what CloudStack's agents use.
+	DefaultLeafKeyAlgorithm = provider.KeyAlgorithmRSA
+	DefaultLeafKeySize      = 2048
+
+	// DefaultValidity is the validity of a leaf certificate when the
+	// request does not say (CloudStack's ca.framework.cert.validity.period).
+	DefaultValidity = 365 * 24 * time.Hour
+	// DefaultMaxValidity caps the validity a request may ask for.
+	// CloudStack has no cap.
+	DefaultMaxValidity = 3 * 365 * 24 * time.Hour
+
+	// DefaultBackdate is how far before the issuance time a certificate's
+	// NotBefore lies, so that hosts whose clocks lag accept it at once.
+	// It never reaches before the CA's own NotBefore.
+	DefaultBackdate = time.Hour
+
+	// DefaultMaxNames bounds the DNS names and IP addresses of one
+	// certificate.
+	DefaultMaxNames = 100
+
+	// DefaultCRLValidity is the time between a CRL's ThisUpdate and
+	// NextUpdate. GnuTLS refuses connections once a loaded CRL is past its
+	// NextUpdate, so publish well before it.
+	DefaultCRLValidity = 7 * 24 * time.Hour
+
+	// MinRSAKeySize and MaxRSAKeySize bound RSA keys in CSRs and options.
+	// Larger keys are refused because verifying them is a cheap way to burn
+	// the CA's CPU.
+	MinRSAKeySize = 2048
+	MaxRSAKeySize = 8192
+
+	// maxIssueAttempts bounds retries after a serial collision, which with
+	// 159 random bits means a broken random source.
+	maxIssueAttempts = 3
+
+	// maxCommonNameLength is ub-common-name from RFC 5280.
+	maxCommonNameLength = 64
+)
+
+// DefaultSubject is the subject of a CA created at first start when
+// Options.Subject is empty. An O attribute keeps zlint quiet.
+const DefaultSubject = "CN=kvmpki root CA,O=kvmpki"
+
+// allowedSignatureAlgorithms lists the signature algorithms the CA signs
+// with and accepts on CSRs. SHA-1 and MD5 are refused everywhere: GnuTLS
+// and Go reject such chains.
+var allowedSignatureAlgorithms = map[x509.SignatureAlgorithm]bool{
+	x509.SHA256WithRSA:    true,
+	x509.SHA384WithRSA:    true,
+	x509.SHA512WithRSA:    true,
+	x509.SHA256WithRSAPSS: true,
+	x509.SHA384WithRSAPSS: true,
+	x509.SHA512WithRSAPSS: true,
+	x509.ECDSAWithSHA256:  true,
+	x509.ECDSAWithSHA384:  true,
+	x509.ECDSAWithSHA512:  true,
+}

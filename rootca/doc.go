@@ -1,0 +1,96 @@
+// Package rootca is kvmpki's built-in certificate authority: the platform
+// is its own CA, as with Apache CloudStack's "root" CA plugin, but stricter.
+// It implements provider.Provider and every optional capability of package
+// provider (CRL signing, peer verification, renewal, inventory), and passes
+// the provider/providertest conformance suite.
+//
+// Certificates follow RFC 5280 and the profile that libvirt 9.0 with
+// GnuTLS, QEMU's tls-creds-x509, Go, OpenSSL 3 and Java 17 all accept.
+// CRLs are RFC 5280 v2 CRLs with a CRL number.
+//
+// For the common case, open a CA kept in a directory:
+//
+//	ca, err := rootca.OpenDir(ctx, "/var/lib/kvmpki/ca", &rootca.Options{
+//		Password: func() ([]byte, error) { return password, nil },
+//	})
+//	res, err := ca.Issue(ctx, &provider.IssueRequest{CSR: csrPEM, Role: provider.RoleHost,
+//		DNSNames: []string{"kvm1.example.org"}, IPAddresses: []net.IP{ip}})
+//
+// # The CA itself
+//
+// At first start [Open] creates a self-signed root (by default ECDSA P-256,
+// ten years) or, with [Options.Parent], an intermediate signed by a root
+// that stays offline ([NewRoot] makes one). Later starts load it. The CA key
+// is used through crypto.Signer: either a key held outside (an HSM or KMS
+// key in [Options.Signer]), or a key kept in the store as a PKCS #8 PEM
+// block encrypted with [Options.Password] (PBES2, PBKDF2-HMAC-SHA256,
+// AES-256-CBC).
+//
+// # Issuing
+//
+// [CA.Issue] signs a CSR after checking its signature, or generates a key
+// (RSA-2048 by default, or ECDSA). It refuses:
+//   - CSRs with a bad signature, or signed with SHA-1, MD5 or an unknown
+//     algorithm;
+//   - RSA keys under 2048 or over 8192 bits, curves other than P-256, P-384
+//     and P-521, and other key types;
+//   - CSRs that ask for a CA certificate (basic constraints CA:TRUE) or
+//     for e-mail or URI names;
+//   - names that break the names policy (below), and more than
+//     [Options.MaxNames] names;
+//   - a validity beyond [Options.MaxValidity] or beyond the CA's own
+//     NotAfter (it is refused, not shortened).
+//
+// The certificate carries what the request's role calls for:
+//
+//	role    EKU                     key usage (RSA)   key usage (ECDSA)
+//	host    serverAuth, clientAuth  DS | KE           none
+//	server  serverAuth              DS | KE           none
+//	client  clientAuth              none              none
+//
+// ECDSA leaves carry no key usage because libvirt 9.0 demands
+// keyEncipherment whenever the (critical) extension is present, which is
+// wrong for ECDSA keys; client-only leaves carry none because zlint's RFC
+// 5280 lints refuse keyEncipherment next to clientAuth alone. Every leaf
+// has basic constraints CA:FALSE, a subject key identifier (RFC 7093) and
+// an authority key identifier, and a serial of 159 random bits that the
+// store's unique constraint proves never repeats.
+//
+// # Names policy
+//
+// Names come from the request (DNSNames, IPAddresses, CommonName), which
+// the platform vouches for, and from the CSR (subject CN, DNS and IP
+// SANs), which the requester controls and which may not claim a name in
+// [Options.ReservedDNSNames]. DNS names must be RFC 1123 host names without
+// wildcards, and are lower-cased; IP addresses may not be unspecified,
+// multicast or broadcast. The subject is the common name alone (the
+// request's, else the CSR's, else the first name), and the common name is
+// always among the SANs, since Go and GnuTLS ignore the CN when SANs are
+// present.
+//
+// # Revocation and CRLs
+//
+// [CA.Revoke] records a revocation with an RFC 5280 reason; revoking an
+// unknown serial or revoking twice is an error. Revocations live in memory
+// too, so [CA.VerifyPeer] checks them in O(1) at every handshake.
+// [CA.SignCRL] signs a v2 CRL whose number never repeats, in the form
+// libvirt (cacrl.pem), QEMU (ca-crl.pem) and `openssl verify -crl_check`
+// read.
+//
+// # Verifying peers
+//
+// [CA.VerifyPeer] is the trust decision at TLS handshakes; hand it to
+// crypto/tls with provider.VerifyConnection. It always verifies the chain
+// to this CA, which CloudStack's trust manager never did. CloudStack's
+// ca.plugin.root.auth.strictness=false and allow.expired.cert=true map to
+// [Options.InsecureAllowMissingClientCert] and
+// [Options.InsecureAllowExpired]; both default to off, and neither lets a
+// revoked or foreign certificate in.
+//
+// # State
+//
+// State lives behind the small [Store] interface: [MemStore] for tests,
+// and [SQLStore] on database/sql with an embedded SQLite database (one file
+// in the CA's directory, WAL, busy timeout) by default. Every issuance and
+// revocation is durable when its call returns.
+package rootca

@@ -1,0 +1,295 @@
+package rootca
+
+import (
+	"context"
+	"crypto"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/kvmpki/kvmpki/provider"
+)
+
+var oidBasicConstraints = asn1.ObjectIdentifier{2, 5, 29, 19}
+
+// Issue issues a certificate from a CSR or, without one, for a key it
+// generates. See the package documentation for the names, key and
+// validity policies. A refused request yields an error matching
+// provider.ErrInvalidRequest and changes no state. The certificate is in
+// the store when Issue returns.
+func (ca *CA) Issue(ctx context.Context, req *provider.IssueRequest) (*provider.IssueResult, error) {
+	if req == nil {
+		return nil, &provider.RequestError{Reason: "nil request"}
+	}
+	if !req.Role.Valid() {
+		return nil, &provider.RequestError{Field: "role", Reason: fmt.Sprintf("%v is not host, client or server", req.Role)}
+	}
+	names := newNameSet(ca.opts.maxNames())
+	if err := ca.addRequestNames(names, req); err != nil {
+		return nil, err
+	}
+
+	var (
+		pub crypto.PublicKey
+		key crypto.Signer
+	)
+	if req.CSR != nil {
+		csr, err := ca.checkCSR(req.CSR)
+		if err != nil {
+			return nil, err
+		}
+		if err := ca.addCSRNames(names, csr); err != nil {
+			return nil, err
+		}
+		pub = csr.PublicKey
+	} else {
+		var err error
+		alg, size := req.KeyAlgorithm, req.KeySize
+		if alg == provider.KeyAlgorithmDefault && size == 0 {
+			alg, size = ca.opts.LeafKeyAlgorithm, ca.opts.LeafKeySize
+		}
+		key, err = generateKey(ca.opts.rand(), alg, size, DefaultLeafKeyAlgorithm, DefaultLeafKeySize)
+		if err != nil {
+			return nil, &provider.RequestError{Field: "key", Reason: err.Error()}
+		}
+		pub = key.Public()
+	}
+	cert, err := ca.sign(ctx, pub, names, req.Role, req.Validity)
+	if err != nil {
+		return nil, err
+	}
+	return &provider.IssueResult{
+		Certificate: cert,
+		Chain:       append([]*x509.Certificate(nil), ca.chain...),
+		PrivateKey:  key,
+	}, nil
+}
+
+// addRequestNames adds the names the platform vouches for.
+func (ca *CA) addRequestNames(names *nameSet, req *provider.IssueRequest) error {
+	if req.CommonName != "" {
+		if len(req.CommonName) > maxCommonNameLength {
+			return &provider.RequestError{Field: "common name", Reason: fmt.Sprintf("longer than %d characters", maxCommonNameLength)}
+		}
+		if err := names.addName("common name", req.CommonName); err != nil {
+			return err
+		}
+		names.commonName = req.CommonName
+	}
+	// Refuse absurd lists before looking at each entry.
+	if n := len(req.DNSNames) + len(req.IPAddresses); n > names.max {
+		return &provider.RequestError{Field: "names", Reason: fmt.Sprintf("%d names exceed the limit of %d", n, names.max)}
+	}
+	for _, n := range req.DNSNames {
+		if err := names.addDNS("dns", n); err != nil {
+			return err
+		}
+	}
+	for _, ip := range req.IPAddresses {
+		if err := names.addIP("ip", ip); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkCSR parses a CSR and applies the signature, key and extension
+// policies.
+func (ca *CA) checkCSR(data []byte) (*x509.CertificateRequest, error) {
+	csr, err := provider.ParseCSR(data)
+	if err != nil {
+		return nil, err
+	}
+	if !allowedSignatureAlgorithms[csr.SignatureAlgorithm] {
+		return nil, &provider.RequestError{Field: "csr", Reason: fmt.Sprintf("signature algorithm %v is not allowed", csr.SignatureAlgorithm)}
+	}
+	if err := checkPublicKey(csr.PublicKey); err != nil {
+		return nil, &provider.RequestError{Field: "csr", Reason: err.Error()}
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, &provider.RequestError{Field: "csr", Reason: "signature does not verify", Err: err}
+	}
+	for _, ext := range csr.Extensions {
+		if !ext.Id.Equal(oidBasicConstraints) {
+			continue
+		}
+		var bc struct {
+			IsCA       bool `asn1:"optional"`
+			MaxPathLen int  `asn1:"optional,default:-1"`
+		}
+		if rest, err := asn1.Unmarshal(ext.Value, &bc); err != nil || len(rest) != 0 {
+			return nil, &provider.RequestError{Field: "csr", Reason: "malformed basic constraints extension"}
+		}
+		if bc.IsCA {
+			return nil, &provider.RequestError{Field: "csr", Reason: "requests a CA certificate (basic constraints CA:TRUE)"}
+		}
+	}
+	if len(csr.EmailAddresses) > 0 || len(csr.URIs) > 0 {
+		return nil, &provider.RequestError{Field: "csr", Reason: "requests e-mail or URI names, which this CA does not certify"}
+	}
+	return csr, nil
+}
+
+// addCSRNames adds the names the requester asks for.
+func (ca *CA) addCSRNames(names *nameSet, csr *x509.CertificateRequest) error {
+	if n := len(csr.DNSNames) + len(csr.IPAddresses); n > names.max {
+		return &provider.RequestError{Field: "csr", Reason: fmt.Sprintf("%d names exceed the limit of %d", n, names.max)}
+	}
+	check := func(n string) error {
+		if reserved(n, ca.opts.ReservedDNSNames) {
+			return &provider.RequestError{Field: "csr", Reason: fmt.Sprintf("name %q is reserved for the platform", n)}
+		}
+		return nil
+	}
+	if cn := csr.Subject.CommonName; cn != "" {
+		before := len(names.dnsNames)
+		if err := names.addName("csr common name", cn); err != nil {
+			return err
+		}
+		if len(names.dnsNames) > before {
+			if err := check(names.dnsNames[before]); err != nil {
+				return err
+			}
+		}
+		if names.commonName == "" {
+			names.commonName = cn
+		}
+	}
+	for _, n := range csr.DNSNames {
+		before := len(names.dnsNames)
+		if err := names.addDNS("csr dns", n); err != nil {
+			return err
+		}
+		if len(names.dnsNames) > before {
+			if err := check(names.dnsNames[before]); err != nil {
+				return err
+			}
+		}
+	}
+	for _, ip := range csr.IPAddresses {
+		if err := names.addIP("csr ip", ip); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sign makes, signs and records a leaf certificate.
+func (ca *CA) sign(ctx context.Context, pub crypto.PublicKey, names *nameSet, role provider.Role, validity time.Duration) (*x509.Certificate, error) {
+	if err := checkPublicKey(pub); err != nil {
+		return nil, &provider.RequestError{Field: "key", Reason: err.Error()}
+	}
+	cn := names.commonName
+	switch {
+	case cn != "":
+	case len(names.dnsNames) > 0:
+		cn = names.dnsNames[0]
+	case len(names.ips) > 0:
+		cn = names.ips[0].String()
+	default:
+		return nil, &provider.RequestError{Field: "names", Reason: "no common name, DNS name or IP address"}
+	}
+	if len(cn) > maxCommonNameLength {
+		return nil, &provider.RequestError{Field: "common name", Reason: fmt.Sprintf("%q is longer than %d characters", cn, maxCommonNameLength)}
+	}
+
+	if validity == 0 {
+		validity = ca.opts.defaultValidity()
+	}
+	if validity < 0 {
+		return nil, &provider.RequestError{Field: "validity", Reason: "negative"}
+	}
+	if max := ca.opts.maxValidity(); validity > max {
+		return nil, &provider.RequestError{Field: "validity", Reason: fmt.Sprintf("%v exceeds the maximum of %v", validity, max)}
+	}
+	now := ca.opts.now().UTC().Truncate(time.Second)
+	notAfter := now.Add(validity)
+	if notAfter.After(ca.cert.NotAfter) {
+		return nil, &provider.RequestError{Field: "validity", Reason: fmt.Sprintf("certificate would outlive the CA (valid until %s)", ca.cert.NotAfter.UTC().Format(time.RFC3339))}
+	}
+	if now.Before(ca.cert.NotBefore) {
+		return nil, fmt.Errorf("rootca: CA certificate is not valid before %s", ca.cert.NotBefore.UTC().Format(time.RFC3339))
+	}
+	notBefore := now.Add(-ca.opts.backdate())
+	if notBefore.Before(ca.cert.NotBefore) {
+		notBefore = ca.cert.NotBefore
+	}
+
+	ski, err := subjectKeyID(pub)
+	if err != nil {
+		return nil, &provider.RequestError{Field: "key", Reason: err.Error()}
+	}
+	tmpl := &x509.Certificate{
+		Subject:               pkix.Name{CommonName: cn},
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              leafKeyUsage(role, pub),
+		ExtKeyUsage:           role.ExtKeyUsages(),
+		BasicConstraintsValid: true,
+		SubjectKeyId:          ski,
+		DNSNames:              names.dnsNames,
+		IPAddresses:           names.ips,
+		SignatureAlgorithm:    ca.sigAlg,
+	}
+
+	for attempt := 1; ; attempt++ {
+		if tmpl.SerialNumber, err = randomSerial(ca.opts.rand()); err != nil {
+			return nil, err
+		}
+		der, err := x509.CreateCertificate(ca.opts.rand(), tmpl, ca.cert, pub, ca.signer)
+		if err != nil {
+			return nil, fmt.Errorf("rootca: sign certificate: %w", err)
+		}
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("rootca: parse issued certificate: %w", err)
+		}
+		rec := recordOf(cert, role)
+		err = ca.store.AddCertificate(ctx, rec)
+		if errors.Is(err, ErrDuplicateSerial) && attempt < maxIssueAttempts {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("rootca: record certificate: %w", err)
+		}
+		ca.opts.logger().LogAttrs(ctx, slog.LevelInfo, "rootca: issued certificate",
+			slog.String("serial", provider.FormatSerial(cert.SerialNumber)), slog.String("subject", rec.Subject),
+			slog.String("role", role.String()), slog.Time("not_after", cert.NotAfter))
+		return cert, nil
+	}
+}
+
+// leafKeyUsage returns the key usage for a leaf: digitalSignature and
+// keyEncipherment for RSA server-capable leaves, because libvirt 9.0
+// demands keyEncipherment whenever the extension is present (and Go marks
+// it critical); no extension at all for ECDSA leaves (keyEncipherment is
+// wrong for ECDSA, RFC 8813) and for client-only leaves (zlint refuses
+// keyEncipherment next to clientAuth alone).
+func leafKeyUsage(role provider.Role, pub crypto.PublicKey) x509.KeyUsage {
+	if role == provider.RoleClient {
+		return 0
+	}
+	if _, isRSA := pub.(*rsa.PublicKey); isRSA {
+		return x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
+	}
+	return 0
+}
+
+func recordOf(cert *x509.Certificate, role provider.Role) *provider.CertificateRecord {
+	return &provider.CertificateRecord{
+		Serial:      cert.SerialNumber,
+		Subject:     subjectString(cert.Subject),
+		DNSNames:    cert.DNSNames,
+		IPAddresses: cert.IPAddresses,
+		NotBefore:   cert.NotBefore,
+		NotAfter:    cert.NotAfter,
+		Role:        role,
+		Status:      provider.StatusValid,
+		Raw:         cert.Raw,
+	}
+}

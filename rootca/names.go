@@ -1,0 +1,153 @@
+package rootca
+
+import (
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/kvmpki/kvmpki/provider"
+)
+
+// The names policy decides which DNS names and IP addresses go into a
+// certificate.
+//
+//   - Names come from two sources: the request (IssueRequest.DNSNames,
+//     IPAddresses and CommonName), which the platform vouches for, and the
+//     CSR (its subject common name and its DNS and IP subject alternative
+//     names), which the requester controls. CloudStack adds a host's
+//     addresses on top of its agent's CSR the same way.
+//   - A CSR may not ask for e-mail, URI or other name forms, nor for a name
+//     in Options.ReservedDNSNames.
+//   - Every DNS name must be a host name of letters, digits and hyphens
+//     (RFC 1123), at most 253 characters, without wildcards; it is
+//     lower-cased. An IP address may not be unspecified, multicast or
+//     broadcast.
+//   - The subject is the common name alone, which is also added as a DNS
+//     name (or IP address), because Go and GnuTLS ignore the CN when SANs
+//     are present. The CSR's other subject attributes are dropped.
+//   - At most Options.MaxNames names in all; duplicates count once.
+type nameSet struct {
+	commonName string
+	dnsNames   []string
+	ips        []net.IP
+	seen       map[string]bool
+	max        int
+}
+
+func newNameSet(max int) *nameSet {
+	return &nameSet{seen: make(map[string]bool), max: max}
+}
+
+func (s *nameSet) count() int { return len(s.dnsNames) + len(s.ips) }
+
+func (s *nameSet) addDNS(field, name string) error {
+	n, err := canonicalDNSName(name)
+	if err != nil {
+		return &provider.RequestError{Field: field, Reason: err.Error()}
+	}
+	if s.seen[n] {
+		return nil
+	}
+	if s.count() >= s.max {
+		return &provider.RequestError{Field: field, Reason: fmt.Sprintf("more than %d names", s.max)}
+	}
+	s.seen[n] = true
+	s.dnsNames = append(s.dnsNames, n)
+	return nil
+}
+
+func (s *nameSet) addIP(field string, ip net.IP) error {
+	if err := checkIP(ip); err != nil {
+		return &provider.RequestError{Field: field, Reason: err.Error()}
+	}
+	if v4 := ip.To4(); v4 != nil {
+		ip = v4
+	}
+	key := "ip:" + string(ip)
+	if s.seen[key] {
+		return nil
+	}
+	if s.count() >= s.max {
+		return &provider.RequestError{Field: field, Reason: fmt.Sprintf("more than %d names", s.max)}
+	}
+	s.seen[key] = true
+	s.ips = append(s.ips, ip)
+	return nil
+}
+
+// addName adds a name that may be a host name or an IP literal, such as a
+// common name.
+func (s *nameSet) addName(field, name string) error {
+	if ip := net.ParseIP(name); ip != nil {
+		return s.addIP(field, ip)
+	}
+	return s.addDNS(field, name)
+}
+
+func canonicalDNSName(name string) (string, error) {
+	if name == "" {
+		return "", fmt.Errorf("empty DNS name")
+	}
+	if len(name) > 253 {
+		return "", fmt.Errorf("DNS name of %d characters is longer than 253", len(name))
+	}
+	labelLen := 0
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c == '.':
+			if labelLen == 0 {
+				return "", fmt.Errorf("DNS name %q has an empty label", name)
+			}
+			labelLen = 0
+			continue
+		case c == '-':
+			if labelLen == 0 || i+1 == len(name) || name[i+1] == '.' {
+				return "", fmt.Errorf("DNS name %q has a label that starts or ends with a hyphen", name)
+			}
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		default:
+			return "", fmt.Errorf("DNS name %q contains the character %q", name, c)
+		}
+		labelLen++
+		if labelLen > 63 {
+			return "", fmt.Errorf("DNS name %q has a label longer than 63 characters", name)
+		}
+	}
+	if labelLen == 0 {
+		return "", fmt.Errorf("DNS name %q ends with a dot", name)
+	}
+	return strings.ToLower(name), nil
+}
+
+func checkIP(ip net.IP) error {
+	switch {
+	case len(ip) != net.IPv4len && len(ip) != net.IPv6len:
+		return fmt.Errorf("malformed IP address of %d bytes", len(ip))
+	case ip.IsUnspecified():
+		return fmt.Errorf("unspecified IP address %s", ip)
+	case ip.IsMulticast():
+		return fmt.Errorf("multicast IP address %s", ip)
+	case ip.Equal(net.IPv4bcast):
+		return fmt.Errorf("broadcast IP address %s", ip)
+	}
+	return nil
+}
+
+// reserved reports whether name is covered by one of the reserved
+// patterns.
+func reserved(name string, patterns []string) bool {
+	for _, p := range patterns {
+		p = strings.ToLower(p)
+		if suffix, ok := strings.CutPrefix(p, "*."); ok {
+			if strings.HasSuffix(name, "."+suffix) {
+				return true
+			}
+			continue
+		}
+		if name == p {
+			return true
+		}
+	}
+	return false
+}

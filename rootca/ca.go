@@ -227,6 +227,9 @@ func (ca *CA) load(auth *Authority) error {
 	if !samePublicKey(ca.signer.Public(), ca.cert.PublicKey) {
 		return errors.New("rootca: CA key does not match the CA certificate")
 	}
+	if ca.opts.Signer != nil && !samePublicKey(ca.opts.Signer.Public(), ca.cert.PublicKey) {
+		return errors.New("rootca: Options.Signer does not match the stored CA certificate")
+	}
 	alg, err := signatureAlgorithmFor(ca.signer.Public(), ca.opts.SignatureAlgorithm)
 	if err != nil {
 		return err

@@ -49,6 +49,11 @@ func (ca *CA) VerifyPeer(ctx context.Context, req *provider.VerifyRequest) error
 	if now.IsZero() {
 		now = ca.opts.now()
 	}
+	if leaf.IsCA {
+		// GnuTLS refuses CA:TRUE peers too; a peer showing a CA
+		// certificate is either misconfigured or holds a CA key.
+		return fail(fmt.Errorf("%w: a CA certificate cannot be a TLS peer", provider.ErrIncompatibleUsage))
+	}
 	intermediates := ca.intermediates
 	if len(req.Certificates) > 1 {
 		intermediates = ca.intermediates.Clone()

@@ -1,0 +1,168 @@
+package rootca
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite" // registers the "sqlite" database/sql driver
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// sqliteBusyTimeout is how long an SQLite connection waits for a lock held
+// by another connection or process before failing with SQLITE_BUSY.
+const sqliteBusyTimeout = 10 * time.Second
+
+// A dialect holds everything that differs between the SQL databases
+// SQLStore runs on, so that its statements (sqlstore.go) are written once.
+// Statements are written with "?" placeholders and {type} markers in DDL;
+// rebind and expand translate them.
+//
+// SQLStore's statements need neither an upsert nor row locks (SELECT ...
+// FOR UPDATE): CreateAuthority relies on the primary key of a one-row
+// table, Revoke on an UPDATE guarded by "status = valid" and its row count,
+// and NextCRLNumber on an UPDATE that increments in place before the
+// SELECT that reads the result, inside one transaction. Those are atomic
+// under the default isolation of SQLite, PostgreSQL and MariaDB (InnoDB)
+// alike.
+type dialect struct {
+	// name names the database in error messages, such as "sqlite".
+	name string
+
+	// placeholder returns the bind parameter for the n-th argument of a
+	// statement, counting from 1, such as "$1" for PostgreSQL. If nil,
+	// every argument is "?", as in SQLite and MariaDB.
+	placeholder func(n int) string
+
+	// Column types, substituted for {blob}, {text}, {key}, {time} and
+	// {int} in DDL.
+	//
+	// blob holds arbitrary bytes (DER, the encrypted key); text holds
+	// unbounded UTF-8 (subjects, JSON lists); key holds a lower-case
+	// hexadecimal serial of at most 40 characters that is indexed and
+	// must compare byte by byte (PostgreSQL: TEXT COLLATE "C"; MariaDB:
+	// VARCHAR(40) CHARACTER SET ascii COLLATE ascii_bin); time holds the
+	// 30-character fixed-width timestamps of timeLayout, with the same
+	// byte-wise comparison; int is a signed 64-bit integer.
+	blob, text, key, time, int string
+
+	// tableSuffix, if set, follows the closing parenthesis of every
+	// CREATE TABLE, such as "STRICT" for SQLite or "ENGINE=InnoDB" for
+	// MariaDB.
+	tableSuffix string
+
+	// migrationLock, if set, is executed first in the migration
+	// transaction, to serialize processes migrating at once where the
+	// transaction alone does not: PostgreSQL's CREATE TABLE IF NOT EXISTS
+	// races (pg_advisory_xact_lock), and MariaDB's DDL commits implicitly
+	// (GET_LOCK). SQLite needs none: its write transactions begin
+	// IMMEDIATE and so exclude each other.
+	migrationLock string
+
+	// isUniqueViolation reports whether err, returned by the driver,
+	// is a violation of a PRIMARY KEY or UNIQUE constraint
+	// (PostgreSQL: SQLSTATE 23505; MariaDB: error 1062).
+	isUniqueViolation func(err error) bool
+
+	// openError, if set, rewrites an error from opening the database or
+	// migrating its schema into a clearer one, keeping it wrapped.
+	openError func(err error) error
+}
+
+// rebind replaces the "?" placeholders of query with the dialect's. The
+// statements of this package hold no "?" in literals or identifiers.
+func (d *dialect) rebind(query string) string {
+	if d.placeholder == nil {
+		return query
+	}
+	var b strings.Builder
+	n := 0
+	for {
+		i := strings.IndexByte(query, '?')
+		if i < 0 {
+			b.WriteString(query)
+			return b.String()
+		}
+		n++
+		b.WriteString(query[:i])
+		b.WriteString(d.placeholder(n))
+		query = query[i+1:]
+	}
+}
+
+// expand replaces the {type} markers of a DDL statement with the dialect's
+// column types, and a trailing {table} marker with its table suffix.
+func (d *dialect) expand(ddl string) string {
+	return strings.NewReplacer(
+		"{blob}", d.blob,
+		"{text}", d.text,
+		"{key}", d.key,
+		"{time}", d.time,
+		"{int}", d.int,
+		"{table}", d.tableSuffix,
+	).Replace(ddl)
+}
+
+// sqliteDialect is SQLite through modernc.org/sqlite, driver "sqlite".
+var sqliteDialect = dialect{
+	name: "sqlite",
+	// SQLite compares TEXT with the BINARY collation (memcmp) unless told
+	// otherwise, and STRICT tables refuse values of the wrong type.
+	blob:        "BLOB",
+	text:        "TEXT",
+	key:         "TEXT",
+	time:        "TEXT",
+	int:         "INTEGER",
+	tableSuffix: "STRICT",
+	isUniqueViolation: func(err error) bool {
+		var e *sqlite.Error
+		if !errors.As(err, &e) {
+			return false
+		}
+		// The driver turns extended result codes on.
+		return e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+	},
+	openError: func(err error) error {
+		var e *sqlite.Error
+		if errors.As(err, &e) && e.Code()&0xff == sqlite3.SQLITE_NOTADB {
+			return fmt.Errorf("not an SQLite database: %w", err)
+		}
+		return err
+	},
+}
+
+// sqliteDSN returns the modernc.org/sqlite data source name for the
+// database file at the absolute path: a file: URI, so that no character of
+// the path (a "?" in particular) is taken for a parameter, with the
+// settings every connection needs.
+//
+//   - WAL journal: readers do not block the writer, and one fsync of the
+//     log per commit.
+//   - synchronous=FULL: in WAL mode, NORMAL may lose the last commits on
+//     power loss; FULL syncs the log at every commit, so an issued or
+//     revoked certificate is on disk when the call returns.
+//   - busy_timeout: wait for other processes sharing the file instead of
+//     failing with SQLITE_BUSY at once.
+//   - foreign_keys: enforce the REFERENCES clauses of the schema.
+//   - _txlock=immediate: every transaction SQLStore begins takes the write
+//     lock at BEGIN, so two read-modify-write transactions (the CRL number,
+//     migrations) serialize instead of failing with SQLITE_BUSY_SNAPSHOT
+//     when one upgrades from reading to writing.
+func sqliteDSN(path string) string {
+	p := filepath.ToSlash(path)
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p // a Windows path such as C:/ca/ca.db
+	}
+	q := url.Values{}
+	q.Set("_busy_timeout", strconv.FormatInt(sqliteBusyTimeout.Milliseconds(), 10))
+	q.Set("_journal_mode", "WAL")
+	q.Set("_synchronous", "FULL")
+	q.Set("_foreign_keys", "on")
+	q.Set("_txlock", "immediate")
+	u := url.URL{Scheme: "file", Path: p, RawQuery: q.Encode()}
+	return u.String()
+}

@@ -1,0 +1,387 @@
+package rootca
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/kvmpki/kvmpki/provider"
+)
+
+var _ Store = (*MemStore)(nil)
+
+// MemStore is a Store that keeps everything in memory, for tests and
+// throwaway CAs. Nothing survives the process, so the durability the Store
+// contract asks for holds only for the MemStore's lifetime.
+//
+// The zero value is an empty store ready to use. A MemStore is safe for
+// concurrent use; it copies every value going in and coming out, so
+// callers cannot change its state behind its back.
+type MemStore struct {
+	mu        sync.RWMutex
+	closed    bool
+	authority *Authority
+	certs     map[string]*provider.CertificateRecord // by provider.FormatSerial
+	crlNumber int64
+}
+
+// NewMemStore returns an empty MemStore. It is equivalent to new(MemStore).
+func NewMemStore() *MemStore {
+	return new(MemStore)
+}
+
+// enter takes the read or write lock and checks that the store is open and
+// ctx not done. If it returns nil, the caller must call the returned
+// unlock function.
+func (m *MemStore) enter(ctx context.Context, write bool, op string) (unlock func(), err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("rootca: %s: %w", op, err)
+	}
+	if write {
+		m.mu.Lock()
+		unlock = m.mu.Unlock
+	} else {
+		m.mu.RLock()
+		unlock = m.mu.RUnlock
+	}
+	if m.closed {
+		unlock()
+		return nil, ErrStoreClosed
+	}
+	return unlock, nil
+}
+
+// LoadAuthority returns a copy of the stored CA, or an error matching
+// provider.ErrNotFound.
+func (m *MemStore) LoadAuthority(ctx context.Context) (*Authority, error) {
+	unlock, err := m.enter(ctx, false, "load authority")
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if m.authority == nil {
+		return nil, errNoAuthority
+	}
+	return cloneAuthority(m.authority), nil
+}
+
+// CreateAuthority stores a copy of a, unless the store already holds a CA,
+// in which case it returns ErrAuthorityExists.
+func (m *MemStore) CreateAuthority(ctx context.Context, a *Authority) error {
+	if err := validateAuthority(a); err != nil {
+		return err
+	}
+	unlock, err := m.enter(ctx, true, "create authority")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if m.authority != nil {
+		return ErrAuthorityExists
+	}
+	m.authority = cloneAuthority(a)
+	return nil
+}
+
+// AddCertificate records a copy of rec.
+func (m *MemStore) AddCertificate(ctx context.Context, rec *provider.CertificateRecord) error {
+	if err := validateRecord(rec); err != nil {
+		return err
+	}
+	unlock, err := m.enter(ctx, true, "add certificate")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	key := provider.FormatSerial(rec.Serial)
+	if _, ok := m.certs[key]; ok {
+		return duplicateSerialError(rec.Serial)
+	}
+	if m.certs == nil {
+		m.certs = make(map[string]*provider.CertificateRecord)
+	}
+	m.certs[key] = cloneRecord(rec)
+	return nil
+}
+
+// Certificate returns a copy of the record for serial.
+func (m *MemStore) Certificate(ctx context.Context, serial *big.Int) (*provider.CertificateRecord, error) {
+	if err := validateSerial(serial); err != nil {
+		return nil, err
+	}
+	unlock, err := m.enter(ctx, false, "certificate")
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	rec, ok := m.certs[provider.FormatSerial(serial)]
+	if !ok {
+		return nil, notFoundError(serial)
+	}
+	return cloneRecord(rec), nil
+}
+
+// ListCertificates returns copies of the records matching opts (nil means
+// all), in increasing order of NotAfter, then serial.
+func (m *MemStore) ListCertificates(ctx context.Context, opts *provider.ListOptions) ([]*provider.CertificateRecord, error) {
+	unlock, err := m.enter(ctx, false, "list certificates")
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	var list []*provider.CertificateRecord
+	for _, rec := range m.certs {
+		if opts != nil && opts.Status != nil && rec.Status != *opts.Status {
+			continue
+		}
+		if opts != nil && !opts.ExpiringBefore.IsZero() && !rec.NotAfter.Before(opts.ExpiringBefore) {
+			continue
+		}
+		list = append(list, cloneRecord(rec))
+	}
+	slices.SortFunc(list, func(a, b *provider.CertificateRecord) int {
+		if c := a.NotAfter.Compare(b.NotAfter); c != 0 {
+			return c
+		}
+		return a.Serial.Cmp(b.Serial)
+	})
+	return list, nil
+}
+
+// Revoke marks the certificate with serial revoked for reason at the
+// given time.
+func (m *MemStore) Revoke(ctx context.Context, serial *big.Int, reason provider.RevocationReason, at time.Time) (*Revocation, error) {
+	if err := validateRevocation(serial, reason, at); err != nil {
+		return nil, err
+	}
+	unlock, err := m.enter(ctx, true, "revoke")
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	rec, ok := m.certs[provider.FormatSerial(serial)]
+	if !ok {
+		return nil, notFoundError(serial)
+	}
+	if rec.Status == provider.StatusRevoked {
+		return nil, alreadyRevokedError(serial)
+	}
+	rec.Status = provider.StatusRevoked
+	rec.Reason = reason
+	rec.RevokedAt = at.UTC()
+	return &Revocation{
+		Serial:    new(big.Int).Set(rec.Serial),
+		RevokedAt: rec.RevokedAt,
+		Reason:    rec.Reason,
+		NotAfter:  rec.NotAfter,
+	}, nil
+}
+
+// Revocations returns every revocation, in increasing order of serial.
+func (m *MemStore) Revocations(ctx context.Context) ([]Revocation, error) {
+	unlock, err := m.enter(ctx, false, "revocations")
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	var list []Revocation
+	for _, rec := range m.certs {
+		if rec.Status != provider.StatusRevoked {
+			continue
+		}
+		list = append(list, Revocation{
+			Serial:    new(big.Int).Set(rec.Serial),
+			RevokedAt: rec.RevokedAt,
+			Reason:    rec.Reason,
+			NotAfter:  rec.NotAfter,
+		})
+	}
+	slices.SortFunc(list, func(a, b Revocation) int { return a.Serial.Cmp(b.Serial) })
+	return list, nil
+}
+
+// NextCRLNumber increments the CRL number and returns it. The first call
+// returns 1.
+func (m *MemStore) NextCRLNumber(ctx context.Context) (*big.Int, error) {
+	unlock, err := m.enter(ctx, true, "next crl number")
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	m.crlNumber++
+	return big.NewInt(m.crlNumber), nil
+}
+
+// Close marks the store closed and drops its contents; later calls return
+// ErrStoreClosed. Closing a closed MemStore does nothing and returns nil.
+func (m *MemStore) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	m.authority, m.certs = nil, nil
+	return nil
+}
+
+// The checks and copies below are shared by every Store in this package,
+// so that MemStore and SQLStore accept and return the same values.
+
+// errNoAuthority is returned by LoadAuthority on an empty store.
+var errNoAuthority = fmt.Errorf("rootca: store holds no CA: %w", provider.ErrNotFound)
+
+// maxSerialBits bounds serial numbers to RFC 5280's 20 octets, as
+// provider.ParseSerial bounds them to 40 hexadecimal digits.
+const maxSerialBits = 160
+
+func notFoundError(serial *big.Int) error {
+	return fmt.Errorf("rootca: certificate %s: %w", provider.FormatSerial(serial), provider.ErrNotFound)
+}
+
+func alreadyRevokedError(serial *big.Int) error {
+	return fmt.Errorf("rootca: certificate %s: %w", provider.FormatSerial(serial), provider.ErrAlreadyRevoked)
+}
+
+func duplicateSerialError(serial *big.Int) error {
+	return fmt.Errorf("%w %s", ErrDuplicateSerial, provider.FormatSerial(serial))
+}
+
+func validateSerial(serial *big.Int) error {
+	switch {
+	case serial == nil:
+		return errors.New("rootca: missing serial number")
+	case serial.Sign() <= 0:
+		return fmt.Errorf("rootca: serial number %s is not positive", serial)
+	case serial.BitLen() > maxSerialBits:
+		return fmt.Errorf("rootca: serial number %s is longer than 20 octets", provider.FormatSerial(serial))
+	}
+	return nil
+}
+
+// validateTime refuses times that do not fit the four-digit years of X.509
+// GeneralizedTime, and with them the fixed-width text SQLStore sorts by.
+func validateTime(field string, t time.Time) error {
+	if y := t.UTC().Year(); y < 0 || y > 9999 {
+		return fmt.Errorf("rootca: %s year %d outside 0 to 9999", field, y)
+	}
+	return nil
+}
+
+func validateAuthority(a *Authority) error {
+	if a == nil {
+		return errors.New("rootca: create authority: nil authority")
+	}
+	if len(a.Certificates) == 0 {
+		return errors.New("rootca: create authority: no certificates")
+	}
+	for i, der := range a.Certificates {
+		if len(der) == 0 {
+			return fmt.Errorf("rootca: create authority: certificate %d is empty", i)
+		}
+	}
+	return nil
+}
+
+func validateRecord(rec *provider.CertificateRecord) error {
+	if rec == nil {
+		return errors.New("rootca: add certificate: nil record")
+	}
+	if err := validateSerial(rec.Serial); err != nil {
+		return err
+	}
+	s := provider.FormatSerial(rec.Serial)
+	if rec.Status != provider.StatusValid {
+		return fmt.Errorf("rootca: add certificate %s: status is %s, want valid", s, rec.Status)
+	}
+	if !rec.RevokedAt.IsZero() || rec.Reason != provider.ReasonUnspecified {
+		return fmt.Errorf("rootca: add certificate %s: revocation fields set on a valid certificate", s)
+	}
+	if err := validateText("subject", rec.Subject); err != nil {
+		return fmt.Errorf("rootca: add certificate %s: %w", s, err)
+	}
+	for _, name := range rec.DNSNames {
+		if err := validateText("DNS name", name); err != nil {
+			return fmt.Errorf("rootca: add certificate %s: %w", s, err)
+		}
+	}
+	if len(rec.Raw) == 0 {
+		return fmt.Errorf("rootca: add certificate %s: no DER certificate", s)
+	}
+	for _, ip := range rec.IPAddresses {
+		if len(ip) != net.IPv4len && len(ip) != net.IPv6len {
+			return fmt.Errorf("rootca: add certificate %s: IP address of %d bytes", s, len(ip))
+		}
+	}
+	if err := validateTime("not before", rec.NotBefore); err != nil {
+		return err
+	}
+	return validateTime("not after", rec.NotAfter)
+}
+
+// validateText refuses strings that not every database stores intact:
+// invalid UTF-8 and NUL bytes.
+func validateText(field, s string) error {
+	if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+		return fmt.Errorf("%s %q is not valid UTF-8 text", field, s)
+	}
+	return nil
+}
+
+func validateRevocation(serial *big.Int, reason provider.RevocationReason, at time.Time) error {
+	if err := validateSerial(serial); err != nil {
+		return err
+	}
+	if !reason.Valid() {
+		return fmt.Errorf("rootca: revoke %s: invalid reason %d", provider.FormatSerial(serial), int(reason))
+	}
+	if at.IsZero() {
+		return fmt.Errorf("rootca: revoke %s: zero revocation time", provider.FormatSerial(serial))
+	}
+	return validateTime("revocation", at)
+}
+
+func cloneAuthority(a *Authority) *Authority {
+	c := &Authority{Certificates: make([][]byte, len(a.Certificates))}
+	for i, der := range a.Certificates {
+		c.Certificates[i] = slices.Clone(der)
+	}
+	if len(a.Key) > 0 {
+		c.Key = slices.Clone(a.Key)
+	}
+	return c
+}
+
+// cloneRecord deep-copies rec, with times in UTC, empty lists as nil and
+// IPv4 addresses in their 4-byte form, the form SQLStore returns too.
+func cloneRecord(rec *provider.CertificateRecord) *provider.CertificateRecord {
+	c := *rec
+	c.Serial = new(big.Int).Set(rec.Serial)
+	c.DNSNames = nil
+	if len(rec.DNSNames) > 0 {
+		c.DNSNames = slices.Clone(rec.DNSNames)
+	}
+	c.IPAddresses = nil
+	for _, ip := range rec.IPAddresses {
+		c.IPAddresses = append(c.IPAddresses, normalizeIP(ip))
+	}
+	c.NotBefore = rec.NotBefore.UTC()
+	c.NotAfter = rec.NotAfter.UTC()
+	if !rec.RevokedAt.IsZero() {
+		c.RevokedAt = rec.RevokedAt.UTC()
+	}
+	c.Raw = slices.Clone(rec.Raw)
+	return &c
+}
+
+// normalizeIP returns a copy of ip, 4 bytes long if it is an IPv4 address.
+func normalizeIP(ip net.IP) net.IP {
+	if v4 := ip.To4(); v4 != nil {
+		return slices.Clone(v4)
+	}
+	return slices.Clone(ip)
+}

@@ -1,0 +1,495 @@
+package rootca
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kvmpki/kvmpki/provider"
+)
+
+var _ Store = (*SQLStore)(nil)
+
+// BUG(rootca): SQLite in WAL mode needs memory shared between the
+// processes using the database, so OpenSQLite's file must not be on a
+// network file system.
+
+// SQLStore is a Store kept in an SQL database through database/sql. Every
+// change is committed, and so durable, when its method returns. Several
+// SQLStores, in one process or several, may share a database: the CRL
+// number, serial uniqueness and the single CA are enforced by the
+// database, not by the process.
+//
+// Use OpenSQLite to create one. The zero value is a closed store: every
+// method returns ErrStoreClosed.
+//
+// The schema is created and versioned by the store itself, in the table
+// schema_version. Serials are stored as lower-case hexadecimal text
+// (provider.FormatSerial), times as UTC text of fixed width with
+// nanoseconds ("2006-01-02T15:04:05.000000000Z"), DNS names and IP
+// addresses as JSON lists of strings, and certificates as DER.
+type SQLStore struct {
+	// mu is held for reading by every call and for writing by Close, so
+	// that Close waits for calls in progress and later calls see closed.
+	mu     sync.RWMutex
+	closed bool
+	db     *sql.DB
+	d      *dialect
+}
+
+// OpenSQLite opens, or creates, the SQLite database at path and returns an
+// SQLStore on it. A new file is created with mode 0600; the mode of an
+// existing file is left alone. The directory must exist.
+//
+// The database is put in WAL mode with synchronous=FULL, so that a change
+// is on disk when the call making it returns, and connections wait up to
+// 10 seconds for a lock held by another process. OpenSQLite creates the
+// schema or upgrades it, and refuses a database whose schema is newer than
+// this package knows or a file that is not an SQLite database.
+func OpenSQLite(ctx context.Context, path string) (*SQLStore, error) {
+	if path == "" {
+		return nil, errors.New("rootca: open sqlite store: empty path")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("rootca: open sqlite store: %w", err)
+	}
+	if err := createPrivateFile(abs); err != nil {
+		return nil, fmt.Errorf("rootca: open sqlite store: %w", err)
+	}
+	db, err := sql.Open("sqlite", sqliteDSN(abs))
+	if err != nil {
+		return nil, fmt.Errorf("rootca: open sqlite store %s: %w", abs, err)
+	}
+	// One connection: writers in this process queue in database/sql,
+	// where they honour their contexts, rather than poll the file lock
+	// in SQLite's busy handler. Other processes still wait up to
+	// sqliteBusyTimeout.
+	db.SetMaxOpenConns(1)
+	s, err := newSQLStore(ctx, db, &sqliteDialect)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("rootca: open sqlite store %s: %w", abs, err)
+	}
+	return s, nil
+}
+
+// createPrivateFile creates an empty file at path with mode 0600 unless
+// one exists, so that SQLite, which creates its -wal and -shm files with
+// the permissions of the database, never makes them readable by others.
+// A new file's directory entry is synced.
+func createPrivateFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return err
+		}
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("%s is not a regular file", path)
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	// Directories cannot be synced on every system (Windows); SQLite
+	// syncs the file itself at the first commit.
+	_ = dir.Sync()
+	return nil
+}
+
+// newSQLStore migrates the schema of db and returns a store on it. On
+// error the caller closes db.
+func newSQLStore(ctx context.Context, db *sql.DB, d *dialect) (*SQLStore, error) {
+	s := &SQLStore{db: db, d: d}
+	if err := s.migrate(ctx); err != nil {
+		if d.openError != nil {
+			err = d.openError(err)
+		}
+		return nil, err
+	}
+	return s, nil
+}
+
+// enter takes the read lock and checks that the store is open. If it
+// returns nil, the caller must call s.mu.RUnlock.
+func (s *SQLStore) enter() error {
+	s.mu.RLock()
+	if s.closed || s.db == nil {
+		s.mu.RUnlock()
+		return ErrStoreClosed
+	}
+	return nil
+}
+
+// LoadAuthority returns the stored CA, or an error matching
+// provider.ErrNotFound.
+func (s *SQLStore) LoadAuthority(ctx context.Context) (*Authority, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	var key []byte
+	err := s.db.QueryRowContext(ctx, s.d.rebind(`SELECT private_key FROM authority WHERE id = 1`)).Scan(&key)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, errNoAuthority
+	}
+	if err != nil {
+		return nil, fmt.Errorf("rootca: load authority: %w", err)
+	}
+	// The chain was committed with the authority row and never changes,
+	// so reading it outside a transaction is consistent.
+	rows, err := s.db.QueryContext(ctx, s.d.rebind(
+		`SELECT der FROM authority_certificates WHERE authority_id = 1 ORDER BY seq`))
+	if err != nil {
+		return nil, fmt.Errorf("rootca: load authority: %w", err)
+	}
+	defer rows.Close()
+	a := &Authority{}
+	if len(key) > 0 {
+		a.Key = key
+	}
+	for rows.Next() {
+		var der []byte
+		if err := rows.Scan(&der); err != nil {
+			return nil, fmt.Errorf("rootca: load authority: %w", err)
+		}
+		a.Certificates = append(a.Certificates, der)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("rootca: load authority: %w", err)
+	}
+	if len(a.Certificates) == 0 {
+		return nil, errors.New("rootca: load authority: stored CA has no certificates")
+	}
+	return a, nil
+}
+
+// CreateAuthority stores a, unless the database already holds a CA, in
+// which case it returns ErrAuthorityExists. Of several stores racing to
+// create the CA, exactly one succeeds.
+func (s *SQLStore) CreateAuthority(ctx context.Context, a *Authority) error {
+	if err := validateAuthority(a); err != nil {
+		return err
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	var key []byte
+	if len(a.Key) > 0 {
+		key = a.Key
+	}
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		// The CHECK (id = 1) primary key makes this the one row: the
+		// loser of a race gets a unique violation, never a second CA.
+		if _, err := tx.ExecContext(ctx, s.d.rebind(
+			`INSERT INTO authority (id, private_key) VALUES (1, ?)`), key); err != nil {
+			if s.d.isUniqueViolation(err) {
+				return ErrAuthorityExists
+			}
+			return err
+		}
+		for i, der := range a.Certificates {
+			if _, err := tx.ExecContext(ctx, s.d.rebind(
+				`INSERT INTO authority_certificates (authority_id, seq, der) VALUES (1, ?, ?)`), i, der); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, ErrAuthorityExists) {
+		return ErrAuthorityExists
+	}
+	if err != nil {
+		// Driver errors name constraints and tables, never bound values,
+		// so the key cannot leak into the message.
+		return fmt.Errorf("rootca: create authority: %w", err)
+	}
+	return nil
+}
+
+// AddCertificate records rec. A serial already recorded yields
+// ErrDuplicateSerial, detected by the primary key of the certificates
+// table, so that it holds across processes.
+func (s *SQLStore) AddCertificate(ctx context.Context, rec *provider.CertificateRecord) error {
+	if err := validateRecord(rec); err != nil {
+		return err
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	serial := provider.FormatSerial(rec.Serial)
+	dns, err := encodeNames(rec.DNSNames)
+	if err != nil {
+		return fmt.Errorf("rootca: add certificate %s: %w", serial, err)
+	}
+	ips := make([]string, len(rec.IPAddresses))
+	for i, ip := range rec.IPAddresses {
+		ips[i] = ip.String()
+	}
+	ipText, err := encodeNames(ips)
+	if err != nil {
+		return fmt.Errorf("rootca: add certificate %s: %w", serial, err)
+	}
+	_, err = s.db.ExecContext(ctx, s.d.rebind(`INSERT INTO certificates
+		(serial, subject, dns_names, ip_addresses, not_before, not_after, role, status, der)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		serial, rec.Subject, dns, ipText, formatTime(rec.NotBefore), formatTime(rec.NotAfter),
+		int64(rec.Role), int64(provider.StatusValid), rec.Raw)
+	if err != nil {
+		if s.d.isUniqueViolation(err) {
+			return duplicateSerialError(rec.Serial)
+		}
+		return fmt.Errorf("rootca: add certificate %s: %w", serial, err)
+	}
+	return nil
+}
+
+// certificateColumns are the columns scanRecord reads, in its order.
+const certificateColumns = `serial, subject, dns_names, ip_addresses, not_before, not_after,
+	role, status, revoked_at, reason, der`
+
+// Certificate returns the record for serial, or an error matching
+// provider.ErrNotFound.
+func (s *SQLStore) Certificate(ctx context.Context, serial *big.Int) (*provider.CertificateRecord, error) {
+	if err := validateSerial(serial); err != nil {
+		return nil, err
+	}
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	row := s.db.QueryRowContext(ctx, s.d.rebind(
+		`SELECT `+certificateColumns+` FROM certificates WHERE serial = ?`), provider.FormatSerial(serial))
+	r, err := scanRecord(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFoundError(serial)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("rootca: certificate %s: %w", provider.FormatSerial(serial), err)
+	}
+	rec, err := r.decode()
+	if err != nil {
+		return nil, fmt.Errorf("rootca: certificate %s: %w", provider.FormatSerial(serial), err)
+	}
+	return rec, nil
+}
+
+// serialOrder orders lower-case hexadecimal serials without leading zeros
+// numerically: a shorter one is smaller.
+const serialOrder = `LENGTH(serial), serial`
+
+// ListCertificates returns the records matching opts (nil means all) in
+// increasing order of NotAfter, then serial.
+func (s *SQLStore) ListCertificates(ctx context.Context, opts *provider.ListOptions) ([]*provider.CertificateRecord, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	var where []string
+	var args []any
+	if opts != nil && opts.Status != nil {
+		where = append(where, `status = ?`)
+		args = append(args, int64(*opts.Status))
+	}
+	if opts != nil && !opts.ExpiringBefore.IsZero() {
+		switch y := opts.ExpiringBefore.UTC().Year(); {
+		case y < 0:
+			return nil, nil // no stored NotAfter is that early
+		case y <= 9999:
+			where = append(where, `not_after < ?`)
+			args = append(args, formatTime(opts.ExpiringBefore))
+		}
+		// After 9999 every stored NotAfter qualifies.
+	}
+	query := `SELECT ` + certificateColumns + ` FROM certificates`
+	if len(where) > 0 {
+		query += ` WHERE ` + strings.Join(where, ` AND `)
+	}
+	query += ` ORDER BY not_after, ` + serialOrder
+	rows, err := s.db.QueryContext(ctx, s.d.rebind(query), args...)
+	if err != nil {
+		return nil, fmt.Errorf("rootca: list certificates: %w", err)
+	}
+	defer rows.Close()
+	var list []*provider.CertificateRecord
+	for rows.Next() {
+		r, err := scanRecord(rows)
+		if err != nil {
+			return nil, fmt.Errorf("rootca: list certificates: %w", err)
+		}
+		rec, err := r.decode()
+		if err != nil {
+			return nil, fmt.Errorf("rootca: list certificates: certificate %s: %w", r.serial, err)
+		}
+		list = append(list, rec)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("rootca: list certificates: %w", err)
+	}
+	return list, nil
+}
+
+// Revoke marks the certificate with serial revoked for reason at the
+// given time. Of several stores revoking the same certificate at once,
+// exactly one succeeds; the others get provider.ErrAlreadyRevoked.
+func (s *SQLStore) Revoke(ctx context.Context, serial *big.Int, reason provider.RevocationReason, at time.Time) (*Revocation, error) {
+	if err := validateRevocation(serial, reason, at); err != nil {
+		return nil, err
+	}
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	hex := provider.FormatSerial(serial)
+	var notAfter string
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		// Guarded by the status, the UPDATE changes nothing when another
+		// store revoked the certificate first, whatever the isolation.
+		res, err := tx.ExecContext(ctx, s.d.rebind(`UPDATE certificates
+			SET status = ?, reason = ?, revoked_at = ?
+			WHERE serial = ? AND status = ?`),
+			int64(provider.StatusRevoked), int64(reason), formatTime(at), hex, int64(provider.StatusValid))
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		var status int64
+		err = tx.QueryRowContext(ctx, s.d.rebind(
+			`SELECT status, not_after FROM certificates WHERE serial = ?`), hex).Scan(&status, &notAfter)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return notFoundError(serial)
+		case err != nil:
+			return err
+		case n == 0:
+			return alreadyRevokedError(serial)
+		}
+		return nil
+	})
+	if errors.Is(err, provider.ErrNotFound) || errors.Is(err, provider.ErrAlreadyRevoked) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("rootca: revoke %s: %w", hex, err)
+	}
+	na, err := parseTime(notAfter)
+	if err != nil {
+		// The revocation is committed; only the stored expiry is bad.
+		return nil, fmt.Errorf("rootca: revoke %s: stored not_after: %w", hex, err)
+	}
+	return &Revocation{
+		Serial:    new(big.Int).Set(serial),
+		RevokedAt: at.UTC(),
+		Reason:    reason,
+		NotAfter:  na,
+	}, nil
+}
+
+// Revocations returns every revocation, in increasing order of serial.
+func (s *SQLStore) Revocations(ctx context.Context) ([]Revocation, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	rows, err := s.db.QueryContext(ctx, s.d.rebind(
+		`SELECT serial, revoked_at, reason, not_after FROM certificates WHERE status = ? ORDER BY `+serialOrder),
+		int64(provider.StatusRevoked))
+	if err != nil {
+		return nil, fmt.Errorf("rootca: revocations: %w", err)
+	}
+	defer rows.Close()
+	var list []Revocation
+	for rows.Next() {
+		var hex, revokedAt, notAfter string
+		var reason int64
+		if err := rows.Scan(&hex, &revokedAt, &reason, &notAfter); err != nil {
+			return nil, fmt.Errorf("rootca: revocations: %w", err)
+		}
+		rev, err := decodeRevocation(hex, revokedAt, reason, notAfter)
+		if err != nil {
+			return nil, fmt.Errorf("rootca: revocations: certificate %s: %w", hex, err)
+		}
+		list = append(list, rev)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("rootca: revocations: %w", err)
+	}
+	return list, nil
+}
+
+// NextCRLNumber atomically increments the CRL number and returns the new
+// value. The first call returns 1; values never repeat, also across
+// processes sharing the database.
+func (s *SQLStore) NextCRLNumber(ctx context.Context) (*big.Int, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	var n int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		// The UPDATE takes the write lock (SQLite) or the row lock
+		// (PostgreSQL, MariaDB) before the SELECT reads the result.
+		if _, err := tx.ExecContext(ctx, s.d.rebind(
+			`UPDATE crl_number SET last_number = last_number + 1 WHERE id = 1`)); err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx, s.d.rebind(
+			`SELECT last_number FROM crl_number WHERE id = 1`)).Scan(&n)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rootca: next crl number: %w", err)
+	}
+	return big.NewInt(n), nil
+}
+
+// Close waits for the calls in progress, then closes the database. Later
+// calls return ErrStoreClosed. Closing a closed SQLStore does nothing and
+// returns nil.
+func (s *SQLStore) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.db == nil {
+		return nil
+	}
+	s.closed = true
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("rootca: close store: %w", err)
+	}
+	return nil
+}
+
+// inTx runs f in a write transaction and commits it if f returns nil.
+func (s *SQLStore) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}

@@ -1,0 +1,100 @@
+package rootca
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// migrations are the schema changes of SQLStore, in order: migrations[i]
+// takes the schema from version i to version i+1. Append, never edit: a
+// database records in schema_version which ones it has had. Statements
+// are DDL with {type} markers (see dialect.expand), executed one by one,
+// since not every driver runs several statements in one call.
+var migrations = [][]string{
+	// Version 1.
+	{
+		// The CA: one row, its key (NULL when the key is outside the
+		// store) and its chain, issuing certificate first (seq 0).
+		`CREATE TABLE authority (
+			id          {int} NOT NULL PRIMARY KEY CHECK (id = 1),
+			private_key {blob}
+		){table}`,
+		`CREATE TABLE authority_certificates (
+			authority_id {int} NOT NULL REFERENCES authority (id),
+			seq          {int} NOT NULL,
+			der          {blob} NOT NULL,
+			PRIMARY KEY (authority_id, seq)
+		){table}`,
+		// Issued certificates. status is provider.CertificateStatus
+		// (0 valid, 1 revoked), role provider.Role, reason the RFC 5280
+		// reason code; revoked_at and reason are NULL until revoked.
+		`CREATE TABLE certificates (
+			serial       {key} NOT NULL PRIMARY KEY,
+			subject      {text} NOT NULL,
+			dns_names    {text} NOT NULL,
+			ip_addresses {text} NOT NULL,
+			not_before   {time} NOT NULL,
+			not_after    {time} NOT NULL,
+			role         {int} NOT NULL,
+			status       {int} NOT NULL CHECK (status IN (0, 1)),
+			revoked_at   {time},
+			reason       {int},
+			der          {blob} NOT NULL,
+			CHECK ((status = 0 AND revoked_at IS NULL AND reason IS NULL)
+				OR (status = 1 AND revoked_at IS NOT NULL AND reason IS NOT NULL))
+		){table}`,
+		`CREATE INDEX certificates_not_after ON certificates (not_after)`,
+		`CREATE INDEX certificates_status ON certificates (status)`,
+		// The last CRL number handed out; 0 before the first CRL.
+		`CREATE TABLE crl_number (
+			id          {int} NOT NULL PRIMARY KEY CHECK (id = 1),
+			last_number {int} NOT NULL
+		){table}`,
+		`INSERT INTO crl_number (id, last_number) VALUES (1, 0)`,
+	},
+}
+
+// schemaVersion is the version of the schema this package writes.
+func schemaVersion() int { return len(migrations) }
+
+// migrate brings the schema up to schemaVersion in one transaction. Run by
+// several processes at once, one migrates and the others, whose
+// transactions wait for its write lock, then find nothing to do.
+func (s *SQLStore) migrate(ctx context.Context) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if s.d.migrationLock != "" {
+			if _, err := tx.ExecContext(ctx, s.d.migrationLock); err != nil {
+				return fmt.Errorf("lock schema: %w", err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, s.d.expand(`CREATE TABLE IF NOT EXISTS schema_version (
+			version    {int} NOT NULL PRIMARY KEY,
+			applied_at {time} NOT NULL
+		){table}`)); err != nil {
+			return fmt.Errorf("create schema_version: %w", err)
+		}
+		var current sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_version`).Scan(&current); err != nil {
+			return fmt.Errorf("read schema version: %w", err)
+		}
+		v := int(current.Int64)
+		if v > schemaVersion() {
+			return fmt.Errorf("schema version %d is newer than version %d this build of rootca supports; upgrade the software", v, schemaVersion())
+		}
+		for ; v < schemaVersion(); v++ {
+			for _, stmt := range migrations[v] {
+				if _, err := tx.ExecContext(ctx, s.d.expand(stmt)); err != nil {
+					return fmt.Errorf("migrate schema to version %d: %w", v+1, err)
+				}
+			}
+			if _, err := tx.ExecContext(ctx, s.d.rebind(
+				`INSERT INTO schema_version (version, applied_at) VALUES (?, ?)`),
+				v+1, formatTime(time.Now())); err != nil {
+				return fmt.Errorf("record schema version %d: %w", v+1, err)
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,31 @@
+// Package storetest is the contract test suite for implementations of
+// rootca.Store, in the manner of testing/fstest.TestFS and
+// provider/providertest.
+//
+// An implementation proves itself with one test:
+//
+//	func TestMyStore(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) rootca.Store {
+//			s, err := mystore.Open(t.Context(), filepath.Join(t.TempDir(), "ca.db"))
+//			require.NoError(t, err)
+//			return s
+//		})
+//	}
+//
+// Run checks, in named subtests, what the rootca.Store documentation
+// promises: the single CA and ErrAuthorityExists, the round trip of every
+// field of a certificate record, ErrDuplicateSerial, provider.ErrNotFound
+// and provider.ErrAlreadyRevoked with the first state left unchanged, the
+// order and filters of listings, CRL numbers that start at 1 and never
+// repeat under concurrent callers, concurrent issuance and revocation,
+// copies rather than shared state, cancelled contexts and ErrStoreClosed
+// after Close. Run the suite with -race: several subtests exist to give the
+// race detector something to find.
+//
+// Times are compared with time.Time.Equal, IP addresses with net.IP.Equal
+// and empty lists as empty, so that stores may normalize locations, IPv4
+// forms and nil slices.
+//
+// The suite uses no real certificates: records carry placeholder DER bytes,
+// which stores must keep without parsing.
+package storetest

@@ -1,0 +1,99 @@
+// Package providertest checks that a CA provider honours the contract of
+// package provider, in the spirit of [testing/fstest.TestFS].
+//
+// Authors of a provider (an ACME or a Vault plugin, or the built-in root
+// CA) call [Run] from a test of their own:
+//
+//	func TestConformance(t *testing.T) {
+//		providertest.Run(t, func(t *testing.T) provider.Provider {
+//			ca, err := vaultca.New(t.Context(), vaultca.Config{Address: testVault(t)})
+//			require.NoError(t, err)
+//			t.Cleanup(func() { ca.Close() })
+//			return ca
+//		}, &providertest.Options{
+//			Domain: "kvm.example.test",
+//			Skip: map[string]string{
+//				"Issue/LibvirtKeyUsage": "Vault's PKI role sets keyUsage itself",
+//			},
+//		})
+//	}
+//
+// and run it with the race detector: go test -race.
+//
+// # Providers per check group
+//
+// Run calls its newProvider function once per check group, passing the
+// group's *testing.T. A provider that is quick to create should return a
+// fresh one each time, for isolation. One that is slow to create (an HSM
+// session, a remote CA) may create it once and return it every time: the
+// checks are written for a shared provider and only ever look for the
+// certificates they issued themselves.
+//
+// # Checks
+//
+// Each check is a subtest named "Group/Check", which is also the name to
+// give in [Options.Skip] or to go test's -run and -skip flags. The groups
+// of optional capabilities are skipped, never failed, when the provider
+// lacks the capability.
+//
+//   - Identity: Name, Description: non-empty.
+//   - CACertificates: IssuingCA (the first certificate is a CA with
+//     keyCertSign and a subject key identifier); Chain (each certificate
+//     is signed by the next up to a self-signed root, all are CAs, none is
+//     signed with SHA-1, and any further certificates are rollover roots);
+//     Bundle (CABundle parses back to the same certificates).
+//   - Issue, with a generated key: host, client, server (the leaf verifies
+//     against the CA certificates for the usages of its role and only
+//     those, PrivateKey matches it, Chain is the CA chain, the requested
+//     names are in the SAN, it is not a CA, it does not outlive its
+//     issuer, its serial is positive and at most 20 octets, it has a
+//     subject key identifier and an authority key identifier equal to the
+//     issuer's, it is not signed with SHA-1); CommonName; Validity (the
+//     requested validity is honoured); UniqueSerials (50 issues);
+//     KeyTypes/<type> (one per [Options.KeyTypes]); LibvirtKeyUsage (a
+//     host or server leaf, generated or from an RSA CSR, has no keyUsage
+//     or one with both digitalSignature and keyEncipherment, as libvirt
+//     up to 11.3 requires of every key type).
+//   - IssueCSR: rsa-2048, ecdsa-p256: the leaf certifies the CSR's key,
+//     PrivateKey is nil, and the CSR's names and the request's are in the
+//     SAN.
+//   - Refusals: NoRole, BadCSRSignature, WeakRSAKey (1024 bits),
+//     CSRRequestsCA (basicConstraints CA:TRUE in the extensionRequest),
+//     SHA1CSR, MalformedCSR/{garbage,truncated,wrongPEMType},
+//     TooManyDNSNames (10,000), NULInDNSName, ValidityBeyondCA (200
+//     years). Each must fail with an error matching
+//     [provider.ErrInvalidRequest] and, for an [provider.Inventory], leave
+//     no record behind. Beware that
+//     [crypto/x509.CertificateRequest.CheckSignature] accepts SHA-1
+//     signatures: check the CSR's SignatureAlgorithm as well.
+//   - Revoke: UnknownSerial ([provider.ErrNotFound]), Revoke,
+//     AlreadyRevoked ([provider.ErrAlreadyRevoked]).
+//   - CRL ([provider.CRLSigner]): Signature (by the issuing CA), Entry (the
+//     revoked serial with its reason, and no unrevoked one), Number
+//     (greater than the previous CRL's), Update (NextUpdate after
+//     ThisUpdate).
+//   - VerifyPeer ([provider.PeerVerifier]): Accepted; Revoked
+//     ([provider.ErrRevoked]); UnknownAuthority (a look-alike CA with the
+//     same subject and key identifier); IncompatibleUsage; NameMismatch;
+//     Expired (the default policy refuses expired certificates);
+//     NoCertificate (the default policy is strict); MutualTLS (real
+//     handshakes over loopback with [provider.VerifyConnection] on both
+//     ends, refused once the client is revoked). Every refusal must be a
+//     [*provider.VerifyError].
+//   - Inventory ([provider.Inventory]): Lookup, Revoked, List, Filters,
+//     UnknownSerial.
+//   - Renew ([provider.Renewer]): Successor (new serial, same names and
+//     role, later NotAfter, same key), NewKey (with a CSR), Revoked and
+//     Foreign (both must fail).
+//   - Concurrency: IssueRevoke: 8 goroutines issue and revoke at once,
+//     next to readers; every serial is distinct.
+//
+// # Cost
+//
+// Run generates one 2048-bit and one 1024-bit RSA key for the CSR checks
+// and issues about 120 certificates; against an in-memory ECDSA CA it takes
+// well under a second. A provider whose default key is RSA pays for the
+// key generation of the KeyTypes/default check only, since the other
+// checks use the first entry of [Options.KeyTypes] (ECDSA P-256 by
+// default) or CSRs.
+package providertest

@@ -1,0 +1,393 @@
+package providertest_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"fmt"
+	"math/big"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kvmpki/kvmpki/provider"
+)
+
+// toyCA is an honest in-memory CA with every capability: an ECDSA P-256
+// root and intermediate, leaves profiled as kvmpki wants them. It exists
+// to test the conformance suite.
+type toyCA struct {
+	root, issuer *x509.Certificate
+	key          crypto.Signer // the issuer's key
+	flaws        flaws         // deliberate bugs, to prove the suite finds them
+
+	mu        sync.Mutex
+	certs     map[string]*toyRecord // by serial in hexadecimal
+	crlNumber int64
+}
+
+// flaws are bugs a toyCA can be told to have.
+type flaws struct {
+	noCSRSignatureCheck bool // sign CSRs without checking their signature
+	ignoreRevocation    bool // VerifyPeer accepts revoked certificates
+	noSKI               bool // leaves without a subject key identifier
+	staleCRLNumber      bool // every CRL has number 1
+	acceptExpired       bool // VerifyPeer accepts expired certificates
+}
+
+type toyRecord struct {
+	cert      *x509.Certificate
+	role      provider.Role
+	revoked   bool
+	revokedAt time.Time
+	reason    provider.RevocationReason
+}
+
+var (
+	_ provider.Provider     = (*toyCA)(nil)
+	_ provider.CRLSigner    = (*toyCA)(nil)
+	_ provider.PeerVerifier = (*toyCA)(nil)
+	_ provider.Renewer      = (*toyCA)(nil)
+	_ provider.Inventory    = (*toyCA)(nil)
+)
+
+// Toy profile.
+const (
+	toyDefaultValidity = 24 * time.Hour
+	toyBackdate        = 5 * time.Minute
+	toyMaxNames        = 100
+)
+
+var oidBasicConstraints = asn1.ObjectIdentifier{2, 5, 29, 19}
+
+func newToyCA(f flaws) (*toyCA, error) {
+	now := time.Now()
+	rootKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	root, err := toySign(&x509.Certificate{
+		Subject:               pkix.Name{Organization: []string{"kvmpki"}, CommonName: "toy root CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(10 * 365 * 24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}, nil, rootKey.Public(), rootKey)
+	if err != nil {
+		return nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	issuer, err := toySign(&x509.Certificate{
+		Subject:               pkix.Name{Organization: []string{"kvmpki"}, CommonName: "toy issuing CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(5 * 365 * 24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		MaxPathLenZero:        true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}, root, key.Public(), rootKey)
+	if err != nil {
+		return nil, err
+	}
+	return &toyCA{root: root, issuer: issuer, key: key, flaws: f, certs: make(map[string]*toyRecord)}, nil
+}
+
+// toySign signs tmpl with a fresh serial; a nil parent self-signs.
+func toySign(tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) (*x509.Certificate, error) {
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
+	if err != nil {
+		return nil, err
+	}
+	tmpl.SerialNumber = serial.Add(serial, big.NewInt(1))
+	if parent == nil {
+		parent = tmpl
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, key)
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(der)
+}
+
+func (ca *toyCA) Name() string        { return "toy" }
+func (ca *toyCA) Description() string { return "in-memory CA for testing the conformance suite" }
+
+func (ca *toyCA) CACertificates(context.Context) ([]*x509.Certificate, error) {
+	return []*x509.Certificate{ca.issuer, ca.root}, nil
+}
+
+func refuse(field, format string, args ...any) error {
+	return &provider.RequestError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+func (ca *toyCA) Issue(ctx context.Context, req *provider.IssueRequest) (*provider.IssueResult, error) {
+	if req == nil {
+		return nil, refuse("", "nil request")
+	}
+	if !req.Role.Valid() {
+		return nil, refuse("role", "%v is not a role", req.Role)
+	}
+	dnsNames, ips, cn := req.DNSNames, req.IPAddresses, req.CommonName
+	var pub crypto.PublicKey
+	var priv crypto.Signer
+	if req.CSR != nil {
+		csr, err := ca.checkCSR(req.CSR)
+		if err != nil {
+			return nil, err
+		}
+		pub = csr.PublicKey
+		dnsNames = append(append([]string(nil), csr.DNSNames...), dnsNames...)
+		ips = append(append([]net.IP(nil), csr.IPAddresses...), ips...)
+		if cn == "" {
+			cn = csr.Subject.CommonName
+		}
+	} else {
+		var err error
+		if priv, err = generateKey(req.KeyAlgorithm, req.KeySize); err != nil {
+			return nil, err
+		}
+		pub = priv.Public()
+	}
+	cert, err := ca.sign(pub, cn, dnsNames, ips, req.Role, req.Validity)
+	if err != nil {
+		return nil, err
+	}
+	return &provider.IssueResult{Certificate: cert, Chain: []*x509.Certificate{ca.issuer, ca.root}, PrivateKey: priv}, nil
+}
+
+// checkCSR parses a CSR and applies the toy's policy to it.
+func (ca *toyCA) checkCSR(data []byte) (*x509.CertificateRequest, error) {
+	csr, err := provider.ParseCSR(data)
+	if err != nil {
+		return nil, err
+	}
+	if !ca.flaws.noCSRSignatureCheck {
+		// CheckSignature accepts SHA-1 signatures on CSRs, unlike on
+		// certificates, so they are refused first.
+		switch csr.SignatureAlgorithm {
+		case x509.SHA1WithRSA, x509.ECDSAWithSHA1, x509.DSAWithSHA1, x509.MD5WithRSA, x509.MD2WithRSA:
+			return nil, refuse("csr", "signed with %v", csr.SignatureAlgorithm)
+		}
+		if err := csr.CheckSignature(); err != nil {
+			return nil, &provider.RequestError{Field: "csr", Reason: "bad signature", Err: err}
+		}
+	}
+	if err := checkKey(csr.PublicKey); err != nil {
+		return nil, err
+	}
+	for _, ext := range csr.Extensions {
+		if !ext.Id.Equal(oidBasicConstraints) {
+			continue
+		}
+		var bc struct {
+			IsCA bool `asn1:"optional"`
+			Max  int  `asn1:"optional,default:-1"`
+		}
+		if rest, err := asn1.Unmarshal(ext.Value, &bc); err != nil || len(rest) > 0 || bc.IsCA {
+			return nil, refuse("csr", "requests a CA certificate")
+		}
+	}
+	return csr, nil
+}
+
+func checkKey(pub crypto.PublicKey) error {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		if n := k.N.BitLen(); n < 2048 || n > 8192 {
+			return refuse("csr", "%d-bit RSA key", n)
+		}
+	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() && k.Curve != elliptic.P384() && k.Curve != elliptic.P521() {
+			return refuse("csr", "unsupported curve")
+		}
+	case ed25519.PublicKey:
+	default:
+		return refuse("csr", "unsupported key type %T", pub)
+	}
+	return nil
+}
+
+func generateKey(alg provider.KeyAlgorithm, size int) (crypto.Signer, error) {
+	switch alg {
+	case provider.KeyAlgorithmDefault:
+		if size != 0 {
+			return nil, refuse("key", "a key size needs an algorithm")
+		}
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case provider.KeyAlgorithmECDSA:
+		curves := map[int]elliptic.Curve{0: elliptic.P256(), 256: elliptic.P256(), 384: elliptic.P384(), 521: elliptic.P521()}
+		c, ok := curves[size]
+		if !ok {
+			return nil, refuse("key", "no %d-bit curve", size)
+		}
+		return ecdsa.GenerateKey(c, rand.Reader)
+	case provider.KeyAlgorithmRSA:
+		if size == 0 {
+			size = 2048
+		}
+		if size < 2048 || size > 8192 {
+			return nil, refuse("key", "%d-bit RSA key", size)
+		}
+		return rsa.GenerateKey(rand.Reader, size)
+	}
+	return nil, refuse("key", "unknown algorithm %v", alg)
+}
+
+// validDNSName reports whether name is a host name of letters, digits and
+// hyphens.
+func validDNSName(name string) bool {
+	if len(name) == 0 || len(name) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(name, ".") {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range []byte(label) {
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// sign issues a leaf and records it.
+func (ca *toyCA) sign(pub crypto.PublicKey, cn string, dnsNames []string, ips []net.IP, role provider.Role, validity time.Duration) (*x509.Certificate, error) {
+	now := time.Now()
+	switch {
+	case validity == 0:
+		validity = toyDefaultValidity
+	case validity < 0:
+		return nil, refuse("validity", "negative")
+	}
+	notAfter := now.Add(validity)
+	if notAfter.After(ca.issuer.NotAfter) {
+		return nil, refuse("validity", "%v outlives the CA", validity)
+	}
+	dnsNames, ips = dedupe(dnsNames, ips)
+	if len(dnsNames)+len(ips) > toyMaxNames {
+		return nil, refuse("dns", "%d names, at most %d", len(dnsNames)+len(ips), toyMaxNames)
+	}
+	for _, n := range dnsNames {
+		if !validDNSName(n) {
+			return nil, refuse("dns", "invalid name %q", n)
+		}
+	}
+	for _, ip := range ips {
+		if len(ip) != net.IPv4len && len(ip) != net.IPv6len {
+			return nil, refuse("ip", "invalid address")
+		}
+	}
+	switch {
+	case cn != "":
+	case len(dnsNames) > 0:
+		cn = dnsNames[0]
+	case len(ips) > 0:
+		cn = ips[0].String()
+	}
+	if len(cn) > 64 {
+		return nil, refuse("cn", "longer than 64 characters")
+	}
+	tmpl := &x509.Certificate{
+		Subject:               pkix.Name{CommonName: cn},
+		NotBefore:             now.Add(-toyBackdate),
+		NotAfter:              notAfter,
+		BasicConstraintsValid: true,
+		ExtKeyUsage:           role.ExtKeyUsages(),
+		DNSNames:              dnsNames,
+		IPAddresses:           ips,
+	}
+	// The kvmpki profile: RSA server ends need digitalSignature and
+	// keyEncipherment for libvirt; other leaves carry no keyUsage.
+	if _, isRSA := pub.(*rsa.PublicKey); isRSA && role != provider.RoleClient {
+		tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
+	}
+	if !ca.flaws.noSKI {
+		spki, err := x509.MarshalPKIXPublicKey(pub)
+		if err != nil {
+			return nil, refuse("key", "%v", err)
+		}
+		sum := sha256.Sum256(spki)
+		tmpl.SubjectKeyId = sum[:20]
+	}
+
+	ca.mu.Lock()
+	defer ca.mu.Unlock()
+	for {
+		cert, err := toySign(tmpl, ca.issuer, pub, ca.key)
+		if err != nil {
+			return nil, err
+		}
+		id := cert.SerialNumber.Text(16)
+		if _, dup := ca.certs[id]; dup {
+			continue
+		}
+		ca.certs[id] = &toyRecord{cert: cert, role: role}
+		return cert, nil
+	}
+}
+
+func dedupe(dnsNames []string, ips []net.IP) ([]string, []net.IP) {
+	var names []string
+	seen := make(map[string]bool)
+	for _, n := range dnsNames {
+		if !seen[n] {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	var addrs []net.IP
+	for _, ip := range ips {
+		k := "ip:" + ip.String()
+		if !seen[k] {
+			seen[k] = true
+			addrs = append(addrs, ip)
+		}
+	}
+	return names, addrs
+}
+
+func (ca *toyCA) Revoke(ctx context.Context, req *provider.RevokeRequest) error {
+	if req == nil || req.Serial == nil {
+		return refuse("serial", "missing")
+	}
+	if !req.Reason.Valid() || req.Reason == provider.ReasonRemoveFromCRL {
+		return refuse("reason", "%v", req.Reason)
+	}
+	ca.mu.Lock()
+	defer ca.mu.Unlock()
+	rec, ok := ca.certs[req.Serial.Text(16)]
+	switch {
+	case !ok:
+		return fmt.Errorf("toy: serial %s: %w", provider.FormatSerial(req.Serial), provider.ErrNotFound)
+	case rec.revoked:
+		return fmt.Errorf("toy: serial %s: %w", provider.FormatSerial(req.Serial), provider.ErrAlreadyRevoked)
+	}
+	rec.revoked, rec.revokedAt, rec.reason = true, time.Now(), req.Reason
+	return nil
+}
+
+// lookup returns the record of cert if the toy issued it.
+func (ca *toyCA) lookup(cert *x509.Certificate) (toyRecord, bool) {
+	ca.mu.Lock()
+	defer ca.mu.Unlock()
+	rec, ok := ca.certs[cert.SerialNumber.Text(16)]
+	if !ok || !rec.cert.Equal(cert) {
+		return toyRecord{}, false
+	}
+	return *rec, true
+}

@@ -1,0 +1,246 @@
+package providertest
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kvmpki/kvmpki/provider"
+)
+
+// foreignCA is a self-signed CA that impersonates a provider's issuing CA:
+// same subject, same subject key identifier, different key.
+type foreignCA struct {
+	cert *x509.Certificate
+	key  crypto.Signer
+}
+
+func newForeignCA(t *testing.T, impersonate *x509.Certificate) *foreignCA {
+	t.Helper()
+	key := newECDSAKey(t)
+	tmpl := &x509.Certificate{
+		SerialNumber:          unknownSerial(t),
+		Subject:               impersonate.Subject,
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              impersonate.NotAfter,
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		SubjectKeyId:          impersonate.SubjectKeyId,
+	}
+	tmpl.RawSubject = impersonate.RawSubject
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	require.NoError(t, err)
+	cert, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	return &foreignCA{cert: cert, key: key}
+}
+
+// leafLike returns a certificate of the foreign CA that copies orig's
+// serial, subject, names, validity and usages.
+func (f *foreignCA) leafLike(t *testing.T, orig *x509.Certificate) *x509.Certificate {
+	t.Helper()
+	key := newECDSAKey(t)
+	tmpl := &x509.Certificate{
+		SerialNumber: orig.SerialNumber,
+		Subject:      orig.Subject,
+		NotBefore:    orig.NotBefore,
+		NotAfter:     orig.NotAfter,
+		DNSNames:     orig.DNSNames,
+		IPAddresses:  orig.IPAddresses,
+		ExtKeyUsage:  orig.ExtKeyUsage,
+		SubjectKeyId: orig.SubjectKeyId,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, f.cert, key.Public(), f.key)
+	require.NoError(t, err)
+	cert, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	return cert
+}
+
+// presented returns what a TLS peer presents: the leaf, then the chain
+// without the root.
+func presented(it *issued) []*x509.Certificate {
+	certs := []*x509.Certificate{it.cert()}
+	if n := len(it.res.Chain); n > 1 {
+		certs = append(certs, it.res.Chain[:n-1]...)
+	}
+	return certs
+}
+
+func (s *suite) testVerifyPeer(t *testing.T, p provider.Provider) {
+	v, ok := p.(provider.PeerVerifier)
+	if !ok {
+		t.Skip("provider does not implement provider.PeerVerifier")
+	}
+	ca := s.caCertificates(t, p)
+	client := s.issue(t, p, provider.RoleClient, nil)
+	server := s.issue(t, p, provider.RoleServer, nil)
+	host := s.issue(t, p, provider.RoleHost, nil)
+
+	verify := func(t *testing.T, req *provider.VerifyRequest) error {
+		t.Helper()
+		return v.VerifyPeer(t.Context(), req)
+	}
+	// refused asserts that err is a *VerifyError matching reason.
+	refused := func(t *testing.T, err error, reason error) {
+		t.Helper()
+		require.Error(t, err, "the peer must be refused")
+		assert.ErrorIs(t, err, reason)
+		var ve *provider.VerifyError
+		assert.ErrorAs(t, err, &ve, "VerifyPeer must return a *provider.VerifyError")
+	}
+
+	s.run(t, "Accepted", func(t *testing.T) {
+		assert.NoError(t, verify(t, &provider.VerifyRequest{Certificates: []*x509.Certificate{client.cert()}, Usage: x509.ExtKeyUsageClientAuth}), "client certificate, leaf only")
+		assert.NoError(t, verify(t, &provider.VerifyRequest{Certificates: presented(client), Usage: x509.ExtKeyUsageClientAuth}), "client certificate with its chain")
+		assert.NoError(t, verify(t, &provider.VerifyRequest{Certificates: presented(client)}), "a zero Usage means clientAuth")
+		assert.NoError(t, verify(t, &provider.VerifyRequest{Certificates: presented(host), Usage: x509.ExtKeyUsageClientAuth}), "host certificate as a client")
+		name := server.req.DNSNames[0]
+		assert.NoError(t, verify(t, &provider.VerifyRequest{Certificates: presented(server), Usage: x509.ExtKeyUsageServerAuth, ServerName: name}), "server certificate for %s", name)
+		assert.NoError(t, verify(t, &provider.VerifyRequest{Certificates: presented(host), Usage: x509.ExtKeyUsageServerAuth, ServerName: host.req.DNSNames[0]}), "host certificate as a server")
+		for _, ip := range s.ips {
+			assert.NoError(t, verify(t, &provider.VerifyRequest{Certificates: presented(server), Usage: x509.ExtKeyUsageServerAuth, ServerName: ip.String()}), "server certificate for %s", ip)
+		}
+	})
+	s.run(t, "Revoked", func(t *testing.T) {
+		it := s.issue(t, p, provider.RoleClient, nil)
+		s.revoke(t, p, it.cert().SerialNumber, provider.ReasonKeyCompromise)
+		err := verify(t, &provider.VerifyRequest{Certificates: presented(it), Usage: x509.ExtKeyUsageClientAuth})
+		refused(t, err, provider.ErrRevoked)
+		var re *provider.RevokedError
+		if assert.ErrorAs(t, err, &re, "the reason should be a *provider.RevokedError") {
+			assert.Zero(t, re.Serial.Cmp(it.cert().SerialNumber), "RevokedError.Serial")
+			assert.Equal(t, provider.ReasonKeyCompromise, re.Reason, "RevokedError.Reason")
+		}
+	})
+	s.run(t, "UnknownAuthority", func(t *testing.T) {
+		foreign := newForeignCA(t, ca.issuer())
+		fake := foreign.leafLike(t, client.cert())
+		err := verify(t, &provider.VerifyRequest{Certificates: []*x509.Certificate{fake}, Usage: x509.ExtKeyUsageClientAuth})
+		refused(t, err, provider.ErrUnknownAuthority)
+		// Presenting the impersonating CA must not help.
+		err = verify(t, &provider.VerifyRequest{Certificates: []*x509.Certificate{fake, foreign.cert}, Usage: x509.ExtKeyUsageClientAuth})
+		refused(t, err, provider.ErrUnknownAuthority)
+	})
+	s.run(t, "IncompatibleUsage", func(t *testing.T) {
+		err := verify(t, &provider.VerifyRequest{Certificates: presented(client), Usage: x509.ExtKeyUsageServerAuth, ServerName: client.req.DNSNames[0]})
+		refused(t, err, provider.ErrIncompatibleUsage)
+		err = verify(t, &provider.VerifyRequest{Certificates: presented(server), Usage: x509.ExtKeyUsageClientAuth})
+		refused(t, err, provider.ErrIncompatibleUsage)
+	})
+	s.run(t, "NameMismatch", func(t *testing.T) {
+		for _, name := range []string{s.name("other"), "198.51.100.7"} {
+			err := verify(t, &provider.VerifyRequest{Certificates: presented(server), Usage: x509.ExtKeyUsageServerAuth, ServerName: name})
+			refused(t, err, provider.ErrNameMismatch)
+		}
+	})
+	s.run(t, "Expired", func(t *testing.T) {
+		c := client.cert()
+		err := verify(t, &provider.VerifyRequest{Certificates: presented(client), Usage: x509.ExtKeyUsageClientAuth, Time: c.NotAfter.Add(time.Hour)})
+		refused(t, err, provider.ErrExpired)
+		err = verify(t, &provider.VerifyRequest{Certificates: presented(client), Usage: x509.ExtKeyUsageClientAuth, Time: c.NotBefore.Add(-time.Hour)})
+		refused(t, err, provider.ErrExpired)
+	})
+	s.run(t, "NoCertificate", func(t *testing.T) {
+		refused(t, verify(t, &provider.VerifyRequest{Usage: x509.ExtKeyUsageClientAuth}), provider.ErrNoCertificate)
+		refused(t, verify(t, &provider.VerifyRequest{Certificates: []*x509.Certificate{}, Usage: x509.ExtKeyUsageServerAuth}), provider.ErrNoCertificate)
+	})
+	s.run(t, "MutualTLS", func(t *testing.T) {
+		s.testMutualTLS(t, p, v, ca)
+	})
+}
+
+// tlsCertificate turns an issued certificate into a TLS identity that
+// sends its chain without the root.
+func tlsCertificate(it *issued) tls.Certificate {
+	var chain [][]byte
+	for _, c := range presented(it) {
+		chain = append(chain, c.Raw)
+	}
+	return tls.Certificate{Certificate: chain, PrivateKey: it.key, Leaf: it.cert()}
+}
+
+// testMutualTLS runs real handshakes between peers that both judge each
+// other with the provider, then revokes the client and expects the next
+// handshake, which may resume the first session, to be refused.
+func (s *suite) testMutualTLS(t *testing.T, p provider.Provider, v provider.PeerVerifier, ca *caInfo) {
+	server := s.issue(t, p, provider.RoleHost, nil)
+	client := s.issue(t, p, provider.RoleClient, nil)
+	roots := x509.NewCertPool()
+	for _, c := range ca.certs {
+		if isSelfSigned(c) {
+			roots.AddCert(c)
+		}
+	}
+	serverCfg := &tls.Config{
+		Certificates:     []tls.Certificate{tlsCertificate(server)},
+		ClientAuth:       tls.RequireAnyClientCert,
+		VerifyConnection: provider.VerifyConnection(v, x509.ExtKeyUsageClientAuth),
+		MinVersion:       tls.VersionTLS12,
+	}
+	clientCfg := &tls.Config{
+		Certificates:       []tls.Certificate{tlsCertificate(client)},
+		RootCAs:            roots,
+		ServerName:         server.req.DNSNames[0],
+		VerifyConnection:   provider.VerifyConnection(v, x509.ExtKeyUsageServerAuth),
+		ClientSessionCache: tls.NewLRUClientSessionCache(1),
+		MinVersion:         tls.VersionTLS12,
+	}
+
+	clientErr, serverErr := handshake(t, serverCfg, clientCfg)
+	require.NoError(t, serverErr, "server side of the handshake")
+	require.NoError(t, clientErr, "client side of the handshake")
+
+	s.revoke(t, p, client.cert().SerialNumber, provider.ReasonKeyCompromise)
+	clientErr, serverErr = handshake(t, serverCfg, clientCfg)
+	assert.ErrorIs(t, serverErr, provider.ErrRevoked, "the server must refuse the revoked client")
+	assert.Error(t, clientErr, "the client must see the refusal")
+}
+
+// handshake connects a client to a server over loopback TCP and exchanges
+// one byte from server to client, which delivers a refusal of the client
+// certificate (and TLS 1.3 session tickets) to the client.
+func handshake(t *testing.T, serverCfg, clientCfg *tls.Config) (clientErr, serverErr error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+
+	done := make(chan error, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		srv := tls.Server(conn, serverCfg)
+		if err := srv.Handshake(); err != nil {
+			done <- err
+			return
+		}
+		_, err = srv.Write([]byte{1})
+		done <- err
+	}()
+
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	cli := tls.Client(conn, clientCfg)
+	clientErr = cli.Handshake()
+	if clientErr == nil {
+		_, clientErr = io.ReadFull(cli, make([]byte, 1))
+	}
+	return clientErr, <-done
+}

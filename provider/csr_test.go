@@ -153,7 +153,7 @@ func TestParseCSRRefused(t *testing.T) {
 		{name: "garbage binary", data: []byte{0xff, 0x00, 0x13}, reason: "neither PEM nor DER"},
 		{name: "truncated der", data: der[:len(der)/2], reason: "malformed"},
 		{name: "der with trailing data", data: append(append([]byte{}, der...), 0), reason: "malformed"},
-		{name: "truncated pem", data: pemCSR("CERTIFICATE REQUEST", der)[:100], reason: "neither PEM nor DER"},
+		{name: "truncated pem", data: pemCSR("CERTIFICATE REQUEST", der)[:100], reason: "malformed PEM"},
 		{name: "pem with truncated der", data: pemCSR("CERTIFICATE REQUEST", der[:len(der)-1]), reason: "malformed"},
 		{name: "empty sequence", data: []byte{0x30, 0x00}, reason: "malformed"},
 	}

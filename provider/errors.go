@@ -27,8 +27,7 @@ var (
 	// ErrNameMismatch means a server certificate is not valid for the name
 	// or address that was dialled.
 	ErrNameMismatch = errors.New("provider: certificate not valid for the requested name")
-	// ErrNotFound means no certificate (or provider) has the given serial
-	// (or name).
+	// ErrNotFound means no certificate has the given serial.
 	ErrNotFound = errors.New("provider: not found")
 	// ErrAlreadyRevoked means a revocation named a certificate that is
 	// already revoked.
@@ -99,10 +98,14 @@ type VerifyError struct {
 }
 
 func (e *VerifyError) Error() string {
-	if e.Serial == nil {
-		return "provider: peer refused: " + e.Err.Error()
+	reason := "unknown reason"
+	if e.Err != nil {
+		reason = e.Err.Error()
 	}
-	return fmt.Sprintf("provider: peer certificate %q (serial %s) refused: %v", e.Subject, FormatSerial(e.Serial), e.Err)
+	if e.Serial == nil {
+		return "provider: peer refused: " + reason
+	}
+	return fmt.Sprintf("provider: peer certificate %q (serial %s) refused: %s", e.Subject, FormatSerial(e.Serial), reason)
 }
 
 func (e *VerifyError) Unwrap() error { return e.Err }
@@ -119,23 +122,28 @@ func FormatSerial(serial *big.Int) string {
 // ParseSerial parses a hexadecimal serial number. Colons, as OpenSSL's
 // -text output prints them, and an optional 0x prefix are accepted.
 func ParseSerial(s string) (*big.Int, error) {
-	clean := make([]byte, 0, len(s))
 	body := s
 	if len(body) > 2 && (body[:2] == "0x" || body[:2] == "0X") {
 		body = body[2:]
 	}
+	clean := make([]byte, 0, len(body))
 	for i := 0; i < len(body); i++ {
-		if body[i] != ':' {
-			clean = append(clean, body[i])
+		switch c := body[i]; {
+		case c == ':':
+		case '0' <= c && c <= '9', 'a' <= c && c <= 'f', 'A' <= c && c <= 'F':
+			clean = append(clean, c)
+		default:
+			return nil, fmt.Errorf("provider: serial %q: want 1 to 40 hexadecimal digits", s)
 		}
 	}
-	// RFC 5280 serials are at most 20 octets: 40 hex digits.
-	if len(clean) == 0 || len(clean) > 40 {
+	if len(clean) == 0 {
 		return nil, fmt.Errorf("provider: serial %q: want 1 to 40 hexadecimal digits", s)
 	}
-	n, ok := new(big.Int).SetString(string(clean), 16)
-	if !ok || n.Sign() <= 0 {
-		return nil, fmt.Errorf("provider: serial %q is not a positive hexadecimal number", s)
+	n, _ := new(big.Int).SetString(string(clean), 16)
+	// RFC 5280 serials are positive and at most 20 octets in DER, where a
+	// leading zero octet keeps the value positive: at most 159 bits.
+	if n.Sign() <= 0 || n.BitLen() > 159 {
+		return nil, fmt.Errorf("provider: serial %q is not a positive number of at most 20 octets", s)
 	}
 	return n, nil
 }

@@ -19,13 +19,15 @@ type Provider interface {
 	Description() string
 	// CACertificates returns the certificates peers must trust: the
 	// issuing CA first, then its issuers up to the root. During a CA
-	// rollover it may hold several roots.
+	// rollover further self-signed roots follow.
 	CACertificates(ctx context.Context) ([]*x509.Certificate, error)
 	// Issue issues a certificate. A request the provider refuses yields
 	// an error matching ErrInvalidRequest and changes no state.
 	Issue(ctx context.Context, req *IssueRequest) (*IssueResult, error)
 	// Revoke revokes an issued certificate. An unknown serial yields
-	// ErrNotFound; revoking twice yields ErrAlreadyRevoked.
+	// ErrNotFound; revoking twice yields ErrAlreadyRevoked; a missing
+	// serial or a reason that is not a revocation reason (7,
+	// removeFromCRL) yields ErrInvalidRequest.
 	Revoke(ctx context.Context, req *RevokeRequest) error
 }
 
@@ -40,12 +42,17 @@ type CRLSigner interface {
 // handshakes: chain to the CA, validity, revocation and key usage.
 type PeerVerifier interface {
 	// VerifyPeer returns nil if the peer is accepted, and otherwise a
-	// *VerifyError whose reason matches one of the package sentinels.
+	// *VerifyError whose reason matches one of the package sentinels; for
+	// a revoked certificate the reason is a *RevokedError.
 	VerifyPeer(ctx context.Context, req *VerifyRequest) error
 }
 
 // Renewer is a provider that can issue a successor to a certificate.
 type Renewer interface {
+	// Renew issues a successor with the same names and role. A
+	// certificate the provider did not issue, or a bad CSR or validity,
+	// yields an error matching ErrInvalidRequest; a revoked certificate
+	// one matching ErrRevoked.
 	Renew(ctx context.Context, req *RenewRequest) (*IssueResult, error)
 }
 
@@ -128,6 +135,9 @@ func CABundle(ctx context.Context, p Provider) ([]byte, error) {
 func EncodeCertificates(certs ...*x509.Certificate) []byte {
 	var buf bytes.Buffer
 	for _, c := range certs {
+		if c == nil {
+			continue
+		}
 		// Encoding into a bytes.Buffer cannot fail.
 		_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 	}

@@ -3,6 +3,7 @@ package provider
 import (
 	"crypto"
 	"crypto/x509"
+	"fmt"
 	"math/big"
 	"net"
 	"time"
@@ -29,8 +30,10 @@ func (a KeyAlgorithm) String() string {
 		return "rsa"
 	case KeyAlgorithmECDSA:
 		return "ecdsa"
+	case KeyAlgorithmDefault:
+		return "default"
 	}
-	return "default"
+	return fmt.Sprintf("KeyAlgorithm(%d)", int(a))
 }
 
 // IssueRequest asks a provider for a certificate.
@@ -59,8 +62,9 @@ type IssueRequest struct {
 	DNSNames    []string
 	IPAddresses []net.IP
 
-	// Validity is how long the certificate is valid. Zero means the
-	// provider's default. A provider refuses, rather than shortens, a
+	// Validity is how long the certificate is valid, counted from the
+	// moment of issue (a provider may backdate NotBefore a little to
+	// absorb clock skew). Zero means the provider's default. A provider refuses, rather than shortens, a
 	// validity that outlives its CA.
 	Validity time.Duration
 
@@ -134,10 +138,13 @@ const (
 
 // String returns "valid" or "revoked".
 func (s CertificateStatus) String() string {
-	if s == StatusRevoked {
+	switch s {
+	case StatusValid:
+		return "valid"
+	case StatusRevoked:
 		return "revoked"
 	}
-	return "valid"
+	return fmt.Sprintf("CertificateStatus(%d)", int(s))
 }
 
 // CertificateRecord describes an issued certificate in a provider's

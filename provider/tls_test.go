@@ -175,33 +175,39 @@ func TestVerifyConnectionServerAuth(t *testing.T) {
 		name       string
 		serverName string
 		refuse     error
-		knownBug   string
+		// dialled uses VerifyServerConnection with the dialled name;
+		// otherwise VerifyConnection, which passes on the SNI.
+		dialled  bool
+		wantName string
 	}{
-		{name: "dns name", serverName: "server.test"},
-		{name: "refused", serverName: "server.test", refuse: errRefused},
-		// crypto/tls reports the SNI as ConnectionState.ServerName, and
-		// sends none for IP literals, so the hook cannot pass the
-		// dialled address on.
-		{name: "ip address", serverName: "127.0.0.1", knownBug: "VerifyConnection passes an empty ServerName when the client dials an IP address"},
+		{name: "dns name", serverName: "server.test", wantName: "server.test"},
+		{name: "refused", serverName: "server.test", refuse: errRefused, wantName: "server.test"},
+		{name: "dns name, dialled", serverName: "server.test", dialled: true, wantName: "server.test"},
+		// crypto/tls sends no SNI for IP literals, so VerifyConnection
+		// has no name to pass on; VerifyServerConnection does.
+		{name: "ip address, SNI", serverName: "127.0.0.1", wantName: ""},
+		{name: "ip address, dialled", serverName: "127.0.0.1", dialled: true, wantName: "127.0.0.1"},
+		{name: "ip address, dialled, refused", serverName: "127.0.0.1", dialled: true, refuse: errRefused, wantName: "127.0.0.1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.knownBug != "" {
-				t.Skip("known bug: " + tc.knownBug)
-			}
 			v := &fakeVerifier{refuse: tc.refuse}
 			serverCfg := &tls.Config{Certificates: []tls.Certificate{fx.server}}
+			hook := provider.VerifyConnection(v, x509.ExtKeyUsageServerAuth)
+			if tc.dialled {
+				hook = provider.VerifyServerConnection(v, tc.serverName)
+			}
 			clientCfg := &tls.Config{
 				RootCAs:          fx.pki.pool,
 				ServerName:       tc.serverName,
-				VerifyConnection: provider.VerifyConnection(v, x509.ExtKeyUsageServerAuth),
+				VerifyConnection: hook,
 			}
 			res := handshake(t, serverCfg, clientCfg)
 
 			reqs := v.requests()
 			require.Len(t, reqs, 1)
 			assert.Equal(t, x509.ExtKeyUsageServerAuth, reqs[0].Usage)
-			assert.Equal(t, tc.serverName, reqs[0].ServerName)
+			assert.Equal(t, tc.wantName, reqs[0].ServerName)
 			require.NotEmpty(t, reqs[0].Certificates)
 			assert.True(t, fx.server.Leaf.Equal(reqs[0].Certificates[0]))
 			if tc.refuse == nil {

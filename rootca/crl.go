@@ -14,13 +14,16 @@ import (
 
 // SignCRL signs an RFC 5280 v2 CRL of every revoked certificate that has
 // not yet expired (with Options.InsecureAllowExpired, expired ones too,
-// since such a CA still accepts them). Its number comes from the store, so
-// it increases across restarts and across processes sharing the store; its
-// NextUpdate is Options.CRLValidity after ThisUpdate. Entries carry the
-// revocation reason unless it is unspecified, as RFC 5280 recommends.
+// since such a CA still accepts them), in order of revocation. Its number
+// comes from the store, so it increases across restarts and across
+// processes sharing the store; its NextUpdate is Options.CRLValidity after
+// ThisUpdate. Entries carry the revocation reason unless it is unspecified,
+// as RFC 5280 recommends.
 //
-// SignCRL reads the revocations from the store, so it includes those made
-// by other processes, and refreshes the in-memory set with them.
+// The entries come from the CA's in-memory revocation set, which holds the
+// store's revocations as of Open or the last Refresh, and every revocation
+// made through this CA since. Call Refresh first to include revocations
+// that other processes made in a shared store.
 //
 // The returned list is filled from the signing input, not re-parsed: Raw
 // is the DER CRL, and every field but Extensions is set. Re-parsing a CRL
@@ -29,26 +32,8 @@ func (ca *CA) SignCRL(ctx context.Context) (*x509.RevocationList, error) {
 	ca.crlMu.Lock()
 	defer ca.crlMu.Unlock()
 
-	revs, err := ca.store.Revocations(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("rootca: CRL: %w", err)
-	}
-	// Revocations are never undone, so an equal count means an equal set.
-	if len(revs) != ca.revoked.len() {
-		ca.revoked.replace(revs)
-	}
 	now := ca.opts.now().UTC().Truncate(time.Second)
-	entries := make([]x509.RevocationListEntry, 0, len(revs))
-	for _, r := range revs {
-		if !ca.opts.InsecureAllowExpired && r.NotAfter.Before(now) {
-			continue
-		}
-		entries = append(entries, x509.RevocationListEntry{
-			SerialNumber:   r.Serial,
-			RevocationTime: r.RevokedAt.UTC().Truncate(time.Second),
-			ReasonCode:     int(r.Reason),
-		})
-	}
+	entries := ca.revoked.entries(now, ca.opts.InsecureAllowExpired)
 	number, err := ca.store.NextCRLNumber(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("rootca: CRL number: %w", err)

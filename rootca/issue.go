@@ -257,9 +257,11 @@ func (ca *CA) sign(ctx context.Context, pub crypto.PublicKey, names *nameSet, ro
 		if err != nil {
 			return nil, fmt.Errorf("rootca: record certificate: %w", err)
 		}
-		ca.opts.logger().LogAttrs(ctx, slog.LevelInfo, "rootca: issued certificate",
-			slog.String("serial", provider.FormatSerial(cert.SerialNumber)), slog.String("subject", rec.Subject),
-			slog.String("role", role.String()), slog.Time("not_after", cert.NotAfter))
+		if l := ca.opts.Logger; l != nil && l.Enabled(ctx, slog.LevelInfo) {
+			l.LogAttrs(ctx, slog.LevelInfo, "rootca: issued certificate",
+				slog.String("serial", provider.FormatSerial(cert.SerialNumber)), slog.String("subject", rec.Subject),
+				slog.String("role", role.String()), slog.Time("not_after", cert.NotAfter))
+		}
 		return cert, nil
 	}
 }

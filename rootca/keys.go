@@ -112,18 +112,32 @@ func signatureAlgorithmFor(pub crypto.PublicKey, configured x509.SignatureAlgori
 // the leftmost 160 bits of the SHA-256 hash of the subjectPublicKey bits.
 // Go sets one only for CA templates; leaves need it too.
 func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {
-	spki, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return nil, err
+	var bits []byte
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		// The subjectPublicKey of an EC key is the uncompressed point.
+		b, err := k.Bytes()
+		if err != nil {
+			return nil, err
+		}
+		bits = b
+	case *rsa.PublicKey:
+		bits = x509.MarshalPKCS1PublicKey(k)
+	default:
+		spki, err := x509.MarshalPKIXPublicKey(pub)
+		if err != nil {
+			return nil, err
+		}
+		var info struct {
+			Algorithm asn1.RawValue
+			PublicKey asn1.BitString
+		}
+		if _, err := asn1.Unmarshal(spki, &info); err != nil {
+			return nil, err
+		}
+		bits = info.PublicKey.Bytes
 	}
-	var info struct {
-		Algorithm asn1.RawValue
-		PublicKey asn1.BitString
-	}
-	if _, err := asn1.Unmarshal(spki, &info); err != nil {
-		return nil, err
-	}
-	sum := sha256.Sum256(info.PublicKey.Bytes)
+	sum := sha256.Sum256(bits)
 	return sum[:20], nil
 }
 

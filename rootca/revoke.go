@@ -1,6 +1,9 @@
 package rootca
 
 import (
+	"crypto/x509"
+	"slices"
+	"time"
 	"context"
 	"fmt"
 	"log/slog"
@@ -11,18 +14,20 @@ import (
 )
 
 // revocationSet is the in-memory copy of the store's revocations, so that
-// the check at every TLS handshake is a map lookup: O(1), no I/O.
+// the check at every TLS handshake is a map lookup (O(1), no I/O) and a CRL
+// is built without reading the store.
 type revocationSet struct {
-	mu sync.RWMutex
-	m  map[string]Revocation // key: big-endian serial bytes
+	mu   sync.RWMutex
+	m    map[string]Revocation // key: big-endian serial bytes
+	list []Revocation          // the same, in order of revocation time
 }
 
 func (s *revocationSet) lookup(serial *big.Int) (Revocation, bool) {
 	// big.Int.Bytes allocates; FillBytes into a stack buffer does not.
 	var buf [32]byte
 	var key []byte
-	if (serial.BitLen()+7)/8 <= len(buf) && serial.Sign() > 0 {
-		key = serial.FillBytes(buf[:(serial.BitLen()+7)/8])
+	if n := (serial.BitLen() + 7) / 8; n <= len(buf) && serial.Sign() > 0 {
+		key = serial.FillBytes(buf[:n])
 	} else {
 		key = serial.Bytes()
 	}
@@ -33,28 +38,53 @@ func (s *revocationSet) lookup(serial *big.Int) (Revocation, bool) {
 }
 
 func (s *revocationSet) add(r Revocation) {
+	key := string(r.Serial.Bytes())
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.m == nil {
 		s.m = make(map[string]Revocation)
 	}
-	s.m[string(r.Serial.Bytes())] = r
-	s.mu.Unlock()
+	if _, dup := s.m[key]; dup {
+		return
+	}
+	s.m[key] = r
+	s.list = append(s.list, r)
 }
 
 func (s *revocationSet) replace(all []Revocation) {
 	m := make(map[string]Revocation, len(all))
+	list := make([]Revocation, 0, len(all))
 	for _, r := range all {
-		m[string(r.Serial.Bytes())] = r
+		key := string(r.Serial.Bytes())
+		if _, dup := m[key]; !dup {
+			m[key] = r
+			list = append(list, r)
+		}
 	}
+	slices.SortStableFunc(list, func(a, b Revocation) int { return a.RevokedAt.Compare(b.RevokedAt) })
 	s.mu.Lock()
-	s.m = m
+	s.m, s.list = m, list
 	s.mu.Unlock()
 }
 
-func (s *revocationSet) len() int {
+// entries returns the CRL entries of the revocations whose certificate has
+// not expired before now (all of them if keepExpired).
+func (s *revocationSet) entries(now time.Time, keepExpired bool) []x509.RevocationListEntry {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return len(s.m)
+	out := make([]x509.RevocationListEntry, 0, len(s.list))
+	for i := range s.list {
+		r := &s.list[i]
+		if !keepExpired && r.NotAfter.Before(now) {
+			continue
+		}
+		out = append(out, x509.RevocationListEntry{
+			SerialNumber:   r.Serial,
+			RevocationTime: r.RevokedAt.UTC().Truncate(time.Second),
+			ReasonCode:     int(r.Reason),
+		})
+	}
+	return out
 }
 
 // reloadRevocations replaces the in-memory revocation set with the store's.
@@ -68,7 +98,7 @@ func (ca *CA) reloadRevocations(ctx context.Context) error {
 }
 
 // Refresh reloads the revocations from the store, to learn of revocations
-// made by other processes sharing it. SignCRL refreshes too.
+// made by other processes sharing it.
 func (ca *CA) Refresh(ctx context.Context) error { return ca.reloadRevocations(ctx) }
 
 // IsRevoked reports whether serial is revoked, with the revocation. It

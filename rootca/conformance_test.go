@@ -1,0 +1,45 @@
+package rootca_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/kvmpki/kvmpki/provider"
+	"github.com/kvmpki/kvmpki/provider/providertest"
+	"github.com/kvmpki/kvmpki/rootca"
+)
+
+// TestConformance runs the provider contract suite against the root CA:
+// once on a shared CA kept in memory with each key type it generates, and
+// once on a fresh SQLite-backed CA per check group.
+func TestConformance(t *testing.T) {
+	keyTypes := []providertest.KeyType{
+		{Algorithm: provider.KeyAlgorithmECDSA, Size: 256},
+		{Algorithm: provider.KeyAlgorithmECDSA, Size: 384},
+		{Algorithm: provider.KeyAlgorithmRSA, Size: 2048},
+	}
+	t.Run("memory", func(t *testing.T) {
+		var once sync.Once
+		var ca *rootca.CA
+		providertest.Run(t, func(t *testing.T) provider.Provider {
+			once.Do(func() { ca, _ = newCA(t, nil) })
+			return ca
+		}, &providertest.Options{KeyTypes: keyTypes})
+	})
+	t.Run("sqlite-intermediate", func(t *testing.T) {
+		root, rootKey, err := rootca.NewRoot(context.Background(), nil)
+		require.NoError(t, err)
+		providertest.Run(t, func(t *testing.T) provider.Provider {
+			ca, err := rootca.OpenDir(context.Background(), t.TempDir(), &rootca.Options{
+				Signer: genKey(t, "p256"),
+				Parent: &rootca.Issuer{Certificate: root, Signer: rootKey},
+			})
+			require.NoError(t, err)
+			t.Cleanup(func() { ca.Close() })
+			return ca
+		}, nil)
+	})
+}

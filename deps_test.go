@@ -3,11 +3,14 @@ package kvmpki_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -104,63 +107,100 @@ func ruleFor(r string) (string, bool) {
 }
 
 func TestDependencyPolicy(t *testing.T) {
-	for _, p := range listPackages(t) {
-		r, ok := rel(p.ImportPath)
-		require.True(t, ok, "package outside the module: %s", p.ImportPath)
-		t.Run(p.ImportPath, func(t *testing.T) {
-			all := append(append(append([]string(nil), p.Imports...), p.TestImports...), p.XTestImports...)
-			for _, imp := range all {
-				if imp == "log" {
-					t.Errorf("%s imports log; use a caller-supplied *slog.Logger", r)
-				}
-				if ir, ok := rel(imp); ok && (ir == "examples" || strings.HasPrefix(ir, "examples/")) {
-					t.Errorf("%s imports %s: nothing may import an example", r, ir)
-				}
-			}
-			if strings.HasPrefix(r, "examples/") || r == "" {
-				return
-			}
-			for _, imp := range p.Imports {
-				ir, ok := rel(imp)
-				if !ok {
-					continue
-				}
-				if ir == "internal/peers" {
-					t.Errorf("%s imports internal/peers outside its tests", r)
-				}
-			}
-			for _, dep := range p.Deps {
-				if strings.HasPrefix(dep, "github.com/zmap/") {
-					t.Errorf("%s depends on %s outside its tests: zlint is for tests only", r, dep)
-				}
-			}
-			if r == "provider" {
-				for _, dep := range p.Deps {
-					if !isStd(dep) {
-						t.Errorf("provider depends on %s: it may import only the standard library", dep)
-					}
-				}
-			}
-			rule, known := ruleFor(r)
-			if !known {
-				t.Errorf("package %s has no layering rule: add it to allowedKvmpki", r)
-				return
-			}
-			for _, imp := range p.Imports {
-				ir, ok := rel(imp)
-				if !ok || ir == rule || strings.HasPrefix(ir, rule+"/") {
-					continue
-				}
-				allowed := false
-				for _, a := range allowedKvmpki[rule] {
-					if ir == a {
-						allowed = true
-					}
-				}
-				if !allowed {
-					t.Errorf("%s imports %s, which the layering forbids", r, ir)
-				}
-			}
+	for _, v := range violations(listPackages(t)) {
+		t.Error(v)
+	}
+}
+
+// TestDependencyPolicyCatches feeds made-up packages to the checker, so
+// that a checker which lets everything through fails.
+func TestDependencyPolicyCatches(t *testing.T) {
+	m := func(r string) string { return module + "/" + r }
+	tests := []struct {
+		name string
+		pkg  pkg
+		want string
+	}{
+		{"provider imports a third party", pkg{ImportPath: m("provider"), Deps: []string{"golang.org/x/crypto/ocsp"}}, "may import only the standard library"},
+		{"ca imports rootca", pkg{ImportPath: m("ca"), Imports: []string{m("rootca")}}, "layering forbids"},
+		{"rootca imports ca", pkg{ImportPath: m("rootca"), Imports: []string{m("ca")}}, "layering forbids"},
+		{"leaf imports provider", pkg{ImportPath: m("keystore"), Imports: []string{m("provider")}}, "layering forbids"},
+		{"libvirttls imports migration", pkg{ImportPath: m("libvirttls"), Imports: []string{m("migration")}}, "layering forbids"},
+		{"log", pkg{ImportPath: m("rfb"), Imports: []string{"log"}}, "imports log"},
+		{"log in a test", pkg{ImportPath: m("rfb"), XTestImports: []string{"log"}}, "imports log"},
+		{"example imported", pkg{ImportPath: m("migration"), TestImports: []string{m("examples/quickstart")}}, "nothing may import an example"},
+		{"peers outside tests", pkg{ImportPath: m("rootca"), Imports: []string{m("internal/peers")}}, "outside its tests"},
+		{"zlint outside tests", pkg{ImportPath: m("rootca"), Deps: []string{"github.com/zmap/zlint/v3"}}, "zlint is for tests only"},
+		{"unknown package", pkg{ImportPath: m("newthing")}, "no layering rule"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v := violations([]pkg{tc.pkg})
+			require.NotEmpty(t, v)
+			assert.Contains(t, strings.Join(v, "\n"), tc.want)
 		})
 	}
+	allowed := []pkg{
+		{ImportPath: m("migration"), Imports: []string{m("libvirttls"), "log/slog"}},
+		{ImportPath: m("rootca"), Imports: []string{m("provider")}, XTestImports: []string{m("internal/peers"), "github.com/zmap/zlint/v3"}},
+		{ImportPath: m("examples/quickstart"), Imports: []string{m("rootca"), m("provider"), m("internal/peers")}},
+	}
+	assert.Empty(t, violations(allowed))
+}
+
+// violations returns one message per forbidden import among pkgs.
+func violations(pkgs []pkg) []string {
+	var out []string
+	bad := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+	for _, p := range pkgs {
+		r, ok := rel(p.ImportPath)
+		if !ok {
+			bad("package outside the module: %s", p.ImportPath)
+			continue
+		}
+		all := append(append(append([]string(nil), p.Imports...), p.TestImports...), p.XTestImports...)
+		for _, imp := range all {
+			if imp == "log" {
+				bad("%s imports log; use a caller-supplied *slog.Logger", r)
+			}
+			if ir, ok := rel(imp); ok && (ir == "examples" || strings.HasPrefix(ir, "examples/")) {
+				bad("%s imports %s: nothing may import an example", r, ir)
+			}
+		}
+		if strings.HasPrefix(r, "examples/") || r == "" {
+			continue
+		}
+		for _, imp := range p.Imports {
+			if ir, ok := rel(imp); ok && ir == "internal/peers" {
+				bad("%s imports internal/peers outside its tests", r)
+			}
+		}
+		for _, dep := range p.Deps {
+			if strings.HasPrefix(dep, "github.com/zmap/") {
+				bad("%s depends on %s outside its tests: zlint is for tests only", r, dep)
+			}
+		}
+		if r == "provider" {
+			for _, dep := range p.Deps {
+				if !isStd(dep) {
+					bad("provider depends on %s: it may import only the standard library", dep)
+				}
+			}
+		}
+		rule, known := ruleFor(r)
+		if !known {
+			bad("package %s has no layering rule: add it to allowedKvmpki", r)
+			continue
+		}
+		for _, imp := range p.Imports {
+			ir, ok := rel(imp)
+			if !ok || ir == rule || strings.HasPrefix(ir, rule+"/") {
+				continue
+			}
+			if !slices.Contains(allowedKvmpki[rule], ir) {
+				bad("%s imports %s, which the layering forbids", r, ir)
+			}
+		}
+	}
+	return out
 }

@@ -1,14 +1,14 @@
 package rootca
 
 import (
-	"crypto/x509"
-	"slices"
-	"time"
 	"context"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"math/big"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/kvmpki/kvmpki/provider"
 )

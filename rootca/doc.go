@@ -39,7 +39,8 @@
 //   - names that break the names policy (below), and more than
 //     [Options.MaxNames] names;
 //   - a validity beyond [Options.MaxValidity] or beyond the CA's own
-//     NotAfter (it is refused, not shortened).
+//     NotAfter (it is refused, not shortened; only the default validity,
+//     used when a request names none, ends with the CA).
 //
 // The certificate carries what the request's role calls for:
 //

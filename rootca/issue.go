@@ -198,7 +198,8 @@ func (ca *CA) sign(ctx context.Context, pub crypto.PublicKey, names *nameSet, ro
 		return nil, &provider.RequestError{Field: "common name", Reason: fmt.Sprintf("%q is longer than %d characters", cn, maxCommonNameLength)}
 	}
 
-	if validity == 0 {
+	defaulted := validity == 0
+	if defaulted {
 		validity = ca.opts.defaultValidity()
 	}
 	if validity < 0 {
@@ -209,6 +210,11 @@ func (ca *CA) sign(ctx context.Context, pub crypto.PublicKey, names *nameSet, ro
 	}
 	now := ca.opts.now().UTC().Truncate(time.Second)
 	notAfter := now.Add(validity)
+	if defaulted && notAfter.After(ca.cert.NotAfter) {
+		// The request named no validity: end with the CA rather than
+		// refuse every request in the CA's last year.
+		notAfter = ca.cert.NotAfter
+	}
 	if notAfter.After(ca.cert.NotAfter) {
 		return nil, &provider.RequestError{Field: "validity", Reason: fmt.Sprintf("certificate would outlive the CA (valid until %s)", ca.cert.NotAfter.UTC().Format(time.RFC3339))}
 	}

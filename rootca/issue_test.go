@@ -264,3 +264,11 @@ func TestIssueUniqueSerialsConcurrently(t *testing.T) {
 		seen[r.Serial.String()] = true
 	}
 }
+
+func TestIssueDefaultValidityEndsWithCA(t *testing.T) {
+	ca, _ := newCA(t, &rootca.Options{CAValidity: 30 * 24 * time.Hour})
+	res := issue(t, ca, &provider.IssueRequest{CommonName: "kvm1", Role: provider.RoleHost, KeyAlgorithm: provider.KeyAlgorithmECDSA})
+	assert.Equal(t, ca.Certificate().NotAfter, res.Certificate.NotAfter)
+	_, err := ca.Issue(context.Background(), &provider.IssueRequest{CommonName: "kvm1", Role: provider.RoleHost, KeyAlgorithm: provider.KeyAlgorithmECDSA, Validity: 60 * 24 * time.Hour})
+	assert.ErrorIs(t, err, provider.ErrInvalidRequest)
+}

@@ -23,8 +23,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"math"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -151,16 +154,72 @@ func (c *command) password() ([]byte, error) {
 	return nil, fmt.Errorf("no CA key password: set $%s or use -password-file", PasswordEnv)
 }
 
-// open opens an existing CA; it refuses to create one.
-func (c *command) open(ctx context.Context, opts *rootca.Options) (*rootca.CA, error) {
-	if _, err := os.Stat(c.dir + "/" + rootca.DBFileName); err != nil {
-		return nil, fmt.Errorf("no CA in %s (run 'kvmpki-ca init -dir %s'): %w", c.dir, c.dir, err)
+// openCA is a CA opened by the command, with the store it owns.
+type openCA struct {
+	*rootca.CA
+	store rootca.Store
+}
+
+// Close closes the CA's store.
+func (o *openCA) Close() error { return o.store.Close() }
+
+// dbPath returns the path of the CA's database in c.dir.
+func (c *command) dbPath() string { return filepath.Join(c.dir, rootca.DBFileName) }
+
+// noCA is the error for a directory that holds no CA.
+func (c *command) noCA(err error) error {
+	return fmt.Errorf("no CA in %s (run 'kvmpki-ca init -dir %s'): %w", c.dir, c.dir, err)
+}
+
+// hasCA reports whether c.dir holds a CA. A database without one, as a
+// failed init leaves behind, does not count.
+func (c *command) hasCA(ctx context.Context) (bool, error) {
+	if _, err := os.Stat(c.dbPath()); errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, err
 	}
-	if opts == nil {
-		opts = &rootca.Options{}
+	store, err := rootca.OpenSQLite(ctx, c.dbPath())
+	if err != nil {
+		return false, err
 	}
-	opts.Password = c.password
-	return rootca.OpenDir(ctx, c.dir, opts)
+	defer store.Close()
+	_, err = store.LoadAuthority(ctx)
+	if errors.Is(err, provider.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// open opens an existing CA; it refuses to create one. rootca.Open
+// creates a CA in a store that holds none, so the store is checked first:
+// a database left behind by a failed init must not turn into a CA with
+// default settings.
+func (c *command) open(ctx context.Context) (*openCA, error) {
+	if _, err := os.Stat(c.dbPath()); err != nil {
+		return nil, c.noCA(err)
+	}
+	// Fail early, and without rootca's wrapping, when there is none.
+	if _, err := c.password(); err != nil {
+		return nil, err
+	}
+	store, err := rootca.OpenSQLite(ctx, c.dbPath())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := store.LoadAuthority(ctx); err != nil {
+		store.Close()
+		if errors.Is(err, provider.ErrNotFound) {
+			return nil, c.noCA(err)
+		}
+		return nil, err
+	}
+	ca, err := rootca.Open(ctx, store, &rootca.Options{Password: c.password})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	return &openCA{CA: ca, store: store}, nil
 }
 
 func (c *command) init(ctx context.Context, args []string) error {
@@ -176,14 +235,16 @@ func (c *command) init(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *days <= 0 {
-		return &usageError{"-validity-days must be positive"}
+	if *days <= 0 || *days > maxDays {
+		return &usageError{fmt.Sprintf("-validity-days must be between 1 and %d", maxDays)}
 	}
 	subject, err := rootca.ParseDN(*issuerDN)
 	if err != nil {
 		return &usageError{err.Error()}
 	}
-	if _, err := os.Stat(c.dir + "/" + rootca.DBFileName); err == nil {
+	if exists, err := c.hasCA(ctx); err != nil {
+		return err
+	} else if exists {
 		return fmt.Errorf("%s already holds a CA", c.dir)
 	}
 	if _, err := c.password(); err != nil {
@@ -205,6 +266,10 @@ func (c *command) init(ctx context.Context, args []string) error {
 		provider.FormatSerial(cert.SerialNumber), cert.SignatureAlgorithm, cert.NotAfter.UTC().Format(time.RFC3339))
 	return nil
 }
+
+// maxDays is the largest -validity-days whose time.Duration does not
+// overflow (about 292 years): a larger one would wrap around silently.
+const maxDays = int(math.MaxInt64 / int64(24*time.Hour))
 
 func parseKeyType(s string) (provider.KeyAlgorithm, error) {
 	switch strings.ToLower(s) {
@@ -248,12 +313,15 @@ func (c *command) issue(ctx context.Context, args []string) error {
 	if *out == "" {
 		return &usageError{"-out is required"}
 	}
+	if *roleName == "" {
+		return &usageError{"-role is required (host, client or server)"}
+	}
 	role, err := provider.ParseRole(*roleName)
 	if err != nil {
 		return &usageError{err.Error()}
 	}
-	if *days < 0 {
-		return &usageError{"-validity-days must not be negative"}
+	if *days < 0 || *days > maxDays {
+		return &usageError{fmt.Sprintf("-validity-days must be between 0 and %d", maxDays)}
 	}
 	req := &provider.IssueRequest{
 		CommonName: *cn,
@@ -279,7 +347,26 @@ func (c *command) issue(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	ca, err := c.open(ctx, nil)
+	// Claim the output files before issuing: the CA records every
+	// certificate it issues, so one must not be issued for a key or
+	// certificate that then cannot be written (an existing -key-out, a
+	// missing directory).
+	var keyFile *outputFile
+	if *keyOut != "" {
+		if keyFile, err = createOutput(*keyOut, 0o600, true); err != nil {
+			return err
+		}
+		defer keyFile.abort()
+	}
+	certFile, err := createOutput(*out, 0o644, false)
+	if err != nil {
+		return err
+	}
+	defer certFile.abort()
+	if keyFile != nil && keyFile.sameFile(certFile) {
+		return &usageError{"-out and -key-out name the same file"}
+	}
+	ca, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -288,13 +375,15 @@ func (c *command) issue(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if res.PrivateKey != nil {
+	if keyFile != nil {
 		der, err := x509.MarshalPKCS8PrivateKey(res.PrivateKey)
 		if err != nil {
 			return err
 		}
-		err = writeNew(*keyOut, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+		keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+		err = keyFile.commit(keyPEM)
 		clear(der)
+		clear(keyPEM)
 		if err != nil {
 			return err
 		}
@@ -303,7 +392,7 @@ func (c *command) issue(ctx context.Context, args []string) error {
 	if *chain {
 		certs = append(certs, res.Chain...)
 	}
-	if err := os.WriteFile(*out, provider.EncodeCertificates(certs...), 0o644); err != nil {
+	if err := certFile.commit(provider.EncodeCertificates(certs...)); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.stdout, "issued %s serial %s, valid until %s\n", res.Certificate.Subject,
@@ -328,19 +417,76 @@ func readLimited(name string, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-// writeNew creates name with perm, refusing to overwrite an existing file:
-// a private key must never replace another silently.
-func writeNew(name string, data []byte, perm os.FileMode) error {
+// outputFile is an output file opened before the work that fills it, so
+// that a file that cannot be written fails the command before it changes
+// the CA. Until commit, abort removes the file if it was created.
+type outputFile struct {
+	name    string
+	f       *os.File
+	created bool
+	done    bool
+}
+
+// createOutput opens name for writing. With exclusive it refuses an
+// existing file: a private key must never replace another silently.
+// Otherwise an existing file is replaced at commit.
+func createOutput(name string, perm os.FileMode, exclusive bool) (*outputFile, error) {
 	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return err
+	if err == nil {
+		return &outputFile{name: name, f: f, created: true}, nil
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(name)
-		return err
+	if exclusive || !errors.Is(err, fs.ErrExist) {
+		return nil, err
 	}
-	return f.Close()
+	// Not O_TRUNC: the old contents stay until commit.
+	if f, err = os.OpenFile(name, os.O_WRONLY, perm); err != nil {
+		return nil, err
+	}
+	return &outputFile{name: name, f: f}, nil
+}
+
+// sameFile reports whether o and p are the same file.
+func (o *outputFile) sameFile(p *outputFile) bool {
+	a, err1 := o.f.Stat()
+	b, err2 := p.f.Stat()
+	return err1 == nil && err2 == nil && os.SameFile(a, b)
+}
+
+// commit replaces the file's contents with data and closes it.
+func (o *outputFile) commit(data []byte) error {
+	o.done = true
+	err := o.write(data)
+	if cerr := o.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil && o.created {
+		os.Remove(o.name)
+	}
+	return err
+}
+
+func (o *outputFile) write(data []byte) error {
+	// Truncate only regular files: -out may be /dev/stdout.
+	if fi, err := o.f.Stat(); err == nil && fi.Mode().IsRegular() && !o.created {
+		if err := o.f.Truncate(0); err != nil {
+			return err
+		}
+	}
+	_, err := o.f.Write(data)
+	return err
+}
+
+// abort closes the file unless it was committed, and removes it if it was
+// created.
+func (o *outputFile) abort() {
+	if o.done {
+		return
+	}
+	o.done = true
+	o.f.Close()
+	if o.created {
+		os.Remove(o.name)
+	}
 }
 
 func (c *command) bundle(ctx context.Context, args []string) error {
@@ -348,7 +494,7 @@ func (c *command) bundle(ctx context.Context, args []string) error {
 	if err := c.parse(args); err != nil {
 		return err
 	}
-	ca, err := c.open(ctx, nil)
+	ca, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -379,7 +525,7 @@ func (c *command) revoke(ctx context.Context, args []string) error {
 	if err != nil {
 		return &usageError{err.Error()}
 	}
-	ca, err := c.open(ctx, nil)
+	ca, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -401,7 +547,7 @@ func (c *command) crl(ctx context.Context, args []string) error {
 	if *out == "" {
 		return &usageError{"-out is required"}
 	}
-	ca, err := c.open(ctx, nil)
+	ca, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -427,7 +573,7 @@ func (c *command) list(ctx context.Context, args []string) error {
 	if err := c.parse(args); err != nil {
 		return err
 	}
-	ca, err := c.open(ctx, nil)
+	ca, err := c.open(ctx)
 	if err != nil {
 		return err
 	}

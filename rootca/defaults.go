@@ -71,6 +71,10 @@ const (
 	maxCommonNameLength = 64
 )
 
+// sqliteBusyTimeout is how long an SQLite connection waits for a lock held
+// by another connection or process before failing with SQLITE_BUSY.
+const sqliteBusyTimeout = 10 * time.Second
+
 // DefaultSubject is the subject of a CA created at first start when
 // Options.Subject is empty. An O attribute keeps zlint quiet.
 const DefaultSubject = "CN=kvmpki root CA,O=kvmpki"

@@ -7,15 +7,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"modernc.org/sqlite" // registers the "sqlite" database/sql driver
 	sqlite3 "modernc.org/sqlite/lib"
 )
-
-// sqliteBusyTimeout is how long an SQLite connection waits for a lock held
-// by another connection or process before failing with SQLITE_BUSY.
-const sqliteBusyTimeout = 10 * time.Second
 
 // A dialect holds everything that differs between the SQL databases
 // SQLStore runs on, so that its statements (sqlstore.go) are written once.

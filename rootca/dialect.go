@@ -63,6 +63,11 @@ type dialect struct {
 	// (PostgreSQL: SQLSTATE 23505; MariaDB: error 1062).
 	isUniqueViolation func(err error) bool
 
+	// isBusy, if set, reports whether err means the database was locked
+	// by another process in a way its own wait did not cover, so that
+	// opening may be retried.
+	isBusy func(err error) bool
+
 	// openError, if set, rewrites an error from opening the database or
 	// migrating its schema into a clearer one, keeping it wrapped.
 	openError func(err error) error
@@ -120,6 +125,14 @@ var sqliteDialect = dialect{
 		}
 		// The driver turns extended result codes on.
 		return e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+	},
+	isBusy: func(err error) bool {
+		var e *sqlite.Error
+		if !errors.As(err, &e) {
+			return false
+		}
+		code := e.Code() & 0xff
+		return code == sqlite3.SQLITE_BUSY || code == sqlite3.SQLITE_LOCKED
 	},
 	openError: func(err error) error {
 		var e *sqlite.Error

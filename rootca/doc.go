@@ -26,6 +26,14 @@
 // block encrypted with [Options.Password] (PBES2, PBKDF2-HMAC-SHA256,
 // AES-256-CBC).
 //
+// With an intermediate, give peers the whole CA bundle (provider.CABundle:
+// the intermediate, then the root) as libvirt's cacert.pem and QEMU's
+// ca-cert.pem: libvirt and QEMU check their own certificate against that
+// file alone, and refuse it when the intermediate is missing. Peers that
+// check revocation along the whole chain (Java does) also need a CRL from
+// the offline root; sign one where the root key lives, with
+// x509.CreateRevocationList.
+//
 // # Issuing
 //
 // [CA.Issue] signs a CSR after checking its signature, or generates a key

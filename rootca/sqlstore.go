@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math/big"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,12 +75,34 @@ func OpenSQLite(ctx context.Context, path string) (*SQLStore, error) {
 	// in SQLite's busy handler. Other processes still wait up to
 	// sqliteBusyTimeout.
 	db.SetMaxOpenConns(1)
-	s, err := newSQLStore(ctx, db, &sqliteDialect)
+	s, err := openRetryingBusy(ctx, db, &sqliteDialect)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("rootca: open sqlite store %s: %w", abs, err)
 	}
 	return s, nil
+}
+
+// openRetryingBusy runs newSQLStore, retrying for up to sqliteBusyTimeout
+// while another process holds the database in a way SQLite's busy handler
+// does not wait for: when two processes open a new file at once, one of
+// them may get SQLITE_BUSY from the switch to WAL mode at once, since
+// waiting could deadlock.
+func openRetryingBusy(ctx context.Context, db *sql.DB, d *dialect) (*SQLStore, error) {
+	deadline := time.Now().Add(sqliteBusyTimeout)
+	backoff := 5 * time.Millisecond
+	for {
+		s, err := newSQLStore(ctx, db, d)
+		if err == nil || d.isBusy == nil || !d.isBusy(err) || time.Now().After(deadline) {
+			return s, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (while waiting out: %v)", ctx.Err(), err)
+		case <-time.After(backoff + time.Duration(rand.Int64N(int64(backoff)))):
+		}
+		backoff = min(2*backoff, 200*time.Millisecond)
+	}
 }
 
 // createPrivateFile creates an empty file at path with mode 0600 unless

@@ -174,6 +174,8 @@ func handshake(ctx context.Context, server, client *tls.Config) (tls.ConnectionS
 		return tls.ConnectionState{}, err
 	}
 	defer ln.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	serverErr := make(chan error, 1)
 	go func() {
 		conn, err := ln.Accept()
@@ -191,8 +193,6 @@ func handshake(ctx context.Context, server, client *tls.Config) (tls.ConnectionS
 		serverErr <- err
 	}()
 
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
 	d := tls.Dialer{Config: client}
 	conn, err := d.DialContext(ctx, "tcp", ln.Addr().String())
 	var state tls.ConnectionState

@@ -52,8 +52,10 @@ type IssueRequest struct {
 	KeyAlgorithm KeyAlgorithm
 	KeySize      int
 
-	// CommonName is the subject common name. If empty, the provider uses
-	// the first DNS name, or else the first IP address.
+	// CommonName is the subject common name. If empty, the provider
+	// chooses one of the certificate's names (rootca: the CSR's common
+	// name if the request vouches for it, else the first DNS name, else
+	// the first IP address).
 	CommonName string
 
 	// DNSNames and IPAddresses are names the platform vouches for; they
@@ -101,6 +103,11 @@ type RenewRequest struct {
 	Certificate *x509.Certificate
 	// CSR, if set, carries a new key for the successor. If nil, the
 	// successor certifies the same public key.
+	//
+	// A certificate is public: before renewing with a CSR, the caller
+	// must have authenticated the holder of Certificate's key (for
+	// instance as the TLS peer that presented it), or anyone could move
+	// another host's names onto a key of their own.
 	CSR []byte
 	// Validity as in IssueRequest.
 	Validity time.Duration

@@ -26,6 +26,7 @@ type CA struct {
 	chain         []*x509.Certificate // cert, then its issuers up to the root
 	roots         *x509.CertPool
 	intermediates *x509.CertPool
+	issuer        *x509.CertPool // ca.cert alone: the anchor for peers
 
 	revoked revocationSet
 	crlMu   sync.Mutex // serialises CRL signing, so numbers follow time order
@@ -59,10 +60,16 @@ func Open(ctx context.Context, store Store, opts *Options) (*CA, error) {
 	if ca.opts.Signer == nil && ca.opts.Password == nil {
 		return nil, errors.New("rootca: options give neither Password nor Signer for the CA key")
 	}
+	if ca.opts.Parent != nil && (ca.opts.Parent.Certificate == nil || ca.opts.Parent.Signer == nil) {
+		return nil, errors.New("rootca: Options.Parent needs a certificate and a signer")
+	}
 
+	// key is the CA key when this call created it, so that a password
+	// callback is asked once only.
+	var key crypto.Signer
 	auth, err := store.LoadAuthority(ctx)
 	if errors.Is(err, provider.ErrNotFound) {
-		auth, err = ca.create(ctx)
+		auth, key, err = ca.create(ctx)
 		if errors.Is(err, ErrAuthorityExists) {
 			auth, err = store.LoadAuthority(ctx)
 		}
@@ -70,7 +77,7 @@ func Open(ctx context.Context, store Store, opts *Options) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := ca.load(auth); err != nil {
+	if err := ca.load(auth, key); err != nil {
 		return nil, err
 	}
 	if err := ca.reloadRevocations(ctx); err != nil {
@@ -127,18 +134,18 @@ func (ca *CA) password() ([]byte, error) {
 }
 
 // create makes the CA's key and certificate and stores them.
-func (ca *CA) create(ctx context.Context) (*Authority, error) {
+func (ca *CA) create(ctx context.Context) (*Authority, crypto.Signer, error) {
 	o := &ca.opts
 	key := o.Signer
 	if key == nil {
 		var err error
 		key, err = generateKey(o.rand(), o.KeyAlgorithm, o.KeySize, DefaultCAKeyAlgorithm, DefaultRSACAKeySize)
 		if err != nil {
-			return nil, fmt.Errorf("rootca: CA key: %w", err)
+			return nil, nil, fmt.Errorf("rootca: CA key: %w", err)
 		}
 	}
 	if err := checkPublicKey(key.Public()); err != nil {
-		return nil, fmt.Errorf("rootca: CA key: %w", err)
+		return nil, nil, fmt.Errorf("rootca: CA key: %w", err)
 	}
 	var (
 		der   []byte
@@ -147,37 +154,39 @@ func (ca *CA) create(ctx context.Context) (*Authority, error) {
 	)
 	if o.Parent != nil {
 		der, err = newIntermediate(o, key, o.Parent)
-		chain = append(chain, der, o.Parent.Certificate.Raw)
-		for _, c := range o.Parent.Chain {
-			chain = append(chain, c.Raw)
+		if err == nil {
+			chain = append(chain, der, o.Parent.Certificate.Raw)
+			for _, c := range o.Parent.Chain {
+				chain = append(chain, c.Raw)
+			}
 		}
 	} else {
 		der, err = newRootDER(o, key)
 		chain = append(chain, der)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	auth := &Authority{Certificates: chain}
 	if o.Signer == nil {
 		pw, err := ca.password()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		auth.Key, err = encryptKey(o.rand(), key, pw)
 		clear(pw)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if err := ca.store.CreateAuthority(ctx, auth); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return auth, nil
+	return auth, key, nil
 }
 
 // load installs stored CA material.
-func (ca *CA) load(auth *Authority) error {
+func (ca *CA) load(auth *Authority, key crypto.Signer) error {
 	if len(auth.Certificates) == 0 {
 		return errors.New("rootca: stored CA has no certificate")
 	}
@@ -192,6 +201,8 @@ func (ca *CA) load(auth *Authority) error {
 		ca.chain = append(ca.chain, c)
 	}
 	ca.cert = ca.chain[0]
+	ca.issuer = x509.NewCertPool()
+	ca.issuer.AddCert(ca.cert)
 	ca.roots = x509.NewCertPool()
 	ca.intermediates = x509.NewCertPool()
 	for _, c := range ca.chain {
@@ -209,7 +220,12 @@ func (ca *CA) load(auth *Authority) error {
 	}
 
 	switch {
+	case key != nil:
+		ca.signer = key
 	case auth.Key != nil:
+		if ca.opts.Password == nil {
+			return errors.New("rootca: the stored CA key is encrypted: Options.Password is needed")
+		}
 		pw, err := ca.password()
 		if err != nil {
 			return err
@@ -261,8 +277,8 @@ func (ca *CA) CACertificates(ctx context.Context) ([]*x509.Certificate, error) {
 
 // LookupCertificate returns the inventory record of serial.
 func (ca *CA) LookupCertificate(ctx context.Context, serial *big.Int) (*provider.CertificateRecord, error) {
-	if serial == nil {
-		return nil, &provider.RequestError{Field: "serial", Reason: "missing"}
+	if err := checkSerial(serial); err != nil {
+		return nil, err
 	}
 	return ca.store.Certificate(ctx, serial)
 }
@@ -274,3 +290,12 @@ func (ca *CA) ListCertificates(ctx context.Context, opts *provider.ListOptions) 
 
 // subjectString renders a subject for logs and records.
 func subjectString(n pkix.Name) string { return n.String() }
+
+// checkSerial refuses a serial that no certificate of this CA can have:
+// nil, not positive, or longer than the 20 octets RFC 5280 allows.
+func checkSerial(serial *big.Int) error {
+	if serial == nil || serial.Sign() <= 0 || serial.BitLen() > 159 {
+		return &provider.RequestError{Field: "serial", Reason: "missing, not positive or longer than 20 octets"}
+	}
+	return nil
+}

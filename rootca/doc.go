@@ -69,8 +69,11 @@
 //
 // Names come from the request (DNSNames, IPAddresses, CommonName), which
 // the platform vouches for, and from the CSR (subject CN, DNS and IP
-// SANs), which the requester controls and which may not claim a name in
-// [Options.ReservedDNSNames]. DNS names must be RFC 1123 host names without
+// SANs), which the requester controls. Of the CSR's names, only those the
+// request also lists go into the certificate, so that a host cannot obtain
+// a certificate for another host's name; CloudStack signed whatever the
+// CSR asked for, which [Options.InsecureAllowCSRNames] restores (minus
+// [Options.ReservedDNSNames]). DNS names must be RFC 1123 host names without
 // wildcards, and are lower-cased; IP addresses may not be unspecified,
 // multicast or broadcast. The subject is the common name alone (the
 // request's, else the CSR's, else the first name), and the common name is

@@ -14,8 +14,9 @@ import (
 	"github.com/kvmpki/kvmpki/rootca"
 )
 
-// A host's agent sends a CSR; the platform adds the addresses it knows the
-// host by, issues, and later revokes.
+// A host's agent sends a CSR; the platform names the host as it knows it
+// (names in the CSR that the platform does not list are left out), issues,
+// and later revokes.
 func Example() {
 	ctx := context.Background()
 	ca, err := rootca.Open(ctx, rootca.NewMemStore(), &rootca.Options{
@@ -31,7 +32,7 @@ func Example() {
 	}, hostKey)
 	res, err := ca.Issue(ctx, &provider.IssueRequest{
 		CSR:         csr,
-		DNSNames:    []string{"kvm1"},
+		DNSNames:    []string{"kvm1", "kvm1.example.org"},
 		IPAddresses: []net.IP{net.ParseIP("192.0.2.11")},
 		Role:        provider.RoleHost,
 	})

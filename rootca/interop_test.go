@@ -327,15 +327,14 @@ func newInteropSetup(ctx context.Context, name string, ca *rootca.CA, caKey cryp
 }
 
 // issue issues a leaf for key: from a CSR that names the CN and
-// DNS:localhost, with IP:127.0.0.1 added by the request, or, for kind
-// "generated", for a key the CA generates.
+// DNS:localhost, which the request vouches for, with IP:127.0.0.1 added by
+// the request, or, for kind "generated", for a key the CA generates.
 func (s *interopSetup) issue(ctx context.Context, kind string, role provider.Role, key crypto.Signer) (*interopLeaf, error) {
 	cn := fmt.Sprintf("%s-%s.%s.kvmpki.test", kind, role, s.name)
-	req := &provider.IssueRequest{Role: role, IPAddresses: []net.IP{interopIP}}
-	if kind == "generated" {
-		req.CommonName = cn
-		req.DNSNames = []string{interopDNSName}
-	} else {
+	// The platform vouches for every name: rootca leaves out CSR names
+	// the request does not list.
+	req := &provider.IssueRequest{Role: role, IPAddresses: []net.IP{interopIP}, CommonName: cn, DNSNames: []string{interopDNSName}}
+	if kind != "generated" {
 		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
 			Subject:  pkix.Name{CommonName: cn},
 			DNSNames: []string{interopDNSName},

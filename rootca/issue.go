@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/kvmpki/kvmpki/provider"
@@ -135,44 +136,51 @@ func (ca *CA) checkCSR(data []byte) (*x509.CertificateRequest, error) {
 	return csr, nil
 }
 
-// addCSRNames adds the names the requester asks for.
+// addCSRNames adds the names the requester asks for. Every name must be
+// well formed. By default only the names the request vouches for are kept
+// (the others are left out); with Options.InsecureAllowCSRNames every name
+// is kept unless it is reserved.
 func (ca *CA) addCSRNames(names *nameSet, csr *x509.CertificateRequest) error {
 	if n := len(csr.DNSNames) + len(csr.IPAddresses); n > names.max {
 		return &provider.RequestError{Field: "csr", Reason: fmt.Sprintf("%d names exceed the limit of %d", n, names.max)}
 	}
-	check := func(n string) error {
-		if reserved(n, ca.opts.ReservedDNSNames) {
-			return &provider.RequestError{Field: "csr", Reason: fmt.Sprintf("name %q is reserved for the platform", n)}
+	lax := ca.opts.InsecureAllowCSRNames
+	// add reports whether the name ended up in the certificate.
+	add := func(field, name string, ip net.IP) (bool, error) {
+		key, err := names.key(field, name, ip)
+		if err != nil {
+			return false, err
 		}
-		return nil
+		if names.seen[key] {
+			return true, nil
+		}
+		if !lax {
+			return false, nil
+		}
+		if ip == nil {
+			if reserved(key, ca.opts.ReservedDNSNames) {
+				return false, &provider.RequestError{Field: "csr", Reason: fmt.Sprintf("name %q is reserved for the platform", key)}
+			}
+			return true, names.addName(field, name)
+		}
+		return true, names.addIP(field, ip)
 	}
 	if cn := csr.Subject.CommonName; cn != "" {
-		before := len(names.dnsNames)
-		if err := names.addName("csr common name", cn); err != nil {
+		kept, err := add("csr common name", cn, nil)
+		if err != nil {
 			return err
 		}
-		if len(names.dnsNames) > before {
-			if err := check(names.dnsNames[before]); err != nil {
-				return err
-			}
-		}
-		if names.commonName == "" {
+		if kept && names.commonName == "" {
 			names.commonName = cn
 		}
 	}
 	for _, n := range csr.DNSNames {
-		before := len(names.dnsNames)
-		if err := names.addDNS("csr dns", n); err != nil {
+		if _, err := add("csr dns", n, nil); err != nil {
 			return err
-		}
-		if len(names.dnsNames) > before {
-			if err := check(names.dnsNames[before]); err != nil {
-				return err
-			}
 		}
 	}
 	for _, ip := range csr.IPAddresses {
-		if err := names.addIP("csr ip", ip); err != nil {
+		if _, err := add("csr ip", "", ip); err != nil {
 			return err
 		}
 	}
@@ -200,7 +208,7 @@ func (ca *CA) sign(ctx context.Context, pub crypto.PublicKey, names *nameSet, ro
 
 	defaulted := validity == 0
 	if defaulted {
-		validity = ca.opts.defaultValidity()
+		validity = min(ca.opts.defaultValidity(), ca.opts.maxValidity())
 	}
 	if validity < 0 {
 		return nil, &provider.RequestError{Field: "validity", Reason: "negative"}
@@ -209,6 +217,9 @@ func (ca *CA) sign(ctx context.Context, pub crypto.PublicKey, names *nameSet, ro
 		return nil, &provider.RequestError{Field: "validity", Reason: fmt.Sprintf("%v exceeds the maximum of %v", validity, max)}
 	}
 	now := ca.opts.now().UTC().Truncate(time.Second)
+	if !now.Before(ca.cert.NotAfter) {
+		return nil, fmt.Errorf("rootca: CA certificate expired at %s", ca.cert.NotAfter.UTC().Format(time.RFC3339))
+	}
 	notAfter := now.Add(validity)
 	if defaulted && notAfter.After(ca.cert.NotAfter) {
 		// The request named no validity: end with the CA rather than

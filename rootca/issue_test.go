@@ -47,7 +47,7 @@ func TestIssueProfiles(t *testing.T) {
 			key := genKey(t, tc.key)
 			res := issue(t, ca, &provider.IssueRequest{
 				CSR:         makeCSR(t, key, "kvm1.example.org", []string{"kvm1.example.org"}, nil),
-				DNSNames:    []string{"KVM1"},
+				DNSNames:    []string{"KVM1", "kvm1.example.org"},
 				IPAddresses: []net.IP{net.ParseIP("192.0.2.10")},
 				Role:        tc.role,
 			})
@@ -144,7 +144,8 @@ func caTrueCSR(t *testing.T) []byte {
 }
 
 func TestIssueRefusals(t *testing.T) {
-	ca, store := newCA(t, &rootca.Options{ReservedDNSNames: []string{"cloudstack.internal", "*.mgmt.internal"}})
+	// Lax about CSR names, to reach the reserved-names refusals.
+	ca, store := newCA(t, &rootca.Options{InsecureAllowCSRNames: true, ReservedDNSNames: []string{"cloudstack.internal", "*.mgmt.internal"}})
 	ctx := context.Background()
 	p256 := genKey(t, "p256")
 	good := makeCSR(t, p256, "kvm1.example.org", nil, nil)
@@ -207,23 +208,57 @@ func TestIssueRefusals(t *testing.T) {
 }
 
 func TestIssueNamesPolicy(t *testing.T) {
-	ca, _ := newCA(t, nil)
 	key := genKey(t, "p256")
-	res := issue(t, ca, &provider.IssueRequest{
-		CSR:         makeCSR(t, key, "KVM1.Example.Org", []string{"kvm1.example.org", "alias.example.org"}, []net.IP{net.ParseIP("10.0.0.5")}),
+	csr := makeCSR(t, key, "KVM1.Example.Org", []string{"kvm1.example.org", "kvm2.example.org"}, []net.IP{net.ParseIP("10.0.0.5"), net.ParseIP("10.0.0.99")})
+	req := &provider.IssueRequest{
+		CSR:         csr,
 		DNSNames:    []string{"kvm1", "kvm1.example.org"},
 		IPAddresses: []net.IP{net.ParseIP("10.0.0.5"), net.ParseIP("2001:db8::5")},
 		Role:        provider.RoleHost,
-	})
-	c := res.Certificate
-	// Duplicates collapse, names are lower-cased, CN is among the SANs.
-	assert.Equal(t, []string{"kvm1", "kvm1.example.org", "alias.example.org"}, c.DNSNames)
-	assert.Len(t, c.IPAddresses, 2)
-	assert.Equal(t, "KVM1.Example.Org", c.Subject.CommonName)
-	assert.Empty(t, c.Subject.Organization, "CSR subject attributes other than CN are dropped")
+	}
+	tests := []struct {
+		name    string
+		lax     bool
+		wantDNS []string
+		wantIPs []string
+	}{
+		// The CSR's kvm2 and 10.0.0.99 are nobody's word but the
+		// requester's: another host's name stays out.
+		{"vouched names only", false, []string{"kvm1", "kvm1.example.org"}, []string{"10.0.0.5", "2001:db8::5"}},
+		{"InsecureAllowCSRNames", true, []string{"kvm1", "kvm1.example.org", "kvm2.example.org"}, []string{"10.0.0.5", "2001:db8::5", "10.0.0.99"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ca, _ := newCA(t, &rootca.Options{InsecureAllowCSRNames: tc.lax})
+			c := issue(t, ca, req).Certificate
+			// Duplicates collapse, names are lower-cased, the CN is
+			// among the SANs.
+			assert.Equal(t, tc.wantDNS, c.DNSNames)
+			var ips []string
+			for _, ip := range c.IPAddresses {
+				ips = append(ips, ip.String())
+			}
+			assert.Equal(t, tc.wantIPs, ips)
+			assert.Equal(t, "KVM1.Example.Org", c.Subject.CommonName, "the CSR's CN is vouched for (case aside)")
+			assert.Empty(t, c.Subject.Organization, "CSR subject attributes other than CN are dropped")
+		})
+	}
+
+	ca, _ := newCA(t, nil)
+	// A CSR CN nobody vouches for is left out, and the platform's first
+	// name takes its place.
+	c := issue(t, ca, &provider.IssueRequest{CSR: makeCSR(t, key, "evil.example.org", nil, nil), DNSNames: []string{"kvm3"}, Role: provider.RoleHost}).Certificate
+	assert.Equal(t, "kvm3", c.Subject.CommonName)
+	assert.Equal(t, []string{"kvm3"}, c.DNSNames)
+	// With nothing vouched for, nothing is issued.
+	_, err := ca.Issue(context.Background(), &provider.IssueRequest{CSR: makeCSR(t, key, "evil.example.org", []string{"kvm9"}, nil), Role: provider.RoleHost})
+	assert.ErrorIs(t, err, provider.ErrInvalidRequest)
+	// Malformed CSR names are refused even when they would be left out.
+	_, err = ca.Issue(context.Background(), &provider.IssueRequest{CSR: makeCSR(t, key, "kvm3", []string{"bad_name"}, nil), DNSNames: []string{"kvm3"}, Role: provider.RoleHost})
+	assert.ErrorIs(t, err, provider.ErrInvalidRequest)
 
 	// An IP common name lands in the IP SANs.
-	res = issue(t, ca, &provider.IssueRequest{CommonName: "192.0.2.7", Role: provider.RoleClient, KeyAlgorithm: provider.KeyAlgorithmECDSA})
+	res := issue(t, ca, &provider.IssueRequest{CommonName: "192.0.2.7", Role: provider.RoleClient, KeyAlgorithm: provider.KeyAlgorithmECDSA})
 	require.Len(t, res.Certificate.IPAddresses, 1)
 	assert.Equal(t, "192.0.2.7", res.Certificate.IPAddresses[0].String())
 }
@@ -232,12 +267,13 @@ func TestIssueUniqueSerialsConcurrently(t *testing.T) {
 	ca, store := newCA(t, nil)
 	ctx := context.Background()
 	csr := makeCSR(t, genKey(t, "p256"), "kvm.example.org", nil, nil)
+	names := []string{"kvm.example.org"}
 	const workers, each = 8, 25
 	errs := make(chan error, workers)
 	for w := 0; w < workers; w++ {
 		go func() {
 			for i := 0; i < each; i++ {
-				res, err := ca.Issue(ctx, &provider.IssueRequest{CSR: csr, Role: provider.RoleHost})
+				res, err := ca.Issue(ctx, &provider.IssueRequest{CSR: csr, DNSNames: names, Role: provider.RoleHost})
 				if err != nil {
 					errs <- err
 					return

@@ -14,10 +14,14 @@ import (
 //   - Names come from two sources: the request (IssueRequest.DNSNames,
 //     IPAddresses and CommonName), which the platform vouches for, and the
 //     CSR (its subject common name and its DNS and IP subject alternative
-//     names), which the requester controls. CloudStack adds a host's
-//     addresses on top of its agent's CSR the same way.
-//   - A CSR may not ask for e-mail, URI or other name forms, nor for a name
-//     in Options.ReservedDNSNames.
+//     names), which the requester controls.
+//   - A CSR's names must be well formed, but only those the request vouches
+//     for go into the certificate; the others are left out, so a host
+//     cannot obtain a certificate for another host's name. With
+//     Options.InsecureAllowCSRNames they all go in, as CloudStack adds a
+//     host's addresses on top of whatever its agent's CSR asks for, except
+//     names in Options.ReservedDNSNames, which are refused.
+//   - A CSR may not ask for e-mail, URI or other name forms.
 //   - Every DNS name must be a host name of letters, digits and hyphens
 //     (RFC 1123), at most 253 characters, without wildcards; it is
 //     lower-cased. An IP address may not be unspecified, multicast or
@@ -82,6 +86,29 @@ func (s *nameSet) addName(field, name string) error {
 		return s.addIP(field, ip)
 	}
 	return s.addDNS(field, name)
+}
+
+// key validates a name (a host name or IP literal in name, or an IP in
+// ip) and returns the key under which the set records it, without adding
+// it.
+func (s *nameSet) key(field, name string, ip net.IP) (string, error) {
+	if ip == nil {
+		ip = net.ParseIP(name)
+	}
+	if ip != nil {
+		if err := checkIP(ip); err != nil {
+			return "", &provider.RequestError{Field: field, Reason: err.Error()}
+		}
+		if v4 := ip.To4(); v4 != nil {
+			ip = v4
+		}
+		return "ip:" + string(ip), nil
+	}
+	n, err := canonicalDNSName(name)
+	if err != nil {
+		return "", &provider.RequestError{Field: field, Reason: err.Error()}
+	}
+	return n, nil
 }
 
 func canonicalDNSName(name string) (string, error) {

@@ -91,12 +91,20 @@ type Options struct {
 	// DefaultMaxNames.
 	MaxNames int
 
+	// InsecureAllowCSRNames puts into certificates the names a CSR asks
+	// for even when the request does not vouch for them, as CloudStack
+	// does. A host can then obtain a certificate for any name outside
+	// ReservedDNSNames, another host's included. Without it, CSR names the
+	// request does not list are left out.
+	InsecureAllowCSRNames bool
+
 	// ReservedDNSNames are names that only the platform may put into a
-	// certificate (through IssueRequest.DNSNames): a CSR that asks for one
-	// is refused. An entry "*.example" reserves every name below example.
-	// Reserve the marker that identifies management servers, as
-	// CloudStack's ca.framework.cert.management.custom.san, so that a host
-	// cannot pose as one.
+	// certificate (through IssueRequest.DNSNames): with
+	// InsecureAllowCSRNames, a CSR that asks for one is refused. An entry
+	// "*.example" reserves every name below example. Reserve the marker
+	// that identifies management servers, as CloudStack's
+	// ca.framework.cert.management.custom.san, so that a host cannot pose
+	// as one.
 	ReservedDNSNames []string
 
 	// CRLValidity is the time from a CRL's ThisUpdate to its NextUpdate.

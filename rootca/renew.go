@@ -21,6 +21,9 @@ func (ca *CA) Renew(ctx context.Context, req *provider.RenewRequest) (*provider.
 		return nil, &provider.RequestError{Field: "certificate", Reason: "missing"}
 	}
 	old := req.Certificate
+	if err := checkSerial(old.SerialNumber); err != nil {
+		return nil, err
+	}
 	rec, err := ca.store.Certificate(ctx, old.SerialNumber)
 	if err != nil {
 		if errors.Is(err, provider.ErrNotFound) {

@@ -3,6 +3,7 @@ package rootca
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
@@ -51,20 +52,27 @@ func (s *revocationSet) add(r Revocation) {
 	s.list = append(s.list, r)
 }
 
-func (s *revocationSet) replace(all []Revocation) {
-	m := make(map[string]Revocation, len(all))
-	list := make([]Revocation, 0, len(all))
+// merge adds the revocations in all that the set lacks. Revocations are
+// never undone, so a snapshot read from the store before a concurrent
+// Revoke must not drop that revocation: the set only grows.
+func (s *revocationSet) merge(all []Revocation) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = make(map[string]Revocation, len(all))
+	}
+	added := false
 	for _, r := range all {
 		key := string(r.Serial.Bytes())
-		if _, dup := m[key]; !dup {
-			m[key] = r
-			list = append(list, r)
+		if _, dup := s.m[key]; !dup {
+			s.m[key] = r
+			s.list = append(s.list, r)
+			added = true
 		}
 	}
-	slices.SortStableFunc(list, func(a, b Revocation) int { return a.RevokedAt.Compare(b.RevokedAt) })
-	s.mu.Lock()
-	s.m, s.list = m, list
-	s.mu.Unlock()
+	if added {
+		slices.SortStableFunc(s.list, func(a, b Revocation) int { return a.RevokedAt.Compare(b.RevokedAt) })
+	}
 }
 
 // entries returns the CRL entries of the revocations whose certificate has
@@ -87,13 +95,13 @@ func (s *revocationSet) entries(now time.Time, keepExpired bool) []x509.Revocati
 	return out
 }
 
-// reloadRevocations replaces the in-memory revocation set with the store's.
+// reloadRevocations adds the store's revocations to the in-memory set.
 func (ca *CA) reloadRevocations(ctx context.Context) error {
 	all, err := ca.store.Revocations(ctx)
 	if err != nil {
 		return fmt.Errorf("rootca: load revocations: %w", err)
 	}
-	ca.revoked.replace(all)
+	ca.revoked.merge(all)
 	return nil
 }
 
@@ -116,14 +124,24 @@ func (ca *CA) IsRevoked(serial *big.Int) (Revocation, bool) {
 // returns, and every later handshake verified by this CA refuses the
 // certificate.
 func (ca *CA) Revoke(ctx context.Context, req *provider.RevokeRequest) error {
-	if req == nil || req.Serial == nil || req.Serial.Sign() <= 0 {
-		return &provider.RequestError{Field: "serial", Reason: "missing or not positive"}
+	if req == nil {
+		return &provider.RequestError{Reason: "nil request"}
+	}
+	if err := checkSerial(req.Serial); err != nil {
+		return err
 	}
 	// removeFromCRL only exists in delta CRLs; this CA does not sign them.
 	if !req.Reason.Valid() || req.Reason == provider.ReasonRemoveFromCRL {
 		return &provider.RequestError{Field: "reason", Reason: fmt.Sprintf("%v is not a revocation reason", req.Reason)}
 	}
 	rev, err := ca.store.Revoke(ctx, req.Serial, req.Reason, ca.opts.now().UTC())
+	if errors.Is(err, provider.ErrAlreadyRevoked) {
+		// Perhaps another process revoked it: make sure this one
+		// refuses it from now on too.
+		if rec, lerr := ca.store.Certificate(ctx, req.Serial); lerr == nil && rec.Status == provider.StatusRevoked {
+			ca.revoked.add(Revocation{Serial: rec.Serial, RevokedAt: rec.RevokedAt, Reason: rec.Reason, NotAfter: rec.NotAfter})
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("rootca: revoke %s: %w", provider.FormatSerial(req.Serial), err)
 	}

@@ -15,7 +15,8 @@ import (
 //  1. A peer without a certificate is refused (provider.ErrNoCertificate),
 //     unless Options.InsecureAllowMissingClientCert and Usage is client
 //     authentication.
-//  2. The chain must verify to this CA's root (provider.ErrUnknownAuthority),
+//  2. The leaf must be signed by this CA's issuing certificate
+//     (provider.ErrUnknownAuthority), not merely chain to the same root,
 //     with the extended key usage asked for (provider.ErrIncompatibleUsage),
 //     and for ServerName if set (provider.ErrNameMismatch). CloudStack never
 //     checked the chain.
@@ -54,19 +55,15 @@ func (ca *CA) VerifyPeer(ctx context.Context, req *provider.VerifyRequest) error
 		// certificate is either misconfigured or holds a CA key.
 		return fail(fmt.Errorf("%w: a CA certificate cannot be a TLS peer", provider.ErrIncompatibleUsage))
 	}
-	intermediates := ca.intermediates
-	if len(req.Certificates) > 1 {
-		intermediates = ca.intermediates.Clone()
-		for _, c := range req.Certificates[1:] {
-			intermediates.AddCert(c)
-		}
-	}
 	opts := x509.VerifyOptions{
-		Roots:         ca.roots,
-		Intermediates: intermediates,
-		KeyUsages:     []x509.ExtKeyUsage{usage},
-		CurrentTime:   now,
-		DNSName:       req.ServerName,
+		// The issuing certificate is the only anchor, and intermediates
+		// the peer sends are ignored: a leaf of another CA under the
+		// same root (whose revocations this CA does not know) must not
+		// pass.
+		Roots:       ca.issuer,
+		KeyUsages:   []x509.ExtKeyUsage{usage},
+		CurrentTime: now,
+		DNSName:     req.ServerName,
 	}
 	if ca.opts.InsecureAllowExpired {
 		// Verify at a moment inside the leaf's validity; the CA chain

@@ -3,7 +3,12 @@
 //
 //	kvmpki-ca init   -dir DIR [-key-type rsa|ecdsa] [-key-size N] [-issuer-dn DN] [-validity-days N]
 //	kvmpki-ca issue  -dir DIR (-csr FILE | -key-out FILE) -role host|client|server [-dns a,b] [-ip x,y]
-//	                 [-cn NAME] [-validity-days N] [-key-type rsa|ecdsa] [-key-size N] -out FILE
+//	                 [-cn NAME] [-validity-days N] [-key-type rsa|ecdsa] [-key-size N] [-chain]
+//	                 [-insecure-allow-csr-names] -out FILE
+//
+// A CSR's names go into the certificate only when -dns or -ip list them
+// too, unless -insecure-allow-csr-names.
+//
 //	kvmpki-ca bundle -dir DIR
 //	kvmpki-ca revoke -dir DIR -serial HEX [-reason NAME]
 //	kvmpki-ca crl    -dir DIR -out FILE [-der]
@@ -102,12 +107,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 }
 
 type command struct {
-	name           string
-	stdout, stderr io.Writer
-	getenv         func(string) string
-	fs             *flag.FlagSet
-	dir            string
-	passwordFile   string
+	// insecureAllowCSRNames signs the names a CSR asks for even when no
+	// -dns or -ip lists them.
+	insecureAllowCSRNames bool
+	name                  string
+	stdout, stderr        io.Writer
+	getenv                func(string) string
+	fs                    *flag.FlagSet
+	dir                   string
+	passwordFile          string
 }
 
 func (c *command) flags() *flag.FlagSet {
@@ -166,6 +174,31 @@ func (o *openCA) Close() error { return o.store.Close() }
 // dbPath returns the path of the CA's database in c.dir.
 func (c *command) dbPath() string { return filepath.Join(c.dir, rootca.DBFileName) }
 
+// refuseCAFile refuses an output file that is the CA's database or one of
+// SQLite's files beside it: writing there would destroy the CA.
+func (c *command) refuseCAFile(flagName, path string) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	out, outErr := os.Stat(abs)
+	for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
+		db := c.dbPath() + suffix
+		dbAbs, err := filepath.Abs(db)
+		if err != nil {
+			return err
+		}
+		same := dbAbs == abs
+		if fi, err := os.Stat(db); err == nil && outErr == nil && os.SameFile(fi, out) {
+			same = true
+		}
+		if same {
+			return &usageError{fmt.Sprintf("%s %s is the CA's database", flagName, path)}
+		}
+	}
+	return nil
+}
+
 // noCA is the error for a directory that holds no CA.
 func (c *command) noCA(err error) error {
 	return fmt.Errorf("no CA in %s (run 'kvmpki-ca init -dir %s'): %w", c.dir, c.dir, err)
@@ -214,7 +247,7 @@ func (c *command) open(ctx context.Context) (*openCA, error) {
 		}
 		return nil, err
 	}
-	ca, err := rootca.Open(ctx, store, &rootca.Options{Password: c.password})
+	ca, err := rootca.Open(ctx, store, &rootca.Options{Password: c.password, InsecureAllowCSRNames: c.insecureAllowCSRNames})
 	if err != nil {
 		store.Close()
 		return nil, err
@@ -304,6 +337,8 @@ func (c *command) issue(ctx context.Context, args []string) error {
 	keySize := fs.Int("key-size", 0, "generated key size in `bits` (default 2048 for RSA, 256 for ECDSA)")
 	out := fs.String("out", "", "write the certificate to `FILE` (PEM; required)")
 	chain := fs.Bool("chain", false, "append the CA chain to the certificate file")
+	fs.BoolVar(&c.insecureAllowCSRNames, "insecure-allow-csr-names", false,
+		"also sign names the CSR asks for that -dns and -ip do not list (by default they are left out)")
 	if err := c.parse(args); err != nil {
 		return err
 	}
@@ -312,6 +347,14 @@ func (c *command) issue(ctx context.Context, args []string) error {
 	}
 	if *out == "" {
 		return &usageError{"-out is required"}
+	}
+	if err := c.refuseCAFile("-out", *out); err != nil {
+		return err
+	}
+	if *keyOut != "" {
+		if err := c.refuseCAFile("-key-out", *keyOut); err != nil {
+			return err
+		}
 	}
 	if *roleName == "" {
 		return &usageError{"-role is required (host, client or server)"}
@@ -546,6 +589,9 @@ func (c *command) crl(ctx context.Context, args []string) error {
 	}
 	if *out == "" {
 		return &usageError{"-out is required"}
+	}
+	if err := c.refuseCAFile("-out", *out); err != nil {
+		return err
 	}
 	ca, err := c.open(ctx)
 	if err != nil {

@@ -513,6 +513,9 @@ func TestUsageErrors(t *testing.T) {
 		{"revoke unknown reason", []string{"revoke", "-dir", dir, "-serial", "1f", "-reason", "lostLaptop"}, `unknown revocation reason "lostLaptop"`, ""},
 
 		{"crl missing out", []string{"crl", "-dir", dir}, "-out is required", ""},
+		{"crl onto the CA database", []string{"crl", "-dir", dir, "-out", filepath.Join(dir, "ca.db")}, "is the CA's database", ""},
+		{"issue onto the CA database", []string{"issue", "-dir", dir, "-csr", csr, "-role", "host", "-out", filepath.Join(dir, "ca.db-wal")}, "is the CA's database", ""},
+		{"key onto the CA database", []string{"issue", "-dir", dir, "-key-out", filepath.Join(dir, "ca.db"), "-role", "host", "-dns", "h.example.org", "-out", out}, "is the CA's database", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -799,7 +802,7 @@ func TestLifecycle(t *testing.T) {
 			{
 				name: "PEM", role: "host",
 				csr:     writeFile(t, "pem.csr", newCSR(t, "kvm2.example.org", []string{"kvm2.example.org", "kvm2-alt.example.org"}, true)),
-				args:    []string{"-dns", "kvm2-mgmt.example.org", "-ip", "192.0.2.12", "-validity-days", "10"},
+				args:    []string{"-dns", "kvm2-mgmt.example.org", "-ip", "192.0.2.12", "-validity-days", "10", "-insecure-allow-csr-names"},
 				wantCN:  "kvm2.example.org",
 				wantDNS: []string{"kvm2-mgmt.example.org", "kvm2.example.org", "kvm2-alt.example.org"},
 				wantIPs: []string{"192.0.2.12"},
@@ -807,16 +810,19 @@ func TestLifecycle(t *testing.T) {
 			{
 				name: "DER", role: "client",
 				csr:     writeFile(t, "der.csr", newCSR(t, "agent2.example.org", nil, false)),
+				args:    []string{"-dns", "agent2.example.org"},
 				wantCN:  "agent2.example.org",
 				wantDNS: []string{"agent2.example.org"},
 			},
 			{
 				name: "OpenSSL PEM", role: "server",
-				csr:     filepath.Join("testdata", "openssl-host.csr"),
-				args:    []string{"-ip", "198.51.100.8"},
+				csr: filepath.Join("testdata", "openssl-host.csr"),
+				// Only the names -dns and -ip vouch for: the CSR's
+				// kvm7-mgmt and 198.51.100.7 are left out.
+				args:    []string{"-dns", "kvm7.example.org", "-ip", "198.51.100.8"},
 				wantCN:  "kvm7.example.org",
-				wantDNS: []string{"kvm7.example.org", "kvm7-mgmt.example.org"},
-				wantIPs: []string{"198.51.100.8", "198.51.100.7"},
+				wantDNS: []string{"kvm7.example.org"},
+				wantIPs: []string{"198.51.100.8"},
 			},
 		}
 		for _, tt := range tests {

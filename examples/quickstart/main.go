@@ -59,7 +59,8 @@ func run(ctx context.Context, out io.Writer) error {
 	fmt.Fprintf(out, "CA created:    %s (%v, valid until %s)\n", root.Subject, root.SignatureAlgorithm, root.NotAfter.Format(time.DateOnly))
 
 	// The host makes its own key and CSR, as an agent does; the platform
-	// adds the names it knows the host by.
+	// names the host as it knows it (CSR names it does not list are left
+	// out).
 	hostKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
@@ -73,7 +74,7 @@ func run(ctx context.Context, out io.Writer) error {
 	}
 	host, err := ca.Issue(ctx, &provider.IssueRequest{
 		CSR:         pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}),
-		DNSNames:    []string{"kvm1"},
+		DNSNames:    []string{"kvm1", "kvm1.example.org"},
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
 		Role:        provider.RoleHost,
 	})

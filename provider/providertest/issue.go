@@ -305,7 +305,10 @@ func (s *suite) testIssueCSR(t *testing.T, p provider.Provider) {
 		s.run(t, k.name, func(t *testing.T) {
 			key := k.key(t)
 			csrNames := []string{s.name("csr"), s.name("csr-alt")}
-			reqNames := []string{s.name("platform")}
+			// The platform vouches for the CSR's names too: a provider
+			// may leave out CSR names the request does not list, so
+			// that a host cannot claim another host's name.
+			reqNames := append([]string{s.name("platform")}, csrNames...)
 			it := s.issueRequest(t, p, &provider.IssueRequest{
 				CSR:         newCSR(t, key, csrNames, s.ips),
 				DNSNames:    reqNames,

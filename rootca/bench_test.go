@@ -94,7 +94,7 @@ func BenchmarkIssueCSR(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	req := &provider.IssueRequest{CSR: csrDER, Role: provider.RoleHost}
+	req := &provider.IssueRequest{CSR: csrDER, DNSNames: []string{"kvm1.example.org"}, Role: provider.RoleHost}
 
 	base := func() {
 		csr, err := x509.ParseCertificateRequest(csrDER)

@@ -28,7 +28,7 @@ import (
 // A refusal is a *provider.VerifyError naming the certificate and the
 // reason.
 func (ca *CA) VerifyPeer(ctx context.Context, req *provider.VerifyRequest) error {
-	if req == nil || len(req.Certificates) == 0 {
+	if req == nil || len(req.Certificates) == 0 || req.Certificates[0] == nil {
 		usage := x509.ExtKeyUsageClientAuth
 		if req != nil && req.Usage != 0 {
 			usage = req.Usage

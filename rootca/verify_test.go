@@ -45,6 +45,7 @@ func TestVerifyPeer(t *testing.T) {
 		{"no certificate, strict", ca, provider.VerifyRequest{}, provider.ErrNoCertificate},
 		{"no certificate, server side", lax, provider.VerifyRequest{Usage: x509.ExtKeyUsageServerAuth}, provider.ErrNoCertificate},
 		{"no certificate, non-strict", lax, provider.VerifyRequest{}, nil},
+		{"nil certificate", ca, provider.VerifyRequest{Certificates: []*x509.Certificate{nil}}, provider.ErrNoCertificate},
 		{"revoked", ca, provider.VerifyRequest{Certificates: certs(revoked)}, provider.ErrRevoked},
 		{"foreign CA, same subject", ca, provider.VerifyRequest{Certificates: certs(alien)}, provider.ErrUnknownAuthority},
 		{"foreign CA, non-strict", lax, provider.VerifyRequest{Certificates: certs(alien)}, provider.ErrUnknownAuthority},
@@ -68,7 +69,7 @@ func TestVerifyPeer(t *testing.T) {
 			assert.ErrorIs(t, err, tc.want)
 			var ve *provider.VerifyError
 			require.ErrorAs(t, err, &ve)
-			if len(tc.req.Certificates) > 0 {
+			if len(tc.req.Certificates) > 0 && tc.req.Certificates[0] != nil {
 				assert.Equal(t, tc.req.Certificates[0].SerialNumber, ve.Serial, "the error names the refused certificate")
 			}
 		})

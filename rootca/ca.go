@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"math/big"
@@ -22,11 +21,9 @@ type CA struct {
 	signer crypto.Signer
 	sigAlg x509.SignatureAlgorithm
 
-	cert          *x509.Certificate   // the issuing certificate
-	chain         []*x509.Certificate // cert, then its issuers up to the root
-	roots         *x509.CertPool
-	intermediates *x509.CertPool
-	issuer        *x509.CertPool // ca.cert alone: the anchor for peers
+	cert   *x509.Certificate   // the issuing certificate
+	chain  []*x509.Certificate // cert, then its issuers up to the root
+	issuer *x509.CertPool      // ca.cert alone: the anchor for peers
 
 	revoked revocationSet
 	crlMu   sync.Mutex // serialises CRL signing, so numbers follow time order
@@ -203,17 +200,16 @@ func (ca *CA) load(auth *Authority, key crypto.Signer) error {
 	ca.cert = ca.chain[0]
 	ca.issuer = x509.NewCertPool()
 	ca.issuer.AddCert(ca.cert)
-	ca.roots = x509.NewCertPool()
-	ca.intermediates = x509.NewCertPool()
+	roots, intermediates := x509.NewCertPool(), x509.NewCertPool()
 	for _, c := range ca.chain {
 		if isSelfSigned(c) {
-			ca.roots.AddCert(c)
+			roots.AddCert(c)
 		} else {
-			ca.intermediates.AddCert(c)
+			intermediates.AddCert(c)
 		}
 	}
 	if _, err := ca.cert.Verify(x509.VerifyOptions{
-		Roots: ca.roots, Intermediates: ca.intermediates,
+		Roots: roots, Intermediates: intermediates,
 		CurrentTime: ca.cert.NotBefore, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	}); err != nil {
 		return fmt.Errorf("rootca: stored CA chain does not verify: %w", err)
@@ -287,9 +283,6 @@ func (ca *CA) LookupCertificate(ctx context.Context, serial *big.Int) (*provider
 func (ca *CA) ListCertificates(ctx context.Context, opts *provider.ListOptions) ([]*provider.CertificateRecord, error) {
 	return ca.store.ListCertificates(ctx, opts)
 }
-
-// subjectString renders a subject for logs and records.
-func subjectString(n pkix.Name) string { return n.String() }
 
 // checkSerial refuses a serial that no certificate of this CA can have:
 // nil, not positive, or longer than the 20 octets RFC 5280 allows.

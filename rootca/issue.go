@@ -302,7 +302,7 @@ func leafKeyUsage(role provider.Role, pub crypto.PublicKey) x509.KeyUsage {
 func recordOf(cert *x509.Certificate, role provider.Role) *provider.CertificateRecord {
 	return &provider.CertificateRecord{
 		Serial:      cert.SerialNumber,
-		Subject:     subjectString(cert.Subject),
+		Subject:     cert.Subject.String(),
 		DNSNames:    cert.DNSNames,
 		IPAddresses: cert.IPAddresses,
 		NotBefore:   cert.NotBefore,

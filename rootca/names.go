@@ -61,13 +61,13 @@ func (s *nameSet) addDNS(field, name string) error {
 }
 
 func (s *nameSet) addIP(field string, ip net.IP) error {
-	if err := checkIP(ip); err != nil {
-		return &provider.RequestError{Field: field, Reason: err.Error()}
+	key, err := s.key(field, "", ip)
+	if err != nil {
+		return err
 	}
 	if v4 := ip.To4(); v4 != nil {
 		ip = v4
 	}
-	key := "ip:" + string(ip)
 	if s.seen[key] {
 		return nil
 	}
@@ -88,14 +88,14 @@ func (s *nameSet) addName(field, name string) error {
 	return s.addDNS(field, name)
 }
 
-// key validates a name (a host name or IP literal in name, or an IP in
-// ip) and returns the key under which the set records it, without adding
+// key validates a name (a host name or IP literal in name, or, with name
+// empty, the IP in ip) and returns the key under which the set records it, without adding
 // it.
 func (s *nameSet) key(field, name string, ip net.IP) (string, error) {
-	if ip == nil {
+	if ip == nil && name != "" {
 		ip = net.ParseIP(name)
 	}
-	if ip != nil {
+	if ip != nil || name == "" {
 		if err := checkIP(ip); err != nil {
 			return "", &provider.RequestError{Field: field, Reason: err.Error()}
 		}

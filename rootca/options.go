@@ -210,10 +210,3 @@ func (o *Options) caValidity() time.Duration {
 	}
 	return DefaultCAValidity
 }
-
-func (o *Options) logger() *slog.Logger {
-	if o.Logger != nil {
-		return o.Logger
-	}
-	return slog.New(slog.DiscardHandler)
-}

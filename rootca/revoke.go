@@ -146,7 +146,9 @@ func (ca *CA) Revoke(ctx context.Context, req *provider.RevokeRequest) error {
 		return fmt.Errorf("rootca: revoke %s: %w", provider.FormatSerial(req.Serial), err)
 	}
 	ca.revoked.add(*rev)
-	ca.opts.logger().LogAttrs(ctx, slog.LevelInfo, "rootca: revoked certificate",
-		slog.String("serial", provider.FormatSerial(rev.Serial)), slog.String("reason", rev.Reason.String()))
+	if l := ca.opts.Logger; l != nil {
+		l.LogAttrs(ctx, slog.LevelInfo, "rootca: revoked certificate",
+			slog.String("serial", provider.FormatSerial(rev.Serial)), slog.String("reason", rev.Reason.String()))
+	}
 	return nil
 }

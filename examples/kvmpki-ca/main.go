@@ -532,7 +532,8 @@ func (o *outputFile) abort() {
 	}
 }
 
-func (c *command) bundle(ctx context.Context, args []string) error {
+// withCA parses the common flags only, opens the CA and runs do on it.
+func (c *command) withCA(ctx context.Context, args []string, do func(*openCA) error) error {
 	c.flags()
 	if err := c.parse(args); err != nil {
 		return err
@@ -542,12 +543,18 @@ func (c *command) bundle(ctx context.Context, args []string) error {
 		return err
 	}
 	defer ca.Close()
-	b, err := provider.CABundle(ctx, ca)
-	if err != nil {
+	return do(ca)
+}
+
+func (c *command) bundle(ctx context.Context, args []string) error {
+	return c.withCA(ctx, args, func(ca *openCA) error {
+		b, err := provider.CABundle(ctx, ca)
+		if err != nil {
+			return err
+		}
+		_, err = c.stdout.Write(b)
 		return err
-	}
-	_, err = c.stdout.Write(b)
-	return err
+	})
 }
 
 func (c *command) revoke(ctx context.Context, args []string) error {
@@ -615,22 +622,15 @@ func (c *command) crl(ctx context.Context, args []string) error {
 }
 
 func (c *command) list(ctx context.Context, args []string) error {
-	c.flags()
-	if err := c.parse(args); err != nil {
-		return err
-	}
-	ca, err := c.open(ctx)
-	if err != nil {
-		return err
-	}
-	defer ca.Close()
-	recs, err := ca.ListCertificates(ctx, nil)
-	if err != nil {
-		return err
-	}
-	for _, r := range recs {
-		fmt.Fprintf(c.stdout, "%s %s %s %s\n", provider.FormatSerial(r.Serial), r.Status,
-			r.NotAfter.UTC().Format(time.RFC3339), r.Subject)
-	}
-	return nil
+	return c.withCA(ctx, args, func(ca *openCA) error {
+		recs, err := ca.ListCertificates(ctx, nil)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			fmt.Fprintf(c.stdout, "%s %s %s %s\n", provider.FormatSerial(r.Serial), r.Status,
+				r.NotAfter.UTC().Format(time.RFC3339), r.Subject)
+		}
+		return nil
+	})
 }

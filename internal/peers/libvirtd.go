@@ -70,22 +70,9 @@ func StartLibvirtd(t testing.TB, server PKI, opts LibvirtdOptions) (*Libvirtd, e
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(sockDir) })
 
-	key, err := server.pemKey()
-	if err != nil {
+	if err := server.writeLayout(t, pkiDir, libvirtServerLayout); err != nil {
 		return nil, err
 	}
-	files := []fileSpec{
-		{name: "cacert.pem", data: server.CACert},
-		{name: "servercert.pem", data: server.Cert},
-		{name: "serverkey.pem", data: key, secret: true},
-	}
-	if len(server.CRL) > 0 {
-		files = append(files, fileSpec{name: "cacrl.pem", data: server.pemCRL()})
-	}
-	if err := writeFiles(pkiDir, files...); err != nil {
-		t.Fatal(err)
-	}
-	clear(key)
 
 	env := []string{
 		"LIBVIRT_DRIVER_DIR=" + driverDir,
@@ -214,23 +201,8 @@ func (d *Libvirtd) Connect(t testing.TB, client PKI, host string) error {
 		t.Fatalf("peers: %v", err)
 	}
 	defer os.RemoveAll(dir)
-	files := []fileSpec{{name: "cacert.pem", data: client.CACert}}
-	if len(client.Cert) > 0 {
-		files = append(files, fileSpec{name: "clientcert.pem", data: client.Cert})
-	}
-	if len(client.Key) > 0 {
-		key, err := client.pemKey()
-		if err != nil {
-			return err
-		}
-		files = append(files, fileSpec{name: "clientkey.pem", data: key, secret: true})
-		defer clear(key)
-	}
-	if len(client.CRL) > 0 {
-		files = append(files, fileSpec{name: "cacrl.pem", data: client.pemCRL()})
-	}
-	if err := writeFiles(dir, files...); err != nil {
-		t.Fatal(err)
+	if err := client.writeLayout(t, dir, libvirtClientLayout); err != nil {
+		return err
 	}
 	uri := "test+tls://" + net.JoinHostPort(host, itoa(d.Port)) + "/default?pkipath=" + dir
 	before := d.logSize()

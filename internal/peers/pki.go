@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"testing"
 )
 
 // PKI is one party's view of a PKI, as PEM bytes: what it trusts and who it
@@ -157,6 +158,46 @@ func crlPEM(crl []byte) []byte {
 		return crl
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crl})
+}
+
+// layout names the files a peer reads a PKI from; an empty name, or a
+// part the PKI lacks, is not written.
+type layout struct{ ca, cert, key, crl string }
+
+var (
+	libvirtServerLayout = layout{ca: "cacert.pem", cert: "servercert.pem", key: "serverkey.pem", crl: "cacrl.pem"}
+	libvirtClientLayout = layout{ca: "cacert.pem", cert: "clientcert.pem", key: "clientkey.pem", crl: "cacrl.pem"}
+	qemuServerLayout    = layout{ca: "ca-cert.pem", cert: "server-cert.pem", key: "server-key.pem", crl: "ca-crl.pem"}
+)
+
+// writeLayout writes p into dir, which must exist, under l's names, with
+// the key 0600, followed by extra. An unreadable key is returned as an
+// error; a file that cannot be written fails the test.
+func (p PKI) writeLayout(t testing.TB, dir string, l layout, extra ...fileSpec) error {
+	t.Helper()
+	var files []fileSpec
+	add := func(name string, data []byte, secret bool) {
+		if name != "" && len(data) > 0 {
+			files = append(files, fileSpec{name: name, data: data, secret: secret})
+		}
+	}
+	add(l.ca, p.CACert, false)
+	add(l.cert, p.Cert, false)
+	if len(p.Key) > 0 && l.key != "" {
+		key, err := p.pemKey()
+		if err != nil {
+			return err
+		}
+		defer clear(key)
+		add(l.key, key, true)
+	}
+	if len(p.CRL) > 0 {
+		add(l.crl, p.pemCRL(), false)
+	}
+	if err := writeFiles(dir, append(files, extra...)...); err != nil {
+		t.Fatal(err)
+	}
+	return nil
 }
 
 // fileSpec is one file to write for a peer.

@@ -71,23 +71,9 @@ func StartQEMUVNC(t testing.TB, server PKI, opts QEMUVNCOptions) (*QEMUVNC, erro
 	if err := os.Mkdir(credsDir, 0o700); err != nil {
 		t.Fatalf("peers: %v", err)
 	}
-	key, err := server.pemKey()
-	if err != nil {
+	if err := server.writeLayout(t, credsDir, qemuServerLayout, fileSpec{name: "dh-params.pem", data: []byte(ffdhe2048)}); err != nil {
 		return nil, err
 	}
-	files := []fileSpec{
-		{name: "ca-cert.pem", data: server.CACert},
-		{name: "server-cert.pem", data: server.Cert},
-		{name: "server-key.pem", data: key, secret: true},
-		{name: "dh-params.pem", data: []byte(ffdhe2048)},
-	}
-	if len(server.CRL) > 0 {
-		files = append(files, fileSpec{name: "ca-crl.pem", data: server.pemCRL()})
-	}
-	if err := writeFiles(credsDir, files...); err != nil {
-		t.Fatal(err)
-	}
-	clear(key)
 
 	verify := "on"
 	if opts.NoVerifyPeer {

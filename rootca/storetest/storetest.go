@@ -554,27 +554,7 @@ func testCancelledContext(t *testing.T, s rootca.Store) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 
-	calls := []struct {
-		name string
-		call func() error
-	}{
-		{"LoadAuthority", func() error { _, err := s.LoadAuthority(ctx); return err }},
-		{"CreateAuthority", func() error { return s.CreateAuthority(ctx, testAuthority()) }},
-		{"AddCertificate", func() error { return s.AddCertificate(ctx, record(serial(0xc1), base)) }},
-		{"Certificate", func() error { _, err := s.Certificate(ctx, rec.Serial); return err }},
-		{"ListCertificates", func() error { _, err := s.ListCertificates(ctx, nil); return err }},
-		{"Revoke", func() error {
-			_, err := s.Revoke(ctx, rec.Serial, provider.ReasonKeyCompromise, base)
-			return err
-		}},
-		{"Revocations", func() error { _, err := s.Revocations(ctx); return err }},
-		{"NextCRLNumber", func() error { _, err := s.NextCRLNumber(ctx); return err }},
-	}
-	for _, c := range calls {
-		t.Run(c.name, func(t *testing.T) {
-			assert.ErrorIs(t, c.call(), context.Canceled)
-		})
-	}
+	callEveryMethod(t, ctx, s, rec, serial(0xc1), context.Canceled)
 
 	_, err := s.LoadAuthority(t.Context())
 	assert.ErrorIs(t, err, provider.ErrNotFound, "no CA created")
@@ -595,13 +575,23 @@ func testClose(t *testing.T, s rootca.Store) {
 	addAll(t, s, rec)
 	require.NoError(t, s.Close())
 
+	callEveryMethod(t, ctx, s, rec, serial(0xd1), rootca.ErrStoreClosed)
+}
+
+// describe names a goroutine's failure for messages.
+func describe(worker, i int) string { return fmt.Sprintf("worker %d, item %d", worker, i) }
+
+// callEveryMethod calls each Store method with ctx, on the recorded rec
+// and on a fresh serial, and checks that each fails with want.
+func callEveryMethod(t *testing.T, ctx context.Context, s rootca.Store, rec *provider.CertificateRecord, fresh *big.Int, want error) {
+	t.Helper()
 	calls := []struct {
 		name string
 		call func() error
 	}{
 		{"LoadAuthority", func() error { _, err := s.LoadAuthority(ctx); return err }},
 		{"CreateAuthority", func() error { return s.CreateAuthority(ctx, testAuthority()) }},
-		{"AddCertificate", func() error { return s.AddCertificate(ctx, record(serial(0xd1), base)) }},
+		{"AddCertificate", func() error { return s.AddCertificate(ctx, record(fresh, base)) }},
 		{"Certificate", func() error { _, err := s.Certificate(ctx, rec.Serial); return err }},
 		{"ListCertificates", func() error { _, err := s.ListCertificates(ctx, nil); return err }},
 		{"Revoke", func() error {
@@ -613,10 +603,7 @@ func testClose(t *testing.T, s rootca.Store) {
 	}
 	for _, c := range calls {
 		t.Run(c.name, func(t *testing.T) {
-			assert.ErrorIs(t, c.call(), rootca.ErrStoreClosed)
+			assert.ErrorIs(t, c.call(), want)
 		})
 	}
 }
-
-// describe names a goroutine's failure for messages.
-func describe(worker, i int) string { return fmt.Sprintf("worker %d, item %d", worker, i) }

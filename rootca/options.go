@@ -167,17 +167,11 @@ func (o *Options) name() string {
 }
 
 func (o *Options) defaultValidity() time.Duration {
-	if o.DefaultValidity > 0 {
-		return o.DefaultValidity
-	}
-	return DefaultValidity
+	return positiveOr(o.DefaultValidity, DefaultValidity)
 }
 
 func (o *Options) maxValidity() time.Duration {
-	if o.MaxValidity > 0 {
-		return o.MaxValidity
-	}
-	return DefaultMaxValidity
+	return positiveOr(o.MaxValidity, DefaultMaxValidity)
 }
 
 func (o *Options) backdate() time.Duration {
@@ -191,22 +185,22 @@ func (o *Options) backdate() time.Duration {
 }
 
 func (o *Options) maxNames() int {
-	if o.MaxNames > 0 {
-		return o.MaxNames
-	}
-	return DefaultMaxNames
+	return positiveOr(o.MaxNames, DefaultMaxNames)
 }
 
 func (o *Options) crlValidity() time.Duration {
-	if o.CRLValidity > 0 {
-		return o.CRLValidity
-	}
-	return DefaultCRLValidity
+	return positiveOr(o.CRLValidity, DefaultCRLValidity)
 }
 
 func (o *Options) caValidity() time.Duration {
-	if o.CAValidity > 0 {
-		return o.CAValidity
+	return positiveOr(o.CAValidity, DefaultCAValidity)
+}
+
+// positiveOr returns v if it is positive, and def otherwise: the zero value
+// of an option means its default.
+func positiveOr[T int | time.Duration](v, def T) T {
+	if v > 0 {
+		return v
 	}
-	return DefaultCAValidity
+	return def
 }

@@ -26,7 +26,11 @@ type CA struct {
 	issuer *x509.CertPool      // ca.cert alone: the anchor for peers
 
 	revoked revocationSet
+	sync    revocationSync
 	crlMu   sync.Mutex // serialises CRL signing, so numbers follow time order
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 var (
@@ -77,9 +81,11 @@ func Open(ctx context.Context, store Store, opts *Options) (*CA, error) {
 	if err := ca.load(auth, key); err != nil {
 		return nil, err
 	}
-	if err := ca.reloadRevocations(ctx); err != nil {
+	ca.sync.feed, _ = store.(RevocationFeed)
+	if err := ca.catchUp(ctx); err != nil {
 		return nil, err
 	}
+	ca.startWatching()
 	return ca, nil
 }
 
@@ -100,13 +106,17 @@ func OpenDir(ctx context.Context, dir string, opts *Options) (*CA, error) {
 	return ca, nil
 }
 
-// Close closes the store if the CA was opened with OpenDir; otherwise it
-// does nothing.
+// Close stops the CA's background polling of its store (see
+// Options.RevocationPollInterval) and, if the CA was opened with OpenDir,
+// closes the store. Calling it again does nothing.
 func (ca *CA) Close() error {
-	if ca.owned {
-		return ca.store.Close()
-	}
-	return nil
+	ca.closeOnce.Do(func() {
+		ca.stopWatching()
+		if ca.owned {
+			ca.closeErr = ca.store.Close()
+		}
+	})
+	return ca.closeErr
 }
 
 // Factory returns a provider.Factory that opens the CA, for registration

@@ -20,10 +20,9 @@ import (
 // ThisUpdate. Entries carry the revocation reason unless it is unspecified,
 // as RFC 5280 recommends.
 //
-// The entries come from the CA's in-memory revocation set, which holds the
-// store's revocations as of Open or the last Refresh, and every revocation
-// made through this CA since. Call Refresh first to include revocations
-// that other processes made in a shared store.
+// The entries come from the CA's in-memory revocation set, brought up to
+// date with the store first, so that revocations other processes sharing
+// the store committed before the call are in the CRL.
 //
 // The returned list is filled from the signing input, not re-parsed: Raw
 // is the DER CRL, and every field but Extensions is set. Re-parsing a CRL
@@ -32,6 +31,11 @@ func (ca *CA) SignCRL(ctx context.Context) (*x509.RevocationList, error) {
 	ca.crlMu.Lock()
 	defer ca.crlMu.Unlock()
 
+	// Other management servers sharing the store may have revoked
+	// certificates this CA has not polled yet.
+	if err := ca.catchUp(ctx); err != nil {
+		return nil, err
+	}
 	now := ca.opts.now().UTC().Truncate(time.Second)
 	entries := ca.revoked.entries(now, ca.opts.InsecureAllowExpired)
 	number, err := ca.store.NextCRLNumber(ctx)

@@ -43,6 +43,12 @@ const (
 	// CloudStack has no cap.
 	DefaultMaxValidity = 3 * 365 * 24 * time.Hour
 
+	// DefaultRevocationPollInterval is how often a CA polls a shared
+	// store for revocations made by other CAs: a revocation on one
+	// management server is refused by the others within this time plus
+	// one query.
+	DefaultRevocationPollInterval = 250 * time.Millisecond
+
 	// DefaultBackdate is how far before the issuance time a certificate's
 	// NotBefore lies, so that hosts whose clocks lag accept it at once.
 	// It never reaches before the CA's own NotBefore.

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5/pgconn"
 	"modernc.org/sqlite" // registers the "sqlite" database/sql driver
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -53,10 +55,24 @@ type dialect struct {
 	// migrationLock, if set, is executed first in the migration
 	// transaction, to serialize processes migrating at once where the
 	// transaction alone does not: PostgreSQL's CREATE TABLE IF NOT EXISTS
-	// races (pg_advisory_xact_lock), and MariaDB's DDL commits implicitly
-	// (GET_LOCK). SQLite needs none: its write transactions begin
-	// IMMEDIATE and so exclude each other.
+	// races (pg_advisory_xact_lock). SQLite needs none: its write
+	// transactions begin IMMEDIATE and so exclude each other.
 	migrationLock string
+
+	// nonTransactionalDDL is set for MariaDB, where every DDL statement
+	// commits implicitly, so a migration cannot be one transaction.
+	// There the migration runs on one connection holding the session
+	// lock sessionLock (released by sessionUnlock), and tolerates the
+	// objects a migration interrupted half-way left behind
+	// (isAlreadyExists), so that it can be run again.
+	nonTransactionalDDL        bool
+	sessionLock, sessionUnlock string
+	isAlreadyExists            func(err error) bool
+
+	// notifyRevocation, if set, is executed in the transaction of every
+	// revocation, to wake the stores waiting for one (PostgreSQL:
+	// pg_notify, delivered at commit). Without it, CAs poll.
+	notifyRevocation string
 
 	// isUniqueViolation reports whether err, returned by the driver,
 	// is a violation of a PRIMARY KEY or UNIQUE constraint
@@ -173,4 +189,59 @@ func sqliteDSN(path string) string {
 	q.Set("_txlock", "immediate")
 	u := url.URL{Scheme: "file", Path: p, RawQuery: q.Encode()}
 	return u.String()
+}
+
+// revocationChannel is the PostgreSQL notification channel of revocations.
+const revocationChannel = "kvmpki_rootca_revocations"
+
+// postgresDialect is PostgreSQL through github.com/jackc/pgx/v5/stdlib,
+// driver "pgx".
+var postgresDialect = dialect{
+	name:        "postgresql",
+	placeholder: func(n int) string { return "$" + strconv.Itoa(n) },
+	blob:        "BYTEA",
+	text:        "TEXT",
+	// The "C" collation compares bytes, whatever the database's locale.
+	key:  `TEXT COLLATE "C"`,
+	time: `TEXT COLLATE "C"`,
+	int:  "BIGINT",
+	// Two sessions running CREATE TABLE IF NOT EXISTS at once can both
+	// try to create the table; the advisory lock, released at commit,
+	// makes the second wait and then find the schema migrated. The key
+	// is an arbitrary constant of this package ("kvmpki" in ASCII).
+	migrationLock:    `SELECT pg_advisory_xact_lock(118, 1802333552)`,
+	notifyRevocation: `SELECT pg_notify('` + revocationChannel + `', '')`,
+	isUniqueViolation: func(err error) bool {
+		var e *pgconn.PgError
+		return errors.As(err, &e) && e.Code == "23505"
+	},
+}
+
+// mysqlDialect is MariaDB (or MySQL) through
+// github.com/go-sql-driver/mysql, driver "mysql", with InnoDB tables.
+var mysqlDialect = dialect{
+	name: "mariadb",
+	blob: "LONGBLOB",
+	text: "LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+	// Serials are at most 40 hexadecimal digits (160 bits); the binary
+	// ASCII collation compares bytes.
+	key:                 "VARCHAR(40) CHARACTER SET ascii COLLATE ascii_bin",
+	time:                "CHAR(30) CHARACTER SET ascii COLLATE ascii_bin",
+	int:                 "BIGINT",
+	tableSuffix:         " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+	nonTransactionalDDL: true,
+	// A named lock of the session, so processes migrating at once take
+	// turns; 60 seconds is far more than a migration takes.
+	sessionLock:   `SELECT GET_LOCK('kvmpki_rootca_schema', 60)`,
+	sessionUnlock: `SELECT RELEASE_LOCK('kvmpki_rootca_schema')`,
+	isUniqueViolation: func(err error) bool {
+		var e *mysql.MySQLError
+		return errors.As(err, &e) && e.Number == 1062 // ER_DUP_ENTRY
+	},
+	isAlreadyExists: func(err error) bool {
+		var e *mysql.MySQLError
+		// ER_TABLE_EXISTS_ERROR, ER_DUP_KEYNAME, ER_DUP_FIELDNAME,
+		// ER_DUP_ENTRY (a row a migration inserts).
+		return errors.As(err, &e) && (e.Number == 1050 || e.Number == 1061 || e.Number == 1060 || e.Number == 1062)
+	},
 }

@@ -30,6 +30,7 @@ type MemStore struct {
 	authority *Authority
 	certs     map[string]*provider.CertificateRecord // by provider.FormatSerial
 	crlNumber int64
+	revoked   []Revocation // in order of revocation: index i has cursor i+1
 }
 
 // NewMemStore returns an empty MemStore. It is equivalent to new(MemStore).
@@ -176,12 +177,37 @@ func (m *MemStore) Revoke(ctx context.Context, serial *big.Int, reason provider.
 	rec.Status = provider.StatusRevoked
 	rec.Reason = reason
 	rec.RevokedAt = at.UTC()
-	return &Revocation{
+	rev := Revocation{
 		Serial:    new(big.Int).Set(rec.Serial),
 		RevokedAt: rec.RevokedAt,
 		Reason:    rec.Reason,
 		NotAfter:  rec.NotAfter,
-	}, nil
+	}
+	m.revoked = append(m.revoked, rev)
+	return copyRevocation(rev), nil
+}
+
+func copyRevocation(r Revocation) *Revocation {
+	r.Serial = new(big.Int).Set(r.Serial)
+	return &r
+}
+
+// RevocationsSince returns the revocations made after cursor, in the order
+// they were made, and the cursor to pass next time; cursor 0 asks for all.
+func (m *MemStore) RevocationsSince(ctx context.Context, cursor int64) ([]Revocation, int64, error) {
+	unlock, err := m.enter(ctx, false, "revocations since")
+	if err != nil {
+		return nil, 0, err
+	}
+	defer unlock()
+	if cursor < 0 || cursor > int64(len(m.revoked)) {
+		cursor = 0 // unknown: start over
+	}
+	list := make([]Revocation, 0, int64(len(m.revoked))-cursor)
+	for _, r := range m.revoked[cursor:] {
+		list = append(list, *copyRevocation(r))
+	}
+	return list, int64(len(m.revoked)), nil
 }
 
 // Revocations returns every revocation, in increasing order of serial.
@@ -225,7 +251,7 @@ func (m *MemStore) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closed = true
-	m.authority, m.certs = nil, nil
+	m.authority, m.certs, m.revoked = nil, nil, nil
 	return nil
 }
 

@@ -11,12 +11,7 @@ import (
 
 	"github.com/kvmpki/kvmpki/provider"
 	"github.com/kvmpki/kvmpki/rootca"
-	"github.com/kvmpki/kvmpki/rootca/storetest"
 )
-
-func TestMemStore(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) rootca.Store { return rootca.NewMemStore() })
-}
 
 func TestMemStoreZeroValue(t *testing.T) {
 	var m rootca.MemStore

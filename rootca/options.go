@@ -111,6 +111,17 @@ type Options struct {
 	// Zero means DefaultCRLValidity.
 	CRLValidity time.Duration
 
+	// RevocationPollInterval is how often the CA asks a shared store
+	// (one implementing RevocationFeed, as MemStore and SQLStore do) for
+	// revocations other CAs made in it, so that its handshake checks
+	// refuse them too. Zero means DefaultRevocationPollInterval; negative
+	// turns the background polling off (Refresh still works). On
+	// PostgreSQL the CA waits for the revocation's notification
+	// instead, and polls at this interval only as a safety net.
+	// SignCRL always asks the store first, so a CRL holds every
+	// revocation committed before it is signed.
+	RevocationPollInterval time.Duration
+
 	// InsecureAllowMissingClientCert admits TLS clients that present no
 	// certificate (CloudStack's ca.plugin.root.auth.strictness=false).
 	// Clients that do present one are still verified in full, and refused
@@ -190,6 +201,10 @@ func (o *Options) maxNames() int {
 
 func (o *Options) crlValidity() time.Duration {
 	return positiveOr(o.CRLValidity, DefaultCRLValidity)
+}
+
+func (o *Options) revocationPollInterval() time.Duration {
+	return positiveOr(o.RevocationPollInterval, DefaultRevocationPollInterval)
 }
 
 func (o *Options) caValidity() time.Duration {

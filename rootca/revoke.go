@@ -61,17 +61,19 @@ func (s *revocationSet) merge(all []Revocation) {
 	if s.m == nil {
 		s.m = make(map[string]Revocation, len(all))
 	}
-	added := false
+	byTime := func(a, b Revocation) int { return a.RevokedAt.Compare(b.RevokedAt) }
+	start := len(s.list)
 	for _, r := range all {
 		key := string(r.Serial.Bytes())
 		if _, dup := s.m[key]; !dup {
 			s.m[key] = r
 			s.list = append(s.list, r)
-			added = true
 		}
 	}
-	if added {
-		slices.SortStableFunc(s.list, func(a, b Revocation) int { return a.RevokedAt.Compare(b.RevokedAt) })
+	// A poll usually brings a few revocations newer than all the others:
+	// then the list is still in order, and is not sorted again.
+	if len(s.list) > start && !slices.IsSortedFunc(s.list[max(start-1, 0):], byTime) {
+		slices.SortStableFunc(s.list, byTime)
 	}
 }
 
@@ -95,19 +97,12 @@ func (s *revocationSet) entries(now time.Time, keepExpired bool) []x509.Revocati
 	return out
 }
 
-// reloadRevocations adds the store's revocations to the in-memory set.
-func (ca *CA) reloadRevocations(ctx context.Context) error {
-	all, err := ca.store.Revocations(ctx)
-	if err != nil {
-		return fmt.Errorf("rootca: load revocations: %w", err)
-	}
-	ca.revoked.merge(all)
-	return nil
-}
-
-// Refresh reloads the revocations from the store, to learn of revocations
-// made by other processes sharing it.
-func (ca *CA) Refresh(ctx context.Context) error { return ca.reloadRevocations(ctx) }
+// Refresh adds to the in-memory revocation set the revocations other
+// processes sharing the store have made since the last refresh. A CA on a
+// store that is a RevocationFeed does so in the background anyway (see
+// Options.RevocationPollInterval); Refresh is for a caller that must know
+// now.
+func (ca *CA) Refresh(ctx context.Context) error { return ca.catchUp(ctx) }
 
 // IsRevoked reports whether serial is revoked, with the revocation. It
 // consults memory only: O(1).

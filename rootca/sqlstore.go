@@ -44,6 +44,8 @@ type SQLStore struct {
 	closed bool
 	db     *sql.DB
 	d      *dialect
+
+	listener listener // PostgreSQL's LISTEN connection, for WaitRevocation
 }
 
 // OpenSQLite opens, or creates, the SQLite database at path and returns an
@@ -142,6 +144,7 @@ func createPrivateFile(path string) error {
 // error the caller closes db.
 func newSQLStore(ctx context.Context, db *sql.DB, d *dialect) (*SQLStore, error) {
 	s := &SQLStore{db: db, d: d}
+	s.listener.init()
 	if err := s.migrate(ctx); err != nil {
 		if d.openError != nil {
 			err = d.openError(err)
@@ -386,12 +389,24 @@ func (s *SQLStore) Revoke(ctx context.Context, serial *big.Int, reason provider.
 	hex := provider.FormatSerial(serial)
 	var notAfter string
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		// The counter's row lock, held to the commit, makes revocation
+		// numbers follow commit order, so a reader that has seen number
+		// n has seen every revocation numbered below it.
+		if _, err := tx.ExecContext(ctx, s.d.rebind(
+			`UPDATE revocation_counter SET last_seq = last_seq + 1 WHERE id = 1`)); err != nil {
+			return err
+		}
+		var seq int64
+		if err := tx.QueryRowContext(ctx, s.d.rebind(
+			`SELECT last_seq FROM revocation_counter WHERE id = 1`)).Scan(&seq); err != nil {
+			return err
+		}
 		// Guarded by the status, the UPDATE changes nothing when another
 		// store revoked the certificate first, whatever the isolation.
 		res, err := tx.ExecContext(ctx, s.d.rebind(`UPDATE certificates
-			SET status = ?, reason = ?, revoked_at = ?
+			SET status = ?, reason = ?, revoked_at = ?, revocation_seq = ?
 			WHERE serial = ? AND status = ?`),
-			int64(provider.StatusRevoked), int64(reason), formatTime(at), hex, int64(provider.StatusValid))
+			int64(provider.StatusRevoked), int64(reason), formatTime(at), seq, hex, int64(provider.StatusValid))
 		if err != nil {
 			return err
 		}
@@ -409,6 +424,11 @@ func (s *SQLStore) Revoke(ctx context.Context, serial *big.Int, reason provider.
 			return err
 		case n == 0:
 			return alreadyRevokedError(serial)
+		}
+		if s.d.notifyRevocation != "" {
+			if _, err := tx.ExecContext(ctx, s.d.notifyRevocation); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -437,30 +457,86 @@ func (s *SQLStore) Revocations(ctx context.Context) ([]Revocation, error) {
 		return nil, err
 	}
 	defer s.mu.RUnlock()
-	rows, err := s.db.QueryContext(ctx, s.d.rebind(
-		`SELECT serial, revoked_at, reason, not_after FROM certificates WHERE status = ? ORDER BY `+serialOrder),
+	list, _, err := s.queryRevocations(ctx,
+		`SELECT serial, revoked_at, reason, not_after, revocation_seq FROM certificates WHERE status = ? ORDER BY `+serialOrder,
 		int64(provider.StatusRevoked))
 	if err != nil {
 		return nil, fmt.Errorf("rootca: revocations: %w", err)
 	}
+	return list, nil
+}
+
+// RevocationsSince returns the revocations committed after cursor, in
+// commit order, and the cursor to pass next time; cursor 0 asks for all.
+// It reads an index, so a poll that finds nothing new costs two indexed
+// lookups.
+func (s *SQLStore) RevocationsSince(ctx context.Context, cursor int64) ([]Revocation, int64, error) {
+	if err := s.enter(); err != nil {
+		return nil, 0, err
+	}
+	defer s.mu.RUnlock()
+	// Read the counter first: a revocation committed after this read
+	// has a higher number, so the next call returns it even if the
+	// query below already did.
+	var last int64
+	if err := s.db.QueryRowContext(ctx, s.d.rebind(
+		`SELECT last_seq FROM revocation_counter WHERE id = 1`)).Scan(&last); err != nil {
+		return nil, 0, fmt.Errorf("rootca: revocations since %d: %w", cursor, err)
+	}
+	if cursor <= 0 || cursor > last {
+		// All of them, including any revoked before revocations were
+		// numbered (schema version 1).
+		list, maxSeq, err := s.queryRevocations(ctx,
+			`SELECT serial, revoked_at, reason, not_after, revocation_seq FROM certificates WHERE status = ?`,
+			int64(provider.StatusRevoked))
+		if err != nil {
+			return nil, 0, fmt.Errorf("rootca: revocations: %w", err)
+		}
+		// The query saw revocation maxSeq, so it saw every one numbered
+		// below it too, which committed before it: resume after it.
+		return list, max(last, maxSeq), nil
+	}
+	if cursor == last {
+		return nil, last, nil
+	}
+	list, maxSeq, err := s.queryRevocations(ctx,
+		`SELECT serial, revoked_at, reason, not_after, revocation_seq FROM certificates
+			WHERE revocation_seq > ? ORDER BY revocation_seq`, cursor)
+	if err != nil {
+		return nil, 0, fmt.Errorf("rootca: revocations since %d: %w", cursor, err)
+	}
+	return list, max(maxSeq, cursor), nil
+}
+
+// queryRevocations runs a query of the columns serial, revoked_at,
+// reason, not_after and revocation_seq, and returns the revocations with
+// the highest number among them.
+func (s *SQLStore) queryRevocations(ctx context.Context, query string, args ...any) ([]Revocation, int64, error) {
+	rows, err := s.db.QueryContext(ctx, s.d.rebind(query), args...)
+	if err != nil {
+		return nil, 0, err
+	}
 	defer rows.Close()
 	var list []Revocation
+	var maxSeq int64
 	for rows.Next() {
 		var hex, revokedAt, notAfter string
 		var reason int64
-		if err := rows.Scan(&hex, &revokedAt, &reason, &notAfter); err != nil {
-			return nil, fmt.Errorf("rootca: revocations: %w", err)
+		var seq sql.NullInt64
+		if err := rows.Scan(&hex, &revokedAt, &reason, &notAfter, &seq); err != nil {
+			return nil, 0, err
 		}
 		rev, err := decodeRevocation(hex, revokedAt, reason, notAfter)
 		if err != nil {
-			return nil, fmt.Errorf("rootca: revocations: certificate %s: %w", hex, err)
+			return nil, 0, fmt.Errorf("certificate %s: %w", hex, err)
 		}
 		list = append(list, rev)
+		maxSeq = max(maxSeq, seq.Int64)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("rootca: revocations: %w", err)
+		return nil, 0, err
 	}
-	return list, nil
+	return list, maxSeq, nil
 }
 
 // NextCRLNumber atomically increments the CRL number and returns the new
@@ -492,6 +568,7 @@ func (s *SQLStore) NextCRLNumber(ctx context.Context) (*big.Int, error) {
 // calls return ErrStoreClosed. Closing a closed SQLStore does nothing and
 // returns nil.
 func (s *SQLStore) Close() error {
+	s.listener.close() // wakes a WaitRevocation in progress
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || s.db == nil {

@@ -3,6 +3,8 @@ package rootca
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -54,47 +56,108 @@ var migrations = [][]string{
 		){table}`,
 		`INSERT INTO crl_number (id, last_number) VALUES (1, 0)`,
 	},
+	// Version 2: revocations numbered in commit order, so that the CAs
+	// sharing a database learn of each other's revocations by asking for
+	// those after the last number they saw (RevocationsSince). Rows
+	// revoked under version 1 keep a NULL number; a full read returns them.
+	{
+		`ALTER TABLE certificates ADD COLUMN revocation_seq {int}`,
+		`CREATE UNIQUE INDEX certificates_revocation_seq ON certificates (revocation_seq)`,
+		`CREATE TABLE revocation_counter (
+			id       {int} NOT NULL PRIMARY KEY CHECK (id = 1),
+			last_seq {int} NOT NULL
+		){table}`,
+		`INSERT INTO revocation_counter (id, last_seq) VALUES (1, 0)`,
+	},
 }
 
 // schemaVersion is the version of the schema this package writes.
 func schemaVersion() int { return len(migrations) }
 
-// migrate brings the schema up to schemaVersion in one transaction. Run by
-// several processes at once, one migrates and the others, whose
-// transactions wait for its write lock, then find nothing to do.
+// schemaVersionTable is created before any migration, to record them.
+const schemaVersionTable = `CREATE TABLE IF NOT EXISTS schema_version (
+	version    {int} NOT NULL PRIMARY KEY,
+	applied_at {time} NOT NULL
+){table}`
+
+// execer is a *sql.Tx or *sql.Conn.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// migrate brings the schema up to schemaVersion. Run by several processes
+// at once, one migrates and the others, which wait for its lock, then find
+// nothing to do.
+//
+// Where DDL is transactional (SQLite, PostgreSQL) the whole migration is
+// one transaction: it happens entirely or not at all. MariaDB commits
+// every DDL statement on its own, so there the migration runs under a
+// session lock, records each version as soon as it is complete, and a
+// migration interrupted half-way is completed by the next run, which
+// passes over the objects already there.
 func (s *SQLStore) migrate(ctx context.Context) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
-		if s.d.migrationLock != "" {
-			if _, err := tx.ExecContext(ctx, s.d.migrationLock); err != nil {
-				return fmt.Errorf("lock schema: %w", err)
-			}
-		}
-		if _, err := tx.ExecContext(ctx, s.d.expand(`CREATE TABLE IF NOT EXISTS schema_version (
-			version    {int} NOT NULL PRIMARY KEY,
-			applied_at {time} NOT NULL
-		){table}`)); err != nil {
-			return fmt.Errorf("create schema_version: %w", err)
-		}
-		var current sql.NullInt64
-		if err := tx.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_version`).Scan(&current); err != nil {
-			return fmt.Errorf("read schema version: %w", err)
-		}
-		v := int(current.Int64)
-		if v > schemaVersion() {
-			return fmt.Errorf("schema version %d is newer than version %d this build of rootca supports; upgrade the software", v, schemaVersion())
-		}
-		for ; v < schemaVersion(); v++ {
-			for _, stmt := range migrations[v] {
-				if _, err := tx.ExecContext(ctx, s.d.expand(stmt)); err != nil {
-					return fmt.Errorf("migrate schema to version %d: %w", v+1, err)
+	if !s.d.nonTransactionalDDL {
+		return s.inTx(ctx, func(tx *sql.Tx) error {
+			if s.d.migrationLock != "" {
+				if _, err := tx.ExecContext(ctx, s.d.migrationLock); err != nil {
+					return fmt.Errorf("lock schema: %w", err)
 				}
 			}
-			if _, err := tx.ExecContext(ctx, s.d.rebind(
-				`INSERT INTO schema_version (version, applied_at) VALUES (?, ?)`),
-				v+1, formatTime(time.Now())); err != nil {
-				return fmt.Errorf("record schema version %d: %w", v+1, err)
+			return s.migrateOn(ctx, tx)
+		})
+	}
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	var locked sql.NullInt64
+	if err := conn.QueryRowContext(ctx, s.d.sessionLock).Scan(&locked); err != nil {
+		return fmt.Errorf("lock schema: %w", err)
+	}
+	if locked.Int64 != 1 {
+		return errors.New("lock schema: timed out waiting for another process migrating the schema")
+	}
+	defer func() {
+		// A session lock outlives the statement; release it before the
+		// connection goes back to the pool. If that fails, the lock
+		// dies with the connection, which Raw then discards.
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), s.d.sessionUnlock); err != nil {
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	return s.migrateOn(ctx, conn)
+}
+
+// migrateOn runs the migrations the schema lacks on e.
+func (s *SQLStore) migrateOn(ctx context.Context, e execer) error {
+	if _, err := e.ExecContext(ctx, s.d.expand(schemaVersionTable)); err != nil {
+		return fmt.Errorf("create schema_version: %w", err)
+	}
+	var current sql.NullInt64
+	if err := e.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_version`).Scan(&current); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	v := int(current.Int64)
+	if v > schemaVersion() {
+		return fmt.Errorf("schema version %d is newer than version %d this build of rootca supports; upgrade the software", v, schemaVersion())
+	}
+	for ; v < schemaVersion(); v++ {
+		for _, stmt := range migrations[v] {
+			_, err := e.ExecContext(ctx, s.d.expand(stmt))
+			if err != nil && s.d.nonTransactionalDDL && s.d.isAlreadyExists(err) {
+				continue // left by an interrupted run of this migration
+			}
+			if err != nil {
+				return fmt.Errorf("migrate schema to version %d: %w", v+1, err)
 			}
 		}
-		return nil
-	})
+		if _, err := e.ExecContext(ctx, s.d.rebind(
+			`INSERT INTO schema_version (version, applied_at) VALUES (?, ?)`),
+			v+1, formatTime(time.Now())); err != nil {
+			return fmt.Errorf("record schema version %d: %w", v+1, err)
+		}
+	}
+	return nil
 }

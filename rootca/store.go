@@ -84,3 +84,32 @@ type Store interface {
 	// Close releases the store's resources.
 	Close() error
 }
+
+// A RevocationFeed is a Store that numbers revocations in the order they
+// are committed, so that a CA sharing it with other processes learns of
+// their revocations by asking only for the new ones. MemStore and SQLStore
+// implement it; a CA whose store does polls it (see
+// Options.RevocationPollInterval).
+type RevocationFeed interface {
+	Store
+	// RevocationsSince returns the revocations committed after cursor,
+	// in commit order (for cursor 0, in any order), and the cursor to
+	// pass next time. Cursor 0, and a cursor the store does not know
+	// (a database restored from an older backup), ask for every
+	// revocation. Following the returned cursors, a caller sees every
+	// revocation exactly once.
+	RevocationsSince(ctx context.Context, cursor int64) ([]Revocation, int64, error)
+}
+
+// A RevocationWaiter is a RevocationFeed that can wait for a revocation to
+// be committed instead of being polled: SQLStore on PostgreSQL, through
+// LISTEN/NOTIFY.
+type RevocationWaiter interface {
+	RevocationFeed
+	// WaitRevocation blocks until a revocation may have been committed
+	// since the previous call, or ctx is done (then it returns ctx's
+	// error). It returns an error wrapping errors.ErrUnsupported at once
+	// when the store cannot wait (SQLStore on SQLite or MariaDB). It is
+	// meant for one waiter per store: two at once share notifications.
+	WaitRevocation(ctx context.Context) error
+}

@@ -15,11 +15,29 @@ import (
 	"github.com/kvmpki/kvmpki/rootca"
 )
 
+// Options tune Run. The zero value runs the suite for a store that only
+// one process uses.
+type Options struct {
+	// Reopen, if set, opens another store on the database s uses, as a
+	// second management server sharing it would; the suite closes it.
+	// It turns on the Shared subtests: one CA, unique serials,
+	// increasing CRL numbers and revocations seen across the two
+	// stores, and a revocation made through one CA refused by the other
+	// within one second.
+	Reopen func(t *testing.T, s rootca.Store) rootca.Store
+}
+
 // Run runs the contract suite against the stores newStore returns. Every
 // subtest calls newStore for a new, empty store, which it closes at the
 // end of the subtest; newStore reports its own failures through t and
-// must not return nil.
-func Run(t *testing.T, newStore func(t *testing.T) rootca.Store) {
+// must not return nil. A nil opts means the zero Options.
+//
+// Stores that implement rootca.RevocationFeed also get the RevocationFeed
+// subtests; the others skip them.
+func Run(t *testing.T, newStore func(t *testing.T) rootca.Store, opts *Options) {
+	if opts == nil {
+		opts = &Options{}
+	}
 	tests := []struct {
 		name string
 		run  func(t *testing.T, s rootca.Store)
@@ -45,6 +63,10 @@ func Run(t *testing.T, newStore func(t *testing.T) rootca.Store) {
 		{"Copies/Authority", testCopiesAuthority},
 		{"Copies/Records", testCopiesRecords},
 		{"CancelledContext", testCancelledContext},
+		{"RevocationFeed/All", feedTest(testFeedAll)},
+		{"RevocationFeed/Since", feedTest(testFeedSince)},
+		{"RevocationFeed/UnknownCursor", feedTest(testFeedUnknownCursor)},
+		{"RevocationFeed/Concurrent", feedTest(testFeedConcurrent)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -54,6 +76,7 @@ func Run(t *testing.T, newStore func(t *testing.T) rootca.Store) {
 			tc.run(t, s)
 		})
 	}
+	runShared(t, newStore, opts)
 	// Close gets a store of its own, which the test closes itself:
 	// the contract says nothing of a second Close.
 	t.Run("Close", func(t *testing.T) {
@@ -600,6 +623,12 @@ func callEveryMethod(t *testing.T, ctx context.Context, s rootca.Store, rec *pro
 		}},
 		{"Revocations", func() error { _, err := s.Revocations(ctx); return err }},
 		{"NextCRLNumber", func() error { _, err := s.NextCRLNumber(ctx); return err }},
+	}
+	if feed, ok := s.(rootca.RevocationFeed); ok {
+		calls = append(calls, struct {
+			name string
+			call func() error
+		}{"RevocationsSince", func() error { _, _, err := feed.RevocationsSince(ctx, 0); return err }})
 	}
 	for _, c := range calls {
 		t.Run(c.name, func(t *testing.T) {

@@ -1,0 +1,109 @@
+package rootca_test
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/kvmpki/kvmpki/internal/peers"
+	"github.com/kvmpki/kvmpki/rootca"
+	"github.com/kvmpki/kvmpki/rootca/storetest"
+)
+
+// A backend is one kind of Store and how tests get one: every store test
+// that is not about one kind runs over all of them.
+type backend struct {
+	name string
+	// database returns the location of a new, empty database, or skips
+	// the test (fails it under KVMPKI_INTEROP=require) when the server
+	// is missing. Empty for the memory store.
+	database func(t *testing.T) string
+	open     func(ctx context.Context, location string) (rootca.Store, error)
+}
+
+var backends = []backend{
+	{
+		name: "memory",
+	},
+	{
+		name:     "sqlite",
+		database: func(t *testing.T) string { return filepath.Join(t.TempDir(), "ca.db") },
+		open: func(ctx context.Context, path string) (rootca.Store, error) {
+			return rootca.OpenSQLite(ctx, path)
+		},
+	},
+	{
+		name:     "postgresql",
+		database: func(t *testing.T) string { return peers.PostgresDatabase(t) },
+		open: func(ctx context.Context, url string) (rootca.Store, error) {
+			return rootca.OpenPostgres(ctx, url)
+		},
+	},
+	{
+		name:     "mariadb",
+		database: func(t *testing.T) string { return peers.MySQLDatabase(t) },
+		open: func(ctx context.Context, dsn string) (rootca.Store, error) {
+			return rootca.OpenMySQL(ctx, dsn)
+		},
+	},
+}
+
+// sharedMemStore is a second handle on a MemStore, as Reopen gives for the
+// memory backend: closing it leaves the store open.
+type sharedMemStore struct{ *rootca.MemStore }
+
+func (sharedMemStore) Close() error { return nil }
+
+// stores opens new stores of one backend and remembers where, so that
+// reopen can open another store on the same database.
+type stores struct {
+	b         backend
+	mu        sync.Mutex
+	locations map[rootca.Store]string
+}
+
+func newStores(b backend) *stores {
+	return &stores{b: b, locations: map[rootca.Store]string{}}
+}
+
+func (ss *stores) new(t *testing.T) rootca.Store {
+	t.Helper()
+	if ss.b.open == nil {
+		return rootca.NewMemStore()
+	}
+	loc := ss.b.database(t)
+	s, err := ss.b.open(t.Context(), loc)
+	require.NoError(t, err)
+	ss.mu.Lock()
+	ss.locations[s] = loc
+	ss.mu.Unlock()
+	return s
+}
+
+func (ss *stores) reopen(t *testing.T, s rootca.Store) rootca.Store {
+	t.Helper()
+	if m, ok := s.(*rootca.MemStore); ok {
+		return sharedMemStore{m}
+	}
+	ss.mu.Lock()
+	loc, ok := ss.locations[s]
+	ss.mu.Unlock()
+	require.True(t, ok, "reopen of a store stores.new did not open")
+	other, err := ss.b.open(t.Context(), loc)
+	require.NoError(t, err)
+	return other
+}
+
+// TestStores runs the store contract suite over every backend, with two
+// stores sharing each database.
+func TestStores(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ss := newStores(b)
+			storetest.Run(t, ss.new, &storetest.Options{Reopen: ss.reopen})
+		})
+	}
+}

@@ -69,6 +69,13 @@ type dialect struct {
 	sessionLock, sessionUnlock string
 	isAlreadyExists            func(err error) bool
 
+	// groupCommit is set for SQLite, whose single writer commits one
+	// transaction at a time, each with an fsync: concurrent
+	// AddCertificate calls are then committed together (groupAdds).
+	// Server databases commit concurrent transactions together by
+	// themselves.
+	groupCommit bool
+
 	// notifyRevocation, if set, is executed in the transaction of every
 	// revocation, to wake the stores waiting for one (PostgreSQL:
 	// pg_notify, delivered at commit). Without it, CAs poll.
@@ -134,6 +141,7 @@ var sqliteDialect = dialect{
 	time:        "TEXT",
 	int:         "INTEGER",
 	tableSuffix: "STRICT",
+	groupCommit: true,
 	isUniqueViolation: func(err error) bool {
 		var e *sqlite.Error
 		if !errors.As(err, &e) {

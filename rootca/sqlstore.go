@@ -45,7 +45,8 @@ type SQLStore struct {
 	db     *sql.DB
 	d      *dialect
 
-	listener listener // PostgreSQL's LISTEN connection, for WaitRevocation
+	listener listener  // PostgreSQL's LISTEN connection, for WaitRevocation
+	adds     groupAdds // SQLite's group commit of AddCertificate
 }
 
 // OpenSQLite opens, or creates, the SQLite database at path and returns an
@@ -276,11 +277,13 @@ func (s *SQLStore) AddCertificate(ctx context.Context, rec *provider.Certificate
 	if err != nil {
 		return fmt.Errorf("rootca: add certificate %s: %w", serial, err)
 	}
-	_, err = s.db.ExecContext(ctx, s.d.rebind(`INSERT INTO certificates
-		(serial, subject, dns_names, ip_addresses, not_before, not_after, role, status, der)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		serial, rec.Subject, dns, ipText, formatTime(rec.NotBefore), formatTime(rec.NotAfter),
-		int64(rec.Role), int64(provider.StatusValid), rec.Raw)
+	args := []any{serial, rec.Subject, dns, ipText, formatTime(rec.NotBefore), formatTime(rec.NotAfter),
+		int64(rec.Role), int64(provider.StatusValid), rec.Raw}
+	if s.d.groupCommit {
+		err = s.adds.add(ctx, s, args)
+	} else {
+		_, err = s.db.ExecContext(ctx, s.d.rebind(insertCertificate), args...)
+	}
 	if err != nil {
 		if s.d.isUniqueViolation(err) {
 			return duplicateSerialError(rec.Serial)
@@ -289,6 +292,10 @@ func (s *SQLStore) AddCertificate(ctx context.Context, rec *provider.Certificate
 	}
 	return nil
 }
+
+const insertCertificate = `INSERT INTO certificates
+	(serial, subject, dns_names, ip_addresses, not_before, not_after, role, status, der)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 // certificateColumns are the columns scanRecord reads, in its order.
 const certificateColumns = `serial, subject, dns_names, ip_addresses, not_before, not_after,

@@ -491,8 +491,7 @@ func (s *SQLStore) RevocationsSince(ctx context.Context, cursor int64) ([]Revoca
 		return nil, 0, fmt.Errorf("rootca: revocations since %d: %w", cursor, err)
 	}
 	if cursor <= 0 || cursor > last {
-		// All of them, including any revoked before revocations were
-		// numbered (schema version 1).
+		// All of them.
 		list, maxSeq, err := s.queryRevocations(ctx,
 			`SELECT serial, revoked_at, reason, not_after, revocation_seq FROM certificates WHERE status = ?`,
 			int64(provider.StatusRevoked))

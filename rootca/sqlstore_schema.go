@@ -58,16 +58,18 @@ var migrations = [][]string{
 	},
 	// Version 2: revocations numbered in commit order, so that the CAs
 	// sharing a database learn of each other's revocations by asking for
-	// those after the last number they saw (RevocationsSince). Rows
-	// revoked under version 1 keep a NULL number; a full read returns them.
+	// those after the last number they saw (RevocationsSince). The
+	// revocations made under version 1 all get number 1, and numbering
+	// goes on from 2.
 	{
 		`ALTER TABLE certificates ADD COLUMN revocation_seq {int}`,
-		`CREATE UNIQUE INDEX certificates_revocation_seq ON certificates (revocation_seq)`,
+		`UPDATE certificates SET revocation_seq = 1 WHERE status = 1`,
+		`CREATE INDEX certificates_revocation_seq ON certificates (revocation_seq)`,
 		`CREATE TABLE revocation_counter (
 			id       {int} NOT NULL PRIMARY KEY CHECK (id = 1),
 			last_seq {int} NOT NULL
 		){table}`,
-		`INSERT INTO revocation_counter (id, last_seq) VALUES (1, 0)`,
+		`INSERT INTO revocation_counter (id, last_seq) VALUES (1, 1)`,
 	},
 }
 
@@ -97,6 +99,12 @@ type execer interface {
 // migration interrupted half-way is completed by the next run, which
 // passes over the objects already there.
 func (s *SQLStore) migrate(ctx context.Context) error {
+	return s.migrateTo(ctx, schemaVersion())
+}
+
+// migrateTo is migrate up to version target, which tests use to make
+// databases of older versions.
+func (s *SQLStore) migrateTo(ctx context.Context, target int) error {
 	if !s.d.nonTransactionalDDL {
 		return s.inTx(ctx, func(tx *sql.Tx) error {
 			if s.d.migrationLock != "" {
@@ -104,7 +112,7 @@ func (s *SQLStore) migrate(ctx context.Context) error {
 					return fmt.Errorf("lock schema: %w", err)
 				}
 			}
-			return s.migrateOn(ctx, tx)
+			return s.migrateOn(ctx, tx, target)
 		})
 	}
 	conn, err := s.db.Conn(ctx)
@@ -127,11 +135,12 @@ func (s *SQLStore) migrate(ctx context.Context) error {
 			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
 	}()
-	return s.migrateOn(ctx, conn)
+	return s.migrateOn(ctx, conn, target)
 }
 
-// migrateOn runs the migrations the schema lacks on e.
-func (s *SQLStore) migrateOn(ctx context.Context, e execer) error {
+// migrateOn runs the migrations the schema lacks, up to version target,
+// on e.
+func (s *SQLStore) migrateOn(ctx context.Context, e execer, target int) error {
 	if _, err := e.ExecContext(ctx, s.d.expand(schemaVersionTable)); err != nil {
 		return fmt.Errorf("create schema_version: %w", err)
 	}
@@ -143,7 +152,7 @@ func (s *SQLStore) migrateOn(ctx context.Context, e execer) error {
 	if v > schemaVersion() {
 		return fmt.Errorf("schema version %d is newer than version %d this build of rootca supports; upgrade the software", v, schemaVersion())
 	}
-	for ; v < schemaVersion(); v++ {
+	for ; v < target; v++ {
 		for _, stmt := range migrations[v] {
 			_, err := e.ExecContext(ctx, s.d.expand(stmt))
 			if err != nil && s.d.nonTransactionalDDL && s.d.isAlreadyExists(err) {

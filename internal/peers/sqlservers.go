@@ -8,7 +8,10 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -45,6 +48,65 @@ func serverEnv(t testing.TB, env, server string) string {
 	return v
 }
 
+// serverLock keeps a test that restarts the database servers from
+// running while tests of other packages (other processes, under go test
+// ./...) use them: users hold a shared flock on one file for their test,
+// the restarting test an exclusive one.
+var serverLock struct {
+	sync.Mutex
+	exclusive bool // this process holds the exclusive lock
+}
+
+func serverLockFile(t testing.TB) *os.File {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "kvmpki-test-databases.lock"), os.O_RDWR|os.O_CREATE, 0o666)
+	if err != nil {
+		t.Fatalf("peers: database server lock: %v", err)
+	}
+	return f
+}
+
+func lockServers(t testing.TB, how int) {
+	t.Helper()
+	f := serverLockFile(t)
+	if err := syscall.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		t.Fatalf("peers: database server lock: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	})
+}
+
+// shareServers holds the servers in shared mode until the end of the test,
+// unless this process holds them exclusively.
+func shareServers(t testing.TB) {
+	t.Helper()
+	serverLock.Lock()
+	exclusive := serverLock.exclusive
+	serverLock.Unlock()
+	if !exclusive {
+		lockServers(t, syscall.LOCK_SH)
+	}
+}
+
+// ExclusiveDatabaseServers waits until no other test process uses the
+// database servers, and keeps them from it until the end of t: call it
+// first in a test that stops or restarts them.
+func ExclusiveDatabaseServers(t testing.TB) {
+	t.Helper()
+	lockServers(t, syscall.LOCK_EX)
+	serverLock.Lock()
+	serverLock.exclusive = true
+	serverLock.Unlock()
+	t.Cleanup(func() {
+		serverLock.Lock()
+		serverLock.exclusive = false
+		serverLock.Unlock()
+	})
+}
+
 // newDatabaseName returns a fresh database name for a test.
 func newDatabaseName() string {
 	b := make([]byte, 6)
@@ -68,6 +130,7 @@ func PostgresDatabase(t testing.TB) string {
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		t.Fatalf("peers: %s must be a postgres:// URL", PostgresURLEnv)
 	}
+	shareServers(t)
 	name := newDatabaseName()
 	adminExec(t, stdlib.OpenDB(*cfg), `CREATE SCHEMA `+name)
 	t.Cleanup(func() {
@@ -95,6 +158,7 @@ func MySQLDatabase(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("peers: %s: %v", MySQLURLEnv, err)
 	}
+	shareServers(t)
 	name := newDatabaseName()
 	open := func() *sql.DB {
 		c, err := mysql.NewConnector(cfg)
@@ -128,16 +192,38 @@ func adminExec(t testing.TB, db *sql.DB, stmt string) {
 	}
 }
 
-// RestartDatabaseServer restarts the server whose restart command the
-// environment variable env (PostgresRestartEnv or MySQLRestartEnv) names.
-// It skips the test when the variable is unset.
-func RestartDatabaseServer(t testing.TB, env string) {
+// A DatabaseServer controls a server that .ci/start-databases started.
+type DatabaseServer struct {
+	t      testing.TB
+	script string
+}
+
+// ControlDatabaseServer returns the control of the server whose script the
+// environment variable env (PostgresRestartEnv or MySQLRestartEnv) names,
+// after taking the servers exclusively (ExclusiveDatabaseServers). It
+// skips the test when the variable is unset. The server is started again
+// at the end of the test if it was left stopped.
+func ControlDatabaseServer(t testing.TB, env string) *DatabaseServer {
 	t.Helper()
-	script := serverEnv(t, env, "restartable database")
+	script := serverEnv(t, env, "controllable database")
+	ExclusiveDatabaseServers(t)
+	s := &DatabaseServer{t: t, script: script}
+	t.Cleanup(func() { s.run("start") })
+	return s
+}
+
+// Stop stops the server.
+func (s *DatabaseServer) Stop() { s.t.Helper(); s.run("stop") }
+
+// Start starts the server and waits until it accepts connections.
+func (s *DatabaseServer) Start() { s.t.Helper(); s.run("start") }
+
+func (s *DatabaseServer) run(action string) {
+	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, script, "restart").CombinedOutput()
+	out, err := exec.CommandContext(ctx, s.script, action).CombinedOutput()
 	if err != nil {
-		t.Fatalf("peers: restart database server: %v\n%s", err, out)
+		s.t.Fatalf("peers: %s database server: %v\n%s", action, err, out)
 	}
 }

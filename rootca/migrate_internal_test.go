@@ -1,0 +1,89 @@
+package rootca
+
+import (
+	"context"
+	"database/sql"
+	"math/big"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kvmpki/kvmpki/internal/peers"
+	"github.com/kvmpki/kvmpki/provider"
+)
+
+// migrationDialects are the SQL dialects with how a test gets a database,
+// opens it raw and opens a store on it.
+var migrationDialects = []struct {
+	d        *dialect
+	database func(t *testing.T) string
+	driver   string
+	open     func(ctx context.Context, loc string) (*SQLStore, error)
+}{
+	{&sqliteDialect, func(t *testing.T) string { return filepath.Join(t.TempDir(), "ca.db") }, "sqlite", OpenSQLite},
+	{&postgresDialect, func(t *testing.T) string { return peers.PostgresDatabase(t) }, "pgx", OpenPostgres},
+	{&mysqlDialect, func(t *testing.T) string { return peers.MySQLDatabase(t) }, "mysql", OpenMySQL},
+}
+
+var _ = stdlib.GetDefaultDriver // registers "pgx"
+
+// TestMigrateFromVersion1 upgrades a database that a version-1 store
+// wrote, with a revocation made before revocations were numbered: the
+// upgrade keeps it, a CA loading the store sees it, and revocations after
+// the upgrade are numbered.
+func TestMigrateFromVersion1(t *testing.T) {
+	for _, md := range migrationDialects {
+		t.Run(md.d.name, func(t *testing.T) {
+			ctx := t.Context()
+			loc := md.database(t)
+			db, err := sql.Open(md.driver, loc)
+			require.NoError(t, err)
+			defer db.Close()
+			old := &SQLStore{db: db, d: md.d}
+			require.NoError(t, old.migrateTo(ctx, 1))
+			now := time.Now()
+			for i, status := range []provider.CertificateStatus{provider.StatusValid, provider.StatusRevoked, provider.StatusValid} {
+				var revokedAt, reason any
+				if status == provider.StatusRevoked {
+					revokedAt, reason = formatTime(now), int64(provider.ReasonKeyCompromise)
+				}
+				_, err := db.ExecContext(ctx, md.d.rebind(`INSERT INTO certificates
+					(serial, subject, dns_names, ip_addresses, not_before, not_after, role, status, revoked_at, reason, der)
+					VALUES (?, 'CN=old', '[]', '[]', ?, ?, 1, ?, ?, ?, ?)`),
+					provider.FormatSerial(big.NewInt(int64(0x100+i))), formatTime(now), formatTime(now.Add(time.Hour)),
+					int64(status), revokedAt, reason, []byte{0x30})
+				require.NoError(t, err)
+			}
+			if md.d.nonTransactionalDDL {
+				// A version-2 migration interrupted after its first
+				// statement: MariaDB committed the ALTER TABLE alone.
+				_, err := db.ExecContext(ctx, md.d.expand(migrations[1][0]))
+				require.NoError(t, err)
+			}
+
+			s, err := md.open(ctx, loc)
+			require.NoError(t, err, "the store upgrades the version-1 database")
+			defer s.Close()
+			var version int
+			require.NoError(t, db.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_version`).Scan(&version))
+			assert.Equal(t, schemaVersion(), version)
+
+			revs, cursor, err := s.RevocationsSince(ctx, 0)
+			require.NoError(t, err)
+			require.Len(t, revs, 1, "the revocation made under version 1")
+			assert.Equal(t, int64(0x101), revs[0].Serial.Int64())
+			assert.Equal(t, provider.ReasonKeyCompromise, revs[0].Reason)
+
+			_, err = s.Revoke(ctx, big.NewInt(0x102), provider.ReasonSuperseded, now)
+			require.NoError(t, err)
+			revs, _, err = s.RevocationsSince(ctx, cursor)
+			require.NoError(t, err)
+			require.Len(t, revs, 1, "only the revocation after the cursor")
+			assert.Equal(t, int64(0x102), revs[0].Serial.Int64())
+		})
+	}
+}

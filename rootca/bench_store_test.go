@@ -7,8 +7,14 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"database/sql"
+	"fmt"
+	"math/big"
+	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -93,4 +99,129 @@ func BenchmarkIssueConcurrentSQLite(b *testing.B) {
 	b.ReportMetric(float64(memTotal.Nanoseconds())/n, "mem-ns/op")
 	b.ReportMetric(n/diskTotal.Seconds(), "issues/s")
 	b.ReportMetric(ratios[len(ratios)/2], "x-memstore")
+}
+
+// Sizes of the store BenchmarkOpenLarge opens; with -short (as CI runs
+// benchmarks once, to keep them working) a tenth.
+var largeIssued, largeRevoked = 1_000_000, 100_000
+
+func largeSizes() {
+	if testing.Short() {
+		largeIssued, largeRevoked = 100_000, 10_000
+	}
+}
+
+// largeSQLite returns the path of an SQLite store holding largeIssued
+// certificate records, every tenth revoked, made once per schema version
+// and kept in the temporary directory across runs (building it takes
+// tens of seconds). The records carry placeholder DER, which opening
+// never reads.
+func largeSQLite(b *testing.B, key *ecdsa.PrivateKey) string {
+	b.Helper()
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("kvmpki-bench-open-%d-%d-v%d.db", largeIssued, largeRevoked, schemaVersion()))
+	keyPath := path + ".key"
+	if der, err := os.ReadFile(keyPath); err == nil {
+		if k, err := x509.ParseECPrivateKey(der); err == nil {
+			*key = *k
+			return path
+		}
+	}
+	_ = os.Remove(path)
+	ctx := context.Background()
+	s, err := OpenSQLite(ctx, path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ca, err := Open(ctx, s, &Options{Signer: key, RevocationPollInterval: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ca.Close()
+	now := time.Now()
+	der := make([]byte, 600)
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO certificates
+			(serial, subject, dns_names, ip_addresses, not_before, not_after, role, status, revoked_at, reason, revocation_seq, der)
+			VALUES (?, ?, '["kvm.example.org"]', '[]', ?, ?, 1, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		seq := int64(1)
+		for i := range largeIssued {
+			serial := new(big.Int).Lsh(big.NewInt(int64(i+1)), 100) // long, like real serials
+			var status int64
+			var revokedAt, reason, revSeq any
+			if i%(largeIssued/largeRevoked) == 0 {
+				seq++
+				status, revokedAt, reason, revSeq = 1, formatTime(now), int64(provider.ReasonKeyCompromise), seq
+			}
+			if _, err := stmt.ExecContext(ctx, provider.FormatSerial(serial), "CN=kvm"+strconv.Itoa(i),
+				formatTime(now), formatTime(now.Add(time.Duration(i)*time.Second+time.Hour)), status, revokedAt, reason, revSeq, der); err != nil {
+				return err
+			}
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE revocation_counter SET last_seq = ?`, seq)
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	der, err = x509.MarshalECPrivateKey(key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(keyPath, der, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	return path
+}
+
+// BenchmarkOpenLarge: target under 2 seconds to open an SQLite store with
+// 1,000,000 issued and 100,000 revoked certificates and answer the first
+// revocation check, without holding the certificates in memory. It
+// reports the median time (ms/open) and the heap the open CA holds
+// (heap-MB).
+func BenchmarkOpenLarge(b *testing.B) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	largeSizes()
+	path := largeSQLite(b, key)
+	revokedSerial := new(big.Int).Lsh(big.NewInt(int64(largeIssued/largeRevoked*7+1)), 100)
+	var times []time.Duration
+	var heap uint64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		start := time.Now()
+		s, err := OpenSQLite(context.Background(), path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ca, err := Open(context.Background(), s, &Options{Signer: key, RevocationPollInterval: -1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, revoked := ca.IsRevoked(revokedSerial)
+		times = append(times, time.Since(start))
+		if !revoked {
+			b.Fatal("the revoked certificate is not revoked")
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		heap = max(heap, after.HeapAlloc-min(after.HeapAlloc, before.HeapAlloc))
+		runtime.KeepAlive(ca)
+		ca.Close()
+		s.Close()
+	}
+	b.StopTimer()
+	slices.Sort(times)
+	b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "ms/open")
+	b.ReportMetric(float64(heap)/(1<<20), "heap-MB")
+	b.ReportMetric(0, "ns/op")
 }

@@ -492,9 +492,9 @@ func (s *SQLStore) RevocationsSince(ctx context.Context, cursor int64) ([]Revoca
 	}
 	if cursor <= 0 || cursor > last {
 		// All of them.
+		// Every revocation has a number from 1 (schema version 2).
 		list, maxSeq, err := s.queryRevocations(ctx,
-			`SELECT serial, revoked_at, reason, not_after, revocation_seq FROM certificates WHERE status = ?`,
-			int64(provider.StatusRevoked))
+			`SELECT serial, revoked_at, reason, not_after, revocation_seq FROM certificates WHERE revocation_seq >= 1`)
 		if err != nil {
 			return nil, 0, fmt.Errorf("rootca: revocations: %w", err)
 		}

@@ -64,7 +64,10 @@ var migrations = [][]string{
 	{
 		`ALTER TABLE certificates ADD COLUMN revocation_seq {int}`,
 		`UPDATE certificates SET revocation_seq = 1 WHERE status = 1`,
-		`CREATE INDEX certificates_revocation_seq ON certificates (revocation_seq)`,
+		// Covering: a CA opening a store of a million certificates reads
+		// its revocations from this index alone, not from the rows.
+		`CREATE INDEX certificates_revocation_seq ON certificates
+			(revocation_seq, serial, revoked_at, reason, not_after)`,
 		`CREATE TABLE revocation_counter (
 			id       {int} NOT NULL PRIMARY KEY CHECK (id = 1),
 			last_seq {int} NOT NULL

@@ -195,4 +195,3 @@ func TestServerRestart(t *testing.T) {
 		})
 	}
 }
-

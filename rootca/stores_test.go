@@ -2,13 +2,16 @@ package rootca_test
 
 import (
 	"context"
+	"math/big"
 	"path/filepath"
 	"sync"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/kvmpki/kvmpki/internal/peers"
+	"github.com/kvmpki/kvmpki/provider"
 	"github.com/kvmpki/kvmpki/rootca"
 	"github.com/kvmpki/kvmpki/rootca/storetest"
 )
@@ -106,4 +109,40 @@ func TestStores(t *testing.T) {
 			storetest.Run(t, ss.new, &storetest.Options{Reopen: ss.reopen})
 		})
 	}
+}
+
+// listingStore counts the calls that read certificate records.
+type listingStore struct {
+	*rootca.MemStore
+	reads int
+}
+
+func (s *listingStore) ListCertificates(ctx context.Context, opts *provider.ListOptions) ([]*provider.CertificateRecord, error) {
+	s.reads++
+	return s.MemStore.ListCertificates(ctx, opts)
+}
+
+func (s *listingStore) Certificate(ctx context.Context, serial *big.Int) (*provider.CertificateRecord, error) {
+	s.reads++
+	return s.MemStore.Certificate(ctx, serial)
+}
+
+// TestOpenReadsNoRecords checks that opening a CA reads its revocations,
+// not its inventory: a store of a million certificates must not be held
+// in memory (BenchmarkOpenLarge measures the time and heap).
+func TestOpenReadsNoRecords(t *testing.T) {
+	s := &listingStore{MemStore: rootca.NewMemStore()}
+	signer := genKey(t, "p256")
+	ca, err := rootca.Open(t.Context(), s, &rootca.Options{Signer: signer})
+	require.NoError(t, err)
+	for range 5 {
+		issue(t, ca, &provider.IssueRequest{Role: provider.RoleClient, CommonName: "proxy", KeyAlgorithm: provider.KeyAlgorithmECDSA})
+	}
+	require.NoError(t, ca.Close())
+	s.reads = 0
+	ca, err = rootca.Open(t.Context(), s, &rootca.Options{Signer: signer})
+	require.NoError(t, err)
+	defer ca.Close()
+	require.NoError(t, ca.Refresh(t.Context()))
+	assert.Zero(t, s.reads, "Open and Refresh read no certificate records")
 }

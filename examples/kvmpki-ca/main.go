@@ -14,6 +14,13 @@
 //	kvmpki-ca crl    -dir DIR -out FILE [-der]
 //	kvmpki-ca list   -dir DIR
 //
+// Every command takes -db URL instead of -dir, for a CA that several
+// management servers share in PostgreSQL (postgres://USER@HOST/DATABASE)
+// or MariaDB (mysql://USER@tcp(HOST:PORT)/DATABASE); the database
+// password comes from $KVMPKI_DB_PASSWORD (or PostgreSQL's PGPASSWORD and
+// ~/.pgpass), not the URL. Without -db, the CA lives in the SQLite file
+// ca.db in -dir.
+//
 // The CA key password comes from the KVMPKI_CA_PASSWORD environment
 // variable or from the file named by -password-file, never from an
 // argument. Errors go to standard error, with exit status 1 (2 for usage
@@ -43,7 +50,7 @@ import (
 // PasswordEnv is the environment variable that holds the CA key password.
 const PasswordEnv = "KVMPKI_CA_PASSWORD"
 
-const usage = `usage: kvmpki-ca COMMAND -dir DIR [flags]
+const usage = `usage: kvmpki-ca COMMAND (-dir DIR | -db URL) [flags]
 
 commands:
   init     create the CA in DIR
@@ -54,6 +61,9 @@ commands:
   list     list issued certificates
 
 The CA key password is read from $KVMPKI_CA_PASSWORD or -password-file.
+With -db postgres://USER@HOST/DB or -db mysql://USER@tcp(HOST:PORT)/DB the
+CA lives in a database that several management servers share; its password
+is read from $KVMPKI_DB_PASSWORD.
 Run 'kvmpki-ca COMMAND -h' for the flags of a command.
 `
 
@@ -115,13 +125,15 @@ type command struct {
 	getenv                func(string) string
 	fs                    *flag.FlagSet
 	dir                   string
+	db                    string
 	passwordFile          string
 }
 
 func (c *command) flags() *flag.FlagSet {
 	c.fs = flag.NewFlagSet("kvmpki-ca "+c.name, flag.ContinueOnError)
 	c.fs.SetOutput(c.stderr)
-	c.fs.StringVar(&c.dir, "dir", "", "CA `directory` (required)")
+	c.fs.StringVar(&c.dir, "dir", "", "CA `directory`, holding the SQLite database ca.db (required without -db)")
+	c.fs.StringVar(&c.db, "db", "", "shared CA database `URL`: postgres://USER@HOST/DB or mysql://USER@tcp(HOST:PORT)/DB (password from $"+DBPasswordEnv+")")
 	c.fs.StringVar(&c.passwordFile, "password-file", "", "read the CA key password from `FILE` instead of $"+PasswordEnv)
 	return c.fs
 }
@@ -136,9 +148,13 @@ func (c *command) parse(args []string) error {
 	if c.fs.NArg() > 0 {
 		return &usageError{fmt.Sprintf("unexpected argument %q", c.fs.Arg(0))}
 	}
-	if c.dir == "" {
-		return &usageError{"-dir is required"}
+	switch {
+	case c.dir == "" && c.db == "":
+		return &usageError{"-dir or -db is required"}
+	case c.dir != "" && c.db != "":
+		return &usageError{"-dir and -db exclude each other"}
 	}
+	c.warnPasswordInURL()
 	return nil
 }
 
@@ -177,6 +193,9 @@ func (c *command) dbPath() string { return filepath.Join(c.dir, rootca.DBFileNam
 // refuseCAFile refuses an output file that is the CA's database or one of
 // SQLite's files beside it: writing there would destroy the CA.
 func (c *command) refuseCAFile(flagName, path string) error {
+	if c.db != "" {
+		return nil
+	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return err
@@ -201,18 +220,16 @@ func (c *command) refuseCAFile(flagName, path string) error {
 
 // noCA is the error for a directory that holds no CA.
 func (c *command) noCA(err error) error {
-	return fmt.Errorf("no CA in %s (run 'kvmpki-ca init -dir %s'): %w", c.dir, c.dir, err)
+	return fmt.Errorf("no CA in %s (run '%s'): %w", c.location(), c.initHint(), err)
 }
 
 // hasCA reports whether c.dir holds a CA. A database without one, as a
 // failed init leaves behind, does not count.
 func (c *command) hasCA(ctx context.Context) (bool, error) {
-	if _, err := os.Stat(c.dbPath()); errors.Is(err, fs.ErrNotExist) {
+	store, err := c.openExistingStore(ctx)
+	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
-	} else if err != nil {
-		return false, err
 	}
-	store, err := rootca.OpenSQLite(ctx, c.dbPath())
 	if err != nil {
 		return false, err
 	}
@@ -229,14 +246,16 @@ func (c *command) hasCA(ctx context.Context) (bool, error) {
 // a database left behind by a failed init must not turn into a CA with
 // default settings.
 func (c *command) open(ctx context.Context) (*openCA, error) {
-	if _, err := os.Stat(c.dbPath()); err != nil {
-		return nil, c.noCA(err)
+	if c.db == "" {
+		if _, err := os.Stat(c.dbPath()); err != nil {
+			return nil, c.noCA(err)
+		}
 	}
 	// Fail early, and without rootca's wrapping, when there is none.
 	if _, err := c.password(); err != nil {
 		return nil, err
 	}
-	store, err := rootca.OpenSQLite(ctx, c.dbPath())
+	store, err := c.openExistingStore(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -247,12 +266,28 @@ func (c *command) open(ctx context.Context) (*openCA, error) {
 		}
 		return nil, err
 	}
-	ca, err := rootca.Open(ctx, store, &rootca.Options{Password: c.password, InsecureAllowCSRNames: c.insecureAllowCSRNames})
+	ca, err := rootca.Open(ctx, store, &rootca.Options{
+		Password: c.password, InsecureAllowCSRNames: c.insecureAllowCSRNames,
+		RevocationPollInterval: -1, // one command, then exit
+	})
 	if err != nil {
 		store.Close()
 		return nil, err
 	}
 	return &openCA{CA: ca, store: store}, nil
+}
+
+// openExistingStore opens the -db database, or the SQLite file in -dir,
+// failing with an error matching fs.ErrNotExist when the file does not
+// exist (it is not created).
+func (c *command) openExistingStore(ctx context.Context) (rootca.Store, error) {
+	if c.db != "" {
+		return c.openDB(ctx)
+	}
+	if _, err := os.Stat(c.dbPath()); err != nil {
+		return nil, err
+	}
+	return rootca.OpenSQLite(ctx, c.dbPath())
 }
 
 func (c *command) init(ctx context.Context, args []string) error {
@@ -278,24 +313,39 @@ func (c *command) init(ctx context.Context, args []string) error {
 	if exists, err := c.hasCA(ctx); err != nil {
 		return err
 	} else if exists {
-		return fmt.Errorf("%s already holds a CA", c.dir)
+		return fmt.Errorf("%s already holds a CA", c.location())
 	}
 	if _, err := c.password(); err != nil {
 		return err
 	}
-	ca, err := rootca.OpenDir(ctx, c.dir, &rootca.Options{
-		KeyAlgorithm: alg,
-		KeySize:      *keySize,
-		Subject:      subject,
-		CAValidity:   time.Duration(*days) * 24 * time.Hour,
-		Password:     c.password,
-	})
+	opts := &rootca.Options{
+		KeyAlgorithm:           alg,
+		KeySize:                *keySize,
+		Subject:                subject,
+		CAValidity:             time.Duration(*days) * 24 * time.Hour,
+		Password:               c.password,
+		RevocationPollInterval: -1,
+	}
+	var ca *rootca.CA
+	if c.db == "" {
+		ca, err = rootca.OpenDir(ctx, c.dir, opts)
+	} else {
+		var store rootca.Store
+		if store, err = c.openDB(ctx); err != nil {
+			return err
+		}
+		defer store.Close()
+		// Of several servers running init at once, one creates the CA
+		// and the others load it; hasCA above keeps the usual case an
+		// error.
+		ca, err = rootca.Open(ctx, store, opts)
+	}
 	if err != nil {
 		return err
 	}
 	defer ca.Close()
 	cert := ca.Certificate()
-	fmt.Fprintf(c.stdout, "created CA %s in %s\nserial %s, %v, valid until %s\n", cert.Subject, c.dir,
+	fmt.Fprintf(c.stdout, "created CA %s in %s\nserial %s, %v, valid until %s\n", cert.Subject, c.location(),
 		provider.FormatSerial(cert.SerialNumber), cert.SignatureAlgorithm, cert.NotAfter.UTC().Format(time.RFC3339))
 	return nil
 }

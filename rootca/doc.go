@@ -102,7 +102,40 @@
 // # State
 //
 // State lives behind the small [Store] interface: [MemStore] for tests,
-// and [SQLStore] on database/sql with an embedded SQLite database (one file
-// in the CA's directory, WAL, busy timeout) by default. Every issuance and
-// revocation is durable when its call returns.
+// and [SQLStore] on database/sql. Every issuance and revocation is durable
+// when its call returns, and TestCrashSafety kills an issuing process with
+// SIGKILL to prove that nothing acknowledged is lost.
+//
+//   - [OpenSQLite] (what [OpenDir] uses): one embedded database file (WAL,
+//     synchronous=FULL, busy timeout) for a single management server.
+//     Concurrent issuances are committed together, one fsync for all.
+//   - [OpenPostgres] (pgx) and [OpenMySQL] (MariaDB or MySQL): one database
+//     that every management server of a cluster shares, as CloudStack's
+//     root CA plugin shares its database. [OpenURL] takes either as a URL.
+//
+// Each store creates and upgrades its own schema, in version steps
+// recorded in the database, under a lock, so several servers may start at
+// once. The database enforces what a cluster must never break: one CA,
+// unique serials (a primary key), strictly increasing CRL numbers (a
+// counter row updated in the transaction that reads it). The CA key is
+// stored only encrypted, or not at all with an external signer.
+//
+// # Clusters
+//
+// A CA keeps its revocations in memory for the handshake checks. On a
+// shared store (a [RevocationFeed]) it learns of revocations made by other
+// servers in the background: revocations are numbered in commit order,
+// and the CA asks for those after the last it saw every
+// [Options.RevocationPollInterval] (250 ms by default), or at once on
+// PostgreSQL, which notifies them (LISTEN/NOTIFY, [RevocationWaiter]).
+// [CA.SignCRL] catches up first, so a CRL holds every revocation committed
+// before it. A lost database connection or a restarted server fails the
+// calls made meanwhile with an error, and later calls, and the
+// background catch-up, work again without a restart of the process.
+// Close the CA to stop its background work.
+//
+//	store, err := rootca.OpenPostgres(ctx, "postgres://ca@db.example.org/kvmpki?sslmode=verify-full")
+//	ca, err := rootca.Open(ctx, store, &rootca.Options{Signer: hsmKey})
+//	defer store.Close()
+//	defer ca.Close()
 package rootca

@@ -9,7 +9,7 @@
 //			s, err := mystore.Open(t.Context(), filepath.Join(t.TempDir(), "ca.db"))
 //			require.NoError(t, err)
 //			return s
-//		})
+//		}, nil)
 //	}
 //
 // Run checks, in named subtests, what the rootca.Store documentation
@@ -19,8 +19,17 @@
 // order and filters of listings, CRL numbers that start at 1 and never
 // repeat under concurrent callers, concurrent issuance and revocation,
 // copies rather than shared state, cancelled contexts and ErrStoreClosed
-// after Close. Run the suite with -race: several subtests exist to give the
-// race detector something to find.
+// after Close. Stores that implement rootca.RevocationFeed get its
+// subtests too (revocations in commit order, each once, under concurrent
+// revokers). With Options.Reopen, which opens a second store on the same
+// database, the Shared subtests check what a cluster of management servers
+// relies on: one CA, serials unique and CRL numbers increasing across the
+// two stores, and a revocation made through a CA on one store refused by a
+// CA on the other within PropagationLimit (one second). kvmpki runs it over
+// MemStore and SQLStore on SQLite, PostgreSQL and MariaDB.
+//
+// Run the suite with -race: several subtests exist to give the race
+// detector something to find.
 //
 // Times are compared with time.Time.Equal, IP addresses with net.IP.Equal
 // and empty lists as empty, so that stores may normalize locations, IPv4

@@ -6,7 +6,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"database/sql"
 	"fmt"
 	"math/big"
@@ -55,13 +54,7 @@ func BenchmarkIssueConcurrentSQLite(b *testing.B) {
 	}
 	defer disk.Close()
 
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-		Subject: pkix.Name{CommonName: "kvm1.example.org"}, DNSNames: []string{"kvm1.example.org"},
-	}, key)
-	if err != nil {
-		b.Fatal(err)
-	}
-	req := &provider.IssueRequest{CSR: csr, DNSNames: []string{"kvm1.example.org"}, Role: provider.RoleHost}
+	_, req := benchHostRequest(b, key)
 	const perIssuer = 8
 	batch := func(ca *CA) time.Duration {
 		start := time.Now()

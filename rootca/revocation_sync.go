@@ -9,6 +9,11 @@ import (
 	"time"
 )
 
+// pollTimeout bounds one background catch-up, so that a database that
+// stops answering without closing the connection cannot stall the CA's
+// polling (or a SignCRL waiting for it) for the length of a TCP timeout.
+const pollTimeout = 10 * time.Second
+
 // maxPollBackoff bounds the wait between polls while the store fails, so
 // that a CA finds a restarted database soon after it is back.
 const maxPollBackoff = 5 * time.Second
@@ -112,7 +117,9 @@ func (ca *CA) watch(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		err := ca.catchUp(ctx)
+		pctx, cancel := context.WithTimeout(ctx, pollTimeout)
+		err := ca.catchUp(pctx)
+		cancel()
 		switch {
 		case errors.Is(err, ErrStoreClosed) || ctx.Err() != nil:
 			return

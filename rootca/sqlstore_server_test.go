@@ -105,7 +105,8 @@ func TestKeyEncryptedAtRest(t *testing.T) {
 			require.NoError(t, err, "the stored key decrypts with the password")
 			k, err := x509.ParsePKCS8PrivateKey(der)
 			require.NoError(t, err)
-			scalar := k.(*ecdsa.PrivateKey).D.Bytes()
+			scalar, err := k.(*ecdsa.PrivateKey).Bytes()
+			require.NoError(t, err)
 
 			secrets := [][]byte{der, scalar, password}
 			if b.name == "sqlite" {

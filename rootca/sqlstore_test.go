@@ -140,28 +140,6 @@ func TestSQLStoreSchemaVersion(t *testing.T) {
 	assert.Equal(t, "wal", mode)
 }
 
-func TestOpenSQLiteConcurrently(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "ca.db")
-	const n = 4
-	stores := make([]*rootca.SQLStore, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() { stores[i], errs[i] = rootca.OpenSQLite(t.Context(), path) })
-	}
-	wg.Wait()
-	for i, s := range stores {
-		if assert.NoError(t, errs[i], "open %d", i) {
-			assert.NoError(t, s.Close())
-		}
-	}
-	var count, distinct int
-	require.NoError(t, rawDB(t, path).QueryRowContext(t.Context(),
-		`SELECT COUNT(*), COUNT(DISTINCT version) FROM schema_version`).Scan(&count, &distinct))
-	assert.Equal(t, 2, count, "each schema version is applied once")
-	assert.Equal(t, 2, distinct)
-}
-
 // TestSQLStoreTwoInstances has two stores on one file, as two processes
 // would have, issue, revoke and number CRLs at once.
 func TestSQLStoreTwoInstances(t *testing.T) {

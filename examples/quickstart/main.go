@@ -158,7 +158,28 @@ func run(ctx context.Context, out io.Writer) error {
 		fmt.Fprintf(out, "  serial %s revoked %s reason %s\n",
 			provider.FormatSerial(e.SerialNumber), e.RevocationTime.Format(time.RFC3339), provider.RevocationReason(e.ReasonCode))
 	}
+
+	// The rest of the story, one section a package, each in a directory
+	// of its own and with certificates from the same CA.
+	for _, s := range sections {
+		sub := filepath.Join(dir, s.name)
+		if err := os.Mkdir(sub, 0o700); err != nil {
+			return err
+		}
+		fmt.Fprintln(out)
+		if err := s.run(ctx, out, ca, sub); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+	}
 	return nil
+}
+
+// sections are the later steps of the main job, in order.
+var sections = []struct {
+	name string
+	run  func(ctx context.Context, out io.Writer, ca *rootca.CA, dir string) error
+}{
+	{"libvirttls", libvirttlsSection},
 }
 
 func describe(out io.Writer, label string, c *x509.Certificate) {

@@ -1,0 +1,221 @@
+package libvirttls
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/user"
+	"path"
+	"path/filepath"
+	"strconv"
+)
+
+// owner is a file's owner and group; names are for display.
+type owner struct {
+	uid, gid  int
+	user, grp string
+}
+
+func (w owner) String() string { return w.user + ":" + w.grp }
+
+// entry is one wanted directory, file or link, at a host path.
+type entry struct {
+	hostPath string
+	dir      bool
+	data     []byte // file content
+	link     string // symlink target, a host path
+	mode     fs.FileMode
+	owner    owner
+	secret   bool // a private key: never shown
+}
+
+// owners resolves root and QEMU's group. A caller that is not root can
+// own files only as itself, so the layout is then made for the caller's
+// user and group: fine for tests and dry runs, not for a real host.
+func owners(group string) (rootOwner, qemuOwner owner, err error) {
+	if os.Geteuid() != 0 {
+		uid, gid := os.Geteuid(), os.Getegid()
+		w := owner{uid: uid, gid: gid, user: strconv.Itoa(uid), grp: strconv.Itoa(gid)}
+		if u, err := user.LookupId(w.user); err == nil {
+			w.user = u.Username
+		}
+		if g, err := user.LookupGroupId(w.grp); err == nil {
+			w.grp = g.Name
+		}
+		return w, w, nil
+	}
+	rootOwner = owner{uid: 0, gid: 0, user: "root", grp: "root"}
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		return owner{}, owner{}, fmt.Errorf("libvirttls: QEMU group %q: %w", group, err)
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return owner{}, owner{}, fmt.Errorf("libvirttls: QEMU group %q has gid %q", group, g.Gid)
+	}
+	return rootOwner, owner{uid: 0, gid: gid, user: "root", grp: group}, nil
+}
+
+// qemuGroup returns the group QEMU's keys are readable by.
+func (o *Options) qemuGroup(qemuConf *Config) string {
+	if o != nil && o.QEMUGroup != "" {
+		return o.QEMUGroup
+	}
+	// The group qemu.conf will have: the last group= of ExtraQEMU, else
+	// the file's. A numeric "+GID" is not resolved.
+	group := Value{}
+	if qemuConf != nil {
+		group, _ = qemuConf.Get("group")
+	}
+	if o != nil {
+		for _, s := range o.ExtraQEMU {
+			if s.Key == "group" {
+				group = s.Value
+			}
+		}
+	}
+	if s, ok := group.Str(); ok && s != "" && s[0] != '+' {
+		return s
+	}
+	return DefaultQEMUGroup
+}
+
+// layout returns the wanted PKI directories and files, parents first.
+func (o *Options) layout(c *Credentials, rootOwner, qemuOwner owner) ([]entry, error) {
+	var out []entry
+	dir := func(p string, mode fs.FileMode, w owner) {
+		out = append(out, entry{hostPath: p, dir: true, mode: mode, owner: w})
+	}
+	symlink := o != nil && o.Install == Symlink
+	credDir := o.credentialsDir()
+	// file adds a public file, linked to the agent's file in Symlink mode.
+	file := func(p string, data []byte, agentName string) {
+		e := entry{hostPath: p, data: data, mode: publicFileMode, owner: rootOwner}
+		if symlink && agentName != "" {
+			e = entry{hostPath: p, link: path.Join(credDir, agentName), owner: rootOwner}
+		}
+		out = append(out, e)
+	}
+	key := func(p string, linkable bool, mode fs.FileMode, w owner) {
+		e := entry{hostPath: p, data: c.Key, mode: mode, owner: w, secret: true}
+		if symlink && linkable {
+			e = entry{hostPath: p, link: path.Join(credDir, AgentKey), owner: w, secret: true}
+		}
+		out = append(out, e)
+	}
+	crl := crlPEM(c.CRL)
+
+	dir("/etc/pki", publicDirMode, rootOwner)
+	dir(path.Dir(CACertPath), publicDirMode, rootOwner)
+	file(CACertPath, c.CACert, AgentCACert)
+	if len(crl) > 0 {
+		file(CRLPath, crl, "")
+	}
+	dir(path.Dir(ServerCertPath), publicDirMode, rootOwner)
+	file(ServerCertPath, c.Cert, AgentCert)
+	file(ClientCertPath, c.Cert, AgentCert)
+	dir(path.Dir(ServerKeyPath), privateDirMode, rootOwner)
+	key(ServerKeyPath, true, rootKeyMode, rootOwner)
+	key(ClientKeyPath, true, rootKeyMode, rootOwner)
+
+	// The directories QEMU reads: QEMU's group may enter and read the
+	// keys; the certificates are public anyway.
+	for _, d := range []struct {
+		dir    string
+		client bool
+	}{{VNCDir, false}, {QEMUDir, true}} {
+		dir(d.dir, qemuDirMode, qemuOwner)
+		file(path.Join(d.dir, QEMUCACert), c.CACert, AgentCACert)
+		if len(crl) > 0 {
+			file(path.Join(d.dir, QEMUCRL), crl, "")
+		}
+		file(path.Join(d.dir, QEMUServerCert), c.Cert, AgentCert)
+		key(path.Join(d.dir, QEMUServerKey), false, groupKeyMode, qemuOwner)
+		if d.client {
+			file(path.Join(d.dir, QEMUClientCert), c.Cert, AgentCert)
+			key(path.Join(d.dir, QEMUClientKey), false, groupKeyMode, qemuOwner)
+		}
+	}
+	return out, nil
+}
+
+// WritePKIPath writes c into dir in the layout of a libvirt client's
+// pkipath URI parameter (cacert.pem, clientcert.pem, clientkey.pem with
+// mode 0600 and, when c has a CRL, cacrl.pem), for clients that do not
+// use the system paths, such as virsh -c 'qemu+tls://host/system?pkipath=DIR'.
+// dir is created with mode 0700 if missing; existing files are replaced.
+func WritePKIPath(dir string, c *Credentials) error {
+	if len(c.CACert) == 0 || len(c.Cert) == 0 || len(c.Key) == 0 {
+		return fmt.Errorf("%w: CA certificate, certificate and key are all required", ErrCredentialsMissing)
+	}
+	if err := os.MkdirAll(dir, privateDirMode); err != nil {
+		return fmt.Errorf("libvirttls: %w", err)
+	}
+	files := []struct {
+		name string
+		data []byte
+		mode fs.FileMode
+	}{
+		{"cacert.pem", c.CACert, publicFileMode},
+		{"clientcert.pem", c.Cert, publicFileMode},
+		{"clientkey.pem", c.Key, rootKeyMode},
+	}
+	if len(c.CRL) > 0 {
+		files = append(files, struct {
+			name string
+			data []byte
+			mode fs.FileMode
+		}{"cacrl.pem", crlPEM(c.CRL), publicFileMode})
+	}
+	for _, f := range files {
+		if err := writeFileAtomic(filepath.Join(dir, f.name), f.data, f.mode, -1, -1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeFileAtomic writes data to a temporary file next to p, sets mode
+// and (unless uid < 0) ownership, syncs it and renames it over p.
+func writeFileAtomic(p string, data []byte, mode fs.FileMode, uid, gid int) error {
+	tmp, err := stageFile(p, data, mode, uid, gid)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("libvirttls: %w", err)
+	}
+	return nil
+}
+
+// stageFile writes data into a new temporary file in p's directory and
+// returns its name. The file is created 0600 and only then given mode,
+// so a key is never readable by others, even briefly.
+func stageFile(p string, data []byte, mode fs.FileMode, uid, gid int) (string, error) {
+	fh, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".kvmpki-*")
+	if err != nil {
+		return "", fmt.Errorf("libvirttls: %w", err)
+	}
+	name := fh.Name()
+	err = errors.Join(
+		func() error { _, err := fh.Write(data); return err }(),
+		func() error {
+			if uid < 0 {
+				return nil
+			}
+			return fh.Chown(uid, gid)
+		}(),
+		fh.Chmod(mode),
+		fh.Sync(),
+	)
+	if cerr := fh.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(name)
+		return "", fmt.Errorf("libvirttls: writing %s: %w", p, err)
+	}
+	return name, nil
+}

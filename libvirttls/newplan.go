@@ -1,0 +1,236 @@
+package libvirttls
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path"
+)
+
+// Plan is the set of changes that secures a host, made by [NewPlan],
+// shown by [Plan.Diff] and carried out by [Plan.Apply].
+type Plan struct {
+	// Changes are the directories, files, links and configuration edits,
+	// in the order they are applied. A host already in the wanted state
+	// has none.
+	Changes []Change
+	// Actions are the service steps to run after the files are in place.
+	Actions []Action
+
+	root      string
+	rootOwner owner
+	rename    func(oldpath, newpath string) error // os.Rename; replaced by tests
+}
+
+// Empty reports whether the host needs no change.
+func (p *Plan) Empty() bool { return len(p.Changes) == 0 && len(p.Actions) == 0 }
+
+// NewPlan verifies c (see [Credentials.Verify]) and compares the state a
+// secured host needs with the files under o.Root: the PKI layout and the
+// edits of libvirtd.conf and qemu.conf. It changes nothing on disk. A
+// missing libvirtd.conf or qemu.conf is planned as a new file holding only
+// the settings. If o is nil, the zero Options are used.
+func NewPlan(c *Credentials, o *Options) (*Plan, error) {
+	if c == nil {
+		return nil, fmt.Errorf("%w: nil Credentials", ErrCredentialsMissing)
+	}
+	if o == nil {
+		o = &Options{}
+	}
+	if _, err := c.Verify(o.now()); err != nil {
+		return nil, err
+	}
+	if fi, err := os.Stat(o.root()); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("libvirttls: root %s is not a directory", o.root())
+	}
+	p := &Plan{root: o.root(), rename: os.Rename}
+	if o.Install == Symlink {
+		// Links to files that are not these credentials would dangle or,
+		// worse, install something else.
+		for name, want := range map[string][]byte{AgentCACert: c.CACert, AgentCert: c.Cert, AgentKey: c.Key} {
+			hostPath := path.Join(o.credentialsDir(), name)
+			got, err := o.readHostFile(hostPath)
+			if err != nil || !bytes.Equal(got, want) {
+				return nil, fmt.Errorf("libvirttls: Symlink needs the credentials at %s under the root: %s is missing or differs", o.credentialsDir(), hostPath)
+			}
+		}
+	}
+
+	libvirtdState, err := readState(o.DiskPath(LibvirtdConfPath))
+	if err != nil {
+		return nil, err
+	}
+	qemuState, err := readState(o.DiskPath(QEMUConfPath))
+	if err != nil {
+		return nil, err
+	}
+	var qemuConf *Config
+	if qemuState.exists {
+		if qemuConf, err = ParseConfig(qemuState.data); err != nil {
+			return nil, inFile(err, QEMUConfPath)
+		}
+	}
+	rootOwner, qemuOwner, err := owners(o.qemuGroup(qemuConf))
+	if err != nil {
+		return nil, err
+	}
+	p.rootOwner = rootOwner
+	entries, err := o.layout(c, rootOwner, qemuOwner)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		if err := p.add(o, e); err != nil {
+			return nil, err
+		}
+	}
+
+	libvirtdSettings, err := o.LibvirtdSettings(len(c.CRL) > 0)
+	if err != nil {
+		return nil, err
+	}
+	configChanged := false
+	for _, cf := range []struct {
+		hostPath string
+		state    fileState
+		settings []Setting
+	}{
+		{LibvirtdConfPath, libvirtdState, libvirtdSettings},
+		{QEMUConfPath, qemuState, o.QEMUSettings()},
+	} {
+		changed, err := p.addConfig(o, cf.hostPath, cf.state, cf.settings, rootOwner)
+		if err != nil {
+			return nil, err
+		}
+		configChanged = configChanged || changed
+	}
+	p.Actions = o.actions(configChanged, len(p.Changes) > 0)
+	return p, nil
+}
+
+// add appends the change e needs, if any.
+func (p *Plan) add(o *Options, e entry) error {
+	if p.planned(e.hostPath) {
+		return nil
+	}
+	if err := p.addParents(o, path.Dir(e.hostPath)); err != nil {
+		return err
+	}
+	disk := o.DiskPath(e.hostPath)
+	st, err := readState(disk)
+	if err != nil {
+		return err
+	}
+	if st.equal(e) {
+		return nil
+	}
+	ch := Change{Path: e.hostPath, Mode: e.mode, Owner: e.owner.String(), Secret: e.secret,
+		LinkTarget: e.link, diskPath: disk, before: st, after: e}
+	switch {
+	case e.dir:
+		if st.exists && !st.isDir {
+			return fmt.Errorf("libvirttls: %s exists and is not a directory", disk)
+		}
+		ch.Kind = ChangeMkdir
+	case st.isDir:
+		return fmt.Errorf("libvirttls: %s is a directory", disk)
+	case e.link != "":
+		ch.Kind = ChangeLink
+	default:
+		ch.Kind = ChangeFile
+	}
+	p.Changes = append(p.Changes, ch)
+	return nil
+}
+
+func (p *Plan) planned(hostPath string) bool {
+	for _, ch := range p.Changes {
+		if ch.Path == hostPath {
+			return true
+		}
+	}
+	return false
+}
+
+// addParents plans the missing ancestors of a path (0755 root), such as
+// /etc in a fresh temporary root.
+func (p *Plan) addParents(o *Options, hostPath string) error {
+	if hostPath == "/" || hostPath == "." || p.planned(hostPath) || exists(o.DiskPath(hostPath)) {
+		return nil
+	}
+	return p.add(o, entry{hostPath: hostPath, dir: true, mode: publicDirMode, owner: p.rootOwner})
+}
+
+// addConfig plans the edit of one configuration file and reports whether
+// it changes.
+func (p *Plan) addConfig(o *Options, hostPath string, st fileState, settings []Setting, rootOwner owner) (bool, error) {
+	if st.exists && (st.isDir || st.link != "") {
+		return false, fmt.Errorf("libvirttls: %s is not a regular file", o.DiskPath(hostPath))
+	}
+	edited, err := EditConfig(st.data, settings...)
+	if err != nil {
+		return false, inFile(err, hostPath)
+	}
+	if st.exists && bytes.Equal(edited, st.data) {
+		return false, nil
+	}
+	if err := p.addParents(o, path.Dir(hostPath)); err != nil {
+		return false, err
+	}
+	// Keep the file's mode and owner; a new file is 0644 root.
+	w, mode := rootOwner, configFileMode
+	if st.exists {
+		w = owner{uid: st.uid, gid: st.gid, user: fmt.Sprint(st.uid), grp: fmt.Sprint(st.gid)}
+		if st.uid == rootOwner.uid && st.gid == rootOwner.gid {
+			w = rootOwner
+		}
+		mode = st.mode
+	}
+	disk := o.DiskPath(hostPath)
+	p.Changes = append(p.Changes, Change{Kind: ChangeConfig, Path: hostPath, Mode: mode, Owner: w.String(),
+		diskPath: disk, before: st, oldConfig: st.data,
+		after: entry{hostPath: hostPath, data: edited, mode: mode, owner: w}})
+	return true, nil
+}
+
+// actions returns the service steps after the changes: a restart when a
+// configuration changed (libvirtd reads its files and qemu.conf only at
+// start), enabling libvirtd-tls.socket on socket-activated hosts, or only
+// a TLS credentials reload when only PKI files changed.
+func (o *Options) actions(configChanged, anyChange bool) []Action {
+	// CloudStack's legacy mode masks the sockets and runs libvirtd
+	// --listen: then listen_tls applies and a restart is all it takes.
+	masked := false
+	for _, unit := range []string{"libvirtd.socket", "libvirtd-tls.socket"} {
+		if target, err := os.Readlink(o.DiskPath("/etc/systemd/system/" + unit)); err == nil && target == "/dev/null" {
+			masked = true
+		}
+	}
+	socketUnit := !masked && (exists(o.DiskPath("/lib/systemd/system/libvirtd-tls.socket")) ||
+		exists(o.DiskPath("/usr/lib/systemd/system/libvirtd-tls.socket")))
+	socketEnabled := exists(o.DiskPath("/etc/systemd/system/sockets.target.wants/libvirtd-tls.socket"))
+	switch {
+	case socketUnit && (configChanged || !socketEnabled):
+		// Under socket activation listen_tls is ignored: TLS is served
+		// only when systemd passes the libvirtd-tls.socket fd.
+		return []Action{
+			{Command: []string{"systemctl", "stop", "libvirtd.service"}, Why: "libvirtd reads libvirtd.conf and qemu.conf at start"},
+			{Command: []string{"systemctl", "enable", "--now", "libvirtd-tls.socket"}, Why: "a socket-activated libvirtd serves TLS only on libvirtd-tls.socket"},
+			{Command: []string{"systemctl", "start", "libvirtd.service"}, Why: "start libvirtd with the new configuration"},
+		}
+	case configChanged || (anyChange && o.RootedConfigPaths && o.root() != "/"):
+		// virt-admin server-update-tls reloads from libvirt's default
+		// paths (/etc/pki/...), whatever key_file, cert_file, ca_file and
+		// crl_file say (libvirt 9.0, verified): with paths under another
+		// root only a restart picks up new files.
+		return []Action{{Command: []string{"systemctl", "restart", "libvirtd.service"}, Why: "libvirtd reads libvirtd.conf and qemu.conf at start"}}
+	case anyChange:
+		return []Action{{Command: []string{"virt-admin", "server-update-tls", "libvirtd"}, Why: "reload libvirtd's TLS credentials without a restart (libvirt >= 6.2)"}}
+	}
+	return nil
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
+}

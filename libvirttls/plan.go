@@ -1,0 +1,148 @@
+package libvirttls
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"syscall"
+)
+
+// ChangeKind is what a [Change] does.
+type ChangeKind int
+
+const (
+	// ChangeMkdir creates a directory, or fixes the mode or owner of one.
+	ChangeMkdir ChangeKind = iota + 1
+	// ChangeFile creates or replaces a file (content, mode or owner).
+	ChangeFile
+	// ChangeLink creates or replaces a symbolic link.
+	ChangeLink
+	// ChangeConfig rewrites a configuration file with edited settings.
+	ChangeConfig
+)
+
+func (k ChangeKind) String() string {
+	switch k {
+	case ChangeMkdir:
+		return "mkdir"
+	case ChangeFile:
+		return "write"
+	case ChangeLink:
+		return "symlink"
+	case ChangeConfig:
+		return "edit"
+	}
+	return "ChangeKind(" + fmt.Sprint(int(k)) + ")"
+}
+
+// Change is one step of a [Plan].
+type Change struct {
+	Kind ChangeKind
+	// Path is the host path (/etc/pki/...); the file is at
+	// Options.DiskPath(Path).
+	Path string
+	// Mode and Owner ("user:group") are what the file or directory will
+	// have. For links, Mode is 0.
+	Mode  fs.FileMode
+	Owner string
+	// LinkTarget is the target of a ChangeLink change.
+	LinkTarget string
+	// Secret marks a private key, whose content is never shown.
+	Secret bool
+
+	diskPath  string
+	before    fileState
+	after     entry
+	oldConfig []byte // ChangeConfig: content before
+}
+
+// Action is a service step that makes libvirtd use the new files, such as
+// restarting it or reloading its TLS credentials.
+type Action struct {
+	// Command is the program and its arguments.
+	Command []string
+	// Why says what the action is for.
+	Why string
+}
+
+// fileState is what was on disk at a path when the plan was made.
+type fileState struct {
+	exists bool
+	isDir  bool
+	link   string // symlink target, when the path is a link
+	data   []byte
+	mode   fs.FileMode
+	uid    int
+	gid    int
+}
+
+// readState returns the state of diskPath, without following a final
+// symlink.
+func readState(diskPath string) (fileState, error) {
+	fi, err := os.Lstat(diskPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return fileState{}, nil
+	}
+	if err != nil {
+		return fileState{}, fmt.Errorf("libvirttls: %w", err)
+	}
+	st := fileState{exists: true, mode: fi.Mode().Perm(), uid: -1, gid: -1}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.uid, st.gid = int(sys.Uid), int(sys.Gid)
+	}
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		st.link, err = os.Readlink(diskPath)
+		if err != nil {
+			return fileState{}, fmt.Errorf("libvirttls: %w", err)
+		}
+		st.mode = 0
+	case fi.IsDir():
+		st.isDir = true
+	case fi.Mode().IsRegular():
+		fh, err := os.Open(diskPath)
+		if err != nil {
+			return fileState{}, fmt.Errorf("libvirttls: %w", err)
+		}
+		defer fh.Close()
+		st.data, err = io.ReadAll(io.LimitReader(fh, maxConfigSize+1))
+		if err != nil {
+			return fileState{}, fmt.Errorf("libvirttls: reading %s: %w", diskPath, err)
+		}
+		if len(st.data) > maxConfigSize {
+			return fileState{}, fmt.Errorf("libvirttls: %s exceeds %d bytes", diskPath, maxConfigSize)
+		}
+	default:
+		return fileState{}, fmt.Errorf("libvirttls: %s is neither a file, a directory nor a link", diskPath)
+	}
+	return st, nil
+}
+
+// equal reports whether the state already is what e wants.
+func (st fileState) equal(e entry) bool {
+	if !st.exists || st.uid != e.owner.uid || st.gid != e.owner.gid {
+		return false
+	}
+	switch {
+	case e.dir:
+		return st.isDir && st.mode == e.mode
+	case e.link != "":
+		return st.link == e.link
+	default:
+		return !st.isDir && st.link == "" && st.mode == e.mode && bytes.Equal(st.data, e.data)
+	}
+}
+
+// sameAs reports whether two states are the same, to detect a file that
+// changed between planning and applying.
+func (st fileState) sameAs(other fileState) bool {
+	return st.exists == other.exists && st.isDir == other.isDir && st.link == other.link &&
+		st.mode == other.mode && st.uid == other.uid && st.gid == other.gid && bytes.Equal(st.data, other.data)
+}
+
+// ErrStalePlan is returned by [Plan.Apply] when a file changed after the
+// plan was made: make a new plan.
+var ErrStalePlan = errors.New("libvirttls: files changed since the plan was made")

@@ -1,0 +1,220 @@
+package libvirttls
+
+import (
+	"crypto/x509"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// InstallMode chooses how the PKI files are installed.
+type InstallMode int
+
+const (
+	// Copy writes every file as a copy of the credentials. It is the
+	// default: it survives the agent rewriting its files and works under
+	// AppArmor, which checks a link's target.
+	Copy InstallMode = iota
+	// Symlink links certificates and root-only keys to the files in
+	// Options.CredentialsDir, as CloudStack does; the keys QEMU reads
+	// stay copies (see the package documentation).
+	Symlink
+)
+
+// Options describe a host to secure. The zero value secures the real host
+// at "/" with copies, the default ports and QEMU group, any client
+// certificate from the CA, and migrate_tls_force left alone. Options must
+// not be modified after being passed to a function of this package.
+type Options struct {
+	// Root is the directory the host's filesystem is rooted at: every
+	// file is read and written under it. If empty, "/" is used.
+	Root string
+
+	// RootedConfigPaths makes libvirtd.conf and qemu.conf name the paths
+	// under Root instead of the host paths (/etc/pki/...). It is for
+	// daemons started from a temporary root, as in tests; on a real host
+	// Root is "/" and it changes nothing.
+	RootedConfigPaths bool
+
+	// Install chooses copies (the default) or symbolic links.
+	Install InstallMode
+
+	// CredentialsDir is the host path of the agent's cloud.* files, the
+	// targets of Symlink links. If empty, "/etc/cloudstack/agent".
+	CredentialsDir string
+
+	// QEMUGroup is the group QEMU runs as, which gets read access to the
+	// keys in /etc/pki/libvirt-vnc and /etc/pki/qemu. If empty, the
+	// group set by ExtraQEMU, else the group= of qemu.conf under Root,
+	// else DefaultQEMUGroup ("libvirt-qemu"; Fedora uses "qemu").
+	QEMUGroup string
+
+	// TLSPort and TCPPort are libvirtd's tls_port and tcp_port. Zero
+	// means DefaultTLSPort (16514) and DefaultTCPPort (16509).
+	TLSPort, TCPPort int
+
+	// ListenAddr, if set, is libvirtd's listen_addr.
+	ListenAddr string
+
+	// AllowedClients are certificates allowed to connect to libvirtd:
+	// their DNs ([AllowedDN]) go into tls_allowed_dn_list together with
+	// AllowedDNs. If both are nil the list is left unset and libvirtd
+	// accepts any certificate the CA issued; a non-nil empty AllowedDNs
+	// rejects every client, as libvirtd does with an empty list. Include
+	// the host's own certificate for CheckHost's dial, and every host
+	// that migrates to this one (peer-to-peer migration connects with the
+	// source libvirtd's client certificate).
+	AllowedClients []*x509.Certificate
+
+	// AllowedDNs are tls_allowed_dn_list patterns ('*' matches any run of
+	// characters), in GnuTLS order.
+	AllowedDNs []string
+
+	// MigrateTLSForce sets migrate_tls_force=1: the host then refuses
+	// incoming migrations that are neither native TLS nor tunnelled.
+	// If false, migrate_tls_force is left as it is.
+	MigrateTLSForce bool
+
+	// ExtraLibvirtd and ExtraQEMU are set after the TLS settings, in
+	// order: for example unix_sock_dir, log_outputs or host_uuid for a
+	// test daemon, or user, group and security_driver.
+	ExtraLibvirtd, ExtraQEMU []Setting
+
+	// Time returns the current time for certificate checks. If nil,
+	// time.Now is used.
+	Time func() time.Time
+}
+
+func (o *Options) root() string {
+	if o == nil || o.Root == "" {
+		return "/"
+	}
+	return o.Root
+}
+
+func (o *Options) now() time.Time {
+	if o == nil || o.Time == nil {
+		return time.Now()
+	}
+	return o.Time()
+}
+
+// DiskPath returns where the host path hostPath (such as [CACertPath]) is
+// on disk: under Root.
+func (o *Options) DiskPath(hostPath string) string {
+	return filepath.Join(o.root(), hostPath)
+}
+
+// ConfigPath returns the path the configuration names for hostPath: the
+// host path itself, or the path under Root with RootedConfigPaths.
+func (o *Options) ConfigPath(hostPath string) string {
+	if o != nil && o.RootedConfigPaths {
+		return o.DiskPath(hostPath)
+	}
+	return hostPath
+}
+
+func (o *Options) credentialsDir() string {
+	if o == nil || o.CredentialsDir == "" {
+		return "/etc/cloudstack/agent"
+	}
+	return o.CredentialsDir
+}
+
+func portOr(p, def int) int {
+	if p == 0 {
+		return def
+	}
+	return p
+}
+
+// LibvirtdSettings returns the libvirtd.conf settings of a secured host,
+// as "cloudstack-setup-agent -s" writes them, plus crl_file when withCRL
+// and tls_allowed_dn_list when the options name allowed clients, then
+// ExtraLibvirtd.
+func (o *Options) LibvirtdSettings(withCRL bool) ([]Setting, error) {
+	if o == nil {
+		o = &Options{}
+	}
+	tls, tcp := portOr(o.TLSPort, DefaultTLSPort), portOr(o.TCPPort, DefaultTCPPort)
+	if tls < 1 || tls > 65535 || tcp < 1 || tcp > 65535 {
+		return nil, fmt.Errorf("libvirttls: port out of range (tls %d, tcp %d)", tls, tcp)
+	}
+	s := []Setting{
+		{"listen_tls", IntValue(1)},
+		{"listen_tcp", IntValue(0)},
+		{"tls_port", StringValue(strconv.Itoa(tls))},
+		{"tcp_port", StringValue(strconv.Itoa(tcp))},
+	}
+	if o.ListenAddr != "" {
+		s = append(s, Setting{"listen_addr", StringValue(o.ListenAddr)})
+	}
+	s = append(s,
+		Setting{"auth_tcp", StringValue("none")},
+		Setting{"auth_tls", StringValue("none")},
+		Setting{"key_file", StringValue(o.ConfigPath(ServerKeyPath))},
+		Setting{"cert_file", StringValue(o.ConfigPath(ServerCertPath))},
+		Setting{"ca_file", StringValue(o.ConfigPath(CACertPath))},
+	)
+	if withCRL {
+		s = append(s, Setting{"crl_file", StringValue(o.ConfigPath(CRLPath))})
+	}
+	if o.AllowedClients != nil || o.AllowedDNs != nil {
+		dns := append([]string{}, o.AllowedDNs...)
+		for _, c := range o.AllowedClients {
+			dn, err := AllowedDN(c)
+			if err != nil {
+				return nil, err
+			}
+			dns = append(dns, dn)
+		}
+		s = append(s, Setting{"tls_allowed_dn_list", StringListValue(dns...)})
+	}
+	return append(s, o.ExtraLibvirtd...), nil
+}
+
+// QEMUSettings returns the qemu.conf settings of a secured host: VNC over
+// TLS with client certificates (vnc_tls, vnc_tls_x509_cert_dir,
+// vnc_tls_x509_verify), native TLS for migration streams
+// (migrate_tls_x509_cert_dir, migrate_tls_x509_verify) and, with
+// MigrateTLSForce, migrate_tls_force=1; then ExtraQEMU.
+func (o *Options) QEMUSettings() []Setting {
+	if o == nil {
+		o = &Options{}
+	}
+	s := []Setting{
+		{"vnc_tls", IntValue(1)},
+		{"vnc_tls_x509_cert_dir", StringValue(o.ConfigPath(VNCDir))},
+		{"vnc_tls_x509_verify", IntValue(1)},
+		{"migrate_tls_x509_cert_dir", StringValue(o.ConfigPath(QEMUDir))},
+		{"migrate_tls_x509_verify", IntValue(1)},
+	}
+	if o.MigrateTLSForce {
+		s = append(s, Setting{"migrate_tls_force", IntValue(1)})
+	}
+	return append(s, o.ExtraQEMU...)
+}
+
+// Clone returns a copy of o that shares no slice with it, to derive
+// options for another host or port without touching o.
+func (o *Options) Clone() *Options {
+	if o == nil {
+		return nil
+	}
+	c := *o
+	c.AllowedClients = cloneNil(o.AllowedClients)
+	c.AllowedDNs = cloneNil(o.AllowedDNs)
+	c.ExtraLibvirtd = cloneNil(o.ExtraLibvirtd)
+	c.ExtraQEMU = cloneNil(o.ExtraQEMU)
+	return &c
+}
+
+// cloneNil is slices.Clone keeping nil and empty apart, which matters for
+// AllowedDNs (nil: list unset; empty: every client refused).
+func cloneNil[S ~[]E, E any](s S) S {
+	if s == nil {
+		return nil
+	}
+	return append(make(S, 0, len(s)), s...)
+}

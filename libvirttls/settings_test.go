@@ -1,0 +1,72 @@
+package libvirttls
+
+import (
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func render(settings []Setting) string {
+	var b strings.Builder
+	for _, s := range settings {
+		b.WriteString(s.String() + "\n")
+	}
+	return b.String()
+}
+
+func TestLibvirtdSettings(t *testing.T) {
+	cnOnly, err := asn1.Marshal(pkix.Name{CommonName: "kvm2.example.org"}.ToRDNSequence())
+	require.NoError(t, err)
+	withComma, err := asn1.Marshal(pkix.Name{CommonName: "kvm2,example"}.ToRDNSequence())
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name    string
+		opts    *Options
+		withCRL bool
+		want    string // lines that must be present
+		absent  string // a key that must be absent
+		err     string
+	}{
+		{name: "CloudStack's settings", opts: nil, absent: "tls_allowed_dn_list",
+			want: "listen_tls = 1\nlisten_tcp = 0\ntls_port = \"16514\"\ntcp_port = \"16509\"\nauth_tcp = \"none\"\nauth_tls = \"none\"\n" +
+				"key_file = \"/etc/pki/libvirt/private/serverkey.pem\"\ncert_file = \"/etc/pki/libvirt/servercert.pem\"\nca_file = \"/etc/pki/CA/cacert.pem\"\n"},
+		{name: "CRL", opts: &Options{}, withCRL: true, want: "crl_file = \"/etc/pki/CA/cacrl.pem\"\n"},
+		{name: "no CRL", opts: &Options{}, absent: "crl_file"},
+		{name: "rooted paths", opts: &Options{Root: "/tmp/r", RootedConfigPaths: true}, withCRL: true,
+			want: "ca_file = \"/tmp/r/etc/pki/CA/cacert.pem\"\ncrl_file = \"/tmp/r/etc/pki/CA/cacrl.pem\"\n"},
+		{name: "ports and address", opts: &Options{TLSPort: 26514, TCPPort: 26509, ListenAddr: "::1"},
+			want: "tls_port = \"26514\"\ntcp_port = \"26509\"\nlisten_addr = \"::1\"\n"},
+		{name: "empty allow list rejects all", opts: &Options{AllowedDNs: []string{}}, want: "tls_allowed_dn_list = []\n"},
+		{name: "clients and patterns", opts: &Options{AllowedDNs: []string{"CN=kvm*"}, AllowedClients: []*x509.Certificate{{RawSubject: cnOnly}}},
+			want: "tls_allowed_dn_list = [\"CN=kvm*\", \"CN=kvm2.example.org\"]\n"},
+		{name: "extra settings last", opts: &Options{ExtraLibvirtd: []Setting{{"host_uuid", StringValue("u")}}}, want: "ca_file = \"/etc/pki/CA/cacert.pem\"\nhost_uuid = \"u\"\n"},
+		{name: "port out of range", opts: &Options{TLSPort: 70000}, err: "port out of range"},
+		{name: "unrenderable client DN", opts: &Options{AllowedClients: []*x509.Certificate{{RawSubject: withComma}}}, err: "unsupported DN"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := tc.opts.LibvirtdSettings(tc.withCRL)
+			if tc.err != "" {
+				assert.ErrorContains(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			got := render(s)
+			assert.Contains(t, got, tc.want)
+			if tc.absent != "" {
+				assert.NotContains(t, got, tc.absent)
+			}
+		})
+	}
+}
+
+func TestQEMUSettings(t *testing.T) {
+	assert.Equal(t, "vnc_tls = 1\nvnc_tls_x509_cert_dir = \"/etc/pki/libvirt-vnc\"\nvnc_tls_x509_verify = 1\n"+
+		"migrate_tls_x509_cert_dir = \"/etc/pki/qemu\"\nmigrate_tls_x509_verify = 1\n", render((*Options)(nil).QEMUSettings()))
+	assert.Contains(t, render((&Options{MigrateTLSForce: true}).QEMUSettings()), "migrate_tls_force = 1\n")
+	assert.NotContains(t, render((&Options{}).QEMUSettings()), "migrate_tls_force")
+}

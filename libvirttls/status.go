@@ -1,0 +1,299 @@
+package libvirttls
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path"
+	"time"
+)
+
+// Sentinel errors of [CheckHost] reasons.
+var (
+	// ErrNotConfigured: libvirtd.conf does not serve TLS with the
+	// layout's files, or qemu.conf does not enable VNC and migration TLS
+	// with the layout's directories.
+	ErrNotConfigured = errors.New("libvirttls: not configured for TLS")
+	// ErrDialFailed: the TLS dial to the host's libvirtd failed.
+	ErrDialFailed = errors.New("libvirttls: TLS dial to libvirtd failed")
+)
+
+// CheckOptions tune [CheckHost]. The zero value checks files only.
+type CheckOptions struct {
+	// DialAddr, if set, is the host's libvirtd TLS address ("host:port",
+	// e.g. "10.0.0.5:16514"): CheckHost then dials it with the host's
+	// client certificate and verifies the server's chain against the
+	// installed CA, its name and the installed CRL.
+	DialAddr string
+	// ServerName is the name checked in the server certificate. If
+	// empty, the host part of DialAddr.
+	ServerName string
+	// Timeout bounds the dial and handshake when ctx has no deadline.
+	// Zero means 10 seconds.
+	Timeout time.Duration
+}
+
+// Status is the security state of a host.
+type Status struct {
+	// Secured is true when every check passed.
+	Secured bool
+	// Reasons say why the host is not secured; each wraps one of
+	// ErrCredentialsMissing, ErrCredentialsInvalid, ErrRevoked,
+	// ErrNotConfigured or ErrDialFailed.
+	Reasons []error
+	// Certificate is the host certificate, when it parsed.
+	Certificate *x509.Certificate
+}
+
+// Err returns nil for a secured host, else the reasons joined.
+func (s *Status) Err() error {
+	if s.Secured {
+		return nil
+	}
+	return errors.Join(s.Reasons...)
+}
+
+// String is "secured" or "not secured: REASONS".
+func (s *Status) String() string {
+	if s.Secured {
+		return "secured"
+	}
+	return "not secured: " + s.Err().Error()
+}
+
+// CheckHost reports whether the host under o.Root is secured: every
+// credential pair of the layout (libvirtd server, libvirt client, QEMU's
+// VNC server, QEMU's migration server and client) is complete and valid
+// (see [Credentials.Verify], with the installed CRL), libvirtd.conf serves
+// TLS (listen_tls=1, or libvirtd-tls.socket enabled on a socket-activated
+// host) with those files, qemu.conf enables VNC and migration TLS with
+// the layout's directories, and, if check.DialAddr is set, a TLS handshake
+// with the host's libvirtd succeeds and verifies. It is secured only when
+// every check passes, which is stricter than CloudStack's "cloud.crt
+// exists and qemu+tls:// opens".
+func CheckHost(ctx context.Context, o *Options, check *CheckOptions) *Status {
+	if o == nil {
+		o = &Options{}
+	}
+	if check == nil {
+		check = &CheckOptions{}
+	}
+	st := &Status{}
+	fail := func(err error) { st.Reasons = append(st.Reasons, err) }
+
+	read := func(hostPath string, optional bool) []byte {
+		b, err := o.readHostFile(hostPath)
+		switch {
+		case err == nil:
+			return b
+		case errors.Is(err, os.ErrNotExist) && optional:
+		case errors.Is(err, os.ErrNotExist):
+			fail(fmt.Errorf("%w: %s", ErrCredentialsMissing, hostPath))
+		default:
+			fail(fmt.Errorf("%w: %s: %w", ErrCredentialsInvalid, hostPath, err))
+		}
+		return nil
+	}
+	ca, crl := read(CACertPath, false), read(CRLPath, true)
+	server := &Credentials{CACert: ca, Cert: read(ServerCertPath, false), Key: read(ServerKeyPath, false), CRL: crl}
+	client := &Credentials{CACert: ca, Cert: read(ClientCertPath, false), Key: read(ClientKeyPath, false), CRL: crl}
+	var clientParsed *ParsedCredentials
+	if len(st.Reasons) == 0 {
+		sp, err := server.Verify(o.now())
+		if err != nil {
+			fail(fmt.Errorf("%w (libvirtd's server credentials)", err))
+		} else {
+			st.Certificate = sp.Leaf
+		}
+		if clientParsed, err = client.Verify(o.now()); err != nil {
+			fail(fmt.Errorf("%w (libvirt's client credentials)", err))
+		}
+	}
+	if err := o.checkLibvirtdConf(len(crl) > 0); err != nil {
+		fail(err)
+	}
+	// QEMU's directories: VNC server, and both ends of a native-TLS
+	// migration. Without them the guest's memory would cross in clear.
+	for _, d := range []struct {
+		dir, cert, key, what string
+	}{
+		{VNCDir, QEMUServerCert, QEMUServerKey, "QEMU's VNC credentials"},
+		{QEMUDir, QEMUServerCert, QEMUServerKey, "QEMU's migration server credentials"},
+		{QEMUDir, QEMUClientCert, QEMUClientKey, "QEMU's migration client credentials"},
+	} {
+		before := len(st.Reasons)
+		c := &Credentials{
+			CACert: read(path.Join(d.dir, QEMUCACert), false),
+			Cert:   read(path.Join(d.dir, d.cert), false),
+			Key:    read(path.Join(d.dir, d.key), false),
+			CRL:    read(path.Join(d.dir, QEMUCRL), true),
+		}
+		if len(st.Reasons) == before {
+			if _, err := c.Verify(o.now()); err != nil {
+				fail(fmt.Errorf("%w (%s)", err, d.what))
+			}
+		}
+	}
+	if err := o.checkQEMUConf(); err != nil {
+		fail(err)
+	}
+	if check.DialAddr != "" {
+		if clientParsed == nil {
+			fail(fmt.Errorf("%w: no valid client credentials to dial with", ErrDialFailed))
+		} else if err := dialLibvirtd(ctx, check, clientParsed); err != nil {
+			fail(err)
+		}
+	}
+	st.Secured = len(st.Reasons) == 0
+	return st
+}
+
+// checkLibvirtdConf checks that libvirtd serves TLS with the layout.
+func (o *Options) checkLibvirtdConf(withCRL bool) error {
+	data, err := readBounded(o.DiskPath(LibvirtdConfPath))
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrNotConfigured, LibvirtdConfPath, err)
+	}
+	conf, err := ParseConfig(data)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrNotConfigured, inFile(err, LibvirtdConfPath))
+	}
+	socket := exists(o.DiskPath("/etc/systemd/system/sockets.target.wants/libvirtd-tls.socket"))
+	if v, ok := conf.Get("listen_tls"); !socket && (!ok || !v.Equal(IntValue(1))) {
+		return fmt.Errorf("%w: libvirtd.conf: listen_tls is not 1 and libvirtd-tls.socket is not enabled", ErrNotConfigured)
+	}
+	want, err := o.LibvirtdSettings(withCRL)
+	if err != nil {
+		return err
+	}
+	for _, s := range want {
+		switch s.Key {
+		case "key_file", "cert_file", "ca_file", "crl_file":
+			if v, ok := conf.Get(s.Key); !ok || !v.Equal(s.Value) {
+				return fmt.Errorf("%w: libvirtd.conf: %s is not %s", ErrNotConfigured, s.Key, s.Value)
+			}
+		}
+	}
+	return nil
+}
+
+// checkQEMUConf checks that qemu.conf enables VNC and migration TLS with
+// the layout's directories.
+func (o *Options) checkQEMUConf() error {
+	data, err := readBounded(o.DiskPath(QEMUConfPath))
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrNotConfigured, QEMUConfPath, err)
+	}
+	conf, err := ParseConfig(data)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrNotConfigured, inFile(err, QEMUConfPath))
+	}
+	for _, s := range o.QEMUSettings() {
+		switch s.Key {
+		case "vnc_tls", "vnc_tls_x509_cert_dir", "vnc_tls_x509_verify", "migrate_tls_x509_cert_dir", "migrate_tls_x509_verify":
+			if v, ok := conf.Get(s.Key); !ok || !v.Equal(s.Value) {
+				return fmt.Errorf("%w: qemu.conf: %s is not %s", ErrNotConfigured, s.Key, s.Value)
+			}
+		}
+	}
+	return nil
+}
+
+// dialLibvirtd runs a TLS handshake with libvirtd as a libvirt client
+// would, verifying the chain, the name and the installed CRL.
+func dialLibvirtd(ctx context.Context, check *CheckOptions, c *ParsedCredentials) error {
+	name := check.ServerName
+	if name == "" {
+		host, _, err := net.SplitHostPort(check.DialAddr)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrDialFailed, err)
+		}
+		name = host
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		timeout := check.Timeout
+		if timeout == 0 {
+			timeout = dialTimeoutDefault * time.Second
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	roots := x509.NewCertPool()
+	for _, ca := range c.CAs {
+		roots.AddCert(ca)
+	}
+	cfg := &tls.Config{
+		RootCAs:    roots,
+		ServerName: name,
+		MinVersion: tls.VersionTLS12,
+		Certificates: []tls.Certificate{{
+			Certificate: rawChain(c.Chain[:len(c.Chain)-1]),
+			PrivateKey:  c.Key,
+			Leaf:        c.Leaf,
+		}},
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if c.CRL != nil && len(cs.PeerCertificates) > 0 && isRevoked(c.CRL, cs.PeerCertificates[0]) {
+				return fmt.Errorf("%w: libvirtd's certificate serial %x", ErrRevoked, cs.PeerCertificates[0].SerialNumber)
+			}
+			return nil
+		},
+	}
+	d := tls.Dialer{Config: cfg}
+	conn, err := d.DialContext(ctx, "tcp", check.DialAddr)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrDialFailed, check.DialAddr, err)
+	}
+	defer conn.Close()
+	// libvirtd checks the client certificate (chain, CRL, DN list) after
+	// the handshake and then sends one confirmation byte, 1; a refused
+	// client sees the connection close instead.
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetReadDeadline(dl)
+	}
+	var confirm [1]byte
+	if _, err := io.ReadFull(conn, confirm[:]); err != nil {
+		return fmt.Errorf("%w: %s: libvirtd refused the host's client certificate (no TLS confirmation): %w", ErrDialFailed, check.DialAddr, err)
+	}
+	if confirm[0] != 1 {
+		return fmt.Errorf("%w: %s: unexpected TLS confirmation byte %d", ErrDialFailed, check.DialAddr, confirm[0])
+	}
+	return nil
+}
+
+// rawChain returns the DER of certs (the leaf and intermediates, not the
+// root).
+func rawChain(certs []*x509.Certificate) [][]byte {
+	out := make([][]byte, 0, len(certs))
+	for _, c := range certs {
+		out = append(out, c.Raw)
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// readHostFile reads a host file under Root, resolving a symbolic link in
+// its last component the way the host will: an absolute target is a host
+// path, so it is looked up under Root too.
+func (o *Options) readHostFile(hostPath string) ([]byte, error) {
+	for range maxLinkHops {
+		disk := o.DiskPath(hostPath)
+		target, err := os.Readlink(disk)
+		if err != nil {
+			// Not a link (or missing): read it as it is.
+			return readBounded(disk)
+		}
+		if !path.IsAbs(target) {
+			target = path.Join(path.Dir(hostPath), target)
+		}
+		hostPath = target
+	}
+	return nil, fmt.Errorf("libvirttls: %s: too many levels of symbolic links", hostPath)
+}

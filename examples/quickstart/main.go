@@ -180,6 +180,7 @@ var sections = []struct {
 	run  func(ctx context.Context, out io.Writer, ca *rootca.CA, dir string) error
 }{
 	{"libvirttls", libvirttlsSection},
+	{"rfb", rfbSection},
 }
 
 func describe(out io.Writer, label string, c *x509.Certificate) {

@@ -26,6 +26,12 @@ var debianPackages = map[string]string{
 	"qemu-system-x86_64": "qemu-system-x86",
 	"java":               "default-jre-headless",
 	"keytool":            "default-jre-headless",
+	"virt-admin":         "libvirt-clients",
+	"virt-pki-query-dn":  "libvirt-clients",
+	"unshare":            "util-linux",
+	"runuser":            "util-linux",
+	"Xtigervnc":          "tigervnc-standalone-server",
+	"vncpasswd":          "tigervnc-tools",
 }
 
 // Require skips t unless every binary in bins is on PATH. The skip message

@@ -180,6 +180,7 @@ var sections = []struct {
 	run  func(ctx context.Context, out io.Writer, ca *rootca.CA, dir string) error
 }{
 	{"libvirttls", libvirttlsSection},
+	{"migration", migrationSection},
 	{"rfb", rfbSection},
 }
 

@@ -2,7 +2,11 @@
 // in a temporary directory, issues a hypervisor host certificate from a
 // CSR and a console-proxy client certificate with a generated key,
 // completes a mutual-TLS handshake between them, revokes the client and
-// shows the next handshake refused, and prints the CRL.
+// shows the next handshake refused, and prints the CRL. Then, with the same
+// CA: it secures a host's libvirtd and QEMU under a temporary root
+// (libvirttls), chooses the transport of a live migration between secured
+// hosts and refuses one to an unsecured host (migration), and connects a
+// console proxy to a VNC server over VeNCrypt X509Vnc (rfb).
 //
 // It exits non-zero on any failure.
 package main

@@ -120,7 +120,8 @@ func (ca *CA) Close() error {
 }
 
 // Factory returns a provider.Factory that opens the CA, for registration
-// in a provider.Registry.
+// in a provider.Registry. The provider it makes is a *CA: close it (an
+// io.Closer) when done, to stop its polling of the store.
 func Factory(store Store, opts *Options) provider.Factory {
 	return func(ctx context.Context) (provider.Provider, error) {
 		return Open(ctx, store, opts)

@@ -3,7 +3,9 @@
 // CSR and a console-proxy client certificate with a generated key,
 // completes a mutual-TLS handshake between them, revokes the client and
 // shows the next handshake refused, and prints the CRL. Then, with the same
-// CA: it secures a host's libvirtd and QEMU under a temporary root
+// CA: it onboards a host as its agent does (key, keystore and CSR, issue,
+// import, secured state: keystore), secures a host's libvirtd and QEMU
+// under a temporary root
 // (libvirttls), chooses the transport of a live migration between secured
 // hosts and refuses one to an unsecured host (migration), and connects a
 // console proxy to a VNC server over VeNCrypt X509Vnc (rfb).
@@ -183,6 +185,7 @@ var sections = []struct {
 	name string
 	run  func(ctx context.Context, out io.Writer, ca *rootca.CA, dir string) error
 }{
+	{"keystore", keystoreSection},
 	{"libvirttls", libvirttlsSection},
 	{"migration", migrationSection},
 	{"rfb", rfbSection},

@@ -1,0 +1,78 @@
+package keystore
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors that callers branch on. Errors returned by this package
+// wrap them (test with errors.Is) and add context.
+var (
+	// ErrUnknownFormat means the bytes are neither JKS nor PKCS #12.
+	ErrUnknownFormat = errors.New("keystore: unknown keystore format")
+	// ErrUnsupported means a recognised format or algorithm this package
+	// does not implement (JCEKS, RC2-encrypted PKCS #12, PBMAC1).
+	ErrUnsupported = errors.New("keystore: unsupported keystore feature")
+	// ErrTruncated means the keystore ends before its structure does.
+	ErrTruncated = errors.New("keystore: truncated keystore")
+	// ErrMalformed means the keystore's structure is invalid.
+	ErrMalformed = errors.New("keystore: malformed keystore")
+	// ErrIncorrectPassword means the integrity check failed: the password
+	// is wrong, or the file was altered.
+	ErrIncorrectPassword = errors.New("keystore: keystore was tampered with, or password was incorrect")
+	// ErrTooLarge means an input exceeds the package's size limits.
+	ErrTooLarge = errors.New("keystore: input too large")
+
+	// ErrEntryNotFound means the keystore has no entry with the alias.
+	ErrEntryNotFound = errors.New("keystore: no such entry")
+	// ErrWrongEntryType means the alias names the other kind of entry.
+	ErrWrongEntryType = errors.New("keystore: wrong entry type")
+
+	// ErrInvalidPassword means a password Java cannot use: shorter than
+	// MinPasswordLen, or not printable ASCII.
+	ErrInvalidPassword = errors.New("keystore: invalid password")
+	// ErrNoPassphrase means the properties file holds no keystore
+	// passphrase, so there is no keystore to import into.
+	ErrNoPassphrase = errors.New("keystore: no keystore.passphrase in properties")
+	// ErrMalformedProperties means a properties file Java would refuse.
+	ErrMalformedProperties = errors.New("keystore: malformed properties file")
+
+	// ErrKeyMismatch means a certificate's public key is not the key in the
+	// keystore (or in cloud.key).
+	ErrKeyMismatch = errors.New("keystore: certificate does not match the private key")
+	// ErrNoCertificate means PEM input holds no CERTIFICATE block.
+	ErrNoCertificate = errors.New("keystore: no certificate")
+	// ErrUnsupportedKey means a key type or size this package refuses.
+	ErrUnsupportedKey = errors.New("keystore: unsupported key")
+)
+
+// ChainError reports a certificate that does not verify against the CA
+// bundle (unknown authority, expired, wrong signature, ...). Err is the
+// error from crypto/x509.
+type ChainError struct {
+	Subject string
+	Err     error
+}
+
+func (e *ChainError) Error() string {
+	return fmt.Sprintf("keystore: certificate %q does not chain to the CA bundle: %v", e.Subject, e.Err)
+}
+
+func (e *ChainError) Unwrap() error { return e.Err }
+
+// NotSecuredError is CheckSecured's verdict on credentials that are not
+// complete and valid: File names the file at fault (empty when the fault
+// is between files), Err the reason.
+type NotSecuredError struct {
+	File string
+	Err  error
+}
+
+func (e *NotSecuredError) Error() string {
+	if e.File == "" {
+		return "keystore: host not secured: " + e.Err.Error()
+	}
+	return fmt.Sprintf("keystore: host not secured: %s: %v", e.File, e.Err)
+}
+
+func (e *NotSecuredError) Unwrap() error { return e.Err }

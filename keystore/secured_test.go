@@ -1,0 +1,106 @@
+package keystore
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestCheckSecured(t *testing.T) {
+	ca := newCA(t)
+	otherKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	otherKeyDER, err := x509.MarshalPKCS8PrivateKey(otherKey)
+	require.NoError(t, err)
+
+	var chainErr *ChainError
+	for _, tc := range []struct {
+		name     string
+		break_   func(t *testing.T, dir string)
+		opts     *CheckOptions
+		wantFile string
+		check    func(t *testing.T, err error)
+	}{
+		{name: "secured"},
+		{name: "certificate missing", break_: remove(CertFile), wantFile: CertFile,
+			check: func(t *testing.T, err error) { assert.ErrorIs(t, err, fs.ErrNotExist) }},
+		{name: "key missing", break_: remove(KeyFile), wantFile: KeyFile,
+			check: func(t *testing.T, err error) { assert.ErrorIs(t, err, fs.ErrNotExist) }},
+		{name: "CA bundle missing", break_: remove(CACertFile), wantFile: CACertFile,
+			check: func(t *testing.T, err error) { assert.ErrorIs(t, err, fs.ErrNotExist) }},
+		{name: "keystore missing", break_: remove(KeystoreFile), wantFile: KeystoreFile,
+			check: func(t *testing.T, err error) { assert.ErrorIs(t, err, fs.ErrNotExist) }},
+		{name: "key does not match", wantFile: KeyFile,
+			break_: write(KeyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: otherKeyDER})),
+			check:  func(t *testing.T, err error) { assert.ErrorIs(t, err, ErrKeyMismatch) }},
+		{name: "another CA", wantFile: CertFile,
+			break_: write(CACertFile, pemCerts(newCA(t).Certificate())),
+			check:  func(t *testing.T, err error) { assert.ErrorAs(t, err, &chainErr) }},
+		{name: "expired", wantFile: CertFile,
+			opts:  &CheckOptions{Time: fixedTime(time.Now().Add(20 * 365 * 24 * time.Hour))},
+			check: func(t *testing.T, err error) { assert.ErrorIs(t, err, ErrExpired) }},
+		{name: "passphrase changed", wantFile: PropertiesFile,
+			break_: write(PropertiesFile, []byte("keystore.passphrase=\n")),
+			check:  func(t *testing.T, err error) { assert.ErrorIs(t, err, ErrNoPassphrase) }},
+		{name: "wrong passphrase", wantFile: KeystoreFile,
+			break_: write(PropertiesFile, []byte("keystore.passphrase=somethingelse\n")),
+			check:  func(t *testing.T, err error) { assert.ErrorIs(t, err, ErrIncorrectPassword) }},
+		{name: "keystore from a new setup", wantFile: KeystoreFile,
+			break_: func(t *testing.T, dir string) {
+				_, err := Setup(context.Background(), dir, hostSetupOptions(FormatPKCS12, KeyECDSA))
+				require.NoError(t, err)
+			},
+			check: func(t *testing.T, err error) { assert.ErrorIs(t, err, ErrKeyMismatch) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			onboard(t, ca, dir, FormatPKCS12, KeyECDSA)
+			if tc.break_ != nil {
+				tc.break_(t, dir)
+			}
+			creds, err := CheckSecured(dir, tc.opts)
+			if tc.check == nil {
+				require.NoError(t, err)
+				require.Len(t, creds.Chain, 2)
+				assert.False(t, creds.NotAfter.IsZero())
+				return
+			}
+			var nse *NotSecuredError
+			require.ErrorAs(t, err, &nse)
+			assert.Equal(t, tc.wantFile, nse.File)
+			tc.check(t, err)
+		})
+	}
+}
+
+func TestCheckSecuredAfterSetupOnly(t *testing.T) {
+	dir := t.TempDir()
+	_, err := Setup(context.Background(), dir, hostSetupOptions(FormatPKCS12, KeyECDSA))
+	require.NoError(t, err)
+	_, err = CheckSecured(dir, nil)
+	var nse *NotSecuredError
+	require.ErrorAs(t, err, &nse)
+	assert.Equal(t, CertFile, nse.File)
+	assert.ErrorContains(t, err, "keystore: host not secured: cloud.crt")
+}
+
+func remove(name string) func(*testing.T, string) {
+	return func(t *testing.T, dir string) { require.NoError(t, os.Remove(filepath.Join(dir, name))) }
+}
+
+func write(name string, data []byte) func(*testing.T, string) {
+	return func(t *testing.T, dir string) {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), data, 0o600))
+	}
+}

@@ -2,7 +2,6 @@ package peers
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,41 +98,7 @@ func startLibvirtd(t testing.TB, render func(LibvirtdConfig) (string, error), co
 func StartQEMUVNCFromDir(t testing.TB, credsDir string, opts QEMUVNCOptions) (*QEMUVNC, error) {
 	t.Helper()
 	Require(t, "qemu-system-x86_64")
-	dir := t.TempDir()
-	verify := "on"
-	if opts.NoVerifyPeer {
-		verify = "off"
-	}
-	q := &QEMUVNC{}
-	var lastErr error
-	for attempt := range startAttempts {
-		port, err := freePort(vncBasePort)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q.Display = port - vncBasePort
-		q.Addr = net.JoinHostPort("127.0.0.1", itoa(port))
-		q.tracePath = filepath.Join(dir, fmt.Sprintf("trace-%d.log", attempt))
-		q.proc, err = startProcess(t, dir, nil, "qemu-system-x86_64",
-			"-nodefaults", "-no-user-config", "-display", "none", "-machine", "none",
-			"-object", "tls-creds-x509,id=tls0,endpoint=server,verify-peer="+verify+",dir="+qemuOptValue(credsDir),
-			"-vnc", fmt.Sprintf("127.0.0.1:%d,tls-creds=tls0", q.Display),
-			"-trace", "vnc_auth_fail", "-trace", "vnc_auth_reject", "-D", q.tracePath,
-		)
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = q.proc.waitListening(port)
-		if err == nil {
-			return q, nil
-		}
-		lastErr = fmt.Errorf("%w\n%s", err, q.Log())
-		if !strings.Contains(q.Log(), "Address already in use") {
-			break
-		}
-		lastErr = fmt.Errorf("%w: %w", errPortInUse, lastErr)
-	}
-	return nil, lastErr
+	return startQEMUVNC(t, t.TempDir(), credsDir, "", opts)
 }
 
 // StartLibvirtdOnHostPaths is [StartLibvirtdFromConfig] for a

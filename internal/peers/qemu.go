@@ -75,6 +75,15 @@ func StartQEMUVNC(t testing.TB, server PKI, opts QEMUVNCOptions) (*QEMUVNC, erro
 		return nil, err
 	}
 
+	return startQEMUVNC(t, dir, credsDir, "", opts)
+}
+
+// startQEMUVNC starts QEMU as a VNC server on a free loopback port with
+// the TLS credentials in credsDir and, if passwordFile is set, VNC
+// password authentication with the password in that file, read through a
+// secret object (never the command line). dir holds QEMU's trace log.
+func startQEMUVNC(t testing.TB, dir, credsDir, passwordFile string, opts QEMUVNCOptions) (*QEMUVNC, error) {
+	t.Helper()
 	verify := "on"
 	if opts.NoVerifyPeer {
 		verify = "off"
@@ -89,14 +98,20 @@ func StartQEMUVNC(t testing.TB, server PKI, opts QEMUVNCOptions) (*QEMUVNC, erro
 		q.Display = port - vncBasePort
 		q.Addr = net.JoinHostPort("127.0.0.1", itoa(port))
 		q.tracePath = filepath.Join(dir, fmt.Sprintf("trace-%d.log", attempt))
-		q.proc, err = startProcess(t, dir, nil, "qemu-system-x86_64",
+		args := []string{
 			"-nodefaults", "-no-user-config", "-display", "none", "-machine", "none",
-			"-object", "tls-creds-x509,id=tls0,endpoint=server,verify-peer="+verify+",dir="+qemuOptValue(credsDir),
-			"-vnc", fmt.Sprintf("127.0.0.1:%d,tls-creds=tls0", q.Display),
+			"-object", "tls-creds-x509,id=tls0,endpoint=server,verify-peer=" + verify + ",dir=" + qemuOptValue(credsDir),
+		}
+		vnc := fmt.Sprintf("127.0.0.1:%d,tls-creds=tls0", q.Display)
+		if passwordFile != "" {
+			args = append(args, "-object", "secret,id=vncpw,format=raw,file="+qemuOptValue(passwordFile))
+			vnc += ",password-secret=vncpw"
+		}
+		args = append(args, "-vnc", vnc,
 			// The trace carries QEMU's reason for refusing a client,
 			// e.g. "Verify failed: The certificate has been revoked".
-			"-trace", "vnc_auth_fail", "-trace", "vnc_auth_reject", "-D", q.tracePath,
-		)
+			"-trace", "vnc_auth_fail", "-trace", "vnc_auth_reject", "-D", q.tracePath)
+		q.proc, err = startProcess(t, dir, nil, "qemu-system-x86_64", args...)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -47,6 +47,10 @@ type SQLStore struct {
 
 	listener listener  // PostgreSQL's LISTEN connection, for WaitRevocation
 	adds     groupAdds // SQLite's group commit of AddCertificate
+	// insert is insertCertificate prepared once, where the dialect
+	// commits in groups (SQLite, one connection): parsing the statement
+	// costs as much as running it.
+	insert *sql.Stmt
 }
 
 // OpenSQLite opens, or creates, the SQLite database at path and returns an
@@ -151,6 +155,13 @@ func newSQLStore(ctx context.Context, db *sql.DB, d *dialect) (*SQLStore, error)
 			err = d.openError(err)
 		}
 		return nil, err
+	}
+	if d.groupCommit {
+		stmt, err := db.PrepareContext(ctx, d.rebind(insertCertificate))
+		if err != nil {
+			return nil, err
+		}
+		s.insert = stmt
 	}
 	return s, nil
 }
@@ -581,6 +592,9 @@ func (s *SQLStore) Close() error {
 		return nil
 	}
 	s.closed = true
+	if s.insert != nil {
+		_ = s.insert.Close()
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("rootca: close store: %w", err)
 	}

@@ -112,7 +112,7 @@ func (s *SQLStore) commitAdds(batch []*pendingAdd) {
 	}
 	if len(live) == 1 {
 		p := live[0]
-		_, err := s.db.ExecContext(p.ctx, s.d.rebind(insertCertificate), p.args...)
+		_, err := s.insert.ExecContext(p.ctx, p.args...)
 		p.done <- err
 		return
 	}
@@ -121,10 +121,7 @@ func (s *SQLStore) commitAdds(batch []*pendingAdd) {
 	ctx := context.WithoutCancel(live[0].ctx)
 	results := make([]error, len(live))
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, s.d.rebind(insertCertificate))
-		if err != nil {
-			return err
-		}
+		stmt := tx.StmtContext(ctx, s.insert)
 		defer stmt.Close()
 		for i, p := range live {
 			if _, err := stmt.ExecContext(ctx, p.args...); err != nil {
@@ -138,7 +135,7 @@ func (s *SQLStore) commitAdds(batch []*pendingAdd) {
 	})
 	if err != nil {
 		for _, p := range live {
-			_, err := s.db.ExecContext(p.ctx, s.d.rebind(insertCertificate), p.args...)
+			_, err := s.insert.ExecContext(p.ctx, p.args...)
 			p.done <- err
 		}
 		return

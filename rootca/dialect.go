@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -46,6 +47,16 @@ type dialect struct {
 	// 30-character fixed-width timestamps of timeLayout, with the same
 	// byte-wise comparison; int is a signed 64-bit integer.
 	blob, text, key, time, int string
+
+	// partialIndexes is set where CREATE INDEX takes a WHERE clause
+	// (SQLite, PostgreSQL): the DDL marker {where COND} becomes
+	// " WHERE COND", and nothing elsewhere (MariaDB).
+	partialIndexes bool
+
+	// dropIndexOnTable is set where DROP INDEX names the table (MariaDB):
+	// the DDL marker {on TABLE} becomes " ON TABLE", and nothing
+	// elsewhere.
+	dropIndexOnTable bool
 
 	// tableSuffix, if set, follows the closing parenthesis of every
 	// CREATE TABLE, such as "STRICT" for SQLite or "ENGINE=InnoDB" for
@@ -118,8 +129,17 @@ func (d *dialect) rebind(query string) string {
 }
 
 // expand replaces the {type} markers of a DDL statement with the dialect's
-// column types, and a trailing {table} marker with its table suffix.
+// column types, a trailing {table} marker with its table suffix, and the
+// {where COND} and {on TABLE} markers as partialIndexes and
+// dropIndexOnTable say.
 func (d *dialect) expand(ddl string) string {
+	ddl = ddlClause.ReplaceAllStringFunc(ddl, func(m string) string {
+		kw, arg, _ := strings.Cut(m[1:len(m)-1], " ")
+		if (kw == "where" && d.partialIndexes) || (kw == "on" && d.dropIndexOnTable) {
+			return " " + strings.ToUpper(kw) + " " + arg
+		}
+		return ""
+	})
 	return strings.NewReplacer(
 		"{blob}", d.blob,
 		"{text}", d.text,
@@ -130,18 +150,22 @@ func (d *dialect) expand(ddl string) string {
 	).Replace(ddl)
 }
 
+// ddlClause matches the {where COND} and {on TABLE} markers of DDL.
+var ddlClause = regexp.MustCompile(`\{(where|on) [^}]+\}`)
+
 // sqliteDialect is SQLite through modernc.org/sqlite, driver "sqlite".
 var sqliteDialect = dialect{
 	name: "sqlite",
 	// SQLite compares TEXT with the BINARY collation (memcmp) unless told
 	// otherwise, and STRICT tables refuse values of the wrong type.
-	blob:        "BLOB",
-	text:        "TEXT",
-	key:         "TEXT",
-	time:        "TEXT",
-	int:         "INTEGER",
-	tableSuffix: "STRICT",
-	groupCommit: true,
+	blob:           "BLOB",
+	text:           "TEXT",
+	key:            "TEXT",
+	time:           "TEXT",
+	int:            "INTEGER",
+	tableSuffix:    "STRICT",
+	groupCommit:    true,
+	partialIndexes: true,
 	isUniqueViolation: func(err error) bool {
 		var e *sqlite.Error
 		if !errors.As(err, &e) {
@@ -210,9 +234,10 @@ var postgresDialect = dialect{
 	blob:        "BYTEA",
 	text:        "TEXT",
 	// The "C" collation compares bytes, whatever the database's locale.
-	key:  `TEXT COLLATE "C"`,
-	time: `TEXT COLLATE "C"`,
-	int:  "BIGINT",
+	key:            `TEXT COLLATE "C"`,
+	time:           `TEXT COLLATE "C"`,
+	int:            "BIGINT",
+	partialIndexes: true,
 	// Two sessions running CREATE TABLE IF NOT EXISTS at once can both
 	// try to create the table; the advisory lock, released at commit,
 	// makes the second wait and then find the schema migrated. The key
@@ -238,6 +263,7 @@ var mysqlDialect = dialect{
 	int:                 "BIGINT",
 	tableSuffix:         " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
 	nonTransactionalDDL: true,
+	dropIndexOnTable:    true,
 	// A named lock of the session, so processes migrating at once take
 	// turns; 60 seconds is far more than a migration takes.
 	sessionLock:   `SELECT GET_LOCK('kvmpki_rootca_schema', 60)`,
@@ -249,7 +275,8 @@ var mysqlDialect = dialect{
 	isAlreadyExists: func(err error) bool {
 		var e *mysql.MySQLError
 		// ER_TABLE_EXISTS_ERROR, ER_DUP_KEYNAME, ER_DUP_FIELDNAME,
-		// ER_DUP_ENTRY (a row a migration inserts).
-		return errors.As(err, &e) && (e.Number == 1050 || e.Number == 1061 || e.Number == 1060 || e.Number == 1062)
+		// ER_DUP_ENTRY (a row a migration inserts),
+		// ER_CANT_DROP_FIELD_OR_KEY (an index a migration dropped).
+		return errors.As(err, &e) && (e.Number == 1050 || e.Number == 1061 || e.Number == 1060 || e.Number == 1062 || e.Number == 1091)
 	},
 }

@@ -352,8 +352,14 @@ func (s *SQLStore) ListCertificates(ctx context.Context, opts *provider.ListOpti
 	var where []string
 	var args []any
 	if opts != nil && opts.Status != nil {
-		where = append(where, `status = ?`)
-		args = append(args, int64(*opts.Status))
+		// Revoked certificates are found through the revocation index;
+		// valid ones, nearly all, by a scan.
+		if *opts.Status == provider.StatusRevoked {
+			where = append(where, `revocation_seq >= 1`)
+		} else {
+			where = append(where, `status = ?`)
+			args = append(args, int64(*opts.Status))
+		}
 	}
 	if opts != nil && !opts.ExpiringBefore.IsZero() {
 		switch y := opts.ExpiringBefore.UTC().Year(); {
@@ -476,8 +482,7 @@ func (s *SQLStore) Revocations(ctx context.Context) ([]Revocation, error) {
 	}
 	defer s.mu.RUnlock()
 	list, _, err := s.queryRevocations(ctx,
-		`SELECT serial, revoked_at, reason, not_after, revocation_seq FROM certificates WHERE status = ? ORDER BY `+serialOrder,
-		int64(provider.StatusRevoked))
+		`SELECT serial, revoked_at, reason, not_after, revocation_seq FROM certificates WHERE revocation_seq >= 1 ORDER BY `+serialOrder)
 	if err != nil {
 		return nil, fmt.Errorf("rootca: revocations: %w", err)
 	}

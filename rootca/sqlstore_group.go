@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"sync"
-	"time"
 )
 
 // groupAdds commits concurrent AddCertificate calls on SQLite together:
@@ -16,21 +15,15 @@ import (
 // commits the waiting calls in rounds until none is left, while the others
 // wait for their outcome.
 //
-// A leader that finds fewer calls waiting than it committed last time
-// waits up to groupCommitWait for the others, which are usually signing
-// their certificate: a lone caller never waits, and a busy CA commits its
-// callers in one batch instead of a single one and then the rest.
+// The leader does not wait for more calls before it commits: a lone caller
+// never waits for others, and under load the calls that arrive during one
+// commit make the next batch. (Waiting up to a millisecond for as many
+// calls as the last batch had measured no better.)
 type groupAdds struct {
 	mu      sync.Mutex
 	waiting []*pendingAdd
 	leading bool
-	last    int           // size of the last batch
-	arrived chan struct{} // a call arrived while the leader gathers
 }
-
-// groupCommitWait bounds how long a leader waits for more calls; it is
-// well under the time of the commit (an fsync) it spares them.
-const groupCommitWait = time.Millisecond
 
 type pendingAdd struct {
 	ctx  context.Context
@@ -44,14 +37,7 @@ func (g *groupAdds) add(ctx context.Context, s *SQLStore, args []any) error {
 	p := &pendingAdd{ctx: ctx, args: args, done: make(chan error, 1)}
 	g.mu.Lock()
 	g.waiting = append(g.waiting, p)
-	if g.arrived == nil {
-		g.arrived = make(chan struct{}, 1)
-	}
 	if g.leading {
-		select {
-		case g.arrived <- struct{}{}:
-		default:
-		}
 		g.mu.Unlock()
 		// Not abandoned when ctx is done: the row may be committing,
 		// and a failed call must change nothing. The wait is bounded by
@@ -60,10 +46,8 @@ func (g *groupAdds) add(ctx context.Context, s *SQLStore, args []any) error {
 	}
 	g.leading = true
 	for len(g.waiting) > 0 {
-		g.gather()
 		batch := g.waiting
 		g.waiting = nil
-		g.last = len(batch)
 		g.mu.Unlock()
 		s.commitAdds(batch)
 		g.mu.Lock()
@@ -71,26 +55,6 @@ func (g *groupAdds) add(ctx context.Context, s *SQLStore, args []any) error {
 	g.leading = false
 	g.mu.Unlock()
 	return <-p.done
-}
-
-// gather waits, with g.mu held, up to groupCommitWait for as many calls
-// as the last batch had.
-func (g *groupAdds) gather() {
-	if len(g.waiting) >= g.last {
-		return
-	}
-	timer := time.NewTimer(groupCommitWait)
-	defer timer.Stop()
-	for len(g.waiting) < g.last {
-		g.mu.Unlock()
-		select {
-		case <-g.arrived:
-			g.mu.Lock()
-		case <-timer.C:
-			g.mu.Lock()
-			return
-		}
-	}
 }
 
 // commitAdds inserts the rows of batch in one transaction and tells each

@@ -71,3 +71,20 @@ func TestTimeLayoutSorts(t *testing.T) {
 	}
 	assert.IsIncreasing(t, texts)
 }
+
+func TestDialectExpand(t *testing.T) {
+	ddl := `CREATE INDEX i ON t (a {text}){where a IS NOT NULL}; DROP INDEX j{on t}; CREATE TABLE u (b {int}){table}`
+	tests := []struct {
+		d    *dialect
+		want string
+	}{
+		{&sqliteDialect, `CREATE INDEX i ON t (a TEXT) WHERE a IS NOT NULL; DROP INDEX j; CREATE TABLE u (b INTEGER)STRICT`},
+		{&postgresDialect, `CREATE INDEX i ON t (a TEXT) WHERE a IS NOT NULL; DROP INDEX j; CREATE TABLE u (b BIGINT)`},
+		{&mysqlDialect, `CREATE INDEX i ON t (a LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin); DROP INDEX j ON t; CREATE TABLE u (b BIGINT) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.d.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, tc.d.expand(ddl))
+		})
+	}
+}

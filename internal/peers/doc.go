@@ -19,6 +19,22 @@
 //   - OpenJDK 17 JSSE: [JavaClient] and [JavaServer] run a small Java
 //     program (PeerTLS.java, embedded) in either TLS role against a Go
 //     peer; [KeytoolImportCA] imports CA certificates with keytool.
+//   - For package keystore: [KeytoolList], [KeytoolGenKeyPair],
+//     [KeytoolConvert] and [JavaKeystoreClient] (a Java TLS client on a
+//     key store and trust store), and [OpenSSLReqVerify].
+//   - For package libvirttls: [StartLibvirtdFromConfig] runs libvirtd on a
+//     libvirtd.conf the test rendered, [StartLibvirtdOnHostPaths] on one
+//     naming /etc/pki (bind-mounted in a private mount namespace), and
+//     [StartQEMUVNCFromDir] QEMU on a directory the test laid out.
+//   - For package migration: [StartQEMUMigration] starts a QEMU as a
+//     migration source or destination, driven over QMP.
+//   - For package rfb: [StartQEMUVNCPassword] (VNC password through a
+//     secret file) and [StartXtigervnc] (TigerVNC 1.12, X509Vnc).
+//   - PostgreSQL 15 and MariaDB 10.11, started by .ci/start-databases:
+//     [PostgresDatabase] and [MySQLDatabase] give a test a schema or
+//     database of its own; [ControlDatabaseServer] stops and starts a
+//     server, holding the servers exclusively ([ExclusiveDatabaseServers])
+//     so that tests in other processes do not see it down.
 //
 // Inputs are PEM bytes in a [PKI] value, so the package does not depend on
 // the rest of the module. Functions that check acceptance return an error
@@ -59,5 +75,5 @@
 // per-daemon /run/libvirt, /var/lib/libvirt and /var/cache/libvirt.
 //
 // BUG(peers): QEMUVNC.Probe supports only VeNCrypt X509None, i.e. a QEMU
-// VNC server without a password.
+// VNC server without a password; package rfb's tests speak the rest.
 package peers

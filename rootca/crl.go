@@ -31,17 +31,19 @@ func (ca *CA) SignCRL(ctx context.Context) (*x509.RevocationList, error) {
 	ca.crlMu.Lock()
 	defer ca.crlMu.Unlock()
 
-	// Other management servers sharing the store may have revoked
-	// certificates this CA has not polled yet.
+	// The number first, then the revocations: whatever a CRL with a
+	// lower number held (signed by any server of the cluster) was
+	// committed before that number was taken, so the catch-up below sees
+	// it, and a later CRL never omits a revocation an earlier one lists.
+	number, err := ca.store.NextCRLNumber(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("rootca: CRL number: %w", err)
+	}
 	if err := ca.catchUp(ctx); err != nil {
 		return nil, err
 	}
 	now := ca.opts.now().UTC().Truncate(time.Second)
 	entries := ca.revoked.entries(now, ca.opts.InsecureAllowExpired)
-	number, err := ca.store.NextCRLNumber(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("rootca: CRL number: %w", err)
-	}
 	tmpl := &x509.RevocationList{
 		Number:                    number,
 		ThisUpdate:                now,

@@ -87,3 +87,23 @@ func TestMigrateFromVersion1(t *testing.T) {
 		})
 	}
 }
+
+// TestMigrateRefusesForeignTable opens a store on a MariaDB database that
+// already holds another application's table named like one of ours: the
+// store must refuse it, not adopt it as the leftover of an interrupted
+// migration.
+func TestMigrateRefusesForeignTable(t *testing.T) {
+	loc := peers.MySQLDatabase(t)
+	db, err := sql.Open("mysql", loc)
+	require.NoError(t, err)
+	defer db.Close()
+	_, err = db.ExecContext(t.Context(), `CREATE TABLE certificates (id INT PRIMARY KEY, owner TEXT)`)
+	require.NoError(t, err)
+	s, err := OpenMySQL(t.Context(), loc)
+	if err == nil {
+		s.Close()
+	}
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "certificates")
+	assert.Contains(t, err.Error(), "already exists")
+}

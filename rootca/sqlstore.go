@@ -23,14 +23,21 @@ var _ Store = (*SQLStore)(nil)
 // processes using the database, so OpenSQLite's file must not be on a
 // network file system.
 
+// BUG(rootca): Upgrade every process sharing a database at once. A process
+// of a version that knows only schema version 1 checks the version when it
+// opens the store, so after another process migrated the database to
+// version 2 it would still revoke without numbering the revocation, and
+// the revocation would be missing from the CAs' in-memory sets and from
+// CRLs.
+
 // SQLStore is a Store kept in an SQL database through database/sql. Every
 // change is committed, and so durable, when its method returns. Several
 // SQLStores, in one process or several, may share a database: the CRL
 // number, serial uniqueness and the single CA are enforced by the
 // database, not by the process.
 //
-// Use OpenSQLite to create one. The zero value is a closed store: every
-// method returns ErrStoreClosed.
+// Use OpenSQLite, OpenPostgres, OpenMySQL or OpenURL to create one. The
+// zero value is a closed store: every method returns ErrStoreClosed.
 //
 // The schema is created and versioned by the store itself, in the table
 // schema_version. Serials are stored as lower-case hexadecimal text

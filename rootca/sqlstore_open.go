@@ -37,11 +37,27 @@ const (
 //
 // Errors never include connString, which may hold a password.
 func OpenPostgres(ctx context.Context, connString string) (*SQLStore, error) {
+	if u, ok := strings.CutPrefix(connString, "postgres://"); ok || strings.HasPrefix(connString, "postgresql://") {
+		if !ok {
+			u = strings.TrimPrefix(connString, "postgresql://")
+		}
+		authority, _, _ := strings.Cut(u, "/")
+		if strings.Count(authority, "@") > 1 {
+			// Else the tail of the password is taken for the host, and
+			// the host lookup's error would show it.
+			return nil, errors.New("rootca: open postgresql store: malformed URL: more than one '@' before the host (write '@' in a password as %40)")
+		}
+	}
 	cfg, err := pgx.ParseConfig(connString)
 	if err != nil {
 		// pgx's parse errors redact the password.
 		return nil, fmt.Errorf("rootca: open postgresql store: %w", err)
 	}
+	// The statements rely on READ COMMITTED, PostgreSQL's default, which
+	// a database or role setting could change: under REPEATABLE READ
+	// concurrent CRL numbers and revocations fail to serialize, and
+	// concurrent first starts do not see each other's schema.
+	cfg.RuntimeParams["default_transaction_isolation"] = "read committed"
 	db := stdlib.OpenDB(*cfg)
 	return openServer(ctx, db, &postgresDialect)
 }
@@ -67,6 +83,9 @@ func OpenMySQL(ctx context.Context, dsn string) (*SQLStore, error) {
 	}
 	// Refuse, rather than truncate or coerce, a value that does not fit.
 	cfg.Params["sql_mode"] = "'STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ENGINE_SUBSTITUTION'"
+	// The driver would log to the standard logger (stderr); rootca logs
+	// only through the caller's slog.Logger, and the errors reach it.
+	cfg.Logger = &mysql.NopLogger{}
 	connector, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("rootca: open mariadb store: %w", err)

@@ -149,6 +149,19 @@ func (s *SQLStore) migrateTo(ctx context.Context, target int) error {
 // migrateOn runs the migrations the schema lacks, up to version target,
 // on e.
 func (s *SQLStore) migrateOn(ctx context.Context, e execer, target int) error {
+	// Where DDL is not transactional, a migration interrupted half-way
+	// is resumed by passing over what it created. That is only safe
+	// when this store created the schema: a table of another application
+	// that happens to share a name is an error, not ours to adopt.
+	resuming := false
+	if s.d.nonTransactionalDDL {
+		var n int
+		if err := e.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.tables
+			WHERE table_schema = DATABASE() AND table_name = 'schema_version'`).Scan(&n); err != nil {
+			return fmt.Errorf("look for schema_version: %w", err)
+		}
+		resuming = n > 0
+	}
 	if _, err := e.ExecContext(ctx, s.d.expand(schemaVersionTable)); err != nil {
 		return fmt.Errorf("create schema_version: %w", err)
 	}
@@ -163,7 +176,7 @@ func (s *SQLStore) migrateOn(ctx context.Context, e execer, target int) error {
 	for ; v < target; v++ {
 		for _, stmt := range migrations[v] {
 			_, err := e.ExecContext(ctx, s.d.expand(stmt))
-			if err != nil && s.d.nonTransactionalDDL && s.d.isAlreadyExists(err) {
+			if err != nil && resuming && s.d.isAlreadyExists(err) {
 				continue // left by an interrupted run of this migration
 			}
 			if err != nil {

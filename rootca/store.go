@@ -94,10 +94,12 @@ type RevocationFeed interface {
 	Store
 	// RevocationsSince returns the revocations committed after cursor,
 	// in commit order (for cursor 0, in any order), and the cursor to
-	// pass next time. Cursor 0, and a cursor the store does not know
-	// (a database restored from an older backup), ask for every
-	// revocation. Following the returned cursors, a caller sees every
-	// revocation exactly once.
+	// pass next time. Cursor 0, and a cursor beyond the store's last
+	// revocation (a database restored from an older backup), ask for
+	// every revocation. Following the returned cursors, a caller sees
+	// every revocation exactly once. After a restore, restart the CAs:
+	// once the restored store has numbered past a CA's old cursor, the
+	// revocations in between would be passed over.
 	RevocationsSince(ctx context.Context, cursor int64) ([]Revocation, int64, error)
 }
 

@@ -60,6 +60,9 @@ func (p *Plan) Apply(ctx context.Context, opts *ApplyOptions) error {
 	}
 	for i := range p.Changes {
 		ch := &p.Changes[i]
+		if err := checkAncestors(p.root, ch.Path); err != nil {
+			return fmt.Errorf("%w: %w", ErrStalePlan, err)
+		}
 		now, err := readState(ch.diskPath)
 		if err != nil {
 			return err

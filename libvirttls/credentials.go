@@ -97,7 +97,7 @@ type ParsedCredentials struct {
 // keys under 2048 bits. The error wraps [ErrCredentialsInvalid],
 // [ErrRevoked] or [ErrCredentialsMissing].
 func (c *Credentials) Verify(now time.Time) (*ParsedCredentials, error) {
-	if len(c.CACert) == 0 || len(c.Cert) == 0 || len(c.Key) == 0 {
+	if c == nil || len(c.CACert) == 0 || len(c.Cert) == 0 || len(c.Key) == 0 {
 		return nil, fmt.Errorf("%w: CA certificate, certificate and key are all required", ErrCredentialsMissing)
 	}
 	cas, err := parseCertsPEM(c.CACert, "CA certificate")
@@ -159,11 +159,11 @@ func (c *Credentials) Verify(now time.Time) (*ParsedCredentials, error) {
 // ParseCRL parses a PEM or DER CRL and checks its signature against one
 // of cas.
 func ParseCRL(data []byte, cas []*x509.Certificate) (*x509.RevocationList, error) {
+	if err := onlyCRLBlocks(data); err != nil {
+		return nil, err
+	}
 	der := data
 	if b, _ := pem.Decode(data); b != nil {
-		if b.Type != "X509 CRL" {
-			return nil, fmt.Errorf("%w: CRL file holds a %q PEM block", ErrCredentialsInvalid, b.Type)
-		}
 		der = b.Bytes
 	}
 	crl, err := x509.ParseRevocationList(der)
@@ -176,6 +176,18 @@ func ParseCRL(data []byte, cas []*x509.Certificate) (*x509.RevocationList, error
 		}
 	}
 	return nil, fmt.Errorf("%w: the CRL is not signed by a CA of the CA file", ErrCredentialsInvalid)
+}
+
+// onlyCRLBlocks refuses PEM data holding a block other than a CRL: the
+// file is installed world-readable as it is, so every block, not only
+// the first, must be a CRL (never, say, a key).
+func onlyCRLBlocks(data []byte) error {
+	for b, rest := pem.Decode(data); b != nil; b, rest = pem.Decode(rest) {
+		if b.Type != "X509 CRL" {
+			return fmt.Errorf("%w: CRL file holds a %q PEM block", ErrCredentialsInvalid, b.Type)
+		}
+	}
+	return nil
 }
 
 // isRevoked reports whether cert's serial is on crl and crl is from

@@ -92,7 +92,11 @@
 // [Plan.Apply] first writes every new file next to its target, then renames
 // them into place; if a step fails, the files already renamed are put back,
 // so a failed apply leaves the old configuration. Apply refuses a plan
-// whose files changed since it was made ([ErrStalePlan]).
+// whose files changed since it was made ([ErrStalePlan]). NewPlan and
+// Apply refuse to write through a symbolic link between Root and a file
+// (Root/etc or Root/etc/pki linked elsewhere), which would put keys
+// outside Root. A link where a PKI file goes is replaced, not followed;
+// a libvirtd.conf or qemu.conf that is a link is refused.
 //
 // # Secured state
 //

@@ -9,6 +9,7 @@ import (
 	"path"
 	"path/filepath"
 	"strconv"
+	"strings"
 )
 
 // owner is a file's owner and group; names are for display.
@@ -46,6 +47,18 @@ func owners(group string) (rootOwner, qemuOwner owner, err error) {
 		return w, w, nil
 	}
 	rootOwner = owner{uid: 0, gid: 0, user: "root", grp: "root"}
+	if num, ok := strings.CutPrefix(group, "+"); ok {
+		// qemu.conf's "+GID": a numeric group, which need not have a name.
+		gid, err := strconv.Atoi(num)
+		if err != nil || gid < 0 {
+			return owner{}, owner{}, fmt.Errorf("libvirttls: QEMU group %q is not a number", group)
+		}
+		name := group
+		if g, err := user.LookupGroupId(num); err == nil {
+			name = g.Name
+		}
+		return rootOwner, owner{uid: 0, gid: gid, user: "root", grp: name}, nil
+	}
 	g, err := user.LookupGroup(group)
 	if err != nil {
 		return owner{}, owner{}, fmt.Errorf("libvirttls: QEMU group %q: %w", group, err)
@@ -63,7 +76,7 @@ func (o *Options) qemuGroup(qemuConf *Config) string {
 		return o.QEMUGroup
 	}
 	// The group qemu.conf will have: the last group= of ExtraQEMU, else
-	// the file's. A numeric "+GID" is not resolved.
+	// the file's. A numeric "+GID" is kept as it is (see owners).
 	group := Value{}
 	if qemuConf != nil {
 		group, _ = qemuConf.Get("group")
@@ -75,7 +88,7 @@ func (o *Options) qemuGroup(qemuConf *Config) string {
 			}
 		}
 	}
-	if s, ok := group.Str(); ok && s != "" && s[0] != '+' {
+	if s, ok := group.Str(); ok && s != "" {
 		return s
 	}
 	return DefaultQEMUGroup
@@ -146,8 +159,11 @@ func (o *Options) layout(c *Credentials, rootOwner, qemuOwner owner) ([]entry, e
 // use the system paths, such as virsh -c 'qemu+tls://host/system?pkipath=DIR'.
 // dir is created with mode 0700 if missing; existing files are replaced.
 func WritePKIPath(dir string, c *Credentials) error {
-	if len(c.CACert) == 0 || len(c.Cert) == 0 || len(c.Key) == 0 {
+	if c == nil || len(c.CACert) == 0 || len(c.Cert) == 0 || len(c.Key) == 0 {
 		return fmt.Errorf("%w: CA certificate, certificate and key are all required", ErrCredentialsMissing)
+	}
+	if err := onlyCRLBlocks(c.CRL); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(dir, privateDirMode); err != nil {
 		return fmt.Errorf("libvirttls: %w", err)

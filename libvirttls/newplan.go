@@ -2,9 +2,13 @@ package libvirttls
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
+	"slices"
 )
 
 // Plan is the set of changes that secures a host, made by [NewPlan],
@@ -113,6 +117,9 @@ func (p *Plan) add(o *Options, e entry) error {
 	if p.planned(e.hostPath) {
 		return nil
 	}
+	if err := checkAncestors(o.root(), e.hostPath); err != nil {
+		return err
+	}
 	if err := p.addParents(o, path.Dir(e.hostPath)); err != nil {
 		return err
 	}
@@ -166,6 +173,9 @@ func (p *Plan) addParents(o *Options, hostPath string) error {
 func (p *Plan) addConfig(o *Options, hostPath string, st fileState, settings []Setting, rootOwner owner) (bool, error) {
 	if st.exists && (st.isDir || st.link != "") {
 		return false, fmt.Errorf("libvirttls: %s is not a regular file", o.DiskPath(hostPath))
+	}
+	if err := checkAncestors(o.root(), hostPath); err != nil {
+		return false, err
 	}
 	edited, err := EditConfig(st.data, settings...)
 	if err != nil {
@@ -226,6 +236,30 @@ func (o *Options) actions(configChanged, anyChange bool) []Action {
 		return []Action{{Command: []string{"systemctl", "restart", "libvirtd.service"}, Why: "libvirtd reads libvirtd.conf and qemu.conf at start"}}
 	case anyChange:
 		return []Action{{Command: []string{"virt-admin", "server-update-tls", "libvirtd"}, Why: "reload libvirtd's TLS credentials without a restart (libvirt >= 6.2)"}}
+	}
+	return nil
+}
+
+// checkAncestors refuses hostPath when one of its existing ancestors
+// under root (such as root/etc) is a symbolic link or not a directory:
+// files written through a link would land outside root, keys included.
+func checkAncestors(root, hostPath string) error {
+	var dirs []string
+	for d := path.Dir(hostPath); d != "/" && d != "."; d = path.Dir(d) {
+		dirs = append(dirs, d)
+	}
+	for _, d := range slices.Backward(dirs) {
+		disk := filepath.Join(root, d)
+		fi, err := os.Lstat(disk)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("libvirttls: %w", err)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("libvirttls: %s is a symbolic link or not a directory; refusing to write through it", disk)
+		}
 	}
 	return nil
 }

@@ -395,7 +395,7 @@ func TestQEMUGroup(t *testing.T) {
 	}{
 		{name: "default", opts: nil, want: DefaultQEMUGroup},
 		{name: "qemu.conf", opts: &Options{}, conf: conf, want: "kvm"},
-		{name: "numeric in qemu.conf", opts: &Options{}, conf: plus, want: DefaultQEMUGroup},
+		{name: "numeric in qemu.conf", opts: &Options{}, conf: plus, want: "+64055"},
 		{name: "ExtraQEMU over qemu.conf", opts: &Options{ExtraQEMU: []Setting{{"group", StringValue("root")}}}, conf: conf, want: "root"},
 		{name: "QEMUGroup over all", opts: &Options{QEMUGroup: "qemu", ExtraQEMU: []Setting{{"group", StringValue("root")}}}, conf: conf, want: "qemu"},
 	} {

@@ -47,7 +47,8 @@ type Options struct {
 	// QEMUGroup is the group QEMU runs as, which gets read access to the
 	// keys in /etc/pki/libvirt-vnc and /etc/pki/qemu. If empty, the
 	// group set by ExtraQEMU, else the group= of qemu.conf under Root,
-	// else DefaultQEMUGroup ("libvirt-qemu"; Fedora uses "qemu").
+	// else DefaultQEMUGroup ("libvirt-qemu"; Fedora uses "qemu"). As
+	// in qemu.conf, "+GID" names a group by number.
 	QEMUGroup string
 
 	// TLSPort and TCPPort are libvirtd's tls_port and tcp_port. Zero

@@ -3,6 +3,7 @@ package migration
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 )
 
@@ -171,8 +172,15 @@ func portOr(port, def int) int {
 	return port
 }
 
-// sameAddress compares host names case-insensitively.
-func sameAddress(a, b string) bool { return strings.EqualFold(a, b) }
+// sameAddress compares IP addresses by value ("::1" is "0:0::1") and
+// host names case-insensitively, ignoring a final dot.
+func sameAddress(a, b string) bool {
+	if x, err := netip.ParseAddr(a); err == nil {
+		y, err := netip.ParseAddr(b)
+		return err == nil && x.Unmap() == y.Unmap()
+	}
+	return strings.EqualFold(strings.TrimSuffix(a, "."), strings.TrimSuffix(b, "."))
+}
 
 // libvirtURI builds "scheme://host[:port]/system[?pkipath=DIR]".
 func libvirtURI(scheme, host string, port int, pkiPath string) string {

@@ -196,6 +196,9 @@ func TestNewPlanRefuses(t *testing.T) {
 		{name: "URI injection", src: secured("", "10.0.0.1/system?x=1"), dst: secured("", "10.0.0.2"), contains: []string{"not a valid host name"}},
 		{name: "port out of range", src: secured("", "10.0.0.1"), dst: migration.Host{Address: "10.0.0.2", State: migration.StateSecured, MigrationPort: 70000}, contains: []string{"migration port 70000 is out of range"}},
 		{name: "same libvirtd", src: secured("", "kvm1"), dst: secured("", "KVM1"), contains: []string{"same libvirtd"}},
+		{name: "same libvirtd, IPv6 written two ways", src: secured("", "::1"), dst: secured("", "0:0::1"), contains: []string{"same libvirtd"}},
+		{name: "same libvirtd, IPv4-mapped", src: secured("", "127.0.0.1"), dst: secured("", "::ffff:127.0.0.1"), contains: []string{"same libvirtd"}},
+		{name: "same libvirtd, final dot", src: secured("", "kvm1.example.org."), dst: secured("", "kvm1.example.org"), contains: []string{"same libvirtd"}},
 		{
 			name: "transport flag in ExtraFlags",
 			src:  secured("kvm1", "10.0.0.1"), dst: secured("kvm2", "10.0.0.2"),

@@ -58,9 +58,10 @@ type fileWrite struct {
 // closed. Only when all of them are on disk is each existing target
 // hard-linked to a backup name and the temporaries renamed over the
 // targets. If a rename fails, the targets already replaced are restored
-// from their backups (or removed, if they did not exist). Any failure thus
-// leaves the previous files in place; only a crash between two renames can
-// mix old and new files.
+// from their backups (or removed, if they did not exist). Any failure up to
+// the last rename thus leaves the previous files in place; only a crash
+// between two renames can mix old and new files. A failure to sync the
+// directory afterwards is reported, but the new files are then in place.
 func writeFiles(fsys fileSystem, dir string, set []fileWrite) (err error) {
 	var temps, backups []string
 	defer func() {

@@ -93,14 +93,32 @@ func CheckSecured(dir string, opts *CheckOptions) (*Credentials, error) {
 		return fail(KeyFile, err)
 	}
 	notAfter := leaf.NotAfter
-	for _, c := range append(certs, cas...) {
+	expired := func(c *x509.Certificate) error {
 		if now.Before(c.NotBefore) || now.After(c.NotAfter) {
-			return fail(CertFile, fmt.Errorf("%w: %q valid from %s to %s", ErrExpired, c.Subject.String(),
-				c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339)))
+			return fmt.Errorf("%w: %q valid from %s to %s", ErrExpired, c.Subject.String(),
+				c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
+		}
+		return nil
+	}
+	for _, c := range certs {
+		if err := expired(c); err != nil {
+			return fail(CertFile, err)
 		}
 	}
 	chain, err := verifyChain(leaf, certs[1:], cas, now)
 	if err != nil {
+		// Only a CA that issued one of the certificates can be the
+		// reason: a bundle may also hold an expired CA from before a
+		// rollover, which Import accepts and which does not matter.
+		for _, ca := range cas {
+			for _, c := range certs {
+				if bytes.Equal(c.RawIssuer, ca.RawSubject) {
+					if eerr := expired(ca); eerr != nil {
+						return fail(CertFile, eerr)
+					}
+				}
+			}
+		}
 		return fail(CertFile, err)
 	}
 	for _, c := range chain {
@@ -119,12 +137,16 @@ func CheckSecured(dir string, opts *CheckOptions) (*Credentials, error) {
 		return fail(KeystoreFile, err)
 	}
 	defer ks.Close()
-	e, err := ks.lookupType(KeyAlias, PrivateKeyEntry)
+	ksKey, ksChain, err := ks.PrivateKey(KeyAlias)
 	if err != nil {
 		return fail(KeystoreFile, err)
 	}
-	if !bytes.Equal(e.chain[0], leaf.Raw) {
+	if !bytes.Equal(ksChain[0].Raw, leaf.Raw) {
 		return fail(KeystoreFile, fmt.Errorf("%w: entry %q holds another certificate than %s", ErrKeyMismatch, KeyAlias, CertFile))
+	}
+	// The Java agent signs with the keystore's key, not cloud.key.
+	if err := matchKey(leaf, ksKey.Public()); err != nil {
+		return fail(KeystoreFile, fmt.Errorf("%w (the key of entry %q)", err, KeyAlias))
 	}
 	return &Credentials{Chain: chain, NotAfter: notAfter}, nil
 }

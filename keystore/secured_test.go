@@ -6,8 +6,10 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"io/fs"
+	"math/big"
 	"os"
 	"path/filepath"
 	"testing"
@@ -50,12 +52,32 @@ func TestCheckSecured(t *testing.T) {
 		{name: "expired", wantFile: CertFile,
 			opts:  &CheckOptions{Time: fixedTime(time.Now().Add(20 * 365 * 24 * time.Hour))},
 			check: func(t *testing.T, err error) { assert.ErrorIs(t, err, ErrExpired) }},
+		// CA bundles carry the previous CA across a rollover; an expired
+		// one that issued nothing here does not unsecure the host (Import
+		// accepts such a bundle).
+		{name: "secured with an expired old CA in the bundle",
+			break_: func(t *testing.T, dir string) {
+				bundle := readFile(t, filepath.Join(dir, CACertFile))
+				write(CACertFile, append(bundle, pemCerts(expiredCA(t))...))(t, dir)
+			}},
 		{name: "passphrase changed", wantFile: PropertiesFile,
 			break_: write(PropertiesFile, []byte("keystore.passphrase=\n")),
 			check:  func(t *testing.T, err error) { assert.ErrorIs(t, err, ErrNoPassphrase) }},
 		{name: "wrong passphrase", wantFile: KeystoreFile,
 			break_: write(PropertiesFile, []byte("keystore.passphrase=somethingelse\n")),
 			check:  func(t *testing.T, err error) { assert.ErrorIs(t, err, ErrIncorrectPassword) }},
+		{name: "keystore key differs", wantFile: KeystoreFile,
+			break_: func(t *testing.T, dir string) {
+				password, err := readPassphrase(filepath.Join(dir, PropertiesFile))
+				require.NoError(t, err)
+				ks, err := Load(filepath.Join(dir, KeystoreFile), password)
+				require.NoError(t, err)
+				ks.entries[KeyAlias].key = otherKeyDER // same certificate, another key
+				data, err := ks.Marshal(ks.Format(), password)
+				require.NoError(t, err)
+				write(KeystoreFile, data)(t, dir)
+			},
+			check: func(t *testing.T, err error) { assert.ErrorIs(t, err, ErrKeyMismatch) }},
 		{name: "keystore from a new setup", wantFile: KeystoreFile,
 			break_: func(t *testing.T, dir string) {
 				_, err := Setup(context.Background(), dir, hostSetupOptions(FormatPKCS12, KeyECDSA))
@@ -103,4 +125,25 @@ func write(name string, data []byte) func(*testing.T, string) {
 	return func(t *testing.T, dir string) {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name), data, 0o600))
 	}
+}
+
+// expiredCA returns a self-signed CA certificate that expired a year ago.
+func expiredCA(t *testing.T) *x509.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(7),
+		Subject:               pkix.Name{CommonName: "old kvmpki root CA"},
+		NotBefore:             time.Now().Add(-3 * 365 * 24 * time.Hour),
+		NotAfter:              time.Now().Add(-365 * 24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	require.NoError(t, err)
+	cert, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	return cert
 }

@@ -98,11 +98,11 @@ type SetupResult struct {
 //
 // The keystore passphrase comes from keystore.passphrase in the properties
 // file; when there is none, Setup generates one with GeneratePassword and
-// adds it there, leaving every other line of the file as it was. Trusted
-// entries of an existing keystore that opens with the passphrase are
-// kept; a keystore that does not open (CloudStack issue #6716) is
-// replaced. The properties file, keystore and CSR are written with mode
-// 0600, each atomically.
+// adds it there, leaving every other line of the file as it was. The
+// entries other than "cloud" of an existing keystore that opens with the
+// passphrase are kept; a keystore that does not open (CloudStack issue
+// #6716) is replaced. The properties file, keystore and CSR are written
+// with mode 0600, each atomically.
 func Setup(ctx context.Context, dir string, opts *SetupOptions) (*SetupResult, error) {
 	return setup(ctx, dir, opts, osFS{})
 }
@@ -166,9 +166,12 @@ func setup(ctx context.Context, dir string, opts *SetupOptions, fsys fileSystem)
 	ksPath := filepath.Join(dir, KeystoreFile)
 	ks := New(format)
 	if old, err := Load(ksPath, password); err == nil {
+		// Only "cloud" is replaced: other entries, keys included, are
+		// not Setup's to drop (keytool -genkeypair leaves them too).
 		for _, a := range old.Aliases() {
-			if t, _ := old.EntryType(a); t == TrustedCertEntry {
+			if a != KeyAlias {
 				ks.entries[a] = old.entries[a]
+				delete(old.entries, a) // now owned by ks, not cleared by Close
 			}
 		}
 		old.Close()

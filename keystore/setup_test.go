@@ -136,6 +136,38 @@ func TestSetupKeepsTrustedEntries(t *testing.T) {
 	assert.Equal(t, []string{"cloud", "cloudca.1"}, ks.Aliases())
 }
 
+// TestSetupKeepsOtherKeyEntries checks that Setup replaces only "cloud":
+// another key entry in the host's keystore is not Setup's to drop.
+func TestSetupKeepsOtherKeyEntries(t *testing.T) {
+	for _, format := range []Format{FormatJKS, FormatPKCS12} {
+		t.Run(format.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			ca := newCA(t)
+			onboard(t, ca, dir, format, KeyECDSA)
+			pw, err := readPassphrase(filepath.Join(dir, PropertiesFile))
+			require.NoError(t, err)
+			path := filepath.Join(dir, KeystoreFile)
+			ks, err := Load(path, pw)
+			require.NoError(t, err)
+			other := *ks.entries[KeyAlias]
+			other.key = bytes.Clone(other.key)
+			ks.entries["other-service"] = &other
+			data, err := ks.Marshal(format, pw)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(path, data, 0o600))
+
+			_, err = Setup(context.Background(), dir, hostSetupOptions(format, KeyECDSA))
+			require.NoError(t, err)
+			after, err := Load(path, pw)
+			require.NoError(t, err)
+			assert.Equal(t, []string{"cloud", "cloudca.1", "other-service"}, after.Aliases())
+			require.Contains(t, after.entries, "other-service")
+			assert.Equal(t, other.key, after.entries["other-service"].key, "the other key must survive Setup")
+			assert.NotEqual(t, other.key, after.entries[KeyAlias].key, "cloud gets a new key")
+		})
+	}
+}
+
 func TestSetupRefusesBadPassphrase(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, PropertiesFile), []byte("keystore.passphrase=abc\n"), 0o600))

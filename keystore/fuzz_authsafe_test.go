@@ -1,0 +1,96 @@
+package keystore
+
+import (
+	"crypto/rand"
+	"crypto/sha1"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// FuzzAuthenticatedSafe and FuzzAuthenticatedJKS fuzz what a PKCS #12 file holds behind its MAC:
+// FuzzLoad's mutations break the MAC (the JKS digest), so they never reach
+// the bags, the decryption or the assembly of entries. Each input gets a
+// valid MAC (digest) for the test password, as anyone who knows a store's
+// password can give it.
+func FuzzAuthenticatedSafe(f *testing.F) {
+	iterationLimit, writeIterations = 100, 1
+	f.Cleanup(func() { iterationLimit, writeIterations = maxPKCS12Iterations, pkcs12Iterations })
+	data, err := os.ReadFile(filepath.Join("testdata", "fuzz-seed.p12"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	var pfx pfxPDU
+	if err := unmarshalDER(data, &pfx, "seed"); err != nil {
+		f.Fatal(err)
+	}
+	inner, err := unwrapExplicit(pfx.AuthSafe.Content, "seed")
+	if err != nil {
+		f.Fatal(err)
+	}
+	var content []byte
+	if err := unmarshalDER(inner, &content, "seed"); err != nil {
+		f.Fatal(err)
+	}
+	if _, err := Parse(data, testPassword); err != nil {
+		f.Fatalf("the seed must open with the test password: %v", err)
+	}
+	f.Add(content)
+	f.Fuzz(func(t *testing.T, content []byte) {
+		wrapped, err := marshalPFX(content, testPassword, rand.Reader)
+		if err != nil {
+			return // not DER-encodable as an OCTET STRING: no file to parse
+		}
+		checkParsed(t, wrapped)
+	})
+}
+
+func FuzzAuthenticatedJKS(f *testing.F) {
+	iterationLimit, writeIterations = 100, 1
+	f.Cleanup(func() { iterationLimit, writeIterations = maxPKCS12Iterations, pkcs12Iterations })
+	data, err := os.ReadFile(filepath.Join("testdata", "fuzz-seed.jks"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	if _, err := Parse(data, testPassword); err != nil {
+		f.Fatalf("the seed must open with the test password: %v", err)
+	}
+	f.Add(data[:len(data)-sha1.Size]) // everything but the digest
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if len(body) < len(jksMagic) {
+			return
+		}
+		body = append(append([]byte(nil), jksMagic...), body[len(jksMagic):]...)
+		h := sha1.New()
+		h.Write(jksPassword(testPassword))
+		h.Write(jksWhitener)
+		h.Write(body)
+		checkParsed(t, h.Sum(body))
+	})
+}
+
+// checkParsed parses data with the test password and reads every entry:
+// only the package's errors, never a panic.
+func checkParsed(t *testing.T, data []byte) {
+	t.Helper()
+	ks, err := Parse(data, testPassword)
+	if err != nil {
+		if !isPackageError(err) {
+			t.Fatalf("Parse returned a foreign error: %v", err)
+		}
+		return
+	}
+	for _, a := range ks.Aliases() {
+		if typ, _ := ks.EntryType(a); typ == PrivateKeyEntry {
+			if _, _, err := ks.PrivateKey(a); err != nil && !isPackageError(err) {
+				t.Fatalf("PrivateKey(%q): foreign error %v", a, err)
+			}
+		} else if _, err := ks.TrustedCert(a); err != nil && !isPackageError(err) {
+			t.Fatalf("TrustedCert(%q): foreign error %v", a, err)
+		}
+	}
+	if _, err := ks.Marshal(FormatUnknown, testPassword); err != nil && !isPackageError(err) && !strings.HasPrefix(err.Error(), "keystore: ") {
+		t.Fatalf("Marshal: foreign error %v", err)
+	}
+}

@@ -3,9 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"os"
 	"path/filepath"
 	"testing"
@@ -14,18 +11,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kvmpki/kvmpki/keystore"
-	"github.com/kvmpki/kvmpki/rootca"
 )
 
 // TestKeystoreSection runs the host onboarding step and checks what it
 // reports and leaves on disk.
 func TestKeystoreSection(t *testing.T) {
 	ctx := context.Background()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	ca, err := rootca.Open(ctx, rootca.NewMemStore(), &rootca.Options{Signer: key})
-	require.NoError(t, err)
-	defer ca.Close()
+	ca := sectionCA(t)
 	dir := t.TempDir()
 
 	var out bytes.Buffer

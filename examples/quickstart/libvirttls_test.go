@@ -3,23 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/kvmpki/kvmpki/rootca"
 )
 
 func TestLibvirttlsSection(t *testing.T) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	ca, err := rootca.Open(context.Background(), rootca.NewMemStore(), &rootca.Options{Signer: key})
-	require.NoError(t, err)
-	defer ca.Close()
+	ca := sectionCA(t)
 
 	var out bytes.Buffer
 	require.NoError(t, libvirttlsSection(context.Background(), &out, ca, t.TempDir()))

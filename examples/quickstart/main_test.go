@@ -3,10 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kvmpki/kvmpki/rootca"
 )
 
 // TestRun runs the main job and checks each step it reports.
@@ -29,4 +34,16 @@ func TestRun(t *testing.T) {
 	} {
 		assert.Contains(t, text, want)
 	}
+}
+
+// sectionCA returns a CA for a section's test: P-256, in memory, closed at
+// the end of the test.
+func sectionCA(t *testing.T) *rootca.CA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	ca, err := rootca.Open(t.Context(), rootca.NewMemStore(), &rootca.Options{Signer: key})
+	require.NoError(t, err)
+	t.Cleanup(func() { ca.Close() })
+	return ca
 }

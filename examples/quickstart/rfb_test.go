@@ -3,9 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -13,16 +10,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/kvmpki/kvmpki/rootca"
 )
 
 func TestRFBSection(t *testing.T) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	ca, err := rootca.Open(context.Background(), rootca.NewMemStore(), &rootca.Options{Signer: key})
-	require.NoError(t, err)
-	defer ca.Close()
+	ca := sectionCA(t)
 
 	dir := t.TempDir()
 	var out bytes.Buffer

@@ -32,23 +32,9 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte{0xfe, 0xed, 0xfe, 0xed, 0, 0, 0, 2, 0, 0, 0, 0}, testPassword)
 	f.Add([]byte{0x30, 0x03, 0x02, 0x01, 0x03}, testPassword)
 	f.Fuzz(func(t *testing.T, data, password []byte) {
-		ks, err := Parse(data, password)
-		if err != nil {
-			if !isPackageError(err) {
-				t.Fatalf("Parse returned a foreign error: %v", err)
-			}
+		ks := parseAndRead(t, data, password)
+		if ks == nil {
 			return
-		}
-		for _, a := range ks.Aliases() {
-			if typ, _ := ks.EntryType(a); typ == PrivateKeyEntry {
-				// Keys and certificates are parsed lazily; their errors
-				// must be the package's too.
-				if _, _, err := ks.PrivateKey(a); err != nil && !isPackageError(err) {
-					t.Fatalf("PrivateKey(%q): foreign error %v", a, err)
-				}
-			} else if _, err := ks.TrustedCert(a); err != nil && !isPackageError(err) {
-				t.Fatalf("TrustedCert(%q): foreign error %v", a, err)
-			}
 		}
 		if checkPassword(password, ks.Format()) != nil {
 			return
@@ -142,4 +128,29 @@ func equalStrings(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// parseAndRead parses data and reads every entry, failing t on an error
+// that is not the package's. It returns nil when data does not parse.
+func parseAndRead(t *testing.T, data, password []byte) *KeyStore {
+	t.Helper()
+	ks, err := Parse(data, password)
+	if err != nil {
+		if !isPackageError(err) {
+			t.Fatalf("Parse returned a foreign error: %v", err)
+		}
+		return nil
+	}
+	for _, a := range ks.Aliases() {
+		if typ, _ := ks.EntryType(a); typ == PrivateKeyEntry {
+			// Keys and certificates are parsed lazily; their errors
+			// must be the package's too.
+			if _, _, err := ks.PrivateKey(a); err != nil && !isPackageError(err) {
+				t.Fatalf("PrivateKey(%q): foreign error %v", a, err)
+			}
+		} else if _, err := ks.TrustedCert(a); err != nil && !isPackageError(err) {
+			t.Fatalf("TrustedCert(%q): foreign error %v", a, err)
+		}
+	}
+	return ks
 }

@@ -54,71 +54,29 @@ func StartLibvirtd(t testing.TB, server PKI, opts LibvirtdOptions) (*Libvirtd, e
 	Require(t, "libvirtd")
 	dir := t.TempDir()
 	pkiDir := filepath.Join(dir, "pki")
-	driverDir := filepath.Join(dir, "drivers")
-	for _, d := range []string{pkiDir, driverDir, filepath.Join(dir, "xdg")} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatalf("peers: %v", err)
-		}
-	}
-	// UNIX socket paths are limited to 108 bytes; t.TempDir paths grow
-	// with the test name, so the sockets get a short directory of their
-	// own. Cleanups run last-in first-out: this removal runs after the
-	// daemon has stopped.
-	sockDir, err := os.MkdirTemp("", "kvmpki-libvirtd-")
-	if err != nil {
+	if err := os.Mkdir(pkiDir, 0o700); err != nil {
 		t.Fatalf("peers: %v", err)
 	}
-	t.Cleanup(func() { _ = os.RemoveAll(sockDir) })
-
 	if err := server.writeLayout(t, pkiDir, libvirtServerLayout); err != nil {
 		return nil, err
 	}
-
-	env := []string{
-		"LIBVIRT_DRIVER_DIR=" + driverDir,
-		// Used only when not root: keep a session daemon out of $HOME.
-		"HOME=" + dir,
-		"XDG_CONFIG_HOME=" + filepath.Join(dir, "xdg"),
-		"XDG_CACHE_HOME=" + filepath.Join(dir, "xdg"),
-		"XDG_RUNTIME_DIR=" + sockDir,
-	}
-	d := &Libvirtd{dir: dir}
-	var lastErr error
-	for attempt := range startAttempts {
-		port, err := freePort(1024)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conf, err := libvirtdConf(dir, pkiDir, sockDir, port, attempt, len(server.CRL) > 0, opts)
+	attempt := 0
+	return StartLibvirtdFromConfig(t, func(c LibvirtdConfig) (string, error) {
+		conf, err := libvirtdConf(pkiDir, c, len(server.CRL) > 0, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
 		confPath := filepath.Join(dir, fmt.Sprintf("libvirtd-%d.conf", attempt))
+		attempt++
 		if err := writeNew(confPath, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		d.Port = port
-		d.logPath = filepath.Join(dir, fmt.Sprintf("libvirtd-%d.log", attempt))
-		d.proc, err = startProcess(t, dir, env, "libvirtd", "--listen",
-			"--config", confPath, "--pid-file", filepath.Join(sockDir, fmt.Sprintf("libvirtd-%d.pid", attempt)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = d.proc.waitListening(port)
-		if err == nil {
-			return d, nil
-		}
-		lastErr = fmt.Errorf("%w\n%s", err, d.Log())
-		if !strings.Contains(d.Log(), "Address already in use") {
-			break
-		}
-		lastErr = fmt.Errorf("%w: %w", errPortInUse, lastErr)
-	}
-	return nil, lastErr
+		return confPath, nil
+	})
 }
 
 // libvirtdConf renders libvirtd.conf.
-func libvirtdConf(dir, pkiDir, sockDir string, port, attempt int, crl bool, opts LibvirtdOptions) (string, error) {
+func libvirtdConf(pkiDir string, c LibvirtdConfig, crl bool, opts LibvirtdOptions) (string, error) {
 	var b strings.Builder
 	var err error
 	set := func(key, value string) {
@@ -130,7 +88,7 @@ func libvirtdConf(dir, pkiDir, sockDir string, port, attempt int, crl bool, opts
 	}
 	b.WriteString("listen_tls = 1\nlisten_tcp = 0\n")
 	set("listen_addr", "127.0.0.1")
-	set("tls_port", itoa(port))
+	set("tls_port", itoa(c.Port))
 	set("auth_tls", "none")
 	set("ca_file", filepath.Join(pkiDir, "cacert.pem"))
 	set("cert_file", filepath.Join(pkiDir, "servercert.pem"))
@@ -138,9 +96,9 @@ func libvirtdConf(dir, pkiDir, sockDir string, port, attempt int, crl bool, opts
 	if crl {
 		set("crl_file", filepath.Join(pkiDir, "cacrl.pem"))
 	}
-	set("unix_sock_dir", sockDir)
+	set("unix_sock_dir", c.SockDir)
 	// Level 3: warnings and errors, which is where certificate problems go.
-	set("log_outputs", "3:file:"+filepath.Join(dir, fmt.Sprintf("libvirtd-%d.log", attempt)))
+	set("log_outputs", "3:file:"+c.LogPath)
 	if opts.AllowedDNs != nil {
 		b.WriteString("tls_allowed_dn_list = [")
 		for i, dn := range opts.AllowedDNs {

@@ -47,6 +47,10 @@ func startLibvirtd(t testing.TB, render func(LibvirtdConfig) (string, error), co
 			t.Fatalf("peers: %v", err)
 		}
 	}
+	// UNIX socket paths are limited to 108 bytes; t.TempDir paths grow
+	// with the test name, so the sockets get a short directory of their
+	// own. Cleanups run last-in first-out: this removal runs after the
+	// daemon has stopped.
 	sockDir, err := os.MkdirTemp("", "kvmpki-libvirtd-")
 	if err != nil {
 		t.Fatalf("peers: %v", err)
@@ -54,6 +58,7 @@ func startLibvirtd(t testing.TB, render func(LibvirtdConfig) (string, error), co
 	t.Cleanup(func() { _ = os.RemoveAll(sockDir) })
 	env := []string{
 		"LIBVIRT_DRIVER_DIR=" + driverDir,
+		// Used only when not root: keep a session daemon out of $HOME.
 		"HOME=" + dir,
 		"XDG_CONFIG_HOME=" + filepath.Join(dir, "xdg"),
 		"XDG_CACHE_HOME=" + filepath.Join(dir, "xdg"),

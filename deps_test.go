@@ -40,19 +40,42 @@ type pkg struct {
 	Deps         []string
 }
 
+// Shared rules live once in internal/ packages that the public packages
+// import and re-export (see the brief's "one rule, one place"):
+//
+//	internal/pkicore      sentinels, key algorithm, x509 error mapping (stdlib only)
+//	internal/pemx         PEM parsing of certificates, keys and CRLs
+//	internal/revocation   CRL verification and chain revocation checks
+//	internal/libvirtdial  the TLS dial a libvirt client makes to libvirtd
+//	internal/safefs       atomic writes and symlink-free paths beneath a root
+var (
+	shared        = []string{"internal/pkicore", "internal/pemx", "internal/revocation"}
+	sharedLibvirt = append(append([]string(nil), shared...), "internal/libvirtdial", "internal/safefs")
+)
+
+// stdlibOnlyInternal are the internal packages provider may import: they
+// import only the standard library themselves, which the Deps check of
+// provider enforces.
+var stdlibOnlyInternal = []string{"internal/pkicore"}
+
 // allowedKvmpki lists, per package prefix, the kvmpki packages its
 // non-test code may import. A package not listed may import only its own
 // subpackages.
 var allowedKvmpki = map[string][]string{
-	"provider":              nil,
+	"provider":              stdlibOnlyInternal,
 	"provider/providertest": {"provider"},
-	"rootca":                {"provider"},
+	"rootca":                append([]string{"provider", "internal/safefs"}, shared...),
 	"rootca/storetest":      {"provider", "rootca"},
-	"ca":                    {"provider"},
-	"keystore":              nil,
-	"libvirttls":            nil,
-	"rfb":                   nil,
-	"migration":             {"libvirttls"},
+	"ca":                    append([]string{"provider"}, shared...),
+	"keystore":              append([]string{"internal/safefs"}, shared...),
+	"libvirttls":            sharedLibvirt,
+	"rfb":                   shared,
+	"migration":             append([]string{"libvirttls"}, sharedLibvirt...),
+	"internal/pkicore":      nil,
+	"internal/pemx":         {"internal/pkicore"},
+	"internal/revocation":   {"internal/pkicore", "internal/pemx"},
+	"internal/libvirtdial":  {"internal/pkicore", "internal/revocation"},
+	"internal/safefs":       nil,
 	"internal/peers":        nil,
 	"internal/testpki":      nil,
 }
@@ -125,6 +148,9 @@ func TestDependencyPolicyCatches(t *testing.T) {
 		{"ca imports rootca", pkg{ImportPath: m("ca"), Imports: []string{m("rootca")}}, "layering forbids"},
 		{"rootca imports ca", pkg{ImportPath: m("rootca"), Imports: []string{m("ca")}}, "layering forbids"},
 		{"leaf imports provider", pkg{ImportPath: m("keystore"), Imports: []string{m("provider")}}, "layering forbids"},
+		{"provider imports a non-stdlib internal package", pkg{ImportPath: m("provider"), Imports: []string{m("internal/pemx")}}, "layering forbids"},
+		{"provider depends on a third party through internal", pkg{ImportPath: m("provider"), Deps: []string{m("internal/pkicore"), "golang.org/x/sys/unix"}}, "may import only the standard library"},
+		{"leaf imports internal/peers", pkg{ImportPath: m("keystore"), Imports: []string{m("internal/peers")}}, "outside its tests"},
 		{"libvirttls imports migration", pkg{ImportPath: m("libvirttls"), Imports: []string{m("migration")}}, "layering forbids"},
 		{"log", pkg{ImportPath: m("rfb"), Imports: []string{"log"}}, "imports log"},
 		{"log in a test", pkg{ImportPath: m("rfb"), XTestImports: []string{"log"}}, "imports log"},
@@ -143,6 +169,8 @@ func TestDependencyPolicyCatches(t *testing.T) {
 	allowed := []pkg{
 		{ImportPath: m("migration"), Imports: []string{m("libvirttls"), "log/slog"}},
 		{ImportPath: m("rootca"), Imports: []string{m("provider")}, XTestImports: []string{m("internal/peers"), "github.com/zmap/zlint/v3"}},
+		{ImportPath: m("provider"), Imports: []string{m("internal/pkicore")}, Deps: []string{m("internal/pkicore"), "errors"}},
+		{ImportPath: m("rfb"), Imports: []string{m("internal/pkicore"), m("internal/pemx")}},
 		{ImportPath: m("examples/quickstart"), Imports: []string{m("rootca"), m("provider"), m("internal/peers")}},
 	}
 	assert.Empty(t, violations(allowed))
@@ -182,6 +210,9 @@ func violations(pkgs []pkg) []string {
 		}
 		if r == "provider" {
 			for _, dep := range p.Deps {
+				if dr, ok := rel(dep); ok && slices.Contains(stdlibOnlyInternal, dr) {
+					continue
+				}
 				if !isStd(dep) {
 					bad("provider depends on %s: it may import only the standard library", dep)
 				}

@@ -5,36 +5,41 @@ import (
 	"fmt"
 	"math/big"
 	"time"
+
+	"github.com/kvmpki/kvmpki/internal/pkicore"
 )
 
 // Sentinel errors. Providers wrap them, so callers test with [errors.Is].
+// The certificate conditions are the same values every kvmpki package
+// uses (keystore, libvirttls, migration and rfb re-export them), so
+// errors.Is(err, ErrRevoked) holds for a revocation found by any of them.
 var (
 	// ErrRevoked means a certificate has been revoked. [*RevokedError]
 	// carries the details.
-	ErrRevoked = errors.New("provider: certificate revoked")
+	ErrRevoked = pkicore.ErrRevoked
 	// ErrExpired means a certificate is outside its validity period
 	// (expired or not yet valid).
-	ErrExpired = errors.New("provider: certificate expired or not yet valid")
+	ErrExpired = pkicore.ErrExpired
 	// ErrUnknownAuthority means a certificate does not chain to the CA.
-	ErrUnknownAuthority = errors.New("provider: certificate not issued by this CA")
+	ErrUnknownAuthority = pkicore.ErrUnknownAuthority
 	// ErrNoCertificate means a peer presented no certificate where one is
 	// required.
-	ErrNoCertificate = errors.New("provider: peer presented no certificate")
+	ErrNoCertificate = pkicore.ErrNoPeerCertificate
 	// ErrIncompatibleUsage means a certificate's extended key usage does
 	// not allow the use it was put to (a client-only certificate used as a
 	// TLS server, say).
-	ErrIncompatibleUsage = errors.New("provider: certificate not valid for this usage")
+	ErrIncompatibleUsage = pkicore.ErrIncompatibleUsage
 	// ErrNameMismatch means a server certificate is not valid for the name
 	// or address that was dialled.
-	ErrNameMismatch = errors.New("provider: certificate not valid for the requested name")
+	ErrNameMismatch = pkicore.ErrNameMismatch
 	// ErrNotFound means no certificate has the given serial.
-	ErrNotFound = errors.New("provider: not found")
+	ErrNotFound = pkicore.ErrNotFound
 	// ErrAlreadyRevoked means a revocation named a certificate that is
 	// already revoked.
-	ErrAlreadyRevoked = errors.New("provider: certificate already revoked")
+	ErrAlreadyRevoked = pkicore.ErrAlreadyRevoked
 	// ErrInvalidRequest means a request broke the contract or the
 	// provider's policy. [*RequestError] carries the details.
-	ErrInvalidRequest = errors.New("provider: invalid request")
+	ErrInvalidRequest = pkicore.ErrInvalidRequest
 	// ErrUnknownProvider means a [Registry] has no provider of that name.
 	ErrUnknownProvider = errors.New("provider: unknown provider")
 )

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kvmpki/kvmpki/internal/pkicore"
 	"github.com/kvmpki/kvmpki/provider"
 )
 
@@ -70,19 +71,19 @@ func TestVerifyError(t *testing.T) {
 			name:   "no certificate",
 			err:    &provider.VerifyError{Err: provider.ErrNoCertificate},
 			target: provider.ErrNoCertificate,
-			msg:    "provider: peer refused: provider: peer presented no certificate",
+			msg:    "provider: peer refused: peer presented no certificate",
 		},
 		{
 			name:   "expired",
 			err:    &provider.VerifyError{Subject: "CN=h1", Serial: big.NewInt(255), Err: provider.ErrExpired},
 			target: provider.ErrExpired,
-			msg:    `provider: peer certificate "CN=h1" (serial ff) refused: provider: certificate expired or not yet valid`,
+			msg:    `provider: peer certificate "CN=h1" (serial ff) refused: certificate expired or not yet valid`,
 		},
 		{
 			name:   "wrapped reason",
 			err:    &provider.VerifyError{Subject: "CN=h1", Serial: big.NewInt(1), Err: errors.Join(provider.ErrUnknownAuthority, errors.New("x509: certificate signed by unknown authority"))},
 			target: provider.ErrUnknownAuthority,
-			msg:    "provider: peer certificate \"CN=h1\" (serial 1) refused: provider: certificate not issued by this CA\nx509: certificate signed by unknown authority",
+			msg:    "provider: peer certificate \"CN=h1\" (serial 1) refused: certificate not issued by a trusted CA\nx509: certificate signed by unknown authority",
 		},
 	}
 	for _, tc := range tests {
@@ -100,6 +101,15 @@ func TestVerifyErrorWithoutReason(t *testing.T) {
 	assert.NotPanics(t, func() { _ = err.Error() })
 }
 
+// The certificate sentinels are shared with every kvmpki package, so their
+// text carries no package prefix; the provider's own one does.
+func TestSentinelsShared(t *testing.T) {
+	assert.Same(t, pkicore.ErrRevoked, provider.ErrRevoked)
+	assert.Same(t, pkicore.ErrNoPeerCertificate, provider.ErrNoCertificate)
+	assert.NotContains(t, provider.ErrRevoked.Error(), ":")
+	assert.True(t, strings.HasPrefix(provider.ErrUnknownProvider.Error(), "provider: "))
+}
+
 func TestSentinelsDistinct(t *testing.T) {
 	sentinels := []error{
 		provider.ErrRevoked, provider.ErrExpired, provider.ErrUnknownAuthority,
@@ -108,7 +118,6 @@ func TestSentinelsDistinct(t *testing.T) {
 		provider.ErrUnknownProvider,
 	}
 	for i, a := range sentinels {
-		assert.True(t, strings.HasPrefix(a.Error(), "provider: "), a.Error())
 		for j, b := range sentinels {
 			assert.Equal(t, i == j, errors.Is(a, b), "%v vs %v", a, b)
 		}

@@ -7,33 +7,33 @@ import (
 	"math/big"
 	"net"
 	"time"
+
+	"github.com/kvmpki/kvmpki/internal/pkicore"
 )
 
 // KeyAlgorithm names the kind of key a provider generates for a request
-// without a CSR.
-type KeyAlgorithm int
+// without a CSR. It is the one key algorithm type of kvmpki (keystore
+// uses the same), read from text by [ParseKeyAlgorithm].
+type KeyAlgorithm = pkicore.KeyAlgorithm
 
 const (
 	// KeyAlgorithmDefault lets the provider choose.
-	KeyAlgorithmDefault KeyAlgorithm = iota
+	KeyAlgorithmDefault = pkicore.KeyAlgorithmDefault
 	// KeyAlgorithmRSA is an RSA key; KeySize is the modulus size in bits.
-	KeyAlgorithmRSA
+	KeyAlgorithmRSA = pkicore.KeyAlgorithmRSA
 	// KeyAlgorithmECDSA is an ECDSA key; KeySize is the curve size in bits
 	// (256 for P-256, 384 for P-384).
-	KeyAlgorithmECDSA
+	KeyAlgorithmECDSA = pkicore.KeyAlgorithmECDSA
 )
 
-// String returns "rsa", "ecdsa" or "default".
-func (a KeyAlgorithm) String() string {
-	switch a {
-	case KeyAlgorithmRSA:
-		return "rsa"
-	case KeyAlgorithmECDSA:
-		return "ecdsa"
-	case KeyAlgorithmDefault:
-		return "default"
+// ParseKeyAlgorithm reads "rsa", "ecdsa" (or "ec") and "default" (or the
+// empty string), in any case, as [KeyAlgorithm.String] writes them.
+func ParseKeyAlgorithm(s string) (KeyAlgorithm, error) {
+	a, err := pkicore.ParseKeyAlgorithm(s)
+	if err != nil {
+		return 0, fmt.Errorf("provider: %w", err)
 	}
-	return fmt.Sprintf("KeyAlgorithm(%d)", int(a))
+	return a, nil
 }
 
 // IssueRequest asks a provider for a certificate.

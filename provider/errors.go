@@ -42,11 +42,57 @@ var (
 	ErrInvalidRequest = pkicore.ErrInvalidRequest
 	// ErrUnknownProvider means a [Registry] has no provider of that name.
 	ErrUnknownProvider = errors.New("provider: unknown provider")
+	// ErrRetryLater means the CA refused for now (it is rate-limiting, or
+	// not ready: an ACME order still pending, a sealed Vault) and the
+	// same request may succeed later. [*RetryLaterError] carries the
+	// time to retry at, when the CA said.
+	ErrRetryLater = errors.New("provider: CA asks to retry later")
 )
 
-// RequestError reports an issue or revoke request that was refused. Field
-// names the offending part of the request ("csr", "dns", "ip", "validity",
-// ...). It unwraps to [ErrInvalidRequest] and to Err, if set.
+// Unsupported returns the error a provider gives for a request that uses
+// a field, or a value of a field, that the provider does not support (a
+// role it cannot issue, IP addresses for an ACME CA, a revocation by
+// serial alone): a *[RequestError] for field that matches both
+// [ErrInvalidRequest] and [errors.ErrUnsupported]. Callers that can do
+// without the feature test errors.Is(err, errors.ErrUnsupported) and try
+// again without it; a missing capability (an interface the provider does
+// not implement) matches errors.ErrUnsupported alone.
+func Unsupported(field, reason string) *RequestError {
+	return &RequestError{Field: field, Reason: reason, Err: errors.ErrUnsupported}
+}
+
+// RetryLaterError reports that the CA refused for now. It matches
+// [ErrRetryLater] and unwraps to Err, the CA's own error, if set.
+type RetryLaterError struct {
+	// After is the time from which the CA said a retry may succeed
+	// (ACME's Retry-After). Zero means the CA did not say: back off as
+	// usual.
+	After time.Time
+	// Err is the underlying error, if any.
+	Err error
+}
+
+func (e *RetryLaterError) Error() string {
+	msg := "provider: CA asks to retry later"
+	if !e.After.IsZero() {
+		msg = "provider: CA asks to retry after " + e.After.UTC().Format(time.RFC3339)
+	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+// Is reports whether target is ErrRetryLater.
+func (e *RetryLaterError) Is(target error) bool { return target == ErrRetryLater }
+
+// Unwrap returns Err.
+func (e *RetryLaterError) Unwrap() error { return e.Err }
+
+// RequestError reports an issue, revoke or verify request that was
+// refused. Field names the offending part of the request ("csr", "dns",
+// "ip", "validity", ...). It unwraps to [ErrInvalidRequest] and to Err,
+// if set; [Unsupported] sets Err to [errors.ErrUnsupported].
 type RequestError struct {
 	Field  string
 	Reason string

@@ -26,6 +26,8 @@ func (c *toyCA) Issue(context.Context, *provider.IssueRequest) (*provider.IssueR
 
 func (c *toyCA) Revoke(context.Context, *provider.RevokeRequest) error { return provider.ErrNotFound }
 
+func (c *toyCA) Close() error { return nil }
+
 func ExampleRegistry() {
 	// The platform builds its registry and registers what it ships; the
 	// configuration travels in the factory's closure.
@@ -50,6 +52,8 @@ func ExampleRegistry() {
 		fmt.Println(err)
 		return
 	}
+	// One provider per process, shared by every request; closed at exit.
+	defer p.Close()
 	fmt.Println("opened", p.Name())
 
 	// Optional capabilities are reached through the package functions.

@@ -12,6 +12,7 @@ import (
 	"crypto/x509/pkix"
 	"math/big"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -98,9 +99,15 @@ func skid(t testing.TB, pub crypto.PublicKey) []byte {
 // serves a fixed CA list. It stands for a provider without any optional
 // capability.
 type staticProvider struct {
-	name  string
-	certs []*x509.Certificate
-	err   error
+	name   string
+	certs  []*x509.Certificate
+	err    error
+	closed atomic.Int32 // calls of Close
+}
+
+func (p *staticProvider) Close() error {
+	p.closed.Add(1)
+	return nil
 }
 
 func (p *staticProvider) Name() string        { return p.name }

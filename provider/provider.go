@@ -12,6 +12,13 @@ import (
 
 // Provider is a certificate authority the platform issues certificates
 // from. Implementations must be safe for concurrent use.
+//
+// Errors follow one convention: a request the provider refuses matches
+// [ErrInvalidRequest] (a *[RequestError]); a field or value the provider
+// does not support matches [errors.ErrUnsupported] as well ([Unsupported]);
+// a CA that is rate-limiting or not ready matches [ErrRetryLater] (a
+// *[RetryLaterError]); anything else (a network or store failure) is
+// returned wrapped, matching none of them.
 type Provider interface {
 	// Name is the registry name, such as "root".
 	Name() string
@@ -24,18 +31,36 @@ type Provider interface {
 	// Issue issues a certificate. A request the provider refuses yields
 	// an error matching ErrInvalidRequest and changes no state.
 	Issue(ctx context.Context, req *IssueRequest) (*IssueResult, error)
-	// Revoke revokes an issued certificate. An unknown serial yields
-	// ErrNotFound; revoking twice yields ErrAlreadyRevoked; a missing
-	// serial or a reason that is not a revocation reason (7,
-	// removeFromCRL) yields ErrInvalidRequest.
+	// Revoke revokes an issued certificate, named by serial or by
+	// certificate ([RevokeRequest.SerialNumber]). An unknown serial
+	// yields ErrNotFound; revoking twice yields ErrAlreadyRevoked; a
+	// request naming no certificate or a reason that is not a revocation
+	// reason (7, removeFromCRL) yields ErrInvalidRequest.
 	Revoke(ctx context.Context, req *RevokeRequest) error
+	// Close releases what the provider holds (connections, background
+	// work, key handles). Calling it again does nothing and returns the
+	// first call's result. The provider must not be used after Close.
+	Close() error
 }
 
-// CRLSigner is a provider that publishes a certificate revocation list.
+// CRLSigner is a provider that holds its CA key and signs certificate
+// revocation lists on demand (rootca). A provider whose CA publishes CRLs
+// itself implements [CRLSource] instead. Callers that just need the
+// current CRLs use [CRLs], which takes either.
 type CRLSigner interface {
 	// SignCRL signs a new RFC 5280 v2 CRL, with a CRL number greater than
 	// that of every CRL signed before.
 	SignCRL(ctx context.Context) (*x509.RevocationList, error)
+}
+
+// CRLSource is a provider whose CRLs are fetched, not signed: the CA (an
+// ACME CA, Vault) publishes them and the provider downloads the latest.
+type CRLSource interface {
+	// CRLs returns the latest CRL of each CA certificate that issues
+	// the provider's certificates, checked against its issuer. A CA
+	// that has not published one yet yields an error matching
+	// ErrRetryLater.
+	CRLs(ctx context.Context) ([]*x509.RevocationList, error)
 }
 
 // PeerVerifier is a provider that judges peer certificates at TLS
@@ -66,15 +91,33 @@ type Inventory interface {
 	ListCertificates(ctx context.Context, opts *ListOptions) ([]*CertificateRecord, error)
 }
 
-func unsupported(p Provider, capability string) error {
+func lacks(p Provider, capability string) error {
 	return fmt.Errorf("provider: %s does not support %s: %w", p.Name(), capability, errors.ErrUnsupported)
+}
+
+// CRLs returns p's current CRLs: those of a [CRLSource], else one freshly
+// signed by a [CRLSigner], else an error matching errors.ErrUnsupported.
+// Use it to publish or load CRLs (libvirt's cacrl.pem, a CRL endpoint);
+// use [SignCRL] only where a new CRL number is the point.
+func CRLs(ctx context.Context, p Provider) ([]*x509.RevocationList, error) {
+	if src, ok := p.(CRLSource); ok {
+		return src.CRLs(ctx)
+	}
+	if s, ok := p.(CRLSigner); ok {
+		crl, err := s.SignCRL(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return []*x509.RevocationList{crl}, nil
+	}
+	return nil, lacks(p, "CRLs")
 }
 
 // SignCRL signs a CRL with p if p is a [CRLSigner].
 func SignCRL(ctx context.Context, p Provider) (*x509.RevocationList, error) {
 	s, ok := p.(CRLSigner)
 	if !ok {
-		return nil, unsupported(p, "CRL signing")
+		return nil, lacks(p, "CRL signing")
 	}
 	return s.SignCRL(ctx)
 }
@@ -83,7 +126,7 @@ func SignCRL(ctx context.Context, p Provider) (*x509.RevocationList, error) {
 func VerifyPeer(ctx context.Context, p Provider, req *VerifyRequest) error {
 	v, ok := p.(PeerVerifier)
 	if !ok {
-		return unsupported(p, "peer verification")
+		return lacks(p, "peer verification")
 	}
 	return v.VerifyPeer(ctx, req)
 }
@@ -92,7 +135,7 @@ func VerifyPeer(ctx context.Context, p Provider, req *VerifyRequest) error {
 func Renew(ctx context.Context, p Provider, req *RenewRequest) (*IssueResult, error) {
 	r, ok := p.(Renewer)
 	if !ok {
-		return nil, unsupported(p, "renewal")
+		return nil, lacks(p, "renewal")
 	}
 	return r.Renew(ctx, req)
 }
@@ -102,7 +145,7 @@ func Renew(ctx context.Context, p Provider, req *RenewRequest) (*IssueResult, er
 func LookupCertificate(ctx context.Context, p Provider, serial *big.Int) (*CertificateRecord, error) {
 	i, ok := p.(Inventory)
 	if !ok {
-		return nil, unsupported(p, "an inventory")
+		return nil, lacks(p, "an inventory")
 	}
 	return i.LookupCertificate(ctx, serial)
 }
@@ -111,7 +154,7 @@ func LookupCertificate(ctx context.Context, p Provider, serial *big.Int) (*Certi
 func ListCertificates(ctx context.Context, p Provider, opts *ListOptions) ([]*CertificateRecord, error) {
 	i, ok := p.(Inventory)
 	if !ok {
-		return nil, unsupported(p, "an inventory")
+		return nil, lacks(p, "an inventory")
 	}
 	return i.ListCertificates(ctx, opts)
 }

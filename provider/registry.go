@@ -75,6 +75,15 @@ func (r *Registry) List() []Info {
 // Open opens the provider registered under name, the value of CloudStack's
 // ca.framework.provider.plugin setting. An unknown name yields an error
 // matching ErrUnknownProvider.
+//
+// Every call runs the factory and returns a new provider, which the caller
+// must Close. A provider is safe for concurrent use and may hold
+// connections, a key or background work, so open it once per process and
+// share it (or cache it by name); do not open one per request.
+//
+// The opened provider's Name must be name: a factory registered under the
+// wrong name is an error (the provider is closed), so that the name a
+// platform stores with each certificate always leads back to its CA.
 func (r *Registry) Open(ctx context.Context, name string) (Provider, error) {
 	r.mu.RLock()
 	reg, ok := r.factories[name]
@@ -88,6 +97,12 @@ func (r *Registry) Open(ctx context.Context, name string) (Provider, error) {
 	}
 	if p == nil {
 		return nil, fmt.Errorf("provider: open %q: factory returned no provider", name)
+	}
+	if got := p.Name(); got != name {
+		if err := p.Close(); err != nil {
+			return nil, fmt.Errorf("provider: open %q: factory returned provider %q (and closing it failed: %v)", name, got, err)
+		}
+		return nil, fmt.Errorf("provider: open %q: factory returned provider %q", name, got)
 	}
 	return p, nil
 }

@@ -89,6 +89,12 @@ func TestRegistryOpen(t *testing.T) {
 		}
 		return &staticProvider{name: "ctx"}, nil
 	}))
+	// A factory registered under the wrong name: its provider would
+	// answer to "vault" in every record the platform keeps.
+	misnamed := &staticProvider{name: "vault"}
+	require.NoError(t, r.Register("acme", "misnamed", func(context.Context) (provider.Provider, error) {
+		return misnamed, nil
+	}))
 
 	tests := []struct {
 		name    string
@@ -98,10 +104,11 @@ func TestRegistryOpen(t *testing.T) {
 	}{
 		{name: "known", open: "root"},
 		{name: "context passed", open: "ctx"},
-		{name: "unknown", open: "acme", wantErr: provider.ErrUnknownProvider, msg: `"acme"`},
+		{name: "unknown", open: "step", wantErr: provider.ErrUnknownProvider, msg: `"step"`},
 		{name: "case matters", open: "Root", wantErr: provider.ErrUnknownProvider, msg: `"Root"`},
 		{name: "factory error wrapped", open: "broken", wantErr: errBoom, msg: `provider: open "broken": vault: connection refused`},
 		{name: "nil provider refused", open: "nil", msg: `provider: open "nil": factory returned no provider`},
+		{name: "name mismatch refused", open: "acme", msg: `provider: open "acme": factory returned provider "vault"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -124,6 +131,7 @@ func TestRegistryOpen(t *testing.T) {
 			}
 		})
 	}
+	assert.Equal(t, int32(1), misnamed.closed.Load(), "the misnamed provider is closed, not leaked")
 }
 
 // TestRegistryConcurrent is meant for -race: registrations, listings and

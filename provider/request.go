@@ -86,13 +86,41 @@ type IssueResult struct {
 	PrivateKey crypto.Signer
 }
 
-// RevokeRequest asks a provider to revoke a certificate.
+// RevokeRequest asks a provider to revoke a certificate, named by its
+// serial number, by the certificate itself, or both.
 type RevokeRequest struct {
-	// Serial is the serial number of the certificate to revoke.
+	// Serial is the serial number of the certificate to revoke. It may be
+	// nil when Certificate is set; [RevokeRequest.SerialNumber] then
+	// derives it.
 	Serial *big.Int
+	// Certificate, if set, is the certificate to revoke. A CA that
+	// revokes by certificate rather than by serial (ACME, RFC 8555
+	// section 7.6) needs it; one that does not may refuse a request
+	// without it with [Unsupported]. If Serial is set as well, both must
+	// name the same certificate.
+	Certificate *x509.Certificate
 	// Reason is the RFC 5280 reason. The zero value is
 	// ReasonUnspecified.
 	Reason RevocationReason
+}
+
+// SerialNumber returns the serial of the certificate to revoke: Serial,
+// or else the serial of Certificate. A request that names neither, or a
+// Serial that is not Certificate's, yields a *[RequestError].
+func (r *RevokeRequest) SerialNumber() (*big.Int, error) {
+	switch {
+	case r == nil:
+		return nil, &RequestError{Reason: "nil request"}
+	case r.Certificate != nil && r.Certificate.SerialNumber == nil:
+		return nil, &RequestError{Field: "certificate", Reason: "has no serial number"}
+	case r.Serial == nil && r.Certificate == nil:
+		return nil, &RequestError{Field: "serial", Reason: "missing (set Serial or Certificate)"}
+	case r.Serial == nil:
+		return r.Certificate.SerialNumber, nil
+	case r.Certificate != nil && r.Serial.Cmp(r.Certificate.SerialNumber) != 0:
+		return nil, &RequestError{Field: "serial", Reason: fmt.Sprintf("%s is not the serial of the certificate (%s)", FormatSerial(r.Serial), FormatSerial(r.Certificate.SerialNumber))}
+	}
+	return r.Serial, nil
 }
 
 // RenewRequest asks a provider for a successor of an issued certificate,
@@ -119,13 +147,15 @@ type VerifyRequest struct {
 	// Certificates are the peer's certificates as presented, leaf first.
 	// Empty when the peer presented none.
 	Certificates []*x509.Certificate
-	// Usage is the use being made of the leaf:
-	// x509.ExtKeyUsageClientAuth when a server verifies a client,
-	// x509.ExtKeyUsageServerAuth when a client verifies a server. Zero
-	// means ExtKeyUsageClientAuth.
-	Usage x509.ExtKeyUsage
-	// ServerName, if set, is the DNS name or IP address the leaf must be
-	// valid for.
+	// Usage is the use being made of the leaf: UsageClientAuth when a
+	// server verifies a client, UsageServerAuth when a client verifies a
+	// server. It must be set: the zero value is refused with an error
+	// matching ErrInvalidRequest.
+	Usage Usage
+	// ServerName is the DNS name or IP address the leaf must be valid
+	// for. It is required with UsageServerAuth (a request without it is
+	// refused with an error matching ErrInvalidRequest, since it would
+	// accept any host's server certificate) and ignored otherwise.
 	ServerName string
 	// Time is the verification time. Zero means now.
 	Time time.Time

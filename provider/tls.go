@@ -3,62 +3,73 @@ package provider
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
+	"errors"
 	"time"
 )
 
-// DefaultVerifyTimeout bounds one call of the hooks returned by
-// [VerifyConnection] and [VerifyServerConnection], since crypto/tls gives
-// them no context.
-const DefaultVerifyTimeout = 10 * time.Second
+// VerifyConnectionOptions tunes the hooks of [VerifyClientConnection] and
+// [VerifyServerConnection]. The zero value, like a nil pointer, is the
+// default.
+type VerifyConnectionOptions struct {
+	// Timeout bounds one call of the hook, since crypto/tls gives hooks
+	// no context. If zero, 10 seconds are allowed; a negative Timeout is
+	// treated as zero.
+	Timeout time.Duration
+}
 
-// VerifyConnection returns a hook for [crypto/tls.Config.VerifyConnection]
-// that passes the peer's certificates to v.
+func (o *VerifyConnectionOptions) timeout() time.Duration {
+	if o == nil || o.Timeout <= 0 {
+		return defaultVerifyTimeout
+	}
+	return o.Timeout
+}
+
+// errNoServerName is the refusal of a server hook built without a name.
+var errNoServerName = errors.New("provider: VerifyServerConnection needs the name or address that was dialled")
+
+// VerifyClientConnection returns a hook for a server's
+// [crypto/tls.Config.VerifyConnection] that has v judge the client's
+// certificates for client authentication. opts may be nil.
 //
-// On a server (usage x509.ExtKeyUsageClientAuth) set ClientAuth to
-// tls.RequireAnyClientCert, or tls.RequestClientCert when the provider
-// admits clients without a certificate, and leave ClientCAs nil: the hook
-// does the chain verification, so the provider's expired-certificate and
-// strictness policies apply.
+// Set ClientAuth to tls.RequireAnyClientCert, or tls.RequestClientCert
+// when the provider admits clients without a certificate, and leave
+// ClientCAs nil: the hook does the chain verification, so the provider's
+// expired-certificate and strictness policies apply.
 //
-// On a client (usage x509.ExtKeyUsageServerAuth) prefer
-// [VerifyServerConnection], which also works when the client dials an IP
-// address: crypto/tls sends no SNI for IP literals, so
-// ConnectionState.ServerName, which this hook passes on, is then empty and
-// no name would be checked.
-//
-// crypto/tls calls the hook on every handshake, including resumed ones.
-func VerifyConnection(v PeerVerifier, usage x509.ExtKeyUsage) func(tls.ConnectionState) error {
+// crypto/tls calls the hook on every handshake, including resumed ones, so
+// a client revoked after its first connection is refused when it resumes.
+func VerifyClientConnection(v PeerVerifier, opts *VerifyConnectionOptions) func(tls.ConnectionState) error {
+	timeout := opts.timeout()
 	return func(cs tls.ConnectionState) error {
-		req := &VerifyRequest{Certificates: cs.PeerCertificates, Usage: usage}
-		if usage == x509.ExtKeyUsageServerAuth {
-			req.ServerName = cs.ServerName
-		}
-		return verifyBounded(v, req)
+		return verifyBounded(v, timeout, &VerifyRequest{Certificates: cs.PeerCertificates, Usage: UsageClientAuth})
 	}
 }
 
 // VerifyServerConnection returns a hook for a client's
 // [crypto/tls.Config.VerifyConnection] that has v judge the server's
-// certificates for serverName, the DNS name or IP address the client
-// dialled (normally the same as the client's tls.Config.ServerName). If
-// serverName is empty, the SNI sent is used.
+// certificates for server authentication and for serverName, the DNS
+// name or IP address the client dialled. opts may be nil.
+//
+// serverName is required, and it is the only name checked: the SNI of
+// the connection is never used, because crypto/tls sends none for an IP
+// literal and the check would then accept any host's server certificate.
+// A hook built with an empty serverName refuses every handshake.
 //
 // Keep RootCAs set to the CA bundle so crypto/tls verifies the chain and
 // name as usual; the hook adds the provider's checks, such as revocation,
 // and runs on resumed sessions too.
-func VerifyServerConnection(v PeerVerifier, serverName string) func(tls.ConnectionState) error {
+func VerifyServerConnection(v PeerVerifier, serverName string, opts *VerifyConnectionOptions) func(tls.ConnectionState) error {
+	timeout := opts.timeout()
 	return func(cs tls.ConnectionState) error {
-		name := serverName
-		if name == "" {
-			name = cs.ServerName
+		if serverName == "" {
+			return errNoServerName
 		}
-		return verifyBounded(v, &VerifyRequest{Certificates: cs.PeerCertificates, Usage: x509.ExtKeyUsageServerAuth, ServerName: name})
+		return verifyBounded(v, timeout, &VerifyRequest{Certificates: cs.PeerCertificates, Usage: UsageServerAuth, ServerName: serverName})
 	}
 }
 
-func verifyBounded(v PeerVerifier, req *VerifyRequest) error {
-	ctx, cancel := context.WithTimeout(context.Background(), DefaultVerifyTimeout)
+func verifyBounded(v PeerVerifier, timeout time.Duration, req *VerifyRequest) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	return v.VerifyPeer(ctx, req)
 }

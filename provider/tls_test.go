@@ -25,14 +25,17 @@ type fakeVerifier struct {
 	refuse error
 	// deadlines records whether each call's context had a deadline.
 	deadlines []bool
+	// budgets records the time left before each call's deadline.
+	budgets []time.Duration
 }
 
 func (f *fakeVerifier) VerifyPeer(ctx context.Context, req *provider.VerifyRequest) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.reqs = append(f.reqs, *req)
-	_, ok := ctx.Deadline()
+	d, ok := ctx.Deadline()
 	f.deadlines = append(f.deadlines, ok)
+	f.budgets = append(f.budgets, time.Until(d))
 	return f.refuse
 }
 
@@ -115,7 +118,7 @@ func newTLSFixture(t *testing.T) *tlsFixture {
 	}
 }
 
-func TestVerifyConnectionClientAuth(t *testing.T) {
+func TestVerifyClientConnection(t *testing.T) {
 	fx := newTLSFixture(t)
 	tests := []struct {
 		name       string
@@ -134,7 +137,7 @@ func TestVerifyConnectionClientAuth(t *testing.T) {
 			serverCfg := &tls.Config{
 				Certificates:     []tls.Certificate{fx.server},
 				ClientAuth:       tc.clientAuth,
-				VerifyConnection: provider.VerifyConnection(v, x509.ExtKeyUsageClientAuth),
+				VerifyConnection: provider.VerifyClientConnection(v, nil),
 			}
 			clientCfg := &tls.Config{RootCAs: fx.pki.pool, ServerName: "server.test"}
 			if !tc.noCert {
@@ -144,7 +147,7 @@ func TestVerifyConnectionClientAuth(t *testing.T) {
 
 			reqs := v.requests()
 			require.Len(t, reqs, 1)
-			assert.Equal(t, x509.ExtKeyUsageClientAuth, reqs[0].Usage)
+			assert.Equal(t, provider.UsageClientAuth, reqs[0].Usage)
 			assert.Empty(t, reqs[0].ServerName, "no name is checked for clients")
 			assert.True(t, reqs[0].Time.IsZero())
 			assert.Equal(t, []bool{true}, v.deadlines, "the hook bounds the call")
@@ -169,45 +172,51 @@ func TestVerifyConnectionClientAuth(t *testing.T) {
 	}
 }
 
-func TestVerifyConnectionServerAuth(t *testing.T) {
+func TestVerifyServerConnection(t *testing.T) {
 	fx := newTLSFixture(t)
 	tests := []struct {
-		name       string
-		serverName string
-		refuse     error
-		// dialled uses VerifyServerConnection with the dialled name;
-		// otherwise VerifyConnection, which passes on the SNI.
-		dialled  bool
-		wantName string
+		name string
+		// sni is the client's tls.Config.ServerName; dialled the name
+		// given to VerifyServerConnection.
+		sni, dialled string
+		refuse       error
+		// wantCalls is false when the hook must refuse without asking
+		// the verifier.
+		noCall  bool
+		wantErr string
 	}{
-		{name: "dns name", serverName: "server.test", wantName: "server.test"},
-		{name: "refused", serverName: "server.test", refuse: errRefused, wantName: "server.test"},
-		{name: "dns name, dialled", serverName: "server.test", dialled: true, wantName: "server.test"},
-		// crypto/tls sends no SNI for IP literals, so VerifyConnection
-		// has no name to pass on; VerifyServerConnection does.
-		{name: "ip address, SNI", serverName: "127.0.0.1", wantName: ""},
-		{name: "ip address, dialled", serverName: "127.0.0.1", dialled: true, wantName: "127.0.0.1"},
-		{name: "ip address, dialled, refused", serverName: "127.0.0.1", dialled: true, refuse: errRefused, wantName: "127.0.0.1"},
+		{name: "dns name", sni: "server.test", dialled: "server.test"},
+		{name: "refused", sni: "server.test", dialled: "server.test", refuse: errRefused},
+		// crypto/tls sends no SNI for IP literals: the dialled name is
+		// the only one the hook can check.
+		{name: "ip address", sni: "127.0.0.1", dialled: "127.0.0.1"},
+		{name: "ip address, refused", sni: "127.0.0.1", dialled: "127.0.0.1", refuse: errRefused},
+		// The SNI is never a substitute for the name.
+		{name: "no name", sni: "server.test", noCall: true, wantErr: "needs the name or address that was dialled"},
+		{name: "no name, ip address", sni: "127.0.0.1", noCall: true, wantErr: "needs the name or address that was dialled"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			v := &fakeVerifier{refuse: tc.refuse}
 			serverCfg := &tls.Config{Certificates: []tls.Certificate{fx.server}}
-			hook := provider.VerifyConnection(v, x509.ExtKeyUsageServerAuth)
-			if tc.dialled {
-				hook = provider.VerifyServerConnection(v, tc.serverName)
-			}
 			clientCfg := &tls.Config{
 				RootCAs:          fx.pki.pool,
-				ServerName:       tc.serverName,
-				VerifyConnection: hook,
+				ServerName:       tc.sni,
+				VerifyConnection: provider.VerifyServerConnection(v, tc.dialled, nil),
 			}
 			res := handshake(t, serverCfg, clientCfg)
 
 			reqs := v.requests()
+			if tc.noCall {
+				assert.Empty(t, reqs, "the verifier must not be asked")
+				require.Error(t, res.clientErr)
+				assert.Contains(t, res.clientErr.Error(), tc.wantErr)
+				assert.Error(t, res.serverErr)
+				return
+			}
 			require.Len(t, reqs, 1)
-			assert.Equal(t, x509.ExtKeyUsageServerAuth, reqs[0].Usage)
-			assert.Equal(t, tc.wantName, reqs[0].ServerName)
+			assert.Equal(t, provider.UsageServerAuth, reqs[0].Usage)
+			assert.Equal(t, tc.dialled, reqs[0].ServerName)
 			require.NotEmpty(t, reqs[0].Certificates)
 			assert.True(t, fx.server.Leaf.Equal(reqs[0].Certificates[0]))
 			if tc.refuse == nil {
@@ -221,8 +230,93 @@ func TestVerifyConnectionServerAuth(t *testing.T) {
 	}
 }
 
-// TestVerifyConnectionResumed is why VerifyConnection exists: the hook, and
-// so the provider's revocation check, runs on resumed sessions, which skip
+// chainVerifier is a PeerVerifier built on provider.VerifyChain, as a
+// third-party provider would write one.
+type chainVerifier struct{ roots *x509.CertPool }
+
+func (c chainVerifier) VerifyPeer(_ context.Context, req *provider.VerifyRequest) error {
+	if err := req.Check(); err != nil {
+		return err
+	}
+	if len(req.Certificates) == 0 {
+		return &provider.VerifyError{Err: provider.ErrNoCertificate}
+	}
+	_, err := provider.VerifyChain(req.Certificates[0], req.Certificates[1:], c.roots,
+		&provider.VerifyChainOptions{Usage: req.Usage, ServerName: req.ServerName, Time: req.Time})
+	return err
+}
+
+// TestVerifyServerConnectionIPAddress dials a server by IP address with
+// crypto/tls's own checks off (as a VNC client over VeNCrypt does): the
+// server presents a valid serverAuth certificate of another host, which
+// only the name given to the hook exposes, since no SNI is sent.
+func TestVerifyServerConnectionIPAddress(t *testing.T) {
+	fx := newTLSFixture(t)
+	other := fx.pki.leaf(t, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, "other.test", "10.0.0.9")
+	v := chainVerifier{roots: fx.pki.pool}
+	tests := []struct {
+		name    string
+		cert    tls.Certificate
+		wantErr error
+	}{
+		{name: "the host dialled", cert: fx.server},
+		{name: "another host", cert: other, wantErr: provider.ErrNameMismatch},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := handshake(t, &tls.Config{Certificates: []tls.Certificate{tc.cert}}, &tls.Config{
+				InsecureSkipVerify: true,
+				VerifyConnection:   provider.VerifyServerConnection(v, "127.0.0.1", nil),
+			})
+			if tc.wantErr == nil {
+				assert.NoError(t, res.clientErr)
+				return
+			}
+			assert.ErrorIs(t, res.clientErr, tc.wantErr)
+			var ve *provider.VerifyError
+			assert.ErrorAs(t, res.clientErr, &ve)
+		})
+	}
+}
+
+func TestVerifyConnectionTimeout(t *testing.T) {
+	fx := newTLSFixture(t)
+	tests := []struct {
+		name     string
+		opts     *provider.VerifyConnectionOptions
+		min, max time.Duration
+	}{
+		{name: "nil options", opts: nil, min: 9 * time.Second, max: 10 * time.Second},
+		{name: "zero", opts: &provider.VerifyConnectionOptions{}, min: 9 * time.Second, max: 10 * time.Second},
+		{name: "negative", opts: &provider.VerifyConnectionOptions{Timeout: -time.Second}, min: 9 * time.Second, max: 10 * time.Second},
+		{name: "set", opts: &provider.VerifyConnectionOptions{Timeout: 2 * time.Second}, min: time.Second, max: 2 * time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sv, cv := &fakeVerifier{}, &fakeVerifier{}
+			res := handshake(t, &tls.Config{
+				Certificates:     []tls.Certificate{fx.server},
+				ClientAuth:       tls.RequireAnyClientCert,
+				VerifyConnection: provider.VerifyClientConnection(sv, tc.opts),
+			}, &tls.Config{
+				Certificates:     []tls.Certificate{fx.client},
+				RootCAs:          fx.pki.pool,
+				ServerName:       "server.test",
+				VerifyConnection: provider.VerifyServerConnection(cv, "server.test", tc.opts),
+			})
+			require.NoError(t, res.clientErr)
+			require.NoError(t, res.serverErr)
+			for _, f := range []*fakeVerifier{sv, cv} {
+				require.Len(t, f.budgets, 1)
+				assert.Greater(t, f.budgets[0], tc.min)
+				assert.LessOrEqual(t, f.budgets[0], tc.max)
+			}
+		})
+	}
+}
+
+// TestVerifyConnectionResumed is why the hooks exist: they, and so the
+// provider's revocation check, run on resumed sessions, which skip
 // certificate verification and VerifyPeerCertificate.
 func TestVerifyConnectionResumed(t *testing.T) {
 	fx := newTLSFixture(t)
@@ -253,14 +347,14 @@ func TestVerifyConnectionResumed(t *testing.T) {
 				ClientAuth:       tls.RequireAnyClientCert,
 				MinVersion:       tc.version,
 				MaxVersion:       tc.version,
-				VerifyConnection: record(&serverResumed, provider.VerifyConnection(serverV, x509.ExtKeyUsageClientAuth)),
+				VerifyConnection: record(&serverResumed, provider.VerifyClientConnection(serverV, nil)),
 			}
 			clientCfg := &tls.Config{
 				Certificates:       []tls.Certificate{fx.client},
 				RootCAs:            fx.pki.pool,
 				ServerName:         "server.test",
 				ClientSessionCache: tls.NewLRUClientSessionCache(4),
-				VerifyConnection:   record(&clientResumed, provider.VerifyConnection(clientV, x509.ExtKeyUsageServerAuth)),
+				VerifyConnection:   record(&clientResumed, provider.VerifyServerConnection(clientV, "server.test", nil)),
 			}
 
 			first := handshake(t, serverCfg, clientCfg)

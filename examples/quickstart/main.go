@@ -110,14 +110,14 @@ func run(ctx context.Context, out io.Writer) error {
 	server := &tls.Config{
 		Certificates:     []tls.Certificate{{Certificate: [][]byte{host.Certificate.Raw}, PrivateKey: hostKey, Leaf: host.Certificate}},
 		ClientAuth:       tls.RequireAnyClientCert,
-		VerifyConnection: provider.VerifyConnection(ca, x509.ExtKeyUsageClientAuth),
+		VerifyConnection: provider.VerifyClientConnection(ca, nil),
 		MinVersion:       tls.VersionTLS12,
 	}
 	client := &tls.Config{
 		Certificates:       []tls.Certificate{{Certificate: [][]byte{proxy.Certificate.Raw}, PrivateKey: proxy.PrivateKey, Leaf: proxy.Certificate}},
 		RootCAs:            roots,
 		ServerName:         "kvm1.example.org",
-		VerifyConnection:   provider.VerifyConnection(ca, x509.ExtKeyUsageServerAuth),
+		VerifyConnection:   provider.VerifyServerConnection(ca, "kvm1.example.org", nil),
 		ClientSessionCache: tls.NewLRUClientSessionCache(4),
 		MinVersion:         tls.VersionTLS12,
 	}

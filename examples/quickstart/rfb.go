@@ -56,7 +56,7 @@ func rfbSection(ctx context.Context, out io.Writer, ca *rootca.CA, dir string) e
 	// handshake finish and then closes the connection on a client
 	// without a valid certificate, here judged by the CA itself (chain,
 	// client role, revocation).
-	checkClient := provider.VerifyConnection(ca, x509.ExtKeyUsageClientAuth)
+	checkClient := provider.VerifyClientConnection(ca, nil)
 	password := []byte("vm-42-vnc")
 	srv := rfbtest.NewServer(&rfbtest.Config{
 		Security: []rfb.Security{rfb.SecurityX509Vnc},
@@ -81,7 +81,7 @@ func rfbSection(ctx context.Context, out io.Writer, ca *rootca.CA, dir string) e
 			RootCAs:          roots,
 			ServerName:       "kvm1.example.org",
 			Certificates:     []tls.Certificate{{Certificate: [][]byte{proxy.Certificate.Raw}, PrivateKey: proxy.PrivateKey}},
-			VerifyConnection: provider.VerifyServerConnection(ca, "kvm1.example.org"),
+			VerifyConnection: provider.VerifyServerConnection(ca, "kvm1.example.org", nil),
 		},
 		Password: func() ([]byte, error) { return append([]byte(nil), password...), nil },
 	}

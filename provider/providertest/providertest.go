@@ -133,7 +133,7 @@ var checkNames = []string{
 	"CRL", "CRL/Signature", "CRL/Entry", "CRL/Number", "CRL/Update",
 	"VerifyPeer", "VerifyPeer/Accepted", "VerifyPeer/Revoked", "VerifyPeer/UnknownAuthority",
 	"VerifyPeer/IncompatibleUsage", "VerifyPeer/NameMismatch", "VerifyPeer/Expired",
-	"VerifyPeer/NoCertificate", "VerifyPeer/MutualTLS",
+	"VerifyPeer/NoCertificate", "VerifyPeer/BadRequest", "VerifyPeer/MutualTLS",
 	"Inventory", "Inventory/Lookup", "Inventory/Revoked", "Inventory/List", "Inventory/Filters",
 	"Inventory/UnknownSerial",
 	"Renew", "Renew/Successor", "Renew/NewKey", "Renew/Revoked", "Renew/Foreign",

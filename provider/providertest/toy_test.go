@@ -123,6 +123,7 @@ func toySign(tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Si
 }
 
 func (ca *toyCA) Name() string        { return "toy" }
+func (ca *toyCA) Close() error        { return nil }
 func (ca *toyCA) Description() string { return "in-memory CA for testing the conformance suite" }
 
 func (ca *toyCA) CACertificates(context.Context) ([]*x509.Certificate, error) {
@@ -362,20 +363,21 @@ func dedupe(dnsNames []string, ips []net.IP) ([]string, []net.IP) {
 }
 
 func (ca *toyCA) Revoke(ctx context.Context, req *provider.RevokeRequest) error {
-	if req == nil || req.Serial == nil {
-		return refuse("serial", "missing")
+	serial, err := req.SerialNumber()
+	if err != nil {
+		return err
 	}
 	if !req.Reason.Valid() || req.Reason == provider.ReasonRemoveFromCRL {
 		return refuse("reason", "%v", req.Reason)
 	}
 	ca.mu.Lock()
 	defer ca.mu.Unlock()
-	rec, ok := ca.certs[req.Serial.Text(16)]
+	rec, ok := ca.certs[serial.Text(16)]
 	switch {
-	case !ok:
-		return fmt.Errorf("toy: serial %s: %w", provider.FormatSerial(req.Serial), provider.ErrNotFound)
+	case !ok || (req.Certificate != nil && !rec.cert.Equal(req.Certificate)):
+		return fmt.Errorf("toy: serial %s: %w", provider.FormatSerial(serial), provider.ErrNotFound)
 	case rec.revoked:
-		return fmt.Errorf("toy: serial %s: %w", provider.FormatSerial(req.Serial), provider.ErrAlreadyRevoked)
+		return fmt.Errorf("toy: serial %s: %w", provider.FormatSerial(serial), provider.ErrAlreadyRevoked)
 	}
 	rec.revoked, rec.revokedAt, rec.reason = true, time.Now(), req.Reason
 	return nil

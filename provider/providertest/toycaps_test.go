@@ -43,6 +43,9 @@ func (ca *toyCA) SignCRL(ctx context.Context) (*x509.RevocationList, error) {
 }
 
 func (ca *toyCA) VerifyPeer(ctx context.Context, req *provider.VerifyRequest) error {
+	if err := req.Check(); err != nil {
+		return err
+	}
 	if len(req.Certificates) == 0 {
 		return &provider.VerifyError{Err: provider.ErrNoCertificate}
 	}
@@ -53,10 +56,7 @@ func (ca *toyCA) VerifyPeer(ctx context.Context, req *provider.VerifyRequest) er
 		}
 		return &provider.VerifyError{Subject: leaf.Subject.String(), Serial: leaf.SerialNumber, Err: reason}
 	}
-	usage := req.Usage
-	if usage == 0 {
-		usage = x509.ExtKeyUsageClientAuth
-	}
+	usage, _ := req.Usage.ExtKeyUsage()
 	at := req.Time
 	if at.IsZero() {
 		at = time.Now()
@@ -85,7 +85,7 @@ func (ca *toyCA) VerifyPeer(ctx context.Context, req *provider.VerifyRequest) er
 	case err != nil:
 		return refused(provider.ErrUnknownAuthority, err)
 	}
-	if req.ServerName != "" {
+	if req.Usage == provider.UsageServerAuth {
 		if err := leaf.VerifyHostname(req.ServerName); err != nil {
 			return refused(provider.ErrNameMismatch, err)
 		}

@@ -100,21 +100,20 @@ func (s *suite) testVerifyPeer(t *testing.T, p provider.Provider) {
 	}
 
 	s.run(t, "Accepted", func(t *testing.T) {
-		assert.NoError(t, verify(t, &provider.VerifyRequest{Certificates: []*x509.Certificate{client.cert()}, Usage: x509.ExtKeyUsageClientAuth}), "client certificate, leaf only")
-		assert.NoError(t, verify(t, &provider.VerifyRequest{Certificates: presented(client), Usage: x509.ExtKeyUsageClientAuth}), "client certificate with its chain")
-		assert.NoError(t, verify(t, &provider.VerifyRequest{Certificates: presented(client)}), "a zero Usage means clientAuth")
-		assert.NoError(t, verify(t, &provider.VerifyRequest{Certificates: presented(host), Usage: x509.ExtKeyUsageClientAuth}), "host certificate as a client")
+		assert.NoError(t, verify(t, &provider.VerifyRequest{Certificates: []*x509.Certificate{client.cert()}, Usage: provider.UsageClientAuth}), "client certificate, leaf only")
+		assert.NoError(t, verify(t, &provider.VerifyRequest{Certificates: presented(client), Usage: provider.UsageClientAuth}), "client certificate with its chain")
+		assert.NoError(t, verify(t, &provider.VerifyRequest{Certificates: presented(host), Usage: provider.UsageClientAuth}), "host certificate as a client")
 		name := server.req.DNSNames[0]
-		assert.NoError(t, verify(t, &provider.VerifyRequest{Certificates: presented(server), Usage: x509.ExtKeyUsageServerAuth, ServerName: name}), "server certificate for %s", name)
-		assert.NoError(t, verify(t, &provider.VerifyRequest{Certificates: presented(host), Usage: x509.ExtKeyUsageServerAuth, ServerName: host.req.DNSNames[0]}), "host certificate as a server")
+		assert.NoError(t, verify(t, &provider.VerifyRequest{Certificates: presented(server), Usage: provider.UsageServerAuth, ServerName: name}), "server certificate for %s", name)
+		assert.NoError(t, verify(t, &provider.VerifyRequest{Certificates: presented(host), Usage: provider.UsageServerAuth, ServerName: host.req.DNSNames[0]}), "host certificate as a server")
 		for _, ip := range s.ips {
-			assert.NoError(t, verify(t, &provider.VerifyRequest{Certificates: presented(server), Usage: x509.ExtKeyUsageServerAuth, ServerName: ip.String()}), "server certificate for %s", ip)
+			assert.NoError(t, verify(t, &provider.VerifyRequest{Certificates: presented(server), Usage: provider.UsageServerAuth, ServerName: ip.String()}), "server certificate for %s", ip)
 		}
 	})
 	s.run(t, "Revoked", func(t *testing.T) {
 		it := s.issue(t, p, provider.RoleClient, nil)
 		s.revoke(t, p, it.cert().SerialNumber, provider.ReasonKeyCompromise)
-		err := verify(t, &provider.VerifyRequest{Certificates: presented(it), Usage: x509.ExtKeyUsageClientAuth})
+		err := verify(t, &provider.VerifyRequest{Certificates: presented(it), Usage: provider.UsageClientAuth})
 		refused(t, err, provider.ErrRevoked)
 		var re *provider.RevokedError
 		if assert.ErrorAs(t, err, &re, "the reason should be a *provider.RevokedError") {
@@ -125,34 +124,49 @@ func (s *suite) testVerifyPeer(t *testing.T, p provider.Provider) {
 	s.run(t, "UnknownAuthority", func(t *testing.T) {
 		foreign := newForeignCA(t, ca.issuer())
 		fake := foreign.leafLike(t, client.cert())
-		err := verify(t, &provider.VerifyRequest{Certificates: []*x509.Certificate{fake}, Usage: x509.ExtKeyUsageClientAuth})
+		err := verify(t, &provider.VerifyRequest{Certificates: []*x509.Certificate{fake}, Usage: provider.UsageClientAuth})
 		refused(t, err, provider.ErrUnknownAuthority)
 		// Presenting the impersonating CA must not help.
-		err = verify(t, &provider.VerifyRequest{Certificates: []*x509.Certificate{fake, foreign.cert}, Usage: x509.ExtKeyUsageClientAuth})
+		err = verify(t, &provider.VerifyRequest{Certificates: []*x509.Certificate{fake, foreign.cert}, Usage: provider.UsageClientAuth})
 		refused(t, err, provider.ErrUnknownAuthority)
 	})
 	s.run(t, "IncompatibleUsage", func(t *testing.T) {
-		err := verify(t, &provider.VerifyRequest{Certificates: presented(client), Usage: x509.ExtKeyUsageServerAuth, ServerName: client.req.DNSNames[0]})
+		err := verify(t, &provider.VerifyRequest{Certificates: presented(client), Usage: provider.UsageServerAuth, ServerName: client.req.DNSNames[0]})
 		refused(t, err, provider.ErrIncompatibleUsage)
-		err = verify(t, &provider.VerifyRequest{Certificates: presented(server), Usage: x509.ExtKeyUsageClientAuth})
+		err = verify(t, &provider.VerifyRequest{Certificates: presented(server), Usage: provider.UsageClientAuth})
 		refused(t, err, provider.ErrIncompatibleUsage)
 	})
 	s.run(t, "NameMismatch", func(t *testing.T) {
 		for _, name := range []string{s.name("other"), "198.51.100.7"} {
-			err := verify(t, &provider.VerifyRequest{Certificates: presented(server), Usage: x509.ExtKeyUsageServerAuth, ServerName: name})
+			err := verify(t, &provider.VerifyRequest{Certificates: presented(server), Usage: provider.UsageServerAuth, ServerName: name})
 			refused(t, err, provider.ErrNameMismatch)
 		}
 	})
 	s.run(t, "Expired", func(t *testing.T) {
 		c := client.cert()
-		err := verify(t, &provider.VerifyRequest{Certificates: presented(client), Usage: x509.ExtKeyUsageClientAuth, Time: c.NotAfter.Add(time.Hour)})
+		err := verify(t, &provider.VerifyRequest{Certificates: presented(client), Usage: provider.UsageClientAuth, Time: c.NotAfter.Add(time.Hour)})
 		refused(t, err, provider.ErrExpired)
-		err = verify(t, &provider.VerifyRequest{Certificates: presented(client), Usage: x509.ExtKeyUsageClientAuth, Time: c.NotBefore.Add(-time.Hour)})
+		err = verify(t, &provider.VerifyRequest{Certificates: presented(client), Usage: provider.UsageClientAuth, Time: c.NotBefore.Add(-time.Hour)})
 		refused(t, err, provider.ErrExpired)
 	})
 	s.run(t, "NoCertificate", func(t *testing.T) {
-		refused(t, verify(t, &provider.VerifyRequest{Usage: x509.ExtKeyUsageClientAuth}), provider.ErrNoCertificate)
-		refused(t, verify(t, &provider.VerifyRequest{Certificates: []*x509.Certificate{}, Usage: x509.ExtKeyUsageServerAuth}), provider.ErrNoCertificate)
+		refused(t, verify(t, &provider.VerifyRequest{Usage: provider.UsageClientAuth}), provider.ErrNoCertificate)
+		refused(t, verify(t, &provider.VerifyRequest{Certificates: []*x509.Certificate{}, Usage: provider.UsageServerAuth, ServerName: server.req.DNSNames[0]}), provider.ErrNoCertificate)
+	})
+	s.run(t, "BadRequest", func(t *testing.T) {
+		// A zero Usage would be x509.ExtKeyUsageAny, and a server
+		// check without a name would accept any host's certificate.
+		for _, tc := range []struct {
+			name string
+			req  *provider.VerifyRequest
+		}{
+			{name: "zero Usage", req: &provider.VerifyRequest{Certificates: presented(client)}},
+			{name: "unknown Usage", req: &provider.VerifyRequest{Certificates: presented(client), Usage: provider.Usage(99)}},
+			{name: "server without a name", req: &provider.VerifyRequest{Certificates: presented(server), Usage: provider.UsageServerAuth}},
+		} {
+			err := verify(t, tc.req)
+			assert.ErrorIs(t, err, provider.ErrInvalidRequest, "%s must be refused as a bad request", tc.name)
+		}
 	})
 	s.run(t, "MutualTLS", func(t *testing.T) {
 		s.testMutualTLS(t, p, v, ca)
@@ -184,14 +198,14 @@ func (s *suite) testMutualTLS(t *testing.T, p provider.Provider, v provider.Peer
 	serverCfg := &tls.Config{
 		Certificates:     []tls.Certificate{tlsCertificate(server)},
 		ClientAuth:       tls.RequireAnyClientCert,
-		VerifyConnection: provider.VerifyConnection(v, x509.ExtKeyUsageClientAuth),
+		VerifyConnection: provider.VerifyClientConnection(v, nil),
 		MinVersion:       tls.VersionTLS12,
 	}
 	clientCfg := &tls.Config{
 		Certificates:       []tls.Certificate{tlsCertificate(client)},
 		RootCAs:            roots,
 		ServerName:         server.req.DNSNames[0],
-		VerifyConnection:   provider.VerifyConnection(v, x509.ExtKeyUsageServerAuth),
+		VerifyConnection:   provider.VerifyServerConnection(v, server.req.DNSNames[0], nil),
 		ClientSessionCache: tls.NewLRUClientSessionCache(1),
 		MinVersion:         tls.VersionTLS12,
 	}

@@ -31,8 +31,19 @@ func NewFramebuffer(width, height int) *Framebuffer {
 // and replaces it on a DesktopSize change; copy it to keep a snapshot.
 func (fb *Framebuffer) Image() *image.RGBA { return fb.img }
 
+// resize gives the framebuffer a new size. The pixel memory is reused
+// when it is large enough, so that a server alternating between sizes
+// costs no allocation beyond the largest one (which the connection
+// bounds by Config.MaxFramebufferPixels); the content is undefined until
+// the server sends it, as after any DesktopSize.
 func (fb *Framebuffer) resize(width, height int) {
 	if fb.img != nil && fb.img.Rect.Dx() == width && fb.img.Rect.Dy() == height {
+		return
+	}
+	n := 4 * width * height
+	if fb.img != nil && cap(fb.img.Pix) >= n {
+		// Every alpha byte of the old memory is already opaque.
+		fb.img = &image.RGBA{Pix: fb.img.Pix[:n], Stride: 4 * width, Rect: image.Rect(0, 0, width, height)}
 		return
 	}
 	fb.img = image.NewRGBA(image.Rect(0, 0, width, height))
@@ -249,19 +260,21 @@ func (fb *Framebuffer) Capture(ctx context.Context, c *Conn) error {
 		if !ok {
 			continue
 		}
+		if nw, nh := c.Size(); nw != w || nh != h {
+			// A new size (the last of the update's DesktopSize
+			// rectangles): start over with a full request.
+			w, h = nw, nh
+			covered = 0
+			if w == 0 || h == 0 {
+				return nil
+			}
+			if err := c.RequestUpdate(image.Rect(0, 0, w, h), false); err != nil {
+				return err
+			}
+			continue
+		}
 		for _, r := range u.Rects {
-			switch r.Encoding {
-			case EncodingDesktopSize:
-				// A new size: start over with a full request.
-				w, h = r.Width, r.Height
-				covered = 0
-				if w == 0 || h == 0 {
-					return nil
-				}
-				if err := c.RequestUpdate(image.Rect(0, 0, w, h), false); err != nil {
-					return err
-				}
-			case EncodingRaw:
+			if r.Encoding == EncodingRaw {
 				covered += r.Width * r.Height
 			}
 		}

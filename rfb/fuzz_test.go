@@ -57,6 +57,10 @@ func messageSeeds() map[string][]byte {
 		"desktop-size": fbUpdate(rectHeader(0, 0, 100, 50, rfb.EncodingDesktopSize), append(rectHeader(99, 49, 1, 1, rfb.EncodingRaw), 1, 2, 3, 4)),
 		"colour-map":   colourMap,
 		"ext-desktop":  fbUpdate(rectHeader(0, 0, 64, 48, -308)),
+		// Issue 11 item 4: 40 sizes in one update, over the fuzz limit
+		// (the issue's 484 bytes) and within it, with pixels between.
+		"desktop-size-flood-8k": desktopSizeFlood(40, 7680, 4320, false),
+		"desktop-size-flood":    desktopSizeFlood(40, 256, 256, true),
 	}
 }
 

@@ -233,6 +233,26 @@ func (c *Conn) readFramebufferUpdate(fb *Framebuffer) (ServerMessage, error) {
 	u := &c.update
 	u.Rects = u.Rects[:0]
 	pf := c.PixelFormat()
+	// A size change takes effect only when pixels need it or when the
+	// update ends, so an update announcing many sizes applies one: a
+	// hostile server cannot make the client allocate a framebuffer per
+	// rectangle.
+	var resize struct {
+		pending       bool
+		width, height int
+	}
+	apply := func() {
+		if !resize.pending {
+			return
+		}
+		resize.pending = false
+		c.mu.Lock()
+		c.width, c.height = resize.width, resize.height
+		c.mu.Unlock()
+		if fb != nil {
+			fb.resize(resize.width, resize.height)
+		}
+	}
 	for range n {
 		h, err := c.readFull(12, "rectangle header")
 		if err != nil {
@@ -247,6 +267,7 @@ func (c *Conn) readFramebufferUpdate(fb *Framebuffer) (ServerMessage, error) {
 		}
 		switch r.Encoding {
 		case EncodingRaw:
+			apply()
 			w, hgt := c.Size()
 			if r.X+r.Width > w || r.Y+r.Height > hgt {
 				return nil, protocolError("Raw rectangle %v outside the %dx%d framebuffer", r.Bounds(), w, hgt)
@@ -258,17 +279,13 @@ func (c *Conn) readFramebufferUpdate(fb *Framebuffer) (ServerMessage, error) {
 			if r.Width*r.Height > c.limits.maxPixels {
 				return nil, protocolError("DesktopSize %dx%d exceeds the limit of %d pixels", r.Width, r.Height, c.limits.maxPixels)
 			}
-			c.mu.Lock()
-			c.width, c.height = r.Width, r.Height
-			c.mu.Unlock()
-			if fb != nil {
-				fb.resize(r.Width, r.Height)
-			}
+			resize.pending, resize.width, resize.height = true, r.Width, r.Height
 		default:
 			return nil, protocolError("rectangle with encoding %d, which the client cannot decode", r.Encoding)
 		}
 		u.Rects = append(u.Rects, r)
 	}
+	apply()
 	return u, nil
 }
 

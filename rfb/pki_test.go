@@ -1,7 +1,6 @@
 package rfb_test
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -9,25 +8,29 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"math/big"
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/kvmpki/kvmpki/internal/peers"
-	"github.com/kvmpki/kvmpki/provider"
-	"github.com/kvmpki/kvmpki/rootca"
 )
 
-// testCA is a rootca CA with the certificates the tests use, all ECDSA so
-// that -race runs stay fast.
+// testCA is a CA minted in code with the certificates the tests use, all
+// ECDSA so that -race runs stay fast. The profiles are the ones QEMU and
+// Go both accept (rfb.md §10): a server certificate with SANs
+// DNS:localhost and IP:127.0.0.1 and EKU serverAuth, a client
+// certificate with EKU clientAuth.
 type testCA struct {
-	ca     *rootca.CA
+	cert   *x509.Certificate
+	key    *ecdsa.PrivateKey
 	caPEM  []byte
 	roots  *x509.CertPool
-	server issued // role host, names localhost and 127.0.0.1
-	client issued // role client, the console proxy
+	server issued // names localhost and 127.0.0.1
+	client issued // the console proxy
 }
 
 // issued is a certificate with its key, in the forms the tests need.
@@ -50,36 +53,65 @@ func getCA(t testing.TB, name string) *testCA {
 	if p, ok := pkiByName[name]; ok {
 		return p
 	}
-	ctx := context.Background()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
-	ca, err := rootca.Open(ctx, rootca.NewMemStore(), &rootca.Options{
-		Signer:           key,
-		Subject:          pkix.Name{Organization: []string{"kvmpki rfb test"}, CommonName: name},
-		LeafKeyAlgorithm: provider.KeyAlgorithmECDSA,
-	})
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{Organization: []string{"kvmpki rfb test"}, CommonName: name},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	require.NoError(t, err)
-	bundle, err := provider.CABundle(ctx, ca)
+	cert, err := x509.ParseCertificate(der)
 	require.NoError(t, err)
-	p := &testCA{ca: ca, caPEM: bundle, roots: x509.NewCertPool()}
-	require.True(t, p.roots.AppendCertsFromPEM(bundle))
-	p.server = p.issue(t, &provider.IssueRequest{
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, Role: provider.RoleHost,
+	p := &testCA{cert: cert, key: key, roots: x509.NewCertPool()}
+	p.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	p.roots.AddCert(cert)
+	p.server = p.issue(t, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "localhost"},
+		DNSNames:    []string{"localhost"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	})
-	p.client = p.issue(t, &provider.IssueRequest{CommonName: "console-proxy", Role: provider.RoleClient})
+	p.client = p.issue(t, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "console-proxy"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
 	pkiByName[name] = p
 	return p
 }
 
-func (p *testCA) issue(t testing.TB, req *provider.IssueRequest) issued {
+var serial = struct {
+	sync.Mutex
+	n int64
+}{n: 1}
+
+// issue signs tmpl (subject, names and EKU) with a fresh key.
+func (p *testCA) issue(t testing.TB, tmpl *x509.Certificate) issued {
 	t.Helper()
-	res, err := p.ca.Issue(context.Background(), req)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
-	keyDER, err := x509.MarshalPKCS8PrivateKey(res.PrivateKey)
+	serial.Lock()
+	serial.n++
+	tmpl.SerialNumber = big.NewInt(serial.n)
+	serial.Unlock()
+	tmpl.NotBefore = time.Now().Add(-time.Hour)
+	tmpl.NotAfter = time.Now().Add(24 * time.Hour)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	tmpl.BasicConstraintsValid = true
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, key.Public(), p.key)
+	require.NoError(t, err)
+	leaf, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	require.NoError(t, err)
 	return issued{
-		cert:    tls.Certificate{Certificate: [][]byte{res.Certificate.Raw}, PrivateKey: res.PrivateKey, Leaf: res.Certificate},
-		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: res.Certificate.Raw}),
+		cert:    tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf},
+		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
 	}
 }

@@ -96,7 +96,9 @@ func mint(t testing.TB, cn string, parent *node, isCA bool, dns ...string) *node
 	return &node{cert: cert, key: key, chain: append([]*x509.Certificate{cert}, chain...)}
 }
 
-func (n *node) isRoot() bool { return n.cert.IsCA && string(n.cert.RawIssuer) == string(n.cert.RawSubject) }
+func (n *node) isRoot() bool {
+	return n.cert.IsCA && string(n.cert.RawIssuer) == string(n.cert.RawSubject)
+}
 
 // crl signs a CRL of n revoking certs at revokedAt.
 func (n *node) crl(t testing.TB, revokedAt time.Time, certs ...*x509.Certificate) *x509.RevocationList {

@@ -85,6 +85,10 @@ type Options struct {
 	ServerName string
 	// Roots are the CAs both certificates must chain to. Required.
 	Roots *x509.CertPool
+	// Intermediates are CA certificates that are not trust anchors (the
+	// intermediates of the CA file) used to build both chains, besides
+	// the ones each side sends. Optional.
+	Intermediates []*x509.Certificate
 	// Certificate is the client's certificate chain (leaf first, without
 	// the root) and key. Required: libvirtd refuses a client without one.
 	Certificate *tls.Certificate
@@ -126,7 +130,7 @@ func Dial(ctx context.Context, o *Options) error {
 
 	// The client's own certificate first: libvirtd would only close the
 	// connection, and here the reason can be named.
-	own, err := CheckCertificate(o.Certificate, o.Roots, o.CRLs, now(), x509.ExtKeyUsageClientAuth)
+	own, err := CheckCertificate(o.Certificate, o.Roots, o.Intermediates, o.CRLs, now(), x509.ExtKeyUsageClientAuth)
 	if err != nil {
 		return fail(SideClient, reasonOf(err), err)
 	}
@@ -160,11 +164,13 @@ func Dial(ctx context.Context, o *Options) error {
 	certificate := *o.Certificate
 	tc := tls.Client(raw, &tls.Config{
 		MinVersion: tls.VersionTLS12,
-		RootCAs:    o.Roots,
-		ServerName: name, // an IP literal: IP SANs, and no SNI
-		Time:       now,
+		ServerName: name, // an IP literal sends no SNI
+		// Verification is not skipped: VerifyConnection below does it,
+		// with o.Intermediates, for every handshake (there is no session
+		// cache to resume from), so that each failure can be named.
+		InsecureSkipVerify: true,
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			serverErr = o.CRLs.CheckChains(cs.VerifiedChains, now())
+			serverErr = verifyServer(cs.PeerCertificates, o, name, now())
 			return serverErr
 		},
 		// Always present the certificate: crypto/tls would otherwise
@@ -175,14 +181,10 @@ func Dial(ctx context.Context, o *Options) error {
 		},
 	})
 	if err := tc.HandshakeContext(ctx); err != nil {
-		var verr *tls.CertificateVerificationError
 		var alert tls.AlertError
 		switch {
 		case serverErr != nil:
 			return fail(SideServer, reasonOf(serverErr), serverErr)
-		case errors.As(err, &verr):
-			reason := pkicore.VerifyReason(verr.Err)
-			return fail(SideServer, reasonOf(reason), reason)
 		case ctx.Err() != nil:
 			return fail(SideNone, ErrUnreachable, fmt.Errorf("TLS handshake: %w", ctx.Err()))
 		case errors.As(err, &alert) && isCertificateAlert(alert):
@@ -206,15 +208,43 @@ func Dial(ctx context.Context, o *Options) error {
 	return nil
 }
 
-// CheckCertificate verifies the leaf of c (with c's other certificates as
-// intermediates) against roots for usage at now and checks every chain
+// verifyServer verifies libvirtd's chain for server authentication, its
+// revocation, and name: a DNS name, or an IP address matched against IP
+// SANs only.
+func verifyServer(certs []*x509.Certificate, o *Options, name string, now time.Time) error {
+	if len(certs) == 0 {
+		return pkicore.ErrNoPeerCertificate
+	}
+	inter := x509.NewCertPool()
+	for _, c := range o.Intermediates {
+		inter.AddCert(c)
+	}
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := revocation.Verify(certs[0], x509.VerifyOptions{
+		Roots: o.Roots, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}, o.CRLs); err != nil {
+		return err
+	}
+	if err := certs[0].VerifyHostname(name); err != nil {
+		return pkicore.VerifyReason(err)
+	}
+	return nil
+}
+
+// CheckCertificate verifies the leaf of c (with c's other certificates and
+// intermediates as intermediates) against roots for usage at now and checks every chain
 // found against crls. It returns the leaf. Errors wrap a pkicore
 // sentinel.
-func CheckCertificate(c *tls.Certificate, roots *x509.CertPool, crls *revocation.Set, now time.Time, usage x509.ExtKeyUsage) (*x509.Certificate, error) {
+func CheckCertificate(c *tls.Certificate, roots *x509.CertPool, intermediates []*x509.Certificate, crls *revocation.Set, now time.Time, usage x509.ExtKeyUsage) (*x509.Certificate, error) {
 	if c == nil || len(c.Certificate) == 0 {
 		return nil, pkicore.ErrNoPeerCertificate
 	}
 	inter := x509.NewCertPool()
+	for _, ic := range intermediates {
+		inter.AddCert(ic)
+	}
 	var leaf *x509.Certificate
 	for i, der := range c.Certificate {
 		cert, err := x509.ParseCertificate(der)

@@ -1,8 +1,8 @@
 package rfb
 
 import (
+	"bytes"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -16,9 +16,10 @@ import (
 type Config struct {
 	// Security lists the methods the client accepts, in order of
 	// preference. The first one the server also offers is used, whatever
-	// the server's own order. If empty, DefaultSecurity() is used: the
-	// three VeNCrypt X509 subtypes, so that the session is always
-	// encrypted and the server always authenticated by its certificate.
+	// the server's own order. If empty, the three VeNCrypt X509 subtypes
+	// are accepted (X509Vnc, X509Plain, X509None, in that order), so that
+	// the session is always encrypted and the server always
+	// authenticated by its certificate.
 	//
 	// SecurityNone and SecurityVNCAuth run the whole session in clear and
 	// are used only when listed. SecurityPlain additionally needs
@@ -29,13 +30,22 @@ type Config struct {
 	// TLSConfig configures TLS for the VeNCrypt X509 subtypes: RootCAs
 	// (nil means the system roots), the client certificate that servers
 	// such as QEMU with verify-peer=on require, and ServerName. It is
-	// cloned, never modified.
+	// cloned, never modified. Nil means a zero tls.Config: the system
+	// roots, no client certificate.
 	//
 	// If ServerName is empty, Dial uses the host part of the address; IP
-	// addresses are checked against the certificate's IP SANs. MinVersion
-	// is raised to DefaultTLSMinVersion if lower. InsecureSkipVerify is
-	// refused unless VerifyPeerCertificate or VerifyConnection does the
-	// checking instead.
+	// addresses are checked against the certificate's IP SANs. Client,
+	// which does not know the address, refuses an empty ServerName when
+	// an X509 subtype is accepted. MinVersion is raised to TLS 1.2 if
+	// lower.
+	//
+	// InsecureSkipVerify is always refused (an error wrapping
+	// ErrInsecureConfig at Dial and Client): it would accept any
+	// certificate for any name. To verify with a hook of your own, such
+	// as one that also checks revocation with the CA
+	// (provider.VerifyServerConnection), keep RootCAs and ServerName and
+	// set VerifyConnection: crypto/tls then checks the chain and the name
+	// first and calls the hook after, on every handshake.
 	//
 	// When Certificates holds exactly one certificate and
 	// GetClientCertificate is nil, that certificate is presented even if
@@ -46,16 +56,20 @@ type Config struct {
 
 	// Password returns the VNC password (SecurityVNCAuth, SecurityX509Vnc)
 	// or the Plain password. It is called only when the server asks for
-	// one, and the client clears the returned slice after use. If nil, an
-	// empty password is used.
+	// one. The client copies the returned slice and clears its copy after
+	// use; it never modifies the returned slice, which stays the
+	// caller's (to keep, or to clear when it chooses). If nil, an empty
+	// password is used.
 	Password func() ([]byte, error)
 
-	// Username is the user name for the Plain subtypes.
+	// Username is the user name for the Plain subtypes. Empty means an
+	// empty user name.
 	Username string
 
 	// InsecureAllowPlainPassword allows SecurityPlain, which sends the
 	// user name and password unencrypted, when it is also listed in
 	// Security. X509Plain, which sends them inside TLS, needs no opt-in.
+	// False refuses SecurityPlain.
 	InsecureAllowPlainPassword bool
 
 	// Exclusive asks the server for exclusive access in ClientInit. The
@@ -65,11 +79,12 @@ type Config struct {
 	Exclusive bool
 
 	// MaxFramebufferPixels bounds width × height of the framebuffer the
-	// server may announce. Zero means DefaultMaxFramebufferPixels.
+	// server may announce (ServerInit or DesktopSize). Zero means 8K UHD,
+	// 7680 × 4320, a 133 MiB framebuffer.
 	MaxFramebufferPixels int
 
-	// MaxCutText bounds the text kept from one ServerCutText message.
-	// Zero means DefaultMaxCutText.
+	// MaxCutText bounds the text kept from one ServerCutText message;
+	// the rest is read and dropped. Zero means 1 MiB.
 	MaxCutText int
 
 	// Logger receives debug records of the handshake steps (never a
@@ -93,7 +108,7 @@ func (c *Config) Clone() *Config {
 // accepted returns the methods the client accepts.
 func (c *Config) accepted() []Security {
 	if len(c.Security) == 0 {
-		return DefaultSecurity()
+		return defaultSecurity()
 	}
 	return c.Security
 }
@@ -102,14 +117,14 @@ func (c *Config) maxPixels() int {
 	if c.MaxFramebufferPixels > 0 {
 		return c.MaxFramebufferPixels
 	}
-	return DefaultMaxFramebufferPixels
+	return defaultMaxFramebufferPixels
 }
 
 func (c *Config) maxCutText() int {
 	if c.MaxCutText > 0 {
 		return c.MaxCutText
 	}
-	return DefaultMaxCutText
+	return defaultMaxCutText
 }
 
 func (c *Config) logger() *slog.Logger {
@@ -119,8 +134,8 @@ func (c *Config) logger() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// password returns a fresh copy of the caller's password, which the
-// caller of password clears.
+// password returns a copy of the caller's password, which the caller of
+// password clears: the slice the callback returned is never modified.
 func (c *Config) password() ([]byte, error) {
 	if c.Password == nil {
 		return nil, nil
@@ -129,7 +144,7 @@ func (c *Config) password() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rfb: obtaining the password: %w", err)
 	}
-	return p, nil
+	return bytes.Clone(p), nil
 }
 
 // validate checks the configuration before any byte is sent.
@@ -137,10 +152,19 @@ func (c *Config) validate() error {
 	if err := checkAccepted(c.accepted(), c.InsecureAllowPlainPassword); err != nil {
 		return err
 	}
-	if t := c.TLSConfig; t != nil && t.InsecureSkipVerify && t.VerifyPeerCertificate == nil && t.VerifyConnection == nil {
-		return errors.New("rfb: TLSConfig.InsecureSkipVerify without VerifyPeerCertificate or VerifyConnection would accept any server; the rfb package refuses to run unverified")
+	if t := c.TLSConfig; t != nil && t.InsecureSkipVerify {
+		return fmt.Errorf("%w: TLSConfig.InsecureSkipVerify would accept any server certificate for any name; keep RootCAs and ServerName, and add checks with VerifyConnection", ErrInsecureConfig)
 	}
 	return nil
+}
+
+// needsServerName reports whether a TLS handshake may happen without the
+// name crypto/tls checks the server certificate against.
+func (c *Config) needsServerName() bool {
+	if c.TLSConfig != nil && c.TLSConfig.ServerName != "" {
+		return false
+	}
+	return slices.ContainsFunc(c.accepted(), Security.x509)
 }
 
 // tlsConfig returns the TLS configuration for a VeNCrypt X509 subtype.
@@ -151,8 +175,8 @@ func (c *Config) tlsConfig() *tls.Config {
 	} else {
 		t = &tls.Config{}
 	}
-	if t.MinVersion < DefaultTLSMinVersion {
-		t.MinVersion = DefaultTLSMinVersion
+	if t.MinVersion < minTLSVersion {
+		t.MinVersion = minTLSVersion
 	}
 	if len(t.Certificates) == 1 && t.GetClientCertificate == nil {
 		cert := t.Certificates[0]

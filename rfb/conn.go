@@ -26,6 +26,8 @@ type Conn struct {
 	height int
 	pf     PixelFormat
 
+	closeOnce sync.Once
+
 	wmu  sync.Mutex // serialises writes
 	wbuf []byte
 
@@ -147,12 +149,14 @@ func (c *Conn) LocalAddr() net.Addr { return c.raw.LocalAddr() }
 // RemoteAddr returns the server's address.
 func (c *Conn) RemoteAddr() net.Addr { return c.raw.RemoteAddr() }
 
-// Close closes the connection. A goroutine blocked in ReadMessage or
-// Relay returns.
+// Close closes the connection. A goroutine blocked in ReadMessage,
+// Relay or a send returns. Close is idempotent: later calls return nil.
 func (c *Conn) Close() error {
 	// No TLS close_notify: it would be a write that may block on a
 	// stalled server, and VNC servers do not wait for it.
-	return c.raw.Close()
+	var err error
+	c.closeOnce.Do(func() { err = c.raw.Close() })
+	return err
 }
 
 // write sends one client message built by build into the reused buffer.

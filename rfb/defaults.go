@@ -19,18 +19,19 @@ const (
 	maxPlainCredentialLength = 64 << 10
 )
 
-// Defaults used when the corresponding Config field is zero.
+// Defaults used when the corresponding Config field is zero; the fields
+// document them.
 const (
-	// DefaultMaxFramebufferPixels bounds width × height of the framebuffer
-	// a server may announce (ServerInit or DesktopSize): 8K UHD. An RGBA
-	// image of that size takes 133 MiB.
-	DefaultMaxFramebufferPixels = 7680 * 4320
-	// DefaultMaxCutText bounds the clipboard text kept from one
+	// defaultMaxFramebufferPixels bounds width × height of the framebuffer
+	// a server may announce (ServerInit or DesktopSize): 8K UHD. A
+	// framebuffer of that size takes 133 MiB.
+	defaultMaxFramebufferPixels = 7680 * 4320
+	// defaultMaxCutText bounds the clipboard text kept from one
 	// ServerCutText message; longer text is read, truncated and flagged.
-	DefaultMaxCutText = 1 << 20
-	// DefaultTLSMinVersion is the lowest TLS version the client accepts.
-	// A Config.TLSConfig asking for less is raised to it.
-	DefaultTLSMinVersion = tls.VersionTLS12
+	defaultMaxCutText = 1 << 20
+	// minTLSVersion is the lowest TLS version the client accepts. A
+	// Config.TLSConfig asking for less is raised to it.
+	minTLSVersion = tls.VersionTLS12
 )
 
 // readBufferSize is the size of the buffered reader over the connection
@@ -46,9 +47,9 @@ const handshakeBufferSize = 512
 // after the first has ended.
 const closeWait = 5 * time.Second
 
-// DefaultSecurity returns the security methods accepted when
+// defaultSecurity returns the security methods accepted when
 // Config.Security is empty, in order of preference: only VeNCrypt with a
 // verified server certificate, with the VNC password inside TLS first.
-func DefaultSecurity() []Security {
+func defaultSecurity() []Security {
 	return []Security{SecurityX509Vnc, SecurityX509Plain, SecurityX509None}
 }

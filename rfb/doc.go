@@ -39,8 +39,14 @@
 // the accepted methods in order of preference; SecurityNone and
 // SecurityVNCAuth, which run the session in clear, are used only when
 // listed, and SecurityPlain, which sends the password in clear, also
-// needs InsecureAllowPlainPassword. InsecureSkipVerify is refused unless
-// a verification hook replaces it.
+// needs InsecureAllowPlainPassword. TLSConfig.InsecureSkipVerify is
+// always refused (ErrInsecureConfig): a hook of one's own, such as
+// provider.VerifyServerConnection checking revocation with the CA, goes
+// in TLSConfig.VerifyConnection and runs after crypto/tls has checked
+// the chain and the name. A refused server certificate gives an error
+// matching ErrUnknownAuthority, ErrNameMismatch, ErrExpired or
+// ErrIncompatibleUsage (the values every kvmpki package shares) and
+// wrapping the crypto/x509 error.
 //
 // The anonymous TLS subtypes (TLSNone, TLSVnc, TLSPlain, and the SASL and
 // Ident variants) are refused with ErrAnonymousTLS: Go's crypto/tls has
@@ -52,7 +58,8 @@
 // missing or untrusted; the client reports that as ErrTLSClientRejected.
 // A failed password is an *AuthError carrying the server's reason. The
 // password is obtained through Config.Password only when the server asks
-// for it, and the buffers derived from it are cleared after use.
+// for it; the client works on a copy, which it clears after use with the
+// buffers derived from it, and never modifies the caller's slice.
 //
 // ConnectionState reports the negotiated version, security method, TLS
 // version, cipher suite and verified chain: what a UI should show as its

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/kvmpki/kvmpki/internal/pkicore"
 )
 
 var (
@@ -30,10 +32,34 @@ var (
 	// variants).
 	ErrAnonymousTLS = errors.New("rfb: anonymous TLS VeNCrypt subtypes are not supported: Go's crypto/tls has no anonymous Diffie-Hellman cipher suites, and without a server certificate the connection is open to man-in-the-middle attacks")
 
-	// ErrInsecureSecurity is wrapped by configuration errors that accept
-	// a method sending a password in clear without the matching Insecure
-	// opt-in.
-	ErrInsecureSecurity = errors.New("rfb: insecure security method not allowed")
+	// ErrInsecureConfig is wrapped by the errors for configurations that
+	// would weaken the connection: a method sending a password in clear
+	// without its Insecure opt-in, or TLSConfig.InsecureSkipVerify, which
+	// is always refused.
+	ErrInsecureConfig = errors.New("rfb: insecure configuration refused")
+)
+
+// Certificate conditions, the same values as package provider's (and
+// every kvmpki package's), so that errors.Is(err, provider.ErrRevoked)
+// holds whichever package found the condition. A refused server
+// certificate wraps one of the first four, and the crypto/x509 error
+// with the details; ErrRevoked comes from a VerifyConnection hook that
+// checks revocation, such as provider.VerifyServerConnection.
+var (
+	// ErrUnknownAuthority: the server certificate does not chain to
+	// TLSConfig.RootCAs (or the system roots).
+	ErrUnknownAuthority = pkicore.ErrUnknownAuthority
+	// ErrNameMismatch: the server certificate is not valid for the name
+	// or address dialled.
+	ErrNameMismatch = pkicore.ErrNameMismatch
+	// ErrExpired: the server certificate, or one of its chain, is
+	// expired or not yet valid.
+	ErrExpired = pkicore.ErrExpired
+	// ErrIncompatibleUsage: the server certificate's extended key usage
+	// does not allow server authentication.
+	ErrIncompatibleUsage = pkicore.ErrIncompatibleUsage
+	// ErrRevoked: a hook found the server certificate revoked.
+	ErrRevoked = pkicore.ErrRevoked
 )
 
 // protocolError returns an error wrapping ErrProtocol.

@@ -44,15 +44,18 @@ func Dial(ctx context.Context, network, addr string, cfg *Config) (*Conn, error)
 // ServerInit. ctx bounds the handshake; the returned Conn is not bound by
 // it. On failure, the caller still owns conn and closes it.
 //
-// With a VeNCrypt X509 subtype, cfg.TLSConfig.ServerName must be set (or
-// a verification hook given), since Client cannot know the address conn
-// was dialled with.
+// When cfg accepts a VeNCrypt X509 subtype, cfg.TLSConfig.ServerName
+// must be set, since Client cannot know the address conn was dialled
+// with and the server certificate is always checked against a name.
 func Client(ctx context.Context, conn net.Conn, cfg *Config) (*Conn, error) {
 	if cfg == nil {
 		cfg = &Config{}
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
+	}
+	if cfg.needsServerName() {
+		return nil, errors.New("rfb: Config.TLSConfig.ServerName is empty: Client needs the name the server certificate must be valid for (Dial takes it from the address)")
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("rfb: handshake: %w", err)

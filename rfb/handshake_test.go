@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -239,6 +240,7 @@ func TestHandshakeRefused(t *testing.T) {
 			name:     "server certificate from another CA",
 			server:   x509Vnc,
 			client:   rfb.Config{TLSConfig: foreign.clientTLS(), Password: passwordFunc("s3cret")},
+			wantIs:   rfb.ErrUnknownAuthority,
 			wantAs:   new(x509.UnknownAuthorityError),
 			wantText: "rfb: TLS handshake with the VNC server",
 		},
@@ -246,8 +248,28 @@ func TestHandshakeRefused(t *testing.T) {
 			name:     "wrong server name",
 			server:   x509Vnc,
 			client:   rfb.Config{TLSConfig: &tls.Config{RootCAs: p.roots, Certificates: []tls.Certificate{p.client.cert}, ServerName: "kvm9.example.org"}, Password: passwordFunc("s3cret")},
+			wantIs:   rfb.ErrNameMismatch,
 			wantAs:   new(x509.HostnameError),
 			wantText: "kvm9.example.org",
+		},
+		{
+			name: "server certificate without serverAuth",
+			server: rfbtest.Config{Security: []rfb.Security{rfb.SecurityX509None}, TLSConfig: &tls.Config{Certificates: []tls.Certificate{p.issue(t, &x509.Certificate{
+				DNSNames: []string{"localhost"}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+			}).cert}}},
+			client: rfb.Config{TLSConfig: &tls.Config{RootCAs: p.roots, ServerName: "localhost"}},
+			wantIs: rfb.ErrIncompatibleUsage,
+		},
+		{
+			name:   "revoked by the VerifyConnection hook",
+			server: x509Vnc,
+			client: rfb.Config{TLSConfig: func() *tls.Config {
+				c := p.clientTLS()
+				c.VerifyConnection = func(tls.ConnectionState) error { return fmt.Errorf("hook: %w", rfb.ErrRevoked) }
+				return c
+			}(), Password: passwordFunc("s3cret")},
+			wantIs:   rfb.ErrRevoked,
+			wantText: "rfb: TLS handshake with the VNC server",
 		},
 		{
 			name:     "TLS 1.1 server",
@@ -316,10 +338,25 @@ func TestConfigRefused(t *testing.T) {
 		wantIs error
 		text   string
 	}{
-		{"Plain without opt-in", rfb.Config{Security: []rfb.Security{rfb.SecurityPlain}}, rfb.ErrInsecureSecurity, "InsecureAllowPlainPassword"},
+		{"Plain without opt-in", rfb.Config{Security: []rfb.Security{rfb.SecurityPlain}}, rfb.ErrInsecureConfig, "InsecureAllowPlainPassword"},
 		{"anonymous TLS", rfb.Config{Security: []rfb.Security{rfb.SecurityTLSVnc}}, rfb.ErrAnonymousTLS, "TLSVnc (258)"},
 		{"unknown method", rfb.Config{Security: []rfb.Security{16}}, nil, "does not implement"},
-		{"skip verify without hook", rfb.Config{TLSConfig: &tls.Config{InsecureSkipVerify: true}}, nil, "refuses to run unverified"},
+		{"skip verify without hook", rfb.Config{TLSConfig: &tls.Config{InsecureSkipVerify: true}}, rfb.ErrInsecureConfig, "InsecureSkipVerify would accept any server certificate"},
+		// A hook cannot be trusted to check the name: crypto/tls sends
+		// no SNI for an IP literal, so ConnectionState.ServerName may
+		// be empty, and a hook comparing against it passes any host.
+		{"skip verify with VerifyConnection", rfb.Config{TLSConfig: &tls.Config{
+			InsecureSkipVerify: true, ServerName: "kvm1.example.org",
+			VerifyConnection: func(tls.ConnectionState) error { return nil },
+		}}, rfb.ErrInsecureConfig, "InsecureSkipVerify"},
+		{"skip verify with VerifyPeerCertificate", rfb.Config{TLSConfig: &tls.Config{
+			InsecureSkipVerify:    true,
+			VerifyPeerCertificate: func([][]byte, [][]*x509.Certificate) error { return nil },
+		}}, rfb.ErrInsecureConfig, "InsecureSkipVerify"},
+		{"skip verify with only unencrypted methods", rfb.Config{
+			Security:  []rfb.Security{rfb.SecurityNone},
+			TLSConfig: &tls.Config{InsecureSkipVerify: true},
+		}, rfb.ErrInsecureConfig, "InsecureSkipVerify"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -373,4 +410,80 @@ func TestHandshakeContext(t *testing.T) {
 			assert.Less(t, time.Since(start), 5*time.Second)
 		})
 	}
+}
+
+// TestClientNeedsServerName checks that Client, which does not know the
+// dialled address, refuses to start a TLS subtype without a name to check
+// the server certificate against, before sending any byte.
+func TestClientNeedsServerName(t *testing.T) {
+	t.Parallel()
+	p := getCA(t, "rfb test CA")
+	for _, tc := range []struct {
+		name    string
+		cfg     *rfb.Config
+		wantErr string
+	}{
+		{"nil config", nil, "ServerName is empty"},
+		{"roots but no name", &rfb.Config{TLSConfig: p.clientTLS()}, "ServerName is empty"},
+		{"unencrypted methods only", &rfb.Config{Security: []rfb.Security{rfb.SecurityNone}}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn := newScriptConn(handshakeNone38())
+			_, err := rfb.Client(t.Context(), conn, tc.cfg)
+			if tc.wantErr == "" {
+				assert.NoError(t, err)
+				return
+			}
+			assert.ErrorContains(t, err, tc.wantErr)
+			assert.Zero(t, conn.w.Len(), "bytes sent before the refusal")
+		})
+	}
+}
+
+// TestPasswordNotCleared checks that the client never clears the slice
+// the password callback returns (issue 11, item 17): a caller that keeps
+// its password in one buffer can dial again.
+func TestPasswordNotCleared(t *testing.T) {
+	t.Parallel()
+	p := getCA(t, "rfb test CA")
+	tests := []struct {
+		name   string
+		server rfbtest.Config
+		client rfb.Config
+	}{
+		{"VNCAuth", rfbtest.Config{Security: []rfb.Security{rfb.SecurityVNCAuth}, Password: []byte("s3cret")},
+			rfb.Config{Security: []rfb.Security{rfb.SecurityVNCAuth}}},
+		{"X509Vnc", rfbtest.Config{Security: []rfb.Security{rfb.SecurityX509Vnc}, TLSConfig: p.serverTLS(), Password: []byte("s3cret")},
+			rfb.Config{TLSConfig: p.clientTLS()}},
+		{"X509Plain", rfbtest.Config{Security: []rfb.Security{rfb.SecurityX509Plain}, TLSConfig: p.serverTLS(), Username: "u", Password: []byte("s3cret")},
+			rfb.Config{TLSConfig: p.clientTLS(), Username: "u"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := rfbtest.NewServer(&tc.server)
+			defer srv.Close()
+			kept := []byte("s3cret")
+			tc.client.Password = func() ([]byte, error) { return kept, nil }
+			for range 2 {
+				c, err := rfb.Dial(testContext(t), "tcp", srv.Addr, &tc.client)
+				require.NoError(t, err, "server: %v", srv.Err())
+				require.NoError(t, c.Close())
+				assert.Equal(t, "s3cret", string(kept), "the caller's buffer")
+			}
+		})
+	}
+}
+
+// TestCloseIdempotent checks that Close releases the connection once and
+// that later calls succeed.
+func TestCloseIdempotent(t *testing.T) {
+	t.Parallel()
+	srv := rfbtest.NewServer(nil)
+	defer srv.Close()
+	c, err := rfb.Dial(testContext(t), "tcp", srv.Addr, noneConfig())
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	assert.NoError(t, c.Close())
+	assert.NoError(t, c.Close())
 }

@@ -2,6 +2,7 @@ package rfb_test
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"testing"
 
@@ -56,7 +57,7 @@ func TestHandshakeScripted(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.cfg
 			if cfg == nil {
-				cfg = &rfb.Config{}
+				cfg = &rfb.Config{TLSConfig: &tls.Config{ServerName: "localhost"}}
 			}
 			conn := newScriptConn([]byte(tc.script))
 			c, err := rfb.Client(context.Background(), conn, cfg)

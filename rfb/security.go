@@ -143,7 +143,7 @@ func checkAccepted(list []Security, allowPlain bool) error {
 		case !s.supported():
 			return fmt.Errorf("rfb: Config.Security lists %v, which this package does not implement", s)
 		case s.cleartextPassword() && !allowPlain:
-			return fmt.Errorf("%w: Config.Security lists %v, which sends the password in clear; set Config.InsecureAllowPlainPassword to allow it", ErrInsecureSecurity, s)
+			return fmt.Errorf("%w: Config.Security lists %v, which sends the password in clear; set Config.InsecureAllowPlainPassword to allow it", ErrInsecureConfig, s)
 		}
 	}
 	return nil

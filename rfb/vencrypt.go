@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+
+	"github.com/kvmpki/kvmpki/internal/pkicore"
 )
 
 // VeNCrypt acknowledgement values. The two acks mean opposite things.
@@ -105,6 +107,12 @@ func (h *handshake) vencrypt(ctx context.Context, accepted []Security) error {
 func (h *handshake) startTLS(ctx context.Context) error {
 	tc := tls.Client(&bufferedConn{Conn: h.raw, r: h.br}, h.cfg.tlsConfig())
 	if err := tc.HandshakeContext(ctx); err != nil {
+		var refused *tls.CertificateVerificationError
+		if errors.As(err, &refused) {
+			// The server certificate was refused: say why with the
+			// sentinel every kvmpki package uses.
+			err = pkicore.VerifyReason(err)
+		}
 		return fmt.Errorf("rfb: TLS handshake with the VNC server: %w", err)
 	}
 	h.tls = &tlsState{conn: tc}

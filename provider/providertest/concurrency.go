@@ -1,6 +1,7 @@
 package providertest
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -35,11 +36,11 @@ func (s *suite) testConcurrency(t *testing.T, p provider.Provider) {
 		reqs := make([]*provider.IssueRequest, concurrencyWorkers*concurrencyRounds)
 		for i := range reqs {
 			reqs[i] = &provider.IssueRequest{
-				CSR:         newCSR(t, newECDSAKey(t), nil, nil),
 				DNSNames:    []string{s.name("concurrent")},
 				IPAddresses: s.ips,
-				Role:        provider.RoleHost,
+				Role:        s.anyRole(),
 			}
+			reqs[i].CSR = s.csrFor(t, newECDSAKey(t), reqs[i])
 		}
 		ctx := t.Context()
 		for w := range concurrencyWorkers {
@@ -63,16 +64,16 @@ func (s *suite) testConcurrency(t *testing.T, p provider.Provider) {
 					}
 					serials[serial.Text(16)] = true
 					mu.Unlock()
-					if err := p.Revoke(ctx, &provider.RevokeRequest{Serial: serial, Reason: provider.ReasonCessationOfOperation}); err != nil {
+					if err := p.Revoke(ctx, &provider.RevokeRequest{Serial: serial, Certificate: res.Certificate, Reason: provider.ReasonCessationOfOperation}); err != nil {
 						fail(fmt.Errorf("worker %d: Revoke: %w", w, err))
 					}
 					// Readers run alongside.
 					if _, err := p.CACertificates(ctx); err != nil {
 						fail(fmt.Errorf("worker %d: CACertificates: %w", w, err))
 					}
-					if signer, ok := p.(provider.CRLSigner); ok && i == 0 {
-						if _, err := signer.SignCRL(ctx); err != nil {
-							fail(fmt.Errorf("worker %d: SignCRL: %w", w, err))
+					if _, ok := crlCapable(p); ok && i == 0 {
+						if _, err := provider.CRLs(ctx, p); err != nil && !errors.Is(err, provider.ErrRetryLater) {
+							fail(fmt.Errorf("worker %d: CRLs: %w", w, err))
 						}
 					}
 					if inv, ok := p.(provider.Inventory); ok {

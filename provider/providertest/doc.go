@@ -6,19 +6,38 @@
 //
 //	func TestConformance(t *testing.T) {
 //		providertest.Run(t, func(t *testing.T) provider.Provider {
-//			ca, err := vaultca.New(t.Context(), vaultca.Config{Address: testVault(t)})
-//			require.NoError(t, err)
+//			ca, err := acmeca.New(t.Context(), acmeca.Config{Directory: testPebble(t)})
+//			if err != nil {
+//				t.Fatal(err)
+//			}
 //			t.Cleanup(func() { ca.Close() })
 //			return ca
 //		}, &providertest.Options{
-//			Domain: "kvm.example.test",
-//			Skip: map[string]string{
-//				"Issue/LibvirtKeyUsage": "Vault's PKI role sets keyUsage itself",
-//			},
+//			Domain:          "kvm.example.test",
+//			Roles:           []provider.Role{provider.RoleServer},
+//			ExactCSRNames:   true,
+//			FixedValidity:   true,
+//			NoIPAddresses:   true,
+//			NoKeyGeneration: true,
 //		})
 //	}
 //
-// and run it with the race detector: go test -race.
+// and run it with the race detector: go test -race. The suite's exported
+// API needs nothing but package testing.
+//
+// # Options for third-party CAs
+//
+// [Options] describes what a CA cannot do, so that the suite still runs
+// every check it can: [Options.Roles] (the roles it issues; a check whose
+// point is not the role uses one of them, and no group setup asks for
+// another), [Options.ExactCSRNames] (the CA certifies the CSR's names
+// only, so the suite puts every name it requests into its CSRs),
+// [Options.FixedValidity] (the CA decides the validity),
+// [Options.IPAddresses] and [Options.NoIPAddresses], and
+// [Options.NoKeyGeneration]. A provider refuses a field it does not
+// support with [provider.Unsupported]; checks that need such a field (a
+// revocation by serial alone, say) are then skipped, not failed.
+// [Options.Skip] is for the rest, with a reason.
 //
 // # Providers per check group
 //
@@ -60,31 +79,38 @@
 //   - Refusals: NoRole, BadCSRSignature, WeakRSAKey (1024 bits),
 //     CSRRequestsCA (basicConstraints CA:TRUE in the extensionRequest),
 //     SHA1CSR, MalformedCSR/{garbage,truncated,wrongPEMType},
-//     TooManyDNSNames (10,000), NULInDNSName, ValidityBeyondCA (200
-//     years). Each must fail with an error matching
+//     TooManyDNSNames (10,000), IPLiteralDNSName ("10.0.0.9" among the
+//     DNS names), NULInDNSName, ValidityBeyondCA (200 years).
+//     [provider.CheckCSR] and [provider.CheckIssueRequest] make most of
+//     these refusals. Each must fail with an error matching
 //     [provider.ErrInvalidRequest] and, for an [provider.Inventory], leave
 //     no record behind. Beware that
 //     [crypto/x509.CertificateRequest.CheckSignature] accepts SHA-1
 //     signatures: check the CSR's SignatureAlgorithm as well.
-//   - Revoke: UnknownSerial ([provider.ErrNotFound]), Revoke,
+//   - Revoke: UnknownSerial ([provider.ErrNotFound]), Revoke (by serial
+//     and certificate), ByCertificate (Certificate set, Serial nil),
 //     AlreadyRevoked ([provider.ErrAlreadyRevoked]).
 //   - CRL ([provider.CRLSigner]): Signature (by the issuing CA), Entry (the
 //     revoked serial with its reason, and no unrevoked one), Number
 //     (greater than the previous CRL's), Update (NextUpdate after
-//     ThisUpdate).
+//     ThisUpdate). For a [provider.CRLSource] only: Signature (each CRL
+//     by a CA certificate, one by the issuing CA), Number and Update;
+//     Entry is skipped, since the CA publishes on its own schedule.
 //   - VerifyPeer ([provider.PeerVerifier]): Accepted; Revoked
 //     ([provider.ErrRevoked]); UnknownAuthority (a look-alike CA with the
 //     same subject and key identifier); IncompatibleUsage; NameMismatch;
 //     Expired (the default policy refuses expired certificates);
-//     NoCertificate (the default policy is strict); MutualTLS (real
-//     handshakes over loopback with [provider.VerifyConnection] on both
-//     ends, refused once the client is revoked). Every refusal must be a
-//     [*provider.VerifyError].
+//     NoCertificate (the default policy is strict); BadRequest (a zero
+//     [provider.Usage], or a server check without a name, matches
+//     [provider.ErrInvalidRequest]); MutualTLS (real handshakes over
+//     loopback with [provider.VerifyClientConnection] and
+//     [provider.VerifyServerConnection], refused once the client is
+//     revoked). Every other refusal must be a [*provider.VerifyError].
 //   - Inventory ([provider.Inventory]): Lookup, Revoked, List, Filters,
 //     UnknownSerial.
 //   - Renew ([provider.Renewer]): Successor (new serial, same names and
-//     role, later NotAfter, same key), NewKey (with a CSR), Revoked and
-//     Foreign (both must fail).
+//     role, later NotAfter, same key), NewKey (with a CSR), Revoked
+//     ([provider.ErrRevoked]) and Foreign ([provider.ErrInvalidRequest]).
 //   - Concurrency: IssueRevoke: 8 goroutines issue and revoke at once,
 //     next to readers; every serial is distinct.
 //

@@ -3,6 +3,7 @@ package providertest_test
 import (
 	"os"
 	"os/exec"
+	"regexp"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -13,31 +14,66 @@ import (
 )
 
 // flawCases are toy CAs with a bug, or suite options with a mistake, that
-// the suite must catch. Each runs in a child process, since a failing
-// suite fails its test.
+// the suite must catch, and providers that lack features, whose checks the
+// suite must skip rather than fail. Each runs in a child process, since a
+// failing suite fails its test.
 var flawCases = []struct {
 	name  string
 	flaws flaws
-	skip  map[string]string
-	run   string   // the group to run; empty runs everything
-	fail  []string // the checks that must fail; none means the run passes
+	// wrap turns the toy into the provider under test; nil uses it as
+	// it is.
+	wrap func(*toyCA) provider.Provider
+	opts providertest.Options
+	run  string   // the group to run; empty runs everything
+	fail []string // the checks that must fail; none means the run passes
+	// skipped, when non-nil, is exactly the set of checks the run must
+	// skip.
+	skipped []string
 }{
 	{name: "unchecked CSR signature", flaws: flaws{noCSRSignatureCheck: true}, run: "Refusals",
 		fail: []string{"Refusals/BadCSRSignature", "Refusals/SHA1CSR"}},
+	{name: "IP literal as DNS name", flaws: flaws{ipLiteralNames: true}, run: "Refusals",
+		fail: []string{"Refusals/IPLiteralDNSName"}},
 	{name: "revocation ignored", flaws: flaws{ignoreRevocation: true}, run: "VerifyPeer",
 		fail: []string{"VerifyPeer/Revoked", "VerifyPeer/MutualTLS"}},
 	{name: "expired accepted", flaws: flaws{acceptExpired: true}, run: "VerifyPeer",
 		fail: []string{"VerifyPeer/Expired"}},
+	{name: "zero usage defaults", flaws: flaws{zeroUsageDefaults: true}, run: "VerifyPeer",
+		fail: []string{"VerifyPeer/BadRequest"}},
+	{name: "revoked renewal refused vaguely", flaws: flaws{renewRevokedVague: true}, run: "Renew",
+		fail: []string{"Renew/Revoked"}},
 	{name: "no subject key identifier", flaws: flaws{noSKI: true}, run: "Issue",
 		fail: []string{"Issue/host", "Issue/client", "Issue/server"}},
 	{name: "stale CRL number", flaws: flaws{staleCRLNumber: true}, run: "CRL",
 		fail: []string{"CRL/Number"}},
 	{name: "flaw skipped", flaws: flaws{staleCRLNumber: true}, run: "CRL",
-		skip: map[string]string{"CRL/Number": "known"}},
+		opts: providertest.Options{Skip: map[string]string{"CRL/Number": "known"}}, skipped: []string{"CRL/Number"}},
 	{name: "group skipped", flaws: flaws{noCSRSignatureCheck: true}, run: "Refusals",
-		skip: map[string]string{"Refusals": "known"}},
-	{name: "misspelt skip", run: "Identity", skip: map[string]string{"CRL/Numbr": "typo"},
+		opts: providertest.Options{Skip: map[string]string{"Refusals": "known"}}, skipped: []string{"Refusals"}},
+	{name: "misspelt skip", run: "Identity", opts: providertest.Options{Skip: map[string]string{"CRL/Numbr": "typo"}},
 		fail: []string{""}},
+	{name: "role not in Options.Roles", run: "Identity", opts: providertest.Options{Roles: []provider.Role{provider.RoleUnspecified}},
+		fail: []string{""}},
+	// A provider without optional capabilities: their groups skip, and
+	// nothing else does.
+	{name: "bare", wrap: func(ca *toyCA) provider.Provider { return bareProvider{ca} },
+		opts:    providertest.Options{NoIPAddresses: true, NoKeyGeneration: true},
+		skipped: []string{"CRL", "VerifyPeer", "Inventory", "Renew", "Issue/KeyTypes"}},
+	// A provider shaped like Let's Encrypt: the options make the suite
+	// run every check it can, and skip only what the CA cannot do.
+	{name: "acme-like", flaws: flaws{acme: true}, wrap: func(ca *toyCA) provider.Provider { return acmeToy{ca} },
+		opts: providertest.Options{
+			Roles:           []provider.Role{provider.RoleServer},
+			ExactCSRNames:   true,
+			FixedValidity:   true,
+			NoIPAddresses:   true,
+			NoKeyGeneration: true,
+		},
+		skipped: []string{"Issue/host", "Issue/client", "Issue/KeyTypes", "Revoke/UnknownSerial",
+			"CRL/Entry", "VerifyPeer/MutualTLS", "Inventory"}},
+	// The same CA with the default options: the suite fails, loudly.
+	{name: "acme-like without options", flaws: flaws{acme: true}, wrap: func(ca *toyCA) provider.Provider { return acmeToy{ca} },
+		run: "Issue", fail: []string{"Issue/host", "Issue/client", "Issue/Validity"}},
 }
 
 const flawEnv = "PROVIDERTEST_FLAW"
@@ -53,8 +89,11 @@ func TestFlawsChild(t *testing.T) {
 			providertest.Run(t, func(t *testing.T) provider.Provider {
 				ca, err := newToyCA(tc.flaws)
 				require.NoError(t, err)
+				if tc.wrap != nil {
+					return tc.wrap(ca)
+				}
 				return ca
-			}, &providertest.Options{Skip: tc.skip})
+			}, &tc.opts)
 			return
 		}
 	}
@@ -79,8 +118,12 @@ func TestFlaws(t *testing.T) {
 			// before exiting.
 			cmd.Env = append(os.Environ(), flawEnv+"="+tc.name, "GORACE=atexit_sleep_ms=0")
 			out, err := cmd.CombinedOutput()
+			if tc.skipped != nil {
+				assert.ElementsMatch(t, tc.skipped, skippedChecks(string(out)), "skipped checks:\n%s", out)
+			}
 			if len(tc.fail) == 0 {
 				assert.NoError(t, err, "the suite must pass:\n%s", out)
+				assert.Contains(t, string(out), "--- PASS: TestFlawsChild ", "the suite must have run")
 				return
 			}
 			var exit *exec.ExitError
@@ -94,4 +137,16 @@ func TestFlaws(t *testing.T) {
 			}
 		})
 	}
+}
+
+var skipLine = regexp.MustCompile(`(?m)^\s*--- SKIP: TestFlawsChild/(\S+) `)
+
+// skippedChecks returns the checks that go test -v output reports as
+// skipped.
+func skippedChecks(out string) []string {
+	var names []string
+	for _, m := range skipLine.FindAllStringSubmatch(out, -1) {
+		names = append(names, m[1])
+	}
+	return names
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
+	"errors"
 	"math/big"
 	"net"
 	"testing"
@@ -37,32 +38,36 @@ func (it *issued) cert() *x509.Certificate { return it.res.Certificate }
 
 // request returns an issue request for role with fresh names. Unless
 // NoKeyGeneration is set, it asks for a key of the first KeyTypes entry;
-// otherwise it carries a CSR for a new P-256 key, returned as key.
-func (s *suite) request(t *testing.T, role provider.Role) (req *provider.IssueRequest, key crypto.Signer) {
+// otherwise [suite.issue] adds a CSR for a new P-256 key.
+func (s *suite) request(t *testing.T, role provider.Role) *provider.IssueRequest {
 	t.Helper()
-	req = &provider.IssueRequest{
+	req := &provider.IssueRequest{
 		DNSNames:    []string{s.name(role.String())},
 		IPAddresses: s.ips,
 		Role:        role,
 	}
-	if s.noKeyGen {
-		k := newECDSAKey(t)
-		req.CSR = newCSR(t, k, nil, nil)
-		return req, k
+	if !s.noKeyGen {
+		req.KeyAlgorithm = s.keyTypes[0].Algorithm
+		req.KeySize = s.keyTypes[0].Size
 	}
-	req.KeyAlgorithm = s.keyTypes[0].Algorithm
-	req.KeySize = s.keyTypes[0].Size
-	return req, nil
+	return req
 }
 
 // issue issues a certificate for role, after letting edit change the
-// request (edit may be nil), and fails t unless Issue succeeds. If edit
-// puts a CSR in the request, the result's key is unknown.
+// request (edit may be nil), and fails t unless Issue succeeds. With
+// NoKeyGeneration, a request that edit left without a CSR gets one for a
+// new P-256 key, made after edit so that it holds the final names. If
+// edit puts a CSR in the request, the result's key is unknown.
 func (s *suite) issue(t *testing.T, p provider.Provider, role provider.Role, edit func(*provider.IssueRequest)) *issued {
 	t.Helper()
-	req, key := s.request(t, role)
+	req := s.request(t, role)
 	if edit != nil {
 		edit(req)
+	}
+	var key crypto.Signer
+	if s.noKeyGen && req.CSR == nil {
+		k := newECDSAKey(t)
+		req.CSR, key = s.csrFor(t, k, req), k
 	}
 	return s.issueRequest(t, p, req, key)
 }
@@ -127,7 +132,7 @@ func (s *suite) checkLeaf(t *testing.T, ca *caInfo, it *issued) {
 
 	// The role decides which TLS ends accept the certificate.
 	role := it.req.Role
-	assert.Equal(t, role, provider.RoleOf(c), "role inferred from the extended key usages")
+	assert.Equal(t, role.String(), provider.RoleOf(c).String(), "role inferred from the extended key usages")
 	serverOK := role == provider.RoleHost || role == provider.RoleServer
 	clientOK := role == provider.RoleHost || role == provider.RoleClient
 	for _, u := range []struct {
@@ -180,15 +185,16 @@ func (s *suite) testIssue(t *testing.T, p provider.Provider) {
 
 	for _, role := range roles {
 		s.run(t, role.String(), func(t *testing.T) {
+			s.needRole(t, role)
 			s.checkLeaf(t, ca, s.issue(t, p, role, nil))
 		})
 	}
 
 	s.run(t, "CommonName", func(t *testing.T) {
-		it := s.issue(t, p, provider.RoleHost, nil)
+		it := s.issue(t, p, s.anyRole(), nil)
 		assert.Equal(t, it.req.DNSNames[0], it.cert().Subject.CommonName, "an empty CommonName defaults to the first DNS name")
 		cn := s.name("cn")
-		it = s.issue(t, p, provider.RoleHost, func(req *provider.IssueRequest) {
+		it = s.issue(t, p, s.anyRole(), func(req *provider.IssueRequest) {
 			req.CommonName = cn
 			req.DNSNames = append(req.DNSNames, cn)
 		})
@@ -197,7 +203,19 @@ func (s *suite) testIssue(t *testing.T, p provider.Provider) {
 
 	s.run(t, "Validity", func(t *testing.T) {
 		const validity = 36 * time.Hour
-		it := s.issue(t, p, provider.RoleHost, func(req *provider.IssueRequest) { req.Validity = validity })
+		if s.fixedValidity {
+			req := s.request(t, s.anyRole())
+			req.Validity = validity
+			if s.noKeyGen {
+				req.CSR = s.csrFor(t, newECDSAKey(t), req)
+			}
+			res, err := p.Issue(t.Context(), req)
+			assert.ErrorIs(t, err, errors.ErrUnsupported, "with Options.FixedValidity a requested validity must be refused with provider.Unsupported")
+			assert.ErrorIs(t, err, provider.ErrInvalidRequest, "with Options.FixedValidity a requested validity must be refused with provider.Unsupported")
+			assert.Nil(t, res)
+			return
+		}
+		it := s.issue(t, p, s.anyRole(), func(req *provider.IssueRequest) { req.Validity = validity })
 		c := it.cert()
 		// Providers may backdate NotBefore against clock skew, and then
 		// count the validity from NotBefore or from the time of issue.
@@ -214,11 +232,9 @@ func (s *suite) testIssue(t *testing.T, p provider.Provider) {
 		seen := make(map[string]bool, n)
 		for range n {
 			key := newECDSAKey(t)
-			it := s.issueRequest(t, p, &provider.IssueRequest{
-				CSR:      newCSR(t, key, nil, nil),
-				DNSNames: []string{s.name("serial")},
-				Role:     provider.RoleClient,
-			}, key)
+			req := &provider.IssueRequest{DNSNames: []string{s.name("serial")}, Role: s.anyRole()}
+			req.CSR = s.csrFor(t, key, req)
+			it := s.issueRequest(t, p, req, key)
 			serial := it.cert().SerialNumber.Text(16)
 			assert.False(t, seen[serial], "serial %s issued twice", serial)
 			seen[serial] = true
@@ -231,7 +247,7 @@ func (s *suite) testIssue(t *testing.T, p provider.Provider) {
 		}
 		for _, kt := range s.keyTypes {
 			s.run(t, kt.String(), func(t *testing.T) {
-				it := s.issue(t, p, provider.RoleHost, func(req *provider.IssueRequest) {
+				it := s.issue(t, p, s.anyRole(), func(req *provider.IssueRequest) {
 					req.KeyAlgorithm, req.KeySize = kt.Algorithm, kt.Size
 				})
 				s.checkLeaf(t, ca, it)
@@ -246,10 +262,15 @@ func (s *suite) testIssue(t *testing.T, p provider.Provider) {
 		// key type; without the extension every usage is allowed. See
 		// the x509 profiles of kvmpki.
 		rsaKey, _ := s.rsaKeys(t)
+		tested := 0
 		for _, role := range []provider.Role{provider.RoleHost, provider.RoleServer} {
+			if !s.has(role) {
+				continue
+			}
+			tested++
 			generated := s.issue(t, p, role, nil).cert()
 			fromRSA := s.issue(t, p, role, func(req *provider.IssueRequest) {
-				req.CSR = newCSR(t, rsaKey, nil, nil)
+				req.CSR = s.csrFor(t, rsaKey, req)
 			}).cert()
 			for _, c := range []*x509.Certificate{generated, fromRSA} {
 				if c.KeyUsage != 0 {
@@ -257,6 +278,9 @@ func (s *suite) testIssue(t *testing.T, p provider.Provider) {
 					assert.Equal(t, want, c.KeyUsage&want, "%s certificate for a %T: keyUsage must be absent or include digitalSignature and keyEncipherment", role, c.PublicKey)
 				}
 			}
+		}
+		if tested == 0 {
+			t.Skip("Options.Roles holds neither host nor server")
 		}
 	})
 }
@@ -309,12 +333,14 @@ func (s *suite) testIssueCSR(t *testing.T, p provider.Provider) {
 			// may leave out CSR names the request does not list, so
 			// that a host cannot claim another host's name.
 			reqNames := append([]string{s.name("platform")}, csrNames...)
-			it := s.issueRequest(t, p, &provider.IssueRequest{
-				CSR:         newCSR(t, key, csrNames, s.ips),
-				DNSNames:    reqNames,
-				IPAddresses: s.ips,
-				Role:        provider.RoleHost,
-			}, key)
+			req := &provider.IssueRequest{DNSNames: reqNames, IPAddresses: s.ips, Role: s.anyRole()}
+			if s.exactNames {
+				// The CA certifies the CSR's names only.
+				req.CSR = s.csrFor(t, key, req)
+			} else {
+				req.CSR = newCSR(t, key, csrNames, s.ips)
+			}
+			it := s.issueRequest(t, p, req, key)
 			s.checkLeaf(t, ca, it)
 			for _, name := range csrNames {
 				assert.Contains(t, it.cert().DNSNames, name, "DNS name of the CSR")

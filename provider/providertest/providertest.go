@@ -22,7 +22,9 @@ import (
 )
 
 // Options configures [Run]. A nil *Options, like the zero Options, runs
-// every check with the defaults.
+// every check with the defaults, for a CA with every feature (rootca).
+// The other fields describe what a third-party CA cannot do, so that the
+// suite adapts its requests instead of failing or skipping whole groups.
 type Options struct {
 	// Domain is the DNS domain under which the suite requests names, such
 	// as host-1.Domain. If empty, "conformance.test" is used (".test" is
@@ -30,10 +32,13 @@ type Options struct {
 	// some domains.
 	Domain string
 
+	// IPAddresses are the addresses the suite puts in its requests. If
+	// nil, 192.0.2.1 and 2001:db8::1 (RFC 5737 and RFC 3849 documentation
+	// addresses) are used, unless NoIPAddresses is set.
+	IPAddresses []net.IP
+
 	// NoIPAddresses stops the suite from requesting IP address names, for
-	// a provider that cannot certify addresses (most ACME CAs). By
-	// default requests carry 192.0.2.1 and 2001:db8::1 (RFC 5737 and RFC
-	// 3849 documentation addresses).
+	// a provider that cannot certify addresses (most ACME CAs).
 	NoIPAddresses bool
 
 	// NoKeyGeneration says the provider only signs CSRs and refuses
@@ -47,6 +52,29 @@ type Options struct {
 	// checks that need a generated key. If nil, ECDSA P-256 and the
 	// provider's default (KeyAlgorithmDefault) are tested.
 	KeyTypes []KeyType
+
+	// Roles are the roles the provider can issue. If nil, all three
+	// (host, client, server). The checks of a role left out are skipped;
+	// every other check uses a role listed here (host if listed), and no
+	// group's setup asks for a role left out. Checks that need a client
+	// certificate (MutualTLS) or a server one are skipped when no listed
+	// role gives one.
+	Roles []provider.Role
+
+	// ExactCSRNames says the provider certifies exactly the names of the
+	// CSR and none that only the request lists (an ACME CA). The suite
+	// then puts every name it requests into its CSRs as well (the common
+	// name as the subject's), so that the checks on names, serials and
+	// concurrency still run.
+	ExactCSRNames bool
+
+	// FixedValidity says the CA decides the validity itself (Let's
+	// Encrypt: 90 days). The suite then sends no IssueRequest.Validity
+	// or RenewRequest.Validity, except in Issue/Validity, which instead
+	// expects a request for a validity to be refused with
+	// [provider.Unsupported] (matching both provider.ErrInvalidRequest
+	// and errors.ErrUnsupported).
+	FixedValidity bool
 
 	// Skip maps check names, as "Refusals/SHA1CSR" or a whole group as
 	// "Renew", to the reason the provider legitimately fails them. Run
@@ -98,6 +126,11 @@ func Run(t *testing.T, newProvider func(t *testing.T) provider.Provider, opts *O
 		t.Fatal("providertest: Run needs a newProvider function")
 	}
 	s := newSuite(t, newProvider, opts)
+	for _, r := range s.roles {
+		if !r.Valid() {
+			t.Errorf("providertest: Options.Roles holds %v, which is not host, client or server", r)
+		}
+	}
 	for name := range s.skip {
 		if !s.known(name) {
 			t.Errorf("providertest: Options.Skip names no check: %q", name)
@@ -128,8 +161,8 @@ var checkNames = []string{
 	"Refusals", "Refusals/NoRole", "Refusals/BadCSRSignature", "Refusals/WeakRSAKey",
 	"Refusals/CSRRequestsCA", "Refusals/SHA1CSR", "Refusals/MalformedCSR",
 	"Refusals/MalformedCSR/garbage", "Refusals/MalformedCSR/truncated", "Refusals/MalformedCSR/wrongPEMType",
-	"Refusals/TooManyDNSNames", "Refusals/NULInDNSName", "Refusals/ValidityBeyondCA",
-	"Revoke", "Revoke/UnknownSerial", "Revoke/Revoke", "Revoke/AlreadyRevoked",
+	"Refusals/TooManyDNSNames", "Refusals/IPLiteralDNSName", "Refusals/NULInDNSName", "Refusals/ValidityBeyondCA",
+	"Revoke", "Revoke/UnknownSerial", "Revoke/Revoke", "Revoke/ByCertificate", "Revoke/AlreadyRevoked",
 	"CRL", "CRL/Signature", "CRL/Entry", "CRL/Number", "CRL/Update",
 	"VerifyPeer", "VerifyPeer/Accepted", "VerifyPeer/Revoked", "VerifyPeer/UnknownAuthority",
 	"VerifyPeer/IncompatibleUsage", "VerifyPeer/NameMismatch", "VerifyPeer/Expired",
@@ -155,13 +188,16 @@ func (s *suite) known(name string) bool {
 
 // suite holds the state of one Run.
 type suite struct {
-	root        string
-	newProvider func(t *testing.T) provider.Provider
-	domain      string
-	ips         []net.IP
-	keyTypes    []KeyType
-	noKeyGen    bool
-	skip        map[string]string
+	root          string
+	newProvider   func(t *testing.T) provider.Provider
+	domain        string
+	ips           []net.IP
+	keyTypes      []KeyType
+	noKeyGen      bool
+	roles         []provider.Role
+	exactNames    bool
+	fixedValidity bool
+	skip          map[string]string
 
 	keysOnce sync.Once
 	rsa2048  *rsa.PrivateKey
@@ -176,11 +212,17 @@ func newSuite(t *testing.T, newProvider func(t *testing.T) provider.Provider, op
 		opts = &Options{}
 	}
 	s := &suite{
-		root:        t.Name(),
-		newProvider: newProvider,
-		domain:      opts.Domain,
-		noKeyGen:    opts.NoKeyGeneration,
-		skip:        opts.Skip,
+		root:          t.Name(),
+		newProvider:   newProvider,
+		domain:        opts.Domain,
+		noKeyGen:      opts.NoKeyGeneration,
+		roles:         slices.Clone(opts.Roles),
+		exactNames:    opts.ExactCSRNames,
+		fixedValidity: opts.FixedValidity,
+		skip:          opts.Skip,
+	}
+	if len(s.roles) == 0 {
+		s.roles = []provider.Role{provider.RoleHost, provider.RoleClient, provider.RoleServer}
 	}
 	if s.domain == "" {
 		s.domain = defaultDomain
@@ -193,7 +235,11 @@ func newSuite(t *testing.T, newProvider func(t *testing.T) provider.Provider, op
 	if len(s.keyTypes) == 0 {
 		s.keyTypes = defaultKeyTypes
 	}
-	if !opts.NoIPAddresses {
+	switch {
+	case opts.NoIPAddresses:
+	case opts.IPAddresses != nil:
+		s.ips = slices.Clone(opts.IPAddresses)
+	default:
 		s.ips = []net.IP{net.ParseIP("192.0.2.1").To4(), net.ParseIP("2001:db8::1")}
 	}
 	return s
@@ -256,6 +302,68 @@ func newECDSAKey(t *testing.T) *ecdsa.PrivateKey {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
 	return key
+}
+
+// has reports whether the provider issues role.
+func (s *suite) has(role provider.Role) bool { return slices.Contains(s.roles, role) }
+
+// anyRole returns the role for checks whose point is not the role: host
+// if the provider issues it, else the first of Options.Roles.
+func (s *suite) anyRole() provider.Role {
+	if s.has(provider.RoleHost) {
+		return provider.RoleHost
+	}
+	return s.roles[0]
+}
+
+// serverRole returns a role whose certificates TLS servers accept, if the
+// provider issues one: host, else server.
+func (s *suite) serverRole() (provider.Role, bool) {
+	for _, r := range []provider.Role{provider.RoleHost, provider.RoleServer} {
+		if s.has(r) {
+			return r, true
+		}
+	}
+	return 0, false
+}
+
+// clientRole is serverRole for TLS clients: host, else client.
+func (s *suite) clientRole() (provider.Role, bool) {
+	for _, r := range []provider.Role{provider.RoleHost, provider.RoleClient} {
+		if s.has(r) {
+			return r, true
+		}
+	}
+	return 0, false
+}
+
+// needRole skips t unless the provider issues role.
+func (s *suite) needRole(t *testing.T, role provider.Role) {
+	t.Helper()
+	if !s.has(role) {
+		t.Skipf("Options.Roles leaves out %s", role)
+	}
+}
+
+// csrFor returns a DER CSR for key to go with req: without names, so
+// that the provider must add the names the request vouches for, or, with
+// Options.ExactCSRNames, with every name of req (the common name, else
+// the first DNS name, as the subject's).
+func (s *suite) csrFor(t *testing.T, key crypto.Signer, req *provider.IssueRequest) []byte {
+	t.Helper()
+	if !s.exactNames {
+		return newCSR(t, key, nil, nil)
+	}
+	tmpl := &x509.CertificateRequest{DNSNames: req.DNSNames, IPAddresses: req.IPAddresses}
+	switch {
+	case req.CommonName != "":
+		tmpl.Subject.CommonName = req.CommonName
+	case len(req.DNSNames) > 0:
+		tmpl.Subject.CommonName = req.DNSNames[0]
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	require.NoError(t, err)
+	return der
 }
 
 // newCSR returns a DER CSR for key with the given names.

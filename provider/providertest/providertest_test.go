@@ -36,11 +36,3 @@ func TestRunShared(t *testing.T) {
 
 // bareProvider hides every optional capability of the provider it wraps.
 type bareProvider struct{ provider.Provider }
-
-// TestRunBare runs the suite against a provider without optional
-// capabilities: their groups must skip, not fail.
-func TestRunBare(t *testing.T) {
-	providertest.Run(t, func(t *testing.T) provider.Provider {
-		return bareProvider{newToy(t)}
-	}, &providertest.Options{NoIPAddresses: true, NoKeyGeneration: true})
-}

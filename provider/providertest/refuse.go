@@ -75,6 +75,11 @@ func (s *suite) refusals() []refusal {
 				req.DNSNames = append(req.DNSNames, fmt.Sprintf("n%d.%s", i, s.domain))
 			}
 		}},
+		{name: "IPLiteralDNSName", edit: func(t *testing.T, req *provider.IssueRequest, _ string) {
+			// Go matches such a DNS name against the address, GnuTLS
+			// does not: an address belongs among the IP addresses.
+			req.DNSNames = append(req.DNSNames, "10.0.0.9")
+		}},
 		{name: "NULInDNSName", edit: func(t *testing.T, req *provider.IssueRequest, marker string) {
 			req.DNSNames = append(req.DNSNames, "evil\x00."+marker)
 		}},
@@ -90,8 +95,11 @@ func (s *suite) testRefusals(t *testing.T, p provider.Provider) {
 			// marker names the request, so that the inventory can be
 			// searched for it.
 			marker := s.name("refused")
-			req, _ := s.request(t, provider.RoleHost)
+			req := s.request(t, s.anyRole())
 			req.DNSNames = []string{marker}
+			if s.noKeyGen {
+				req.CSR = s.csrFor(t, newECDSAKey(t), req)
+			}
 			r.edit(t, req, marker)
 
 			res, err := p.Issue(t.Context(), req)

@@ -3,6 +3,7 @@ package providertest
 import (
 	"crypto/rand"
 	"crypto/x509"
+	"errors"
 	"math/big"
 	"slices"
 	"testing"
@@ -22,40 +23,77 @@ func unknownSerial(t *testing.T) *big.Int {
 	return n.Add(n, big.NewInt(1))
 }
 
-func (s *suite) revoke(t *testing.T, p provider.Provider, serial *big.Int, reason provider.RevocationReason) (start, end time.Time) {
+// revoke revokes cert, naming it by serial and by certificate, as a
+// caller that holds the certificate does (ACME revokes by certificate).
+func (s *suite) revoke(t *testing.T, p provider.Provider, cert *x509.Certificate, reason provider.RevocationReason) (start, end time.Time) {
 	t.Helper()
 	start = time.Now()
-	err := p.Revoke(t.Context(), &provider.RevokeRequest{Serial: serial, Reason: reason})
+	err := p.Revoke(t.Context(), &provider.RevokeRequest{Serial: cert.SerialNumber, Certificate: cert, Reason: reason})
 	require.NoError(t, err, "Revoke")
 	return start, time.Now()
+}
+
+// skipIfUnsupported skips t when err says, by the convention of
+// provider.Unsupported, that the provider lacks what the check asked for.
+func skipIfUnsupported(t *testing.T, err error, what string) {
+	t.Helper()
+	if errors.Is(err, errors.ErrUnsupported) && errors.Is(err, provider.ErrInvalidRequest) {
+		t.Skipf("the provider does not support %s: %v", what, err)
+	}
 }
 
 func (s *suite) testRevoke(t *testing.T, p provider.Provider) {
 	s.run(t, "UnknownSerial", func(t *testing.T) {
 		err := p.Revoke(t.Context(), &provider.RevokeRequest{Serial: unknownSerial(t)})
+		skipIfUnsupported(t, err, "revocation by serial alone")
 		assert.ErrorIs(t, err, provider.ErrNotFound)
 	})
 	s.run(t, "Revoke", func(t *testing.T) {
-		it := s.issue(t, p, provider.RoleHost, nil)
-		s.revoke(t, p, it.cert().SerialNumber, provider.ReasonKeyCompromise)
+		it := s.issue(t, p, s.anyRole(), nil)
+		s.revoke(t, p, it.cert(), provider.ReasonKeyCompromise)
+	})
+	s.run(t, "ByCertificate", func(t *testing.T) {
+		c := s.issue(t, p, s.anyRole(), nil).cert()
+		err := p.Revoke(t.Context(), &provider.RevokeRequest{Certificate: c, Reason: provider.ReasonSuperseded})
+		skipIfUnsupported(t, err, "revocation by certificate")
+		require.NoError(t, err, "Revoke with Certificate and no Serial")
+		err = p.Revoke(t.Context(), &provider.RevokeRequest{Serial: c.SerialNumber, Certificate: c})
+		assert.ErrorIs(t, err, provider.ErrAlreadyRevoked, "the revocation by certificate must have revoked the serial")
 	})
 	s.run(t, "AlreadyRevoked", func(t *testing.T) {
-		it := s.issue(t, p, provider.RoleHost, nil)
-		s.revoke(t, p, it.cert().SerialNumber, provider.ReasonUnspecified)
-		err := p.Revoke(t.Context(), &provider.RevokeRequest{Serial: it.cert().SerialNumber, Reason: provider.ReasonSuperseded})
+		it := s.issue(t, p, s.anyRole(), nil)
+		s.revoke(t, p, it.cert(), provider.ReasonUnspecified)
+		err := p.Revoke(t.Context(), &provider.RevokeRequest{Serial: it.cert().SerialNumber, Certificate: it.cert(), Reason: provider.ReasonSuperseded})
 		assert.ErrorIs(t, err, provider.ErrAlreadyRevoked)
 	})
 }
 
+// crlCapable reports whether p publishes CRLs, and how: "signer" for a
+// provider.CRLSigner, "source" for a provider.CRLSource only.
+func crlCapable(p provider.Provider) (string, bool) {
+	if _, ok := p.(provider.CRLSigner); ok {
+		return "signer", true
+	}
+	if _, ok := p.(provider.CRLSource); ok {
+		return "source", true
+	}
+	return "", false
+}
+
 func (s *suite) testCRL(t *testing.T, p provider.Provider) {
-	signer, ok := p.(provider.CRLSigner)
+	kind, ok := crlCapable(p)
 	if !ok {
-		t.Skip("provider does not implement provider.CRLSigner")
+		t.Skip("provider implements neither provider.CRLSigner nor provider.CRLSource")
 	}
 	ca := s.caCertificates(t, p)
-	revoked := s.issue(t, p, provider.RoleHost, nil).cert()
-	valid := s.issue(t, p, provider.RoleHost, nil).cert()
-	revokedFrom, revokedTo := s.revoke(t, p, revoked.SerialNumber, provider.ReasonKeyCompromise)
+	if kind == "source" {
+		s.testCRLSource(t, p, ca)
+		return
+	}
+	signer := p.(provider.CRLSigner)
+	revoked := s.issue(t, p, s.anyRole(), nil).cert()
+	valid := s.issue(t, p, s.anyRole(), nil).cert()
+	revokedFrom, revokedTo := s.revoke(t, p, revoked, provider.ReasonKeyCompromise)
 
 	first, err := signer.SignCRL(t.Context())
 	require.NoError(t, err, "SignCRL")
@@ -95,6 +133,42 @@ func (s *suite) testCRL(t *testing.T, p provider.Provider) {
 	})
 }
 
+// testCRLSource checks the CRLs a provider.CRLSource fetches: the CA
+// publishes them on its own schedule, so a revocation made now need not be
+// listed yet and the Entry and Number checks are skipped.
+func (s *suite) testCRLSource(t *testing.T, p provider.Provider, ca *caInfo) {
+	crls, err := provider.CRLs(t.Context(), p)
+	if errors.Is(err, provider.ErrRetryLater) {
+		t.Skipf("the CA has published no CRL yet: %v", err)
+	}
+	require.NoError(t, err, "CRLs")
+	require.NotEmpty(t, crls, "CRLs returned no CRL")
+	s.run(t, "Signature", func(t *testing.T) {
+		issuing := false
+		for i, crl := range crls {
+			require.NotNil(t, crl, "CRLs()[%d]", i)
+			signed := slices.ContainsFunc(ca.certs, func(c *x509.Certificate) bool { return crl.CheckSignatureFrom(c) == nil })
+			assert.True(t, signed, "CRL %d must be signed by one of the CA certificates", i)
+			issuing = issuing || crl.CheckSignatureFrom(ca.issuer()) == nil
+		}
+		assert.True(t, issuing, "one CRL must be the issuing CA's")
+	})
+	s.run(t, "Entry", func(t *testing.T) { t.Skip("a CRLSource publishes revocations on the CA's schedule") })
+	s.run(t, "Number", func(t *testing.T) {
+		for i, crl := range crls {
+			if assert.NotNil(t, crl.Number, "CRL %d number", i) {
+				assertSerial(t, crl.Number)
+			}
+		}
+	})
+	s.run(t, "Update", func(t *testing.T) {
+		for i, crl := range crls {
+			assert.True(t, crl.NextUpdate.After(crl.ThisUpdate), "CRL %d: NextUpdate %v must be after ThisUpdate %v", i, crl.NextUpdate, crl.ThisUpdate)
+			assert.False(t, crl.ThisUpdate.After(time.Now().Add(validityTolerance)), "CRL %d: ThisUpdate %v is in the future", i, crl.ThisUpdate)
+		}
+	})
+}
+
 func (s *suite) testInventory(t *testing.T, p provider.Provider) {
 	inv, ok := p.(provider.Inventory)
 	if !ok {
@@ -126,35 +200,36 @@ func (s *suite) testInventory(t *testing.T, p provider.Provider) {
 	}
 
 	s.run(t, "Lookup", func(t *testing.T) {
-		c := s.issue(t, p, provider.RoleClient, nil).cert()
+		role := s.anyRole()
+		c := s.issue(t, p, role, nil).cert()
 		rec := lookup(t, c.SerialNumber)
 		assert.Zero(t, rec.Serial.Cmp(c.SerialNumber), "Serial")
 		assert.Equal(t, c.Raw, rec.Raw, "Raw")
 		assert.True(t, c.NotAfter.Equal(rec.NotAfter), "NotAfter %v, want %v", rec.NotAfter, c.NotAfter)
 		assert.True(t, c.NotBefore.Equal(rec.NotBefore), "NotBefore %v, want %v", rec.NotBefore, c.NotBefore)
-		assert.Equal(t, provider.RoleClient, rec.Role, "Role")
+		assert.Equal(t, role.String(), rec.Role.String(), "Role")
 		assert.Equal(t, provider.StatusValid, rec.Status, "Status")
 		assert.Equal(t, c.Subject.String(), rec.Subject, "Subject")
 		assert.ElementsMatch(t, c.DNSNames, rec.DNSNames, "DNSNames")
 		assert.Len(t, rec.IPAddresses, len(c.IPAddresses), "IPAddresses")
 	})
 	s.run(t, "Revoked", func(t *testing.T) {
-		c := s.issue(t, p, provider.RoleHost, nil).cert()
-		from, to := s.revoke(t, p, c.SerialNumber, provider.ReasonSuperseded)
+		c := s.issue(t, p, s.anyRole(), nil).cert()
+		from, to := s.revoke(t, p, c, provider.ReasonSuperseded)
 		rec := lookup(t, c.SerialNumber)
 		assert.Equal(t, provider.StatusRevoked, rec.Status, "Status")
 		assert.Equal(t, provider.ReasonSuperseded, rec.Reason, "Reason")
 		assert.WithinRange(t, rec.RevokedAt, from.Add(-validityTolerance), to.Add(validityTolerance), "RevokedAt")
 	})
 	s.run(t, "List", func(t *testing.T) {
-		c := s.issue(t, p, provider.RoleHost, nil).cert()
+		c := s.issue(t, p, s.anyRole(), nil).cert()
 		assert.True(t, has(list(t, nil), c.SerialNumber), "ListCertificates(nil) must list an issued certificate")
 		assert.True(t, has(list(t, &provider.ListOptions{}), c.SerialNumber), "the zero ListOptions must list every certificate")
 	})
 	s.run(t, "Filters", func(t *testing.T) {
-		valid := s.issue(t, p, provider.RoleHost, nil).cert()
-		revoked := s.issue(t, p, provider.RoleHost, nil).cert()
-		s.revoke(t, p, revoked.SerialNumber, provider.ReasonCessationOfOperation)
+		valid := s.issue(t, p, s.anyRole(), nil).cert()
+		revoked := s.issue(t, p, s.anyRole(), nil).cert()
+		s.revoke(t, p, revoked, provider.ReasonCessationOfOperation)
 
 		statusValid, statusRevoked := provider.StatusValid, provider.StatusRevoked
 		recs := list(t, &provider.ListOptions{Status: &statusValid})
@@ -192,9 +267,17 @@ func (s *suite) testRenew(t *testing.T, p provider.Provider) {
 	ca := s.caCertificates(t, p)
 
 	s.run(t, "Successor", func(t *testing.T) {
-		for _, role := range roles {
-			old := s.issue(t, p, role, func(req *provider.IssueRequest) { req.Validity = time.Hour }).cert()
-			res, err := r.Renew(t.Context(), &provider.RenewRequest{Certificate: old, Validity: 2 * time.Hour})
+		for _, role := range s.roles {
+			old := s.issue(t, p, role, func(req *provider.IssueRequest) {
+				if !s.fixedValidity {
+					req.Validity = time.Hour
+				}
+			}).cert()
+			req := &provider.RenewRequest{Certificate: old}
+			if !s.fixedValidity {
+				req.Validity = 2 * time.Hour
+			}
+			res, err := r.Renew(t.Context(), req)
 			require.NoError(t, err, "Renew")
 			require.NotNil(t, res)
 			require.NotNil(t, res.Certificate)
@@ -206,16 +289,21 @@ func (s *suite) testRenew(t *testing.T, p provider.Provider) {
 			for _, ip := range old.IPAddresses {
 				assert.True(t, containsIP(c.IPAddresses, ip), "IP address %v", ip)
 			}
-			assert.Equal(t, role, provider.RoleOf(c), "role")
-			assert.True(t, c.NotAfter.After(old.NotAfter), "the successor's NotAfter %v must be after %v", c.NotAfter, old.NotAfter)
+			assert.Equal(t, role.String(), provider.RoleOf(c).String(), "role")
+			if s.fixedValidity {
+				assert.False(t, c.NotAfter.Before(old.NotAfter), "the successor's NotAfter %v must not be before %v", c.NotAfter, old.NotAfter)
+			} else {
+				assert.True(t, c.NotAfter.After(old.NotAfter), "the successor's NotAfter %v must be after %v", c.NotAfter, old.NotAfter)
+			}
 			assert.True(t, publicKeysEqual(old.PublicKey, c.PublicKey), "without a CSR the successor certifies the same key")
 			assert.NoError(t, c.CheckSignatureFrom(ca.issuer()), "the successor must be signed by the issuing CA")
 		}
 	})
 	s.run(t, "NewKey", func(t *testing.T) {
-		old := s.issue(t, p, provider.RoleHost, nil).cert()
+		it := s.issue(t, p, s.anyRole(), nil)
+		old := it.cert()
 		key := newECDSAKey(t)
-		res, err := r.Renew(t.Context(), &provider.RenewRequest{Certificate: old, CSR: newCSR(t, key, nil, nil)})
+		res, err := r.Renew(t.Context(), &provider.RenewRequest{Certificate: old, CSR: s.csrFor(t, key, it.req)})
 		require.NoError(t, err, "Renew")
 		require.NotNil(t, res)
 		require.NotNil(t, res.Certificate)
@@ -224,17 +312,17 @@ func (s *suite) testRenew(t *testing.T, p provider.Provider) {
 		assert.ElementsMatch(t, old.DNSNames, res.Certificate.DNSNames, "DNS names")
 	})
 	s.run(t, "Revoked", func(t *testing.T) {
-		old := s.issue(t, p, provider.RoleHost, nil).cert()
-		s.revoke(t, p, old.SerialNumber, provider.ReasonSuperseded)
+		old := s.issue(t, p, s.anyRole(), nil).cert()
+		s.revoke(t, p, old, provider.ReasonSuperseded)
 		res, err := r.Renew(t.Context(), &provider.RenewRequest{Certificate: old})
-		assert.Error(t, err, "renewing a revoked certificate must fail")
+		assert.ErrorIs(t, err, provider.ErrRevoked, "renewing a revoked certificate must fail with ErrRevoked")
 		assert.Nil(t, res)
 	})
 	s.run(t, "Foreign", func(t *testing.T) {
-		old := s.issue(t, p, provider.RoleHost, nil).cert()
+		old := s.issue(t, p, s.anyRole(), nil).cert()
 		foreign := newForeignCA(t, ca.issuer()).leafLike(t, old)
 		res, err := r.Renew(t.Context(), &provider.RenewRequest{Certificate: foreign})
-		assert.Error(t, err, "renewing a certificate of another CA must fail")
+		assert.ErrorIs(t, err, provider.ErrInvalidRequest, "renewing a certificate of another CA must fail with ErrInvalidRequest")
 		assert.Nil(t, res)
 	})
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -42,6 +41,16 @@ type flaws struct {
 	noSKI               bool // leaves without a subject key identifier
 	staleCRLNumber      bool // every CRL has number 1
 	acceptExpired       bool // VerifyPeer accepts expired certificates
+	ipLiteralNames      bool // IP literals pass as DNS names (no provider.CheckIssueRequest)
+	zeroUsageDefaults   bool // VerifyPeer takes a zero Usage as clientAuth, as it once did
+	renewRevokedVague   bool // Renew refuses a revoked certificate without ErrRevoked
+
+	// acme makes the toy behave like an ACME CA rather than have a bug:
+	// it signs CSRs only, for their names only, issues server
+	// certificates only, decides the validity itself, revokes by
+	// certificate only, and refuses the rest with provider.Unsupported.
+	// Wrap it in acmeToy for the capabilities of an ACME provider.
+	acme bool
 }
 
 type toyRecord struct {
@@ -141,7 +150,27 @@ func (ca *toyCA) Issue(ctx context.Context, req *provider.IssueRequest) (*provid
 	if !req.Role.Valid() {
 		return nil, refuse("role", "%v is not a role", req.Role)
 	}
+	if !ca.flaws.ipLiteralNames {
+		if err := provider.CheckIssueRequest(req, nil); err != nil {
+			return nil, err
+		}
+	}
+	if ca.flaws.acme {
+		switch {
+		case req.CSR == nil:
+			return nil, provider.Unsupported("csr", "this CA signs CSRs only")
+		case req.Role != provider.RoleServer:
+			return nil, provider.Unsupported("role", "this CA issues server certificates only")
+		case req.Validity != 0:
+			return nil, provider.Unsupported("validity", "this CA decides the validity")
+		case len(req.IPAddresses) > 0:
+			return nil, provider.Unsupported("ip", "this CA certifies DNS names only")
+		}
+	}
 	dnsNames, ips, cn := req.DNSNames, req.IPAddresses, req.CommonName
+	if ca.flaws.acme {
+		dnsNames, ips = nil, nil // the CSR's names only
+	}
 	var pub crypto.PublicKey
 	var priv crypto.Signer
 	if req.CSR != nil {
@@ -169,25 +198,18 @@ func (ca *toyCA) Issue(ctx context.Context, req *provider.IssueRequest) (*provid
 	return &provider.IssueResult{Certificate: cert, Chain: []*x509.Certificate{ca.issuer, ca.root}, PrivateKey: priv}, nil
 }
 
-// checkCSR parses a CSR and applies the toy's policy to it.
+// checkCSR parses a CSR and applies the policy of provider.CheckCSR, or,
+// with the noCSRSignatureCheck flaw, all of it but the signature checks.
 func (ca *toyCA) checkCSR(data []byte) (*x509.CertificateRequest, error) {
+	if !ca.flaws.noCSRSignatureCheck {
+		return provider.CheckCSR(data, nil)
+	}
 	csr, err := provider.ParseCSR(data)
 	if err != nil {
 		return nil, err
 	}
-	if !ca.flaws.noCSRSignatureCheck {
-		// CheckSignature accepts SHA-1 signatures on CSRs, unlike on
-		// certificates, so they are refused first.
-		switch csr.SignatureAlgorithm {
-		case x509.SHA1WithRSA, x509.ECDSAWithSHA1, x509.DSAWithSHA1, x509.MD5WithRSA, x509.MD2WithRSA:
-			return nil, refuse("csr", "signed with %v", csr.SignatureAlgorithm)
-		}
-		if err := csr.CheckSignature(); err != nil {
-			return nil, &provider.RequestError{Field: "csr", Reason: "bad signature", Err: err}
-		}
-	}
-	if err := checkKey(csr.PublicKey); err != nil {
-		return nil, err
+	if err := provider.CheckPublicKey(csr.PublicKey, nil); err != nil {
+		return nil, refuse("csr", "%v", err)
 	}
 	for _, ext := range csr.Extensions {
 		if !ext.Id.Equal(oidBasicConstraints) {
@@ -202,23 +224,6 @@ func (ca *toyCA) checkCSR(data []byte) (*x509.CertificateRequest, error) {
 		}
 	}
 	return csr, nil
-}
-
-func checkKey(pub crypto.PublicKey) error {
-	switch k := pub.(type) {
-	case *rsa.PublicKey:
-		if n := k.N.BitLen(); n < 2048 || n > 8192 {
-			return refuse("csr", "%d-bit RSA key", n)
-		}
-	case *ecdsa.PublicKey:
-		if k.Curve != elliptic.P256() && k.Curve != elliptic.P384() && k.Curve != elliptic.P521() {
-			return refuse("csr", "unsupported curve")
-		}
-	case ed25519.PublicKey:
-	default:
-		return refuse("csr", "unsupported key type %T", pub)
-	}
-	return nil
 }
 
 func generateKey(alg provider.KeyAlgorithm, size int) (crypto.Signer, error) {
@@ -363,6 +368,9 @@ func dedupe(dnsNames []string, ips []net.IP) ([]string, []net.IP) {
 }
 
 func (ca *toyCA) Revoke(ctx context.Context, req *provider.RevokeRequest) error {
+	if ca.flaws.acme && (req == nil || req.Certificate == nil) {
+		return provider.Unsupported("certificate", "this CA revokes by certificate only")
+	}
 	serial, err := req.SerialNumber()
 	if err != nil {
 		return err

@@ -43,6 +43,9 @@ func (ca *toyCA) SignCRL(ctx context.Context) (*x509.RevocationList, error) {
 }
 
 func (ca *toyCA) VerifyPeer(ctx context.Context, req *provider.VerifyRequest) error {
+	if ca.flaws.zeroUsageDefaults && req.Usage == provider.UsageUnspecified {
+		req = &provider.VerifyRequest{Certificates: req.Certificates, Usage: provider.UsageClientAuth, Time: req.Time}
+	}
 	if err := req.Check(); err != nil {
 		return err
 	}
@@ -109,6 +112,9 @@ func (ca *toyCA) Renew(ctx context.Context, req *provider.RenewRequest) (*provid
 		return nil, &provider.RequestError{Field: "certificate", Reason: "not issued by this CA", Err: provider.ErrNotFound}
 	}
 	if rec.revoked {
+		if ca.flaws.renewRevokedVague {
+			return nil, errors.New("toy: cannot renew")
+		}
 		return nil, &provider.RequestError{Field: "certificate", Reason: "revoked",
 			Err: &provider.RevokedError{Serial: rec.cert.SerialNumber, Reason: rec.reason, RevokedAt: rec.revokedAt}}
 	}
@@ -183,4 +189,48 @@ func (ca *toyCA) ListCertificates(ctx context.Context, opts *provider.ListOption
 		return a.Serial.Cmp(b.Serial)
 	})
 	return out, nil
+}
+
+// acmeToy is a toyCA in acme mode seen as an ACME provider would be: its
+// CRLs are fetched (a CRLSource, not a CRLSigner) and it keeps no
+// inventory.
+type acmeToy struct{ ca *toyCA }
+
+var (
+	_ provider.CRLSource    = acmeToy{}
+	_ provider.PeerVerifier = acmeToy{}
+	_ provider.Renewer      = acmeToy{}
+)
+
+func (a acmeToy) Name() string        { return "acme-toy" }
+func (a acmeToy) Description() string { return "in-memory CA that behaves like an ACME CA" }
+func (a acmeToy) Close() error        { return a.ca.Close() }
+
+func (a acmeToy) CACertificates(ctx context.Context) ([]*x509.Certificate, error) {
+	return a.ca.CACertificates(ctx)
+}
+
+func (a acmeToy) Issue(ctx context.Context, req *provider.IssueRequest) (*provider.IssueResult, error) {
+	return a.ca.Issue(ctx, req)
+}
+
+func (a acmeToy) Revoke(ctx context.Context, req *provider.RevokeRequest) error {
+	return a.ca.Revoke(ctx, req)
+}
+
+func (a acmeToy) VerifyPeer(ctx context.Context, req *provider.VerifyRequest) error {
+	return a.ca.VerifyPeer(ctx, req)
+}
+
+func (a acmeToy) Renew(ctx context.Context, req *provider.RenewRequest) (*provider.IssueResult, error) {
+	return a.ca.Renew(ctx, req)
+}
+
+// CRLs stands for downloading the CRL the CA published.
+func (a acmeToy) CRLs(ctx context.Context) ([]*x509.RevocationList, error) {
+	crl, err := a.ca.SignCRL(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return []*x509.RevocationList{crl}, nil
 }

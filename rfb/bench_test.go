@@ -141,12 +141,13 @@ func readFullPipe(tb testing.TB, msg []byte, chunk int) net.Conn {
 }
 
 // BenchmarkRawUpdate applies full-screen Raw updates of 1920x1080 at 32
-// bpp, in QEMU's byte order (BGRX) and in the RGBA order a client can
-// ask for, received over net.Pipe, against io.ReadFull of the same bytes
-// from another net.Pipe written the same way. Runs are interleaved;
-// x-readfull is the throughput of ReadMessage relative to io.ReadFull
-// (target at least 0.7). allocs/op counts both, and io.ReadFull
-// allocates nothing.
+// bpp, in QEMU's byte order (BGRX) and in the RGBX order of
+// PixelFormatRGBA, received over net.Pipe, against io.ReadFull of the
+// same bytes from another net.Pipe written the same way. Both are a
+// Layout of the framebuffer's Image, so the pixels are read straight
+// into it. Runs are interleaved; x-readfull is the throughput of
+// ReadMessage relative to io.ReadFull (target at least 0.9, issue 11
+// item 27). allocs/op counts both, and io.ReadFull allocates nothing.
 //
 // The server writes each update in one write ("one-write", the issue's
 // setting, where io.ReadFull is a single 8 MB copy), or in 16 KiB writes

@@ -25,6 +25,7 @@ type Conn struct {
 	width  int
 	height int
 	pf     PixelFormat
+	pfSet  bool // the caller chose pf with SetPixelFormat
 
 	closeOnce sync.Once
 
@@ -132,6 +133,13 @@ func (c *Conn) PixelFormat() PixelFormat {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.pf
+}
+
+// pixelFormatSet reports whether the caller chose the pixel format.
+func (c *Conn) pixelFormatSet() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pfSet
 }
 
 // ServerInit returns the connection's current size, pixel format and

@@ -26,8 +26,10 @@
 // FramebufferUpdateRequest, KeyEvent, PointerEvent and ClientCutText; the
 // server's FramebufferUpdate (Raw rectangles and the DesktopSize
 // pseudo-encoding), SetColourMapEntries, Bell and ServerCutText. A
-// Framebuffer applies updates to an image.RGBA; Relay hands the
-// authenticated session to a proxy's viewer as raw bytes.
+// Framebuffer applies updates to an Image, an image.Image over the
+// server's own RGBX or BGRX bytes into which Raw pixels are read with no
+// second pass; Relay hands the authenticated session to a proxy's viewer
+// as raw bytes.
 //
 // # Connecting securely
 //

@@ -11,25 +11,36 @@ import (
 	"time"
 )
 
-// Framebuffer is a client-side copy of the server's screen as an RGBA
-// image. Pass it to Conn.ReadMessage to apply updates.
+// Framebuffer is a client-side copy of the server's screen. Pass it to
+// Conn.ReadMessage to apply updates.
+//
+// Its Image keeps pixels in the memory order of the server's pixel format
+// when that is one of the two Layouts (QEMU's and TigerVNC's format is
+// BGRX; PixelFormatRGBA is RGBX), so Raw rectangles are read straight
+// into it with no second pass; any other format is converted as it
+// arrives.
 type Framebuffer struct {
-	img     *image.RGBA
+	img *Image
+	// written is set once pixels have been applied: a change of layout
+	// must then convert them.
+	written bool
 	colours []color.RGBA // colour map, for formats without true colour
 	row     []byte       // one row of pixels in the wire format
 }
 
 // NewFramebuffer returns a black framebuffer of the given size, usually
-// Conn.Size(). Its alpha channel is opaque.
+// Conn.Size().
 func NewFramebuffer(width, height int) *Framebuffer {
-	fb := &Framebuffer{}
+	fb := &Framebuffer{img: &Image{}}
 	fb.resize(width, height)
 	return fb
 }
 
-// Image returns the framebuffer's image. ReadMessage updates it in place
-// and replaces it on a DesktopSize change; copy it to keep a snapshot.
-func (fb *Framebuffer) Image() *image.RGBA { return fb.img }
+// Image returns the framebuffer's image. ReadMessage updates it in
+// place: its pixels, its size on a DesktopSize, and its Layout when the
+// pixel format changes from BGRX to RGBX or back. Copy it (or use
+// ToRGBA) to keep a snapshot.
+func (fb *Framebuffer) Image() *Image { return fb.img }
 
 // resize gives the framebuffer a new size. The pixel memory is reused
 // when it is large enough, so that a server alternating between sizes
@@ -37,19 +48,28 @@ func (fb *Framebuffer) Image() *image.RGBA { return fb.img }
 // bounds by Config.MaxFramebufferPixels); the content is undefined until
 // the server sends it, as after any DesktopSize.
 func (fb *Framebuffer) resize(width, height int) {
-	if fb.img != nil && fb.img.Rect.Dx() == width && fb.img.Rect.Dy() == height {
+	img := fb.img
+	if img.Pix != nil && img.Rect.Dx() == width && img.Rect.Dy() == height {
 		return
 	}
-	n := 4 * width * height
-	if fb.img != nil && cap(fb.img.Pix) >= n {
-		// Every alpha byte of the old memory is already opaque.
-		fb.img = &image.RGBA{Pix: fb.img.Pix[:n], Stride: 4 * width, Rect: image.Rect(0, 0, width, height)}
+	if n := 4 * width * height; cap(img.Pix) >= n && img.Pix != nil {
+		img.Pix = img.Pix[:n]
+	} else {
+		img.Pix = make([]uint8, n)
+	}
+	img.Stride, img.Rect = 4*width, image.Rect(0, 0, width, height)
+}
+
+// setLayout switches the image to layout l, converting the pixels
+// already applied (red and blue swap places).
+func (fb *Framebuffer) setLayout(l Layout) {
+	if fb.img.Layout == l {
 		return
 	}
-	fb.img = image.NewRGBA(image.Rect(0, 0, width, height))
-	for i := 3; i < len(fb.img.Pix); i += 4 {
-		fb.img.Pix[i] = 0xff
+	if fb.written {
+		swizzle(fb.img.Pix, 2, 1, 0)
 	}
+	fb.img.Layout = l
 }
 
 func (fb *Framebuffer) setColours(first int, colours []Colour) {
@@ -61,32 +81,11 @@ func (fb *Framebuffer) setColours(first int, colours []Colour) {
 	}
 }
 
-// byteOffsets returns where red, green and blue sit in a 32-bit pixel
-// when each is a whole byte (max 255, shift a multiple of 8).
-func byteOffsets(pf PixelFormat) (r, g, b int, ok bool) {
-	if pf.BitsPerPixel != 32 || !pf.TrueColour || pf.RedMax != 255 || pf.GreenMax != 255 || pf.BlueMax != 255 {
-		return 0, 0, 0, false
-	}
-	off := func(shift uint8) (int, bool) {
-		if shift%8 != 0 || shift > 24 {
-			return 0, false
-		}
-		if pf.BigEndian {
-			return 3 - int(shift/8), true
-		}
-		return int(shift / 8), true
-	}
-	r, ok1 := off(pf.RedShift)
-	g, ok2 := off(pf.GreenShift)
-	b, ok3 := off(pf.BlueShift)
-	return r, g, b, ok1 && ok2 && ok3
-}
-
 // readRaw reads a Raw rectangle in format pf from br into the image. The
 // caller checked that the rectangle lies inside the framebuffer.
 func (fb *Framebuffer) readRaw(br *bufio.Reader, r Rectangle, pf PixelFormat) error {
 	img := fb.img
-	if img == nil || r.X+r.Width > img.Rect.Dx() || r.Y+r.Height > img.Rect.Dy() {
+	if r.X+r.Width > img.Rect.Dx() || r.Y+r.Height > img.Rect.Dy() {
 		// The framebuffer is not the connection's size: read and drop.
 		_, err := br.Discard(r.Width * r.Height * pf.BytesPerPixel())
 		return err
@@ -94,29 +93,26 @@ func (fb *Framebuffer) readRaw(br *bufio.Reader, r Rectangle, pf PixelFormat) er
 	if r.Width == 0 || r.Height == 0 {
 		return nil
 	}
-	if ro, gO, bo, ok := byteOffsets(pf); ok {
-		// 32-bit pixels are the size of RGBA ones: read them straight
-		// into the image and rearrange them in place.
+	if l, ok := layoutOf(pf); ok {
+		// The wire format is the image's memory: read straight into
+		// it, in one read when the rows are contiguous.
+		fb.setLayout(l)
+		fb.written = true
 		rowBytes := r.Width * 4
 		start := r.Y*img.Stride + r.X*4
 		if rowBytes == img.Stride {
-			// Full-width rows are contiguous: read as much as the
-			// transport delivers at once, and convert each piece
-			// while it is still in cache. Reads are never smaller
-			// than the transport's, so there are as many as for a
-			// plain io.ReadFull.
-			return readSwizzle(br, img.Pix[start:start+r.Height*rowBytes], ro, gO, bo)
+			_, err := io.ReadFull(br, img.Pix[start:start+r.Height*rowBytes])
+			return err
 		}
 		for y := range r.Height {
 			off := start + y*img.Stride
-			px := img.Pix[off : off+rowBytes]
-			if _, err := io.ReadFull(br, px); err != nil {
+			if _, err := io.ReadFull(br, img.Pix[off:off+rowBytes]); err != nil {
 				return err
 			}
-			swizzle(px, ro, gO, bo)
 		}
 		return nil
 	}
+	fb.written = true
 	bpp := pf.BytesPerPixel()
 	rowBytes := r.Width * bpp
 	if cap(fb.row) < rowBytes {
@@ -133,29 +129,18 @@ func (fb *Framebuffer) readRaw(br *bufio.Reader, r Rectangle, pf PixelFormat) er
 	return nil
 }
 
-// readSwizzle fills px from br and converts it with swizzle as it
-// arrives.
-func readSwizzle(br *bufio.Reader, px []byte, ro, gO, bo int) error {
-	got, done := 0, 0
-	for got < len(px) {
-		n, err := br.Read(px[got:])
-		got += n
-		if whole := got &^ 3; whole > done {
-			swizzle(px[done:whole], ro, gO, bo)
-			done = whole
-		}
-		if err != nil && got < len(px) {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return err
-		}
-	}
-	return nil
-}
-
-// decodeRow converts one row of pixels in format pf to RGBA.
+// decodeRow converts one row of pixels in format pf to the image's
+// layout.
 func (fb *Framebuffer) decodeRow(dst, src []byte, pf PixelFormat) {
+	lr, lg, lb := fb.img.Layout.offsets()
+	if ro, gO, bo, ok := byteOffsets(pf); ok {
+		// 32-bit pixels with whole-byte colours in another order.
+		for x := 0; 4*x+4 <= len(src); x++ {
+			s, d := src[4*x:4*x+4:4*x+4], dst[4*x:4*x+4:4*x+4]
+			d[lr], d[lg], d[lb] = s[ro], s[gO], s[bo]
+		}
+		return
+	}
 	bpp := pf.BytesPerPixel()
 	for x := 0; x*bpp < len(src); x++ {
 		p := src[x*bpp : x*bpp+bpp]
@@ -178,17 +163,16 @@ func (fb *Framebuffer) decodeRow(dst, src []byte, pf PixelFormat) {
 		}
 		d := dst[4*x : 4*x+4 : 4*x+4]
 		if pf.TrueColour {
-			d[0] = scale(v>>pf.RedShift, pf.RedMax)
-			d[1] = scale(v>>pf.GreenShift, pf.GreenMax)
-			d[2] = scale(v>>pf.BlueShift, pf.BlueMax)
-			d[3] = 0xff
+			d[lr] = scale(v>>pf.RedShift, pf.RedMax)
+			d[lg] = scale(v>>pf.GreenShift, pf.GreenMax)
+			d[lb] = scale(v>>pf.BlueShift, pf.BlueMax)
 			continue
 		}
 		var c color.RGBA
 		if int(v) < len(fb.colours) {
 			c = fb.colours[v]
 		}
-		d[0], d[1], d[2], d[3] = c.R, c.G, c.B, 0xff
+		d[lr], d[lg], d[lb] = c.R, c.G, c.B
 	}
 }
 
@@ -207,10 +191,21 @@ func scale(v uint32, max uint16) uint8 {
 // of a full update once). Bell, clipboard and colour map messages that
 // arrive meanwhile are applied or ignored.
 //
+// When the server's own pixel format is not one of the Layouts and the
+// caller has not chosen one with SetPixelFormat, Screenshot first asks
+// for PixelFormatRGBA, so that pixels need no conversion.
+//
 // ctx bounds the wait: when it is done, the read in progress is
 // interrupted and Screenshot returns ctx's error. Do not use c from
 // another goroutine for reading meanwhile.
-func Screenshot(ctx context.Context, c *Conn) (*image.RGBA, error) {
+func Screenshot(ctx context.Context, c *Conn) (*Image, error) {
+	if _, ok := layoutOf(c.PixelFormat()); !ok && !c.pixelFormatSet() {
+		// The server's own format would need converting: ask for
+		// one that is the image's memory order.
+		if err := c.SetPixelFormat(PixelFormatRGBA()); err != nil {
+			return nil, err
+		}
+	}
 	if err := c.SetEncodings(EncodingRaw, EncodingDesktopSize); err != nil {
 		return nil, err
 	}

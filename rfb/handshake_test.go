@@ -168,7 +168,7 @@ func TestHandshake(t *testing.T) {
 
 			img, err := rfb.Screenshot(ctx, c)
 			require.NoError(t, err)
-			assert.Equal(t, rfbtest.TestPattern(64, 48).Pix, img.Pix)
+			assert.Equal(t, rfbtest.TestPattern(64, 48).Pix, img.ToRGBA().Pix)
 		})
 	}
 }

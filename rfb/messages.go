@@ -46,7 +46,7 @@ func (c *Conn) SetPixelFormat(pf PixelFormat) error {
 		return fmt.Errorf("rfb: SetPixelFormat: %w", err)
 	}
 	c.mu.Lock()
-	c.pf = pf
+	c.pf, c.pfSet = pf, true
 	c.mu.Unlock()
 	return c.write(func(b []byte) []byte {
 		b = append(b, msgSetPixelFormat, 0, 0, 0)

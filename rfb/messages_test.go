@@ -220,7 +220,7 @@ func TestPixelFormats(t *testing.T) {
 				}
 			}
 			if tc.pf.BitsPerPixel == 32 && tc.pf.RedMax == 255 {
-				assert.Equal(t, want.Pix, img.Pix, "8-bit channels are exact")
+				assert.Equal(t, want.Pix, img.ToRGBA().Pix, "8-bit channels are exact")
 			}
 		})
 	}

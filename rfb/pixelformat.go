@@ -30,15 +30,9 @@ type PixelFormat struct {
 const pixelFormatLength = 16
 
 // PixelFormatRGBA returns 32-bit little-endian true colour with red in
-// the lowest byte: the memory layout of image.RGBA. Framebuffer applies
-// Raw updates in this format fastest.
-func PixelFormatRGBA() PixelFormat {
-	return PixelFormat{
-		BitsPerPixel: 32, Depth: 24, TrueColour: true,
-		RedMax: 255, GreenMax: 255, BlueMax: 255,
-		RedShift: 0, GreenShift: 8, BlueShift: 16,
-	}
-}
+// the lowest byte: LayoutRGBX.PixelFormat(), the memory order of
+// image.RGBA (with the fourth byte as padding, not alpha).
+func PixelFormatRGBA() PixelFormat { return LayoutRGBX.PixelFormat() }
 
 // BytesPerPixel returns BitsPerPixel / 8.
 func (pf PixelFormat) BytesPerPixel() int { return int(pf.BitsPerPixel) / 8 }

@@ -27,7 +27,7 @@ var (
 
 // assertQEMUScreen checks a capture of QEMU's "no display" screen: black
 // outside the text box, grey text inside, nothing else.
-func assertQEMUScreen(t *testing.T, img *image.RGBA) {
+func assertQEMUScreen(t *testing.T, img *rfb.Image) {
 	t.Helper()
 	require.Equal(t, image.Rect(0, 0, 640, 480), img.Rect)
 	black := color.RGBA{A: 0xff}

@@ -5,20 +5,14 @@ import (
 	"math/bits"
 )
 
-// Converting 32-bit pixels whose colours are whole bytes to RGBA. The two
-// byte orders that matter, RGBX (image.RGBA's own, PixelFormatRGBA) and
-// BGRX (QEMU's native format on little-endian hosts), have kernels that
-// work on 8-byte words, two pixels at a time: copyRGBX and copyBGRX, each
-// returning how many leading bytes it converted. swizzleCopy
-// finishes the rest, and handles any other order, a pixel at a time.
-//
-// Applying a full-screen Raw update is bound by memory bandwidth, not by
-// these kernels (SSE2 versions measured no faster when the server sends a
-// frame in one write, so there is no assembly): the transport's copy into the image and this pass each
-// stream the whole frame through memory once. Reading in smaller pieces
-// to convert them while still in cache was measured slower over net.Pipe
-// (every read is a hand-off between goroutines), so reads stay as large
-// as the transport delivers.
+// Converting 32-bit pixels whose colours are whole bytes to RGBA, for
+// Image.ToRGBA, and swapping red and blue in place when a framebuffer
+// changes layout. Raw updates need neither: the framebuffer keeps the
+// wire's byte order (see Layout). The two byte orders, RGBX and BGRX,
+// have kernels that work on 8-byte words, two pixels at a time: copyRGBX
+// and copyBGRX, each returning how many leading bytes it converted.
+// swizzleCopy finishes the rest, and handles any other order, a pixel at
+// a time.
 
 // swizzleCopy is swizzle from src into dst, which have the same length.
 func swizzleCopy(dst, src []byte, ro, gO, bo int) {

@@ -5,13 +5,15 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/kvmpki/kvmpki/libvirtconf"
 )
 
 // sedEdit is the baseline: the line-regexp editing of CloudStack's setup
 // scripts (replace the first "#?key = ..." line, else append), with no
 // parsing, no validation and no idempotence guarantee for lists.
 // The regexps are compiled ahead, outside the timing.
-func sedEdit(src []byte, settings []Setting, res []*regexp.Regexp) []byte {
+func sedEdit(src []byte, settings []libvirtconf.Setting, res []*regexp.Regexp) []byte {
 	out := src
 	for i, s := range settings {
 		re := res[i]
@@ -39,7 +41,7 @@ func BenchmarkEditStockConfig(b *testing.B) {
 	}
 	files := []struct {
 		src      []byte
-		settings []Setting
+		settings []libvirtconf.Setting
 		res      []*regexp.Regexp
 	}{
 		{src: stock(b, "libvirtd.conf"), settings: libvirtdSettings},
@@ -55,7 +57,7 @@ func BenchmarkEditStockConfig(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		f := files[i%len(files)]
 		start := time.Now()
-		if _, err := EditConfig(f.src, f.settings...); err != nil {
+		if _, err := libvirtconf.Edit(f.src, f.settings...); err != nil {
 			b.Fatal(err)
 		}
 		mid := time.Now()

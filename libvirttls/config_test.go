@@ -1,8 +1,6 @@
 package libvirttls
 
 import (
-	"bytes"
-	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -11,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kvmpki/kvmpki/libvirtconf"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -40,6 +40,7 @@ func golden(t *testing.T, name string, got []byte) {
 // an allow list, a listen address and migrate_tls_force.
 func goldenOptions() *Options {
 	return &Options{
+		LookupGroup:     fakeGroups,
 		ListenAddr:      "192.0.2.10",
 		AllowedDNs:      []string{"CN=kvm1.example.org", "CN=kvm2.example.org"},
 		MigrateTLSForce: true,
@@ -52,24 +53,24 @@ func TestGoldenStockFiles(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		file     string
-		settings []Setting
+		settings []libvirtconf.Setting
 	}{
 		{name: "libvirtd.conf", file: "libvirtd.conf", settings: libvirtdSettings},
 		{name: "qemu.conf", file: "qemu.conf", settings: goldenOptions().QEMUSettings()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := stock(t, tc.file)
-			got, err := EditConfig(src, tc.settings...)
+			got, err := libvirtconf.Edit(src, tc.settings...)
 			require.NoError(t, err)
 			golden(t, tc.file+".golden", got)
-			golden(t, tc.file+".diff.golden", []byte(unifiedDiff("/etc/libvirt/"+tc.file, src, got)))
+			golden(t, tc.file+".diff.golden", []byte(libvirtconf.UnifiedDiff("/etc/libvirt/"+tc.file, src, got)))
 
-			again, err := EditConfig(got, tc.settings...)
+			again, err := libvirtconf.Edit(got, tc.settings...)
 			require.NoError(t, err)
 			assert.Equal(t, string(got), string(again), "editing twice must give the same bytes")
 
 			// Every setting took effect, and libvirt's first match is it.
-			conf, err := ParseConfig(got)
+			conf, err := libvirtconf.Parse(got)
 			require.NoError(t, err)
 			for _, s := range tc.settings {
 				v, ok := conf.Get(s.Key)
@@ -86,204 +87,17 @@ func TestGoldenStockFiles(t *testing.T) {
 				keys[s.Key] = true
 			}
 			added := 0
-			for _, op := range lineDiff(splitLines(src), splitLines(got)) {
-				switch op.kind {
-				case '-':
-					key, _, _ := strings.Cut(strings.TrimPrefix(op.text, "#"), " ")
-					assert.True(t, keys[key], "removed line %q is not a statement of an edited key", op.text)
-				case '+':
+			for _, line := range strings.Split(libvirtconf.UnifiedDiff("f", src, got), "\n") {
+				switch {
+				case strings.HasPrefix(line, "---"), strings.HasPrefix(line, "+++"):
+				case strings.HasPrefix(line, "-"):
+					key, _, _ := strings.Cut(strings.TrimPrefix(line[1:], "#"), " ")
+					assert.True(t, keys[key], "removed line %q is not a statement of an edited key", line)
+				case strings.HasPrefix(line, "+"):
 					added++
 				}
 			}
 			assert.Equal(t, len(tc.settings), added)
 		})
 	}
-}
-
-func TestParseConfig(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		src  string
-		key  string
-		want Value
-	}{
-		{name: "integer", src: "a = 1\n", key: "a", want: IntValue(1)},
-		{name: "negative", src: "a=-12", key: "a", want: IntValue(-12)},
-		{name: "double quotes", src: `a = "x y"`, key: "a", want: StringValue("x y")},
-		{name: "single quotes", src: `a = 'say "hi"'`, key: "a", want: StringValue(`say "hi"`)},
-		{name: "triple quotes", src: "a = \"\"\"two\nlines\"\"\"\n", key: "a", want: StringValue("two\nlines")},
-		{name: "empty list", src: "a = [ ]", key: "a", want: ListValue()},
-		{name: "list over lines", src: "a = [\n  \"x\",\n  \"y\",\n]\n", key: "a", want: StringListValue("x", "y")},
-		{name: "nested list", src: "a = [[1], 2]", key: "a", want: ListValue(ListValue(IntValue(1)), IntValue(2))},
-		{name: "trailing comment", src: "a = 1   # one\n", key: "a", want: IntValue(1)},
-		{name: "semicolons", src: "a = 1; b = \"2\";\n", key: "b", want: StringValue("2")},
-		{name: "first wins", src: "a = 1\na = 2\n", key: "a", want: IntValue(1)},
-		{name: "CRLF", src: "# c\r\na = 1\r\n", key: "a", want: IntValue(1)},
-		{name: "beyond int64, as libvirt accepts", src: "a = 99999999999999999999", key: "a", want: Value{kind: KindInt, str: "99999999999999999999"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c, err := ParseConfig([]byte(tc.src))
-			require.NoError(t, err)
-			assert.Equal(t, tc.src, string(c.Bytes()))
-			got, ok := c.Get(tc.key)
-			require.True(t, ok)
-			assert.True(t, got.Equal(tc.want), "got %s, want %s", got, tc.want)
-		})
-	}
-}
-
-func TestParseConfigErrors(t *testing.T) {
-	for _, tc := range []struct {
-		name, src string
-		line      int
-		msg       string
-	}{
-		{name: "no equals", src: "a 1", line: 1, msg: "expecting '='"},
-		{name: "no value", src: "a =", line: 1, msg: "expecting a value"},
-		{name: "bare word", src: "\n\na = yes", line: 3, msg: "expecting a value"},
-		{name: "unterminated", src: `a = "x`, line: 1, msg: "unterminated string"},
-		{name: "newline in string", src: "a = \"x\ny\"", line: 1, msg: "unterminated string"},
-		{name: "unterminated triple", src: `a = """x`, line: 1, msg: "unterminated"},
-		{name: "open list", src: "a = [1,\n2", line: 2, msg: "not closed"},
-		{name: "two values", src: "a = 1 2", line: 1, msg: "expecting a line break"},
-		{name: "name with digit first", src: "1a = 1", line: 1, msg: "expecting a name"},
-		{name: "NUL", src: "a = 1\n\x00", line: 2, msg: "NUL"},
-		{name: "sign only", src: "a = -", line: 1, msg: "unterminated number"},
-		{name: "deep lists", src: "a = " + strings.Repeat("[", 40), line: 1, msg: "nested deeper"},
-		{name: "comment in list", src: "a = [1, # one\n2]", line: 1, msg: "expecting a value"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseConfig([]byte(tc.src))
-			var se *SyntaxError
-			require.ErrorAs(t, err, &se)
-			assert.Equal(t, tc.line, se.Line)
-			assert.Contains(t, se.Msg, tc.msg)
-			assert.True(t, strings.HasPrefix(err.Error(), "libvirttls: "))
-		})
-	}
-	big := bytes.Repeat([]byte("#\n"), maxConfigSize)
-	_, err := ParseConfig(big)
-	assert.ErrorContains(t, err, "limit")
-}
-
-func TestConfigSet(t *testing.T) {
-	for _, tc := range []struct {
-		name, src string
-		key       string
-		value     Value
-		want      string
-	}{
-		{name: "replace keeps the comment", src: "x = 2\na  =  0   # off\n", key: "a", value: IntValue(1), want: "x = 2\na  =  1   # off\n"},
-		{name: "uncomment default", src: "# prose\n#a = 0\nb = 1\n", key: "a", value: IntValue(1), want: "# prose\na = 1\nb = 1\n"},
-		{name: "indented prose is not a default", src: "#   a = 0\n", key: "a", value: IntValue(1), want: "#   a = 0\na = 1\n"},
-		{name: "prefix of another key", src: "#ab = 0\n", key: "a", value: IntValue(1), want: "#ab = 0\na = 1\n"},
-		{name: "first of two defaults", src: "#a = 0\n#a = 2\n", key: "a", value: IntValue(1), want: "a = 1\n#a = 2\n"},
-		{name: "commented list over lines", src: "#a = [\n#  \"x\",\n#]\n#b = 1\n", key: "a", value: StringListValue("y"), want: "a = [\"y\"]\n#b = 1\n"},
-		{name: "append without final newline", src: "b = 1", key: "a", value: StringValue("v"), want: "b = 1\na = \"v\"\n"},
-		{name: "append to empty", src: "", key: "a", value: IntValue(1), want: "a = 1\n"},
-		{name: "every active statement", src: "a = 0\na = 2\n", key: "a", value: IntValue(1), want: "a = 1\na = 1\n"},
-		{name: "same value changes nothing", src: "a='v'  \n", key: "a", value: StringValue("v"), want: "a='v'  \n"},
-		{name: "semicolon line", src: "a = 0; b = 0\n", key: "b", value: IntValue(1), want: "a = 0; b = 1\n"},
-		{name: "multi-line value", src: "a = [\n 1,\n 2\n] # c\nb = 0\n", key: "a", value: ListValue(), want: "a = [] # c\nb = 0\n"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c, err := ParseConfig([]byte(tc.src))
-			require.NoError(t, err)
-			require.NoError(t, c.Set(tc.key, tc.value))
-			assert.Equal(t, tc.want, string(c.Bytes()))
-			require.NoError(t, c.Set(tc.key, tc.value))
-			assert.Equal(t, tc.want, string(c.Bytes()), "idempotent")
-		})
-	}
-}
-
-func TestConfigSetRefuses(t *testing.T) {
-	const src = "#a = 0\n"
-	for _, tc := range []struct {
-		name  string
-		key   string
-		value Value
-		err   error
-	}{
-		{name: "double quote", key: "a", value: StringValue(`x"y`), err: ErrInvalidValue},
-		{name: "single quote", key: "a", value: StringValue(`x'y`), err: ErrInvalidValue},
-		{name: "newline", key: "a", value: StringValue("x\ny = 1"), err: ErrInvalidValue},
-		{name: "carriage return", key: "a", value: StringValue("x\r"), err: ErrInvalidValue},
-		{name: "NUL", key: "a", value: StringValue("x\x00"), err: ErrInvalidValue},
-		{name: "in a list", key: "a", value: StringListValue("ok", "no\n"), err: ErrInvalidValue},
-		{name: "zero value", key: "a", value: Value{}, err: ErrInvalidValue},
-		{name: "empty key", key: "", value: IntValue(1), err: ErrInvalidKey},
-		{name: "key with space", key: "a b", value: IntValue(1), err: ErrInvalidKey},
-		{name: "key with newline", key: "a\nb", value: IntValue(1), err: ErrInvalidKey},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c, err := ParseConfig([]byte(src))
-			require.NoError(t, err)
-			assert.ErrorIs(t, c.Set(tc.key, tc.value), tc.err)
-			assert.Equal(t, src, string(c.Bytes()), "nothing written")
-		})
-	}
-}
-
-func TestValueAccessors(t *testing.T) {
-	v := StringListValue("a", "b")
-	ss, ok := v.Strings()
-	assert.True(t, ok)
-	assert.Equal(t, []string{"a", "b"}, ss)
-	_, ok = ListValue(IntValue(1)).Strings()
-	assert.False(t, ok)
-	n, ok := BoolValue(true).Int()
-	assert.True(t, ok)
-	assert.Equal(t, int64(1), n)
-	assert.Equal(t, `["a", "b"]`, v.String())
-	assert.Equal(t, KindList, v.Kind())
-	assert.False(t, IntValue(1).Equal(StringValue("1")))
-}
-
-func FuzzConfigEdit(f *testing.F) {
-	for _, name := range []string{"libvirtd.conf", "qemu.conf"} {
-		f.Add(stock(f, name), "listen_tls", "x")
-	}
-	for _, tc := range virconfCases {
-		f.Add([]byte(tc.src), "a", "v")
-	}
-	f.Add([]byte("#a = [\n#  \"x\",\n#]\n"), "a", "v")
-	f.Add([]byte("a = 1; b = 'q'\r\n"), "b", "v\"")
-	f.Add([]byte("a = \"\"\"x\ny\"\"\""), "a", "")
-	f.Fuzz(func(t *testing.T, data []byte, key, value string) {
-		c, err := ParseConfig(data)
-		if err != nil {
-			var se *SyntaxError
-			require.ErrorAs(t, err, &se)
-			return
-		}
-		require.Equal(t, data, c.Bytes(), "a parsed file re-renders identically")
-		err = c.Set(key, StringValue(value))
-		if err != nil {
-			if !assert.True(t, errorsIsAny(err, ErrInvalidKey, ErrInvalidValue), "unexpected error %v", err) {
-				return
-			}
-			assert.Equal(t, data, c.Bytes(), "a refused edit writes nothing")
-			assert.True(t, !validKey(key) || strings.ContainsAny(value, "\"'\n\r\x00"), "refused a writable edit: %v", err)
-			return
-		}
-		got, ok := c.Get(key)
-		require.True(t, ok)
-		s, _ := got.Str()
-		assert.Equal(t, value, s)
-		once := c.Bytes()
-		_, err = ParseConfig(once)
-		require.NoError(t, err)
-		require.NoError(t, c.Set(key, StringValue(value)))
-		assert.Equal(t, once, c.Bytes(), "idempotent")
-	})
-}
-
-func errorsIsAny(err error, targets ...error) bool {
-	for _, target := range targets {
-		if errors.Is(err, target) {
-			return true
-		}
-	}
-	return false
 }

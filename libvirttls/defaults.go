@@ -46,9 +46,12 @@ const (
 
 // Defaults of [Options].
 const (
-	DefaultTLSPort   = 16514
-	DefaultTCPPort   = 16509
-	DefaultQEMUGroup = "libvirt-qemu"
+	defaultTLSPort   = 16514
+	defaultTCPPort   = 16509
+	defaultQEMUGroup = "libvirt-qemu"
+	// qemuGroupPackage is the Debian package whose postinst creates the
+	// libvirt-qemu user and group.
+	qemuGroupPackage = "libvirt-daemon-system"
 )
 
 // File modes of the layout. Certificates and CRLs are public; keys are

@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kvmpki/kvmpki/libvirtconf"
 )
 
 func TestAllowedDN(t *testing.T) {
@@ -64,7 +66,7 @@ func FuzzAllowedDN(f *testing.F) {
 			return
 		}
 		assert.False(t, strings.ContainsAny(dn, "*?\"'\n\r\x00"), "unsafe DN %q", dn)
-		_, err = StringListValue(dn).Marshal()
+		_, err = libvirtconf.StringListValue(dn).Marshal()
 		assert.NoError(t, err)
 	})
 }

@@ -26,13 +26,13 @@
 //
 // # The configuration editor
 //
-// [ParseConfig] reads libvirt's configuration syntax (virconf: "key =
-// value", strings, integers, lists, "#" comments) and [Config.Set] edits it
+// [libvirtconf.Parse] reads libvirt's configuration syntax (virconf: "key =
+// value", strings, integers, lists, "#" comments) and [libvirtconf.Config.Set] edits it
 // in place: it replaces the value of an active setting, else uncomments
 // the file's commented default ("#key = ..."), else appends the setting.
 // Every other byte is kept, and setting a value twice gives the same bytes.
 // Strings libvirt cannot hold (quotes, line breaks, NULs; the syntax has
-// no escapes) are refused with [ErrInvalidValue], never written.
+// no escapes) are refused with [libvirtconf.ErrInvalidValue], never written.
 //
 // [Options.LibvirtdSettings] and [Options.QEMUSettings] list what a secured host needs:
 // listen_tls=1, listen_tcp=0, tls_port, tcp_port, auth_tls="none",

@@ -15,34 +15,6 @@ import (
 	"github.com/kvmpki/kvmpki/libvirttls"
 )
 
-// EditConfig uncomments the commented default, replaces active values and
-// keeps everything else byte for byte.
-func ExampleEditConfig() {
-	src := []byte(`# Flag listening for secure TLS connections
-#listen_tls = 0
-listen_tcp = 1   # set by an old script
-`)
-	out, err := libvirttls.EditConfig(src,
-		libvirttls.Setting{Key: "listen_tls", Value: libvirttls.IntValue(1)},
-		libvirttls.Setting{Key: "listen_tcp", Value: libvirttls.IntValue(0)},
-		libvirttls.Setting{Key: "tls_allowed_dn_list", Value: libvirttls.StringListValue("CN=kvm1.example.org")},
-	)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	fmt.Print(string(out))
-
-	_, err = libvirttls.EditConfig(src, libvirttls.Setting{Key: "ca_file", Value: libvirttls.StringValue("/x\"\nlisten_tcp = 1")})
-	fmt.Println(err)
-	// Output:
-	// # Flag listening for secure TLS connections
-	// listen_tls = 1
-	// listen_tcp = 0   # set by an old script
-	// tls_allowed_dn_list = ["CN=kvm1.example.org"]
-	// libvirttls: invalid value: string holds '"' at byte 2; libvirt's syntax has no escapes (setting ca_file)
-}
-
 // AllowedDN prints a subject in the order libvirtd compares it, which is
 // the reverse of pkix.Name.String.
 func ExampleAllowedDN() {
@@ -80,7 +52,7 @@ func ExampleNewPlan() {
 		AllowedDNs:      []string{"CN=kvm*.example.org"},
 		MigrateTLSForce: true,
 	}
-	plan, err := libvirttls.NewPlan(creds, opts)
+	plan, err := libvirttls.NewPlan(ctx, creds, opts)
 	if err != nil {
 		fmt.Println(err)
 		return

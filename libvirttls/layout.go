@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/kvmpki/kvmpki/libvirtconf"
 )
 
 // owner is a file's owner and group; names are for display.
@@ -31,19 +33,19 @@ type entry struct {
 	secret   bool // a private key: never shown
 }
 
+// ErrQEMUGroupMissing: the group QEMU runs as does not exist on the host
+// being secured, so its keys cannot be made readable to QEMU. On Debian
+// and Ubuntu the libvirt-daemon-system package creates libvirt-qemu.
+var ErrQEMUGroupMissing = errors.New("libvirttls: QEMU group missing")
+
 // owners resolves root and QEMU's group. A caller that is not root can
 // own files only as itself, so the layout is then made for the caller's
-// user and group: fine for tests and dry runs, not for a real host.
-func owners(group string) (rootOwner, qemuOwner owner, err error) {
+// user and group: fine for tests and dry runs, not for a real host. As
+// root, QEMU's group is looked up; a missing group is an error for the
+// real host (Root "/") and the caller's group under another root.
+func (o *Options) owners(group string) (rootOwner, qemuOwner owner, err error) {
 	if os.Geteuid() != 0 {
-		uid, gid := os.Geteuid(), os.Getegid()
-		w := owner{uid: uid, gid: gid, user: strconv.Itoa(uid), grp: strconv.Itoa(gid)}
-		if u, err := user.LookupId(w.user); err == nil {
-			w.user = u.Username
-		}
-		if g, err := user.LookupGroupId(w.grp); err == nil {
-			w.grp = g.Name
-		}
+		w := callerOwner()
 		return w, w, nil
 	}
 	rootOwner = owner{uid: 0, gid: 0, user: "root", grp: "root"}
@@ -53,15 +55,24 @@ func owners(group string) (rootOwner, qemuOwner owner, err error) {
 		if err != nil || gid < 0 {
 			return owner{}, owner{}, fmt.Errorf("libvirttls: QEMU group %q is not a number", group)
 		}
-		name := group
-		if g, err := user.LookupGroupId(num); err == nil {
-			name = g.Name
-		}
-		return rootOwner, owner{uid: 0, gid: gid, user: "root", grp: name}, nil
+		return rootOwner, owner{uid: 0, gid: gid, user: "root", grp: group}, nil
 	}
-	g, err := user.LookupGroup(group)
+	lookup := user.LookupGroup
+	if o != nil && o.LookupGroup != nil {
+		lookup = o.LookupGroup
+	}
+	g, err := lookup(group)
 	if err != nil {
-		return owner{}, owner{}, fmt.Errorf("libvirttls: QEMU group %q: %w", group, err)
+		if o.root() != "/" {
+			// A temporary root: no QEMU of this machine reads these keys.
+			w := callerOwner()
+			return rootOwner, owner{uid: 0, gid: w.gid, user: "root", grp: w.grp}, nil
+		}
+		hint := ""
+		if group == defaultQEMUGroup {
+			hint = "; install " + qemuGroupPackage + ", which creates it,"
+		}
+		return owner{}, owner{}, fmt.Errorf("%w: %q: %w%s or name QEMU's group in Options.QEMUGroup", ErrQEMUGroupMissing, group, err, hint)
 	}
 	gid, err := strconv.Atoi(g.Gid)
 	if err != nil {
@@ -70,14 +81,31 @@ func owners(group string) (rootOwner, qemuOwner owner, err error) {
 	return rootOwner, owner{uid: 0, gid: gid, user: "root", grp: group}, nil
 }
 
+// callerOwner is the effective user and group of this process.
+func callerOwner() owner {
+	uid, gid := os.Geteuid(), os.Getegid()
+	w := owner{uid: uid, gid: gid, user: strconv.Itoa(uid), grp: strconv.Itoa(gid)}
+	if uid == 0 {
+		w.user = "root"
+	} else if u, err := user.LookupId(w.user); err == nil {
+		w.user = u.Username
+	}
+	if gid == 0 {
+		w.grp = "root"
+	} else if g, err := user.LookupGroupId(w.grp); err == nil {
+		w.grp = g.Name
+	}
+	return w
+}
+
 // qemuGroup returns the group QEMU's keys are readable by.
-func (o *Options) qemuGroup(qemuConf *Config) string {
+func (o *Options) qemuGroup(qemuConf *libvirtconf.Config) string {
 	if o != nil && o.QEMUGroup != "" {
 		return o.QEMUGroup
 	}
 	// The group qemu.conf will have: the last group= of ExtraQEMU, else
 	// the file's. A numeric "+GID" is kept as it is (see owners).
-	group := Value{}
+	group := libvirtconf.Value{}
 	if qemuConf != nil {
 		group, _ = qemuConf.Get("group")
 	}
@@ -91,7 +119,7 @@ func (o *Options) qemuGroup(qemuConf *Config) string {
 	if s, ok := group.Str(); ok && s != "" {
 		return s
 	}
-	return DefaultQEMUGroup
+	return defaultQEMUGroup
 }
 
 // layout returns the wanted PKI directories and files, parents first.
@@ -100,9 +128,9 @@ func (o *Options) layout(c *Credentials, rootOwner, qemuOwner owner) ([]entry, e
 	dir := func(p string, mode fs.FileMode, w owner) {
 		out = append(out, entry{hostPath: p, dir: true, mode: mode, owner: w})
 	}
-	symlink := o != nil && o.Install == Symlink
+	symlink := o != nil && o.Install == InstallSymlinks
 	credDir := o.credentialsDir()
-	// file adds a public file, linked to the agent's file in Symlink mode.
+	// file adds a public file, linked to the agent's file with InstallSymlinks.
 	file := func(p string, data []byte, agentName string) {
 		e := entry{hostPath: p, data: data, mode: publicFileMode, owner: rootOwner}
 		if symlink && agentName != "" {

@@ -2,6 +2,7 @@ package libvirttls
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,6 +10,8 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+
+	"github.com/kvmpki/kvmpki/libvirtconf"
 )
 
 // Plan is the set of changes that secures a host, made by [NewPlan],
@@ -30,11 +33,18 @@ type Plan struct {
 func (p *Plan) Empty() bool { return len(p.Changes) == 0 && len(p.Actions) == 0 }
 
 // NewPlan verifies c (see [Credentials.Verify]) and compares the state a
-// secured host needs with the files under o.Root: the PKI layout and the
-// edits of libvirtd.conf and qemu.conf. It changes nothing on disk. A
-// missing libvirtd.conf or qemu.conf is planned as a new file holding only
-// the settings. If o is nil, the zero Options are used.
-func NewPlan(c *Credentials, o *Options) (*Plan, error) {
+// secured host needs with the files under o.Root: the PKI layout, the
+// edits of libvirtd.conf and qemu.conf, and the service actions (see
+// [Plan.Actions]). It changes nothing on disk. A missing libvirtd.conf or
+// qemu.conf is planned as a new file holding only the settings. If o is
+// nil, the zero Options are used.
+//
+// NewPlan refuses, with an error wrapping [ErrInsecure], to plan a
+// configuration that would still be insecure once edited, such as a
+// tls_priority enabling TLS 1.0 that ExtraLibvirtd does not replace. An
+// auth_tcp = "none" (which earlier versions of this package wrote) is
+// set back to libvirt's default, "sasl".
+func NewPlan(ctx context.Context, c *Credentials, o *Options) (*Plan, error) {
 	if c == nil {
 		return nil, fmt.Errorf("%w: nil Credentials", ErrCredentialsMissing)
 	}
@@ -48,14 +58,14 @@ func NewPlan(c *Credentials, o *Options) (*Plan, error) {
 		return nil, fmt.Errorf("libvirttls: root %s is not a directory", o.root())
 	}
 	p := &Plan{root: o.root(), rename: os.Rename}
-	if o.Install == Symlink {
+	if o.Install == InstallSymlinks {
 		// Links to files that are not these credentials would dangle or,
 		// worse, install something else.
 		for name, want := range map[string][]byte{AgentCACert: c.CACert, AgentCert: c.Cert, AgentKey: c.Key} {
 			hostPath := path.Join(o.credentialsDir(), name)
 			got, err := o.readHostFile(hostPath)
 			if err != nil || !bytes.Equal(got, want) {
-				return nil, fmt.Errorf("libvirttls: Symlink needs the credentials at %s under the root: %s is missing or differs", o.credentialsDir(), hostPath)
+				return nil, fmt.Errorf("libvirttls: InstallSymlinks needs the credentials at %s under the root: %s is missing or differs", o.credentialsDir(), hostPath)
 			}
 		}
 	}
@@ -68,13 +78,13 @@ func NewPlan(c *Credentials, o *Options) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	var qemuConf *Config
+	var qemuConf *libvirtconf.Config
 	if qemuState.exists {
-		if qemuConf, err = ParseConfig(qemuState.data); err != nil {
+		if qemuConf, err = libvirtconf.Parse(qemuState.data); err != nil {
 			return nil, inFile(err, QEMUConfPath)
 		}
 	}
-	rootOwner, qemuOwner, err := owners(o.qemuGroup(qemuConf))
+	rootOwner, qemuOwner, err := o.owners(o.qemuGroup(qemuConf))
 	if err != nil {
 		return nil, err
 	}
@@ -93,22 +103,32 @@ func NewPlan(c *Credentials, o *Options) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	if libvirtdState.exists {
+		if conf, err := libvirtconf.Parse(libvirtdState.data); err == nil {
+			if v, ok := conf.Get("auth_tcp"); ok && v.Equal(libvirtconf.StringValue("none")) {
+				libvirtdSettings = append([]libvirtconf.Setting{{Key: "auth_tcp", Value: libvirtconf.StringValue("sasl")}}, libvirtdSettings...)
+			}
+		}
+	}
 	configChanged := false
 	for _, cf := range []struct {
 		hostPath string
 		state    fileState
-		settings []Setting
+		settings []libvirtconf.Setting
+		insecure func(*libvirtconf.Config) []error
 	}{
-		{LibvirtdConfPath, libvirtdState, libvirtdSettings},
-		{QEMUConfPath, qemuState, o.QEMUSettings()},
+		{LibvirtdConfPath, libvirtdState, libvirtdSettings, insecureLibvirtd},
+		{QEMUConfPath, qemuState, o.QEMUSettings(), insecureQEMU},
 	} {
-		changed, err := p.addConfig(o, cf.hostPath, cf.state, cf.settings, rootOwner)
+		changed, err := p.addConfig(o, cf.hostPath, cf.state, cf.settings, rootOwner, cf.insecure)
 		if err != nil {
 			return nil, err
 		}
 		configChanged = configChanged || changed
 	}
-	p.Actions = o.actions(configChanged, len(p.Changes) > 0)
+	if p.Actions, err = o.actions(ctx, configChanged, len(p.Changes) > 0); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -169,17 +189,24 @@ func (p *Plan) addParents(o *Options, hostPath string) error {
 }
 
 // addConfig plans the edit of one configuration file and reports whether
-// it changes.
-func (p *Plan) addConfig(o *Options, hostPath string, st fileState, settings []Setting, rootOwner owner) (bool, error) {
+// it changes. It refuses an edited file that insecure finds fault with.
+func (p *Plan) addConfig(o *Options, hostPath string, st fileState, settings []libvirtconf.Setting, rootOwner owner, insecure func(*libvirtconf.Config) []error) (bool, error) {
 	if st.exists && (st.isDir || st.link != "") {
 		return false, fmt.Errorf("libvirttls: %s is not a regular file", o.DiskPath(hostPath))
 	}
 	if err := checkAncestors(o.root(), hostPath); err != nil {
 		return false, err
 	}
-	edited, err := EditConfig(st.data, settings...)
+	edited, err := libvirtconf.Edit(st.data, settings...)
 	if err != nil {
 		return false, inFile(err, hostPath)
+	}
+	conf, err := libvirtconf.Parse(edited)
+	if err != nil {
+		return false, inFile(err, hostPath)
+	}
+	if errs := insecure(conf); len(errs) > 0 {
+		return false, fmt.Errorf("libvirttls: %s would stay insecure after the edit; fix it or override it in the Options' Extra settings: %w", hostPath, errors.Join(errs...))
 	}
 	if st.exists && bytes.Equal(edited, st.data) {
 		return false, nil
@@ -206,38 +233,49 @@ func (p *Plan) addConfig(o *Options, hostPath string, st fileState, settings []S
 // actions returns the service steps after the changes: a restart when a
 // configuration changed (libvirtd reads its files and qemu.conf only at
 // start), enabling libvirtd-tls.socket on socket-activated hosts, or only
-// a TLS credentials reload when only PKI files changed.
-func (o *Options) actions(configChanged, anyChange bool) []Action {
+// a TLS credentials reload when only PKI files changed. Whenever
+// libvirtd-tcp.socket is enabled or active, it is stopped, disabled and
+// masked, and libvirtd restarted: a socket-activated libvirtd serves that
+// socket whatever listen_tcp says, and keeps serving an fd it was handed
+// until it restarts.
+func (o *Options) actions(ctx context.Context, configChanged, anyChange bool) ([]Action, error) {
+	units, err := unitStates(ctx, o.units(), libvirtdSocket, libvirtdTLSSocket, libvirtdTCPSocket)
+	if err != nil {
+		return nil, err
+	}
 	// CloudStack's legacy mode masks the sockets and runs libvirtd
 	// --listen: then listen_tls applies and a restart is all it takes.
-	masked := false
-	for _, unit := range []string{"libvirtd.socket", "libvirtd-tls.socket"} {
-		if target, err := os.Readlink(o.DiskPath("/etc/systemd/system/" + unit)); err == nil && target == "/dev/null" {
-			masked = true
+	masked := units[libvirtdSocket].Masked || units[libvirtdTLSSocket].Masked
+	socketUnit := !masked && units[libvirtdTLSSocket].Exists
+	tcpOpen := units[libvirtdTCPSocket].open()
+	var closeTCP []Action
+	if tcpOpen {
+		closeTCP = []Action{
+			{Command: []string{"systemctl", "disable", "--now", libvirtdTCPSocket}, Why: "a socket-activated libvirtd serves libvirtd-tcp.socket, unencrypted, whatever listen_tcp says"},
+			{Command: []string{"systemctl", "mask", libvirtdTCPSocket}, Why: "no other unit may start the TCP socket again"},
 		}
 	}
-	socketUnit := !masked && (exists(o.DiskPath("/lib/systemd/system/libvirtd-tls.socket")) ||
-		exists(o.DiskPath("/usr/lib/systemd/system/libvirtd-tls.socket")))
-	socketEnabled := exists(o.DiskPath("/etc/systemd/system/sockets.target.wants/libvirtd-tls.socket"))
 	switch {
-	case socketUnit && (configChanged || !socketEnabled):
+	case socketUnit && (configChanged || tcpOpen || !units[libvirtdTLSSocket].Enabled):
 		// Under socket activation listen_tls is ignored: TLS is served
 		// only when systemd passes the libvirtd-tls.socket fd.
-		return []Action{
-			{Command: []string{"systemctl", "stop", "libvirtd.service"}, Why: "libvirtd reads libvirtd.conf and qemu.conf at start"},
-			{Command: []string{"systemctl", "enable", "--now", "libvirtd-tls.socket"}, Why: "a socket-activated libvirtd serves TLS only on libvirtd-tls.socket"},
-			{Command: []string{"systemctl", "start", "libvirtd.service"}, Why: "start libvirtd with the new configuration"},
-		}
-	case configChanged || (anyChange && o.RootedConfigPaths && o.root() != "/"):
+		return slices.Concat(
+			[]Action{{Command: []string{"systemctl", "stop", libvirtdService}, Why: "libvirtd reads libvirtd.conf and qemu.conf at start"}},
+			closeTCP,
+			[]Action{
+				{Command: []string{"systemctl", "enable", "--now", libvirtdTLSSocket}, Why: "a socket-activated libvirtd serves TLS only on libvirtd-tls.socket"},
+				{Command: []string{"systemctl", "start", libvirtdService}, Why: "start libvirtd with the new configuration"},
+			}), nil
+	case configChanged || tcpOpen || (anyChange && o.RootedConfigPaths && o.root() != "/"):
 		// virt-admin server-update-tls reloads from libvirt's default
 		// paths (/etc/pki/...), whatever key_file, cert_file, ca_file and
 		// crl_file say (libvirt 9.0, verified): with paths under another
 		// root only a restart picks up new files.
-		return []Action{{Command: []string{"systemctl", "restart", "libvirtd.service"}, Why: "libvirtd reads libvirtd.conf and qemu.conf at start"}}
+		return append(closeTCP, Action{Command: []string{"systemctl", "restart", libvirtdService}, Why: "libvirtd reads libvirtd.conf and qemu.conf at start"}), nil
 	case anyChange:
-		return []Action{{Command: []string{"virt-admin", "server-update-tls", "libvirtd"}, Why: "reload libvirtd's TLS credentials without a restart (libvirt >= 6.2)"}}
+		return []Action{{Command: []string{"virt-admin", "server-update-tls", "libvirtd"}, Why: "reload libvirtd's TLS credentials without a restart (libvirt >= 6.2)"}}, nil
 	}
-	return nil
+	return nil, nil
 }
 
 // checkAncestors refuses hostPath when one of its existing ancestors
@@ -267,4 +305,14 @@ func checkAncestors(root, hostPath string) error {
 func exists(p string) bool {
 	_, err := os.Lstat(p)
 	return err == nil
+}
+
+// inFile names the file an error of the configuration editor is about.
+func inFile(err error, path string) error {
+	var se *libvirtconf.SyntaxError
+	if errors.As(err, &se) && se.File == "" {
+		se.File = path
+		return err
+	}
+	return fmt.Errorf("%w (in %s)", err, path)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kvmpki/kvmpki/libvirtconf"
 	"github.com/kvmpki/kvmpki/provider"
 )
 
@@ -68,20 +69,29 @@ func snapshot(t testing.TB, root string) map[string]string {
 	return out
 }
 
-// qemuGID returns the gid the QEMU keys get: libvirt-qemu's as root, the
-// caller's group otherwise.
+// testQEMUGID is the gid fakeGroups gives libvirt-qemu: no unit test
+// depends on the users and groups of the machine running it.
+const testQEMUGID = 64055
+
+// fakeGroups is a group database holding only libvirt-qemu.
+func fakeGroups(name string) (*user.Group, error) {
+	if name == defaultQEMUGroup {
+		return &user.Group{Gid: strconv.Itoa(testQEMUGID), Name: name}, nil
+	}
+	return nil, user.UnknownGroupError(name)
+}
+
+// noGroups is the group database of a machine without libvirt.
+func noGroups(name string) (*user.Group, error) { return nil, user.UnknownGroupError(name) }
+
+// qemuGID returns the gid the QEMU keys get with fakeGroups:
+// libvirt-qemu's as root, the caller's group otherwise.
 func qemuGID(t testing.TB) int {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		return os.Getegid()
 	}
-	g, err := user.LookupGroup(DefaultQEMUGroup)
-	if err != nil {
-		t.Skipf("group %s missing (CI creates it; see .ci/run): %v", DefaultQEMUGroup, err)
-	}
-	gid, err := strconv.Atoi(g.Gid)
-	require.NoError(t, err)
-	return gid
+	return testQEMUGID
 }
 
 func TestPlanApply(t *testing.T) {
@@ -93,7 +103,7 @@ func TestPlanApply(t *testing.T) {
 	opts := goldenOptions()
 	opts.Root = root
 
-	plan, err := NewPlan(creds, opts)
+	plan, err := NewPlan(t.Context(), creds, opts)
 	require.NoError(t, err)
 	diff := plan.Diff()
 	t.Log(diff)
@@ -172,7 +182,7 @@ func TestPlanApply(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, leftovers, "no temporary file is left behind")
 
-	again, err := NewPlan(creds, opts)
+	again, err := NewPlan(t.Context(), creds, opts)
 	require.NoError(t, err)
 	assert.True(t, again.Empty(), "a second plan is empty:\n%s", again.Diff())
 	assert.Equal(t, "no changes\n", again.Diff())
@@ -180,7 +190,7 @@ func TestPlanApply(t *testing.T) {
 	t.Run("renewal reloads TLS without a restart", func(t *testing.T) {
 		renewed, _ := ca.host(t, "kvm1.example.org")
 		renewed.CRL = creds.CRL
-		plan, err := NewPlan(renewed, opts)
+		plan, err := NewPlan(t.Context(), renewed, opts)
 		require.NoError(t, err)
 		var paths []string
 		for _, ch := range plan.Changes {
@@ -199,16 +209,16 @@ func TestPlanSymlinks(t *testing.T) {
 	ca := newTestCA(t)
 	creds, _ := ca.host(t, "kvm1.example.org")
 	root := newRoot(t)
-	opts := &Options{Root: root, Install: Symlink}
-	_, err := NewPlan(creds, opts)
-	assert.ErrorContains(t, err, "Symlink needs the credentials", "links would dangle")
+	opts := &Options{LookupGroup: fakeGroups, Root: root, Install: InstallSymlinks}
+	_, err := NewPlan(t.Context(), creds, opts)
+	assert.ErrorContains(t, err, "InstallSymlinks needs the credentials", "links would dangle")
 
 	agent := filepath.Join(root, "etc/cloudstack/agent")
 	require.NoError(t, os.MkdirAll(agent, 0o700))
 	for name, data := range map[string][]byte{AgentCACert: creds.CACert, AgentCert: creds.Cert, AgentKey: creds.Key} {
 		require.NoError(t, os.WriteFile(filepath.Join(agent, name), data, 0o600))
 	}
-	plan, err := NewPlan(creds, opts)
+	plan, err := NewPlan(t.Context(), creds, opts)
 	require.NoError(t, err)
 	require.NoError(t, plan.Apply(t.Context(), nil))
 	for link, target := range map[string]string{
@@ -228,7 +238,7 @@ func TestPlanSymlinks(t *testing.T) {
 		require.NoError(t, err)
 		assert.True(t, fi.Mode().IsRegular(), "%s: QEMU's keys are copies", key)
 	}
-	again, err := NewPlan(creds, opts)
+	again, err := NewPlan(t.Context(), creds, opts)
 	require.NoError(t, err)
 	assert.True(t, again.Empty(), again.Diff())
 	st := CheckHost(t.Context(), opts, nil)
@@ -239,10 +249,10 @@ func TestApplyRollsBack(t *testing.T) {
 	ca := newTestCA(t)
 	creds, _ := ca.host(t, "kvm1.example.org")
 	root := newRoot(t)
-	opts := &Options{Root: root}
+	opts := &Options{LookupGroup: fakeGroups, Root: root}
 	// A host that already has an older layout: the rollback must bring
 	// back those files, not merely delete the new ones.
-	first, err := NewPlan(creds, opts)
+	first, err := NewPlan(t.Context(), creds, opts)
 	require.NoError(t, err)
 	require.NoError(t, first.Apply(t.Context(), nil))
 	renewed, _ := ca.host(t, "kvm1.example.org")
@@ -254,7 +264,7 @@ func TestApplyRollsBack(t *testing.T) {
 
 	for _, failAt := range []int{1, 5, 11} {
 		t.Run(fmt.Sprintf("rename %d fails", failAt), func(t *testing.T) {
-			plan, err := NewPlan(renewed, &opts2)
+			plan, err := NewPlan(t.Context(), renewed, &opts2)
 			require.NoError(t, err)
 			require.GreaterOrEqual(t, len(plan.Changes), failAt)
 			n := 0
@@ -272,7 +282,7 @@ func TestApplyRollsBack(t *testing.T) {
 	}
 
 	t.Run("stale plan", func(t *testing.T) {
-		plan, err := NewPlan(renewed, &opts2)
+		plan, err := NewPlan(t.Context(), renewed, &opts2)
 		require.NoError(t, err)
 		conf := opts.DiskPath(QEMUConfPath)
 		b, err := os.ReadFile(conf)
@@ -291,7 +301,7 @@ func TestPlanActions(t *testing.T) {
 	root := newRoot(t)
 	require.NoError(t, os.MkdirAll(filepath.Join(root, "lib/systemd/system"), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(root, "lib/systemd/system/libvirtd-tls.socket"), []byte("[Socket]\n"), 0o644))
-	plan, err := NewPlan(creds, &Options{Root: root})
+	plan, err := NewPlan(t.Context(), creds, &Options{LookupGroup: fakeGroups, Root: root})
 	require.NoError(t, err)
 	var cmds []string
 	for _, a := range plan.Actions {
@@ -302,7 +312,7 @@ func TestPlanActions(t *testing.T) {
 	masked := filepath.Join(root, "etc/systemd/system")
 	require.NoError(t, os.MkdirAll(masked, 0o755))
 	require.NoError(t, os.Symlink("/dev/null", filepath.Join(masked, "libvirtd.socket")))
-	legacy, err := NewPlan(creds, &Options{Root: root})
+	legacy, err := NewPlan(t.Context(), creds, &Options{LookupGroup: fakeGroups, Root: root})
 	require.NoError(t, err)
 	require.Len(t, legacy.Actions, 1, "masked sockets: CloudStack's legacy --listen mode")
 	assert.Equal(t, []string{"systemctl", "restart", "libvirtd.service"}, legacy.Actions[0].Command)
@@ -344,11 +354,11 @@ func TestNewPlanRefusesBadCredentials(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			root := newRoot(t)
 			before := snapshot(t, root)
-			opts := &Options{Root: root}
+			opts := &Options{LookupGroup: fakeGroups, Root: root}
 			if !tc.now.IsZero() {
 				opts.Time = func() time.Time { return tc.now }
 			}
-			_, err := NewPlan(tc.creds, opts)
+			_, err := NewPlan(t.Context(), tc.creds, opts)
 			assert.ErrorIs(t, err, tc.err)
 			if tc.msg != "" {
 				assert.ErrorContains(t, err, tc.msg)
@@ -361,9 +371,9 @@ func TestNewPlanRefusesBadCredentials(t *testing.T) {
 func TestNewPlanNeedsRoot(t *testing.T) {
 	ca := newTestCA(t)
 	creds, _ := ca.host(t, "kvm1.example.org")
-	_, err := NewPlan(creds, &Options{Root: filepath.Join(t.TempDir(), "missing")})
+	_, err := NewPlan(t.Context(), creds, &Options{LookupGroup: fakeGroups, Root: filepath.Join(t.TempDir(), "missing")})
 	assert.ErrorContains(t, err, "is not a directory")
-	_, err = NewPlan(nil, nil)
+	_, err = NewPlan(t.Context(), nil, nil)
 	assert.ErrorIs(t, err, ErrCredentialsMissing)
 }
 
@@ -383,21 +393,21 @@ func TestLoadCredentials(t *testing.T) {
 }
 
 func TestQEMUGroup(t *testing.T) {
-	conf, err := ParseConfig([]byte("group = \"kvm\"\n"))
+	conf, err := libvirtconf.Parse([]byte("group = \"kvm\"\n"))
 	require.NoError(t, err)
-	plus, err := ParseConfig([]byte("group = \"+64055\"\n"))
+	plus, err := libvirtconf.Parse([]byte("group = \"+64055\"\n"))
 	require.NoError(t, err)
 	for _, tc := range []struct {
 		name string
 		opts *Options
-		conf *Config
+		conf *libvirtconf.Config
 		want string
 	}{
-		{name: "default", opts: nil, want: DefaultQEMUGroup},
+		{name: "default", opts: nil, want: defaultQEMUGroup},
 		{name: "qemu.conf", opts: &Options{}, conf: conf, want: "kvm"},
 		{name: "numeric in qemu.conf", opts: &Options{}, conf: plus, want: "+64055"},
-		{name: "ExtraQEMU over qemu.conf", opts: &Options{ExtraQEMU: []Setting{{"group", StringValue("root")}}}, conf: conf, want: "root"},
-		{name: "QEMUGroup over all", opts: &Options{QEMUGroup: "qemu", ExtraQEMU: []Setting{{"group", StringValue("root")}}}, conf: conf, want: "qemu"},
+		{name: "ExtraQEMU over qemu.conf", opts: &Options{ExtraQEMU: []libvirtconf.Setting{{Key: "group", Value: libvirtconf.StringValue("root")}}}, conf: conf, want: "root"},
+		{name: "QEMUGroup over all", opts: &Options{QEMUGroup: "qemu", ExtraQEMU: []libvirtconf.Setting{{Key: "group", Value: libvirtconf.StringValue("root")}}}, conf: conf, want: "qemu"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			assert.Equal(t, tc.want, tc.opts.qemuGroup(tc.conf))
@@ -437,10 +447,10 @@ func TestNewPlanNamesTheBrokenConfig(t *testing.T) {
 	creds, _ := ca.host(t, "kvm1.example.org")
 	root := newRoot(t)
 	require.NoError(t, os.WriteFile(filepath.Join(root, "etc/libvirt/qemu.conf"), []byte("user = \"root\"\ngroup = root\n"), 0o644))
-	_, err := NewPlan(creds, &Options{Root: root})
-	var se *SyntaxError
+	_, err := NewPlan(t.Context(), creds, &Options{LookupGroup: fakeGroups, Root: root})
+	var se *libvirtconf.SyntaxError
 	require.ErrorAs(t, err, &se)
-	assert.Equal(t, "libvirttls: /etc/libvirt/qemu.conf line 2: expecting a value, found 'r'", err.Error())
+	assert.Equal(t, "libvirtconf: /etc/libvirt/qemu.conf line 2: expecting a value, found 'r'", err.Error())
 }
 
 func TestExecAction(t *testing.T) {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kvmpki/kvmpki/libvirtconf"
 )
 
 // TestPlanRefusesSymlinkedAncestors: a link anywhere between Root and a
@@ -27,7 +29,7 @@ func TestPlanRefusesSymlinkedAncestors(t *testing.T) {
 			before := snapshot(t, root)
 			opts := goldenOptions()
 			opts.Root = root
-			plan, err := NewPlan(creds, opts)
+			plan, err := NewPlan(t.Context(), creds, opts)
 			if err == nil {
 				err = plan.Apply(t.Context(), nil)
 			}
@@ -48,7 +50,7 @@ func TestApplyRefusesLinkSwappedIn(t *testing.T) {
 	root := newRoot(t)
 	opts := goldenOptions()
 	opts.Root = root
-	plan, err := NewPlan(creds, opts)
+	plan, err := NewPlan(t.Context(), creds, opts)
 	require.NoError(t, err)
 
 	outside := t.TempDir()
@@ -87,7 +89,7 @@ func TestApplyReplacesLinkAtKeyPath(t *testing.T) {
 	require.NoError(t, os.Symlink(victim, keyPath))
 	opts := goldenOptions()
 	opts.Root = root
-	plan, err := NewPlan(creds, opts)
+	plan, err := NewPlan(t.Context(), creds, opts)
 	require.NoError(t, err)
 	require.NoError(t, plan.Apply(t.Context(), nil))
 
@@ -121,7 +123,7 @@ func TestCRLWithOtherBlocksRefused(t *testing.T) {
 			before := snapshot(t, root)
 			opts := goldenOptions()
 			opts.Root = root
-			_, err := NewPlan(&c, opts)
+			_, err := NewPlan(t.Context(), &c, opts)
 			require.ErrorIs(t, err, ErrCredentialsInvalid)
 			assert.ErrorContains(t, err, "PRIVATE KEY")
 			assert.Equal(t, before, snapshot(t, root))
@@ -131,7 +133,7 @@ func TestCRLWithOtherBlocksRefused(t *testing.T) {
 	c.CRL = append(append([]byte{}, crl...), crl...)
 	opts := goldenOptions()
 	opts.Root = newRoot(t)
-	_, err := NewPlan(&c, opts)
+	_, err := NewPlan(t.Context(), &c, opts)
 	assert.NoError(t, err, "several CRL blocks are fine")
 }
 
@@ -151,10 +153,10 @@ func TestNumericQEMUGroup(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("ownership is resolved only as root")
 	}
-	_, w, err := owners("+4242")
+	_, w, err := (&Options{}).owners("+4242")
 	require.NoError(t, err)
 	assert.Equal(t, 4242, w.gid)
-	_, _, err = owners("+x")
+	_, _, err = (&Options{}).owners("+x")
 	assert.ErrorContains(t, err, "not a number")
 
 	ca := newTestCA(t)
@@ -162,8 +164,8 @@ func TestNumericQEMUGroup(t *testing.T) {
 	root := newRoot(t)
 	opts := goldenOptions()
 	opts.Root = root
-	opts.ExtraQEMU = []Setting{{"group", StringValue("+4242")}}
-	plan, err := NewPlan(creds, opts)
+	opts.ExtraQEMU = []libvirtconf.Setting{{Key: "group", Value: libvirtconf.StringValue("+4242")}}
+	plan, err := NewPlan(t.Context(), creds, opts)
 	require.NoError(t, err)
 	require.NoError(t, plan.Apply(t.Context(), nil))
 	for _, p := range []string{"etc/pki/qemu", "etc/pki/qemu/" + QEMUServerKey, "etc/pki/libvirt-vnc/" + QEMUServerKey} {

@@ -3,23 +3,26 @@ package libvirttls
 import (
 	"crypto/x509"
 	"fmt"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/kvmpki/kvmpki/libvirtconf"
 )
 
 // InstallMode chooses how the PKI files are installed.
 type InstallMode int
 
 const (
-	// Copy writes every file as a copy of the credentials. It is the
-	// default: it survives the agent rewriting its files and works under
-	// AppArmor, which checks a link's target.
-	Copy InstallMode = iota
-	// Symlink links certificates and root-only keys to the files in
-	// Options.CredentialsDir, as CloudStack does; the keys QEMU reads
+	// InstallCopies writes every file as a copy of the credentials. It
+	// is the default: it survives the agent rewriting its files and
+	// works under AppArmor, which checks a link's target.
+	InstallCopies InstallMode = iota
+	// InstallSymlinks links certificates and root-only keys to the files
+	// in Options.CredentialsDir, as CloudStack does; the keys QEMU reads
 	// stay copies (see the package documentation).
-	Symlink
+	InstallSymlinks
 )
 
 // Options describe a host to secure. The zero value secures the real host
@@ -37,22 +40,34 @@ type Options struct {
 	// Root is "/" and it changes nothing.
 	RootedConfigPaths bool
 
-	// Install chooses copies (the default) or symbolic links.
+	// Install chooses copies (InstallCopies, the zero value) or symbolic
+	// links (InstallSymlinks).
 	Install InstallMode
 
 	// CredentialsDir is the host path of the agent's cloud.* files, the
-	// targets of Symlink links. If empty, "/etc/cloudstack/agent".
+	// targets of InstallSymlinks links. If empty, "/etc/cloudstack/agent".
 	CredentialsDir string
 
 	// QEMUGroup is the group QEMU runs as, which gets read access to the
 	// keys in /etc/pki/libvirt-vnc and /etc/pki/qemu. If empty, the
 	// group set by ExtraQEMU, else the group= of qemu.conf under Root,
-	// else DefaultQEMUGroup ("libvirt-qemu"; Fedora uses "qemu"). As
-	// in qemu.conf, "+GID" names a group by number.
+	// else "libvirt-qemu" (Debian's; Fedora uses "qemu"). As in
+	// qemu.conf, "+GID" names a group by number.
+	//
+	// The group is looked up only when it matters, when the plan runs as
+	// root. If it does not exist, a plan for the real host (Root "/")
+	// fails with [ErrQEMUGroupMissing] (Debian's libvirt-daemon-system
+	// creates libvirt-qemu), and a plan under another root gives QEMU's
+	// keys the caller's group instead.
 	QEMUGroup string
 
+	// LookupGroup resolves a group name, as os/user.LookupGroup does. If
+	// nil, os/user.LookupGroup is used; tests pass their own, so that no
+	// result depends on the groups of the machine running them.
+	LookupGroup func(name string) (*user.Group, error)
+
 	// TLSPort and TCPPort are libvirtd's tls_port and tcp_port. Zero
-	// means DefaultTLSPort (16514) and DefaultTCPPort (16509).
+	// means 16514 and 16509, libvirt's defaults.
 	TLSPort, TCPPort int
 
 	// ListenAddr, if set, is libvirtd's listen_addr.
@@ -80,11 +95,17 @@ type Options struct {
 	// ExtraLibvirtd and ExtraQEMU are set after the TLS settings, in
 	// order: for example unix_sock_dir, log_outputs or host_uuid for a
 	// test daemon, or user, group and security_driver.
-	ExtraLibvirtd, ExtraQEMU []Setting
+	ExtraLibvirtd, ExtraQEMU []libvirtconf.Setting
 
 	// Time returns the current time for certificate checks. If nil,
 	// time.Now is used.
 	Time func() time.Time
+
+	// Units tells the state of libvirtd's systemd units, which decides
+	// the plan's service actions and whether CheckHost finds
+	// libvirtd-tcp.socket open. If nil: on Root "/" with systemd
+	// running, [Systemctl]; otherwise [UnitFiles] under Root.
+	Units Units
 }
 
 func (o *Options) root() string {
@@ -130,36 +151,44 @@ func portOr(p, def int) int {
 	return p
 }
 
-// LibvirtdSettings returns the libvirtd.conf settings of a secured host,
-// as "cloudstack-setup-agent -s" writes them, plus crl_file when withCRL
-// and tls_allowed_dn_list when the options name allowed clients, then
-// ExtraLibvirtd.
-func (o *Options) LibvirtdSettings(withCRL bool) ([]Setting, error) {
+// LibvirtdSettings returns the libvirtd.conf settings of a secured host:
+// TLS on and plain TCP off (listen_tls, listen_tcp, tls_port, tcp_port,
+// listen_addr if set), the certificate-based auth_tls="none", the
+// credentials (key_file, cert_file, ca_file, and crl_file when withCRL),
+// both certificate checks on (tls_no_verify_certificate and
+// tls_no_sanity_certificate = 0) and tls_allowed_dn_list when the options
+// name allowed clients; then ExtraLibvirtd. Unlike "cloudstack-setup-agent
+// -s" it does not write auth_tcp="none".
+func (o *Options) LibvirtdSettings(withCRL bool) ([]libvirtconf.Setting, error) {
 	if o == nil {
 		o = &Options{}
 	}
-	tls, tcp := portOr(o.TLSPort, DefaultTLSPort), portOr(o.TCPPort, DefaultTCPPort)
+	tls, tcp := portOr(o.TLSPort, defaultTLSPort), portOr(o.TCPPort, defaultTCPPort)
 	if tls < 1 || tls > 65535 || tcp < 1 || tcp > 65535 {
 		return nil, fmt.Errorf("libvirttls: port out of range (tls %d, tcp %d)", tls, tcp)
 	}
-	s := []Setting{
-		{"listen_tls", IntValue(1)},
-		{"listen_tcp", IntValue(0)},
-		{"tls_port", StringValue(strconv.Itoa(tls))},
-		{"tcp_port", StringValue(strconv.Itoa(tcp))},
+	s := []libvirtconf.Setting{
+		{Key: "listen_tls", Value: libvirtconf.IntValue(1)},
+		{Key: "listen_tcp", Value: libvirtconf.IntValue(0)},
+		{Key: "tls_port", Value: libvirtconf.StringValue(strconv.Itoa(tls))},
+		{Key: "tcp_port", Value: libvirtconf.StringValue(strconv.Itoa(tcp))},
 	}
 	if o.ListenAddr != "" {
-		s = append(s, Setting{"listen_addr", StringValue(o.ListenAddr)})
+		s = append(s, libvirtconf.Setting{Key: "listen_addr", Value: libvirtconf.StringValue(o.ListenAddr)})
 	}
+	// auth_tcp is left alone: libvirt's default is "sasl", and the TCP
+	// socket is closed anyway (see Plan.Actions). The certificate checks
+	// are forced on: either one off lets in what TLS should refuse.
 	s = append(s,
-		Setting{"auth_tcp", StringValue("none")},
-		Setting{"auth_tls", StringValue("none")},
-		Setting{"key_file", StringValue(o.ConfigPath(ServerKeyPath))},
-		Setting{"cert_file", StringValue(o.ConfigPath(ServerCertPath))},
-		Setting{"ca_file", StringValue(o.ConfigPath(CACertPath))},
+		libvirtconf.Setting{Key: "auth_tls", Value: libvirtconf.StringValue("none")},
+		libvirtconf.Setting{Key: "tls_no_verify_certificate", Value: libvirtconf.IntValue(0)},
+		libvirtconf.Setting{Key: "tls_no_sanity_certificate", Value: libvirtconf.IntValue(0)},
+		libvirtconf.Setting{Key: "key_file", Value: libvirtconf.StringValue(o.ConfigPath(ServerKeyPath))},
+		libvirtconf.Setting{Key: "cert_file", Value: libvirtconf.StringValue(o.ConfigPath(ServerCertPath))},
+		libvirtconf.Setting{Key: "ca_file", Value: libvirtconf.StringValue(o.ConfigPath(CACertPath))},
 	)
 	if withCRL {
-		s = append(s, Setting{"crl_file", StringValue(o.ConfigPath(CRLPath))})
+		s = append(s, libvirtconf.Setting{Key: "crl_file", Value: libvirtconf.StringValue(o.ConfigPath(CRLPath))})
 	}
 	if o.AllowedClients != nil || o.AllowedDNs != nil {
 		dns := append([]string{}, o.AllowedDNs...)
@@ -170,7 +199,7 @@ func (o *Options) LibvirtdSettings(withCRL bool) ([]Setting, error) {
 			}
 			dns = append(dns, dn)
 		}
-		s = append(s, Setting{"tls_allowed_dn_list", StringListValue(dns...)})
+		s = append(s, libvirtconf.Setting{Key: "tls_allowed_dn_list", Value: libvirtconf.StringListValue(dns...)})
 	}
 	return append(s, o.ExtraLibvirtd...), nil
 }
@@ -180,19 +209,19 @@ func (o *Options) LibvirtdSettings(withCRL bool) ([]Setting, error) {
 // vnc_tls_x509_verify), native TLS for migration streams
 // (migrate_tls_x509_cert_dir, migrate_tls_x509_verify) and, with
 // MigrateTLSForce, migrate_tls_force=1; then ExtraQEMU.
-func (o *Options) QEMUSettings() []Setting {
+func (o *Options) QEMUSettings() []libvirtconf.Setting {
 	if o == nil {
 		o = &Options{}
 	}
-	s := []Setting{
-		{"vnc_tls", IntValue(1)},
-		{"vnc_tls_x509_cert_dir", StringValue(o.ConfigPath(VNCDir))},
-		{"vnc_tls_x509_verify", IntValue(1)},
-		{"migrate_tls_x509_cert_dir", StringValue(o.ConfigPath(QEMUDir))},
-		{"migrate_tls_x509_verify", IntValue(1)},
+	s := []libvirtconf.Setting{
+		{Key: "vnc_tls", Value: libvirtconf.IntValue(1)},
+		{Key: "vnc_tls_x509_cert_dir", Value: libvirtconf.StringValue(o.ConfigPath(VNCDir))},
+		{Key: "vnc_tls_x509_verify", Value: libvirtconf.IntValue(1)},
+		{Key: "migrate_tls_x509_cert_dir", Value: libvirtconf.StringValue(o.ConfigPath(QEMUDir))},
+		{Key: "migrate_tls_x509_verify", Value: libvirtconf.IntValue(1)},
 	}
 	if o.MigrateTLSForce {
-		s = append(s, Setting{"migrate_tls_force", IntValue(1)})
+		s = append(s, libvirtconf.Setting{Key: "migrate_tls_force", Value: libvirtconf.IntValue(1)})
 	}
 	return append(s, o.ExtraQEMU...)
 }

@@ -9,9 +9,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kvmpki/kvmpki/libvirtconf"
 )
 
-func render(settings []Setting) string {
+func render(settings []libvirtconf.Setting) string {
 	var b strings.Builder
 	for _, s := range settings {
 		b.WriteString(s.String() + "\n")
@@ -32,8 +34,8 @@ func TestLibvirtdSettings(t *testing.T) {
 		absent  string // a key that must be absent
 		err     string
 	}{
-		{name: "CloudStack's settings", opts: nil, absent: "tls_allowed_dn_list",
-			want: "listen_tls = 1\nlisten_tcp = 0\ntls_port = \"16514\"\ntcp_port = \"16509\"\nauth_tcp = \"none\"\nauth_tls = \"none\"\n" +
+		{name: "CloudStack's settings", opts: nil, absent: "auth_tcp",
+			want: "listen_tls = 1\nlisten_tcp = 0\ntls_port = \"16514\"\ntcp_port = \"16509\"\nauth_tls = \"none\"\ntls_no_verify_certificate = 0\ntls_no_sanity_certificate = 0\n" +
 				"key_file = \"/etc/pki/libvirt/private/serverkey.pem\"\ncert_file = \"/etc/pki/libvirt/servercert.pem\"\nca_file = \"/etc/pki/CA/cacert.pem\"\n"},
 		{name: "CRL", opts: &Options{}, withCRL: true, want: "crl_file = \"/etc/pki/CA/cacrl.pem\"\n"},
 		{name: "no CRL", opts: &Options{}, absent: "crl_file"},
@@ -44,7 +46,7 @@ func TestLibvirtdSettings(t *testing.T) {
 		{name: "empty allow list rejects all", opts: &Options{AllowedDNs: []string{}}, want: "tls_allowed_dn_list = []\n"},
 		{name: "clients and patterns", opts: &Options{AllowedDNs: []string{"CN=kvm*"}, AllowedClients: []*x509.Certificate{{RawSubject: cnOnly}}},
 			want: "tls_allowed_dn_list = [\"CN=kvm*\", \"CN=kvm2.example.org\"]\n"},
-		{name: "extra settings last", opts: &Options{ExtraLibvirtd: []Setting{{"host_uuid", StringValue("u")}}}, want: "ca_file = \"/etc/pki/CA/cacert.pem\"\nhost_uuid = \"u\"\n"},
+		{name: "extra settings last", opts: &Options{ExtraLibvirtd: []libvirtconf.Setting{{Key: "host_uuid", Value: libvirtconf.StringValue("u")}}}, want: "ca_file = \"/etc/pki/CA/cacert.pem\"\nhost_uuid = \"u\"\n"},
 		{name: "port out of range", opts: &Options{TLSPort: 70000}, err: "port out of range"},
 		{name: "unrenderable client DN", opts: &Options{AllowedClients: []*x509.Certificate{{RawSubject: withComma}}}, err: "unsupported DN"},
 	} {

@@ -9,14 +9,16 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kvmpki/kvmpki/libvirtconf"
 )
 
 func TestCheckHost(t *testing.T) {
 	ca := newTestCA(t)
 	creds, cert := ca.host(t, "kvm1.example.org")
 	secured := func(t *testing.T) *Options {
-		o := &Options{Root: newRoot(t)}
-		plan, err := NewPlan(creds, o)
+		o := &Options{LookupGroup: fakeGroups, Root: newRoot(t)}
+		plan, err := NewPlan(t.Context(), creds, o)
 		require.NoError(t, err)
 		require.NoError(t, plan.Apply(t.Context(), nil))
 		return o
@@ -42,12 +44,12 @@ func TestCheckHost(t *testing.T) {
 			require.NoError(t, os.Remove(o.DiskPath(ServerKeyPath)))
 		}, err: ErrCredentialsMissing, msg: ServerKeyPath},
 		{name: "listen_tls off", spoil: func(t *testing.T, o *Options) {
-			b, err := EditConfig(readFile(t, o.DiskPath(LibvirtdConfPath)), Setting{"listen_tls", IntValue(0)})
+			b, err := libvirtconf.Edit(readFile(t, o.DiskPath(LibvirtdConfPath)), libvirtconf.Setting{Key: "listen_tls", Value: libvirtconf.IntValue(0)})
 			require.NoError(t, err)
 			require.NoError(t, os.WriteFile(o.DiskPath(LibvirtdConfPath), b, 0o644))
 		}, err: ErrNotConfigured, msg: "listen_tls"},
 		{name: "other cert_file", spoil: func(t *testing.T, o *Options) {
-			b, err := EditConfig(readFile(t, o.DiskPath(LibvirtdConfPath)), Setting{"cert_file", StringValue("/tmp/x.pem")})
+			b, err := libvirtconf.Edit(readFile(t, o.DiskPath(LibvirtdConfPath)), libvirtconf.Setting{Key: "cert_file", Value: libvirtconf.StringValue("/tmp/x.pem")})
 			require.NoError(t, err)
 			require.NoError(t, os.WriteFile(o.DiskPath(LibvirtdConfPath), b, 0o644))
 		}, err: ErrNotConfigured, msg: "cert_file"},
@@ -100,7 +102,7 @@ func readFile(t testing.TB, p string) []byte {
 }
 
 func TestOptionsClone(t *testing.T) {
-	o := &Options{AllowedDNs: []string{}, ExtraQEMU: []Setting{{"user", StringValue("root")}}}
+	o := &Options{AllowedDNs: []string{}, ExtraQEMU: []libvirtconf.Setting{{Key: "user", Value: libvirtconf.StringValue("root")}}}
 	c := o.Clone()
 	c.ExtraQEMU[0].Key = "group"
 	c.Root = "/x"

@@ -2,8 +2,6 @@ package migration
 
 import (
 	"time"
-
-	"github.com/kvmpki/kvmpki/libvirttls"
 )
 
 // Ports and timeouts used when a Host or a PreflightConfig leaves them
@@ -11,9 +9,9 @@ import (
 // tcp_port, qemu.conf migration_port_min).
 const (
 	// DefaultTLSPort is libvirtd's TLS port (tls_port).
-	DefaultTLSPort = libvirttls.DefaultTLSPort
+	DefaultTLSPort = 16514
 	// DefaultTCPPort is libvirtd's plain TCP port (tcp_port).
-	DefaultTCPPort = libvirttls.DefaultTCPPort
+	DefaultTCPPort = 16509
 	// DefaultMigrationPortMin is the first port of the range a destination
 	// QEMU listens on for the migration data stream (migration_port_min).
 	DefaultMigrationPortMin = 49152

@@ -45,7 +45,7 @@ func securedHostTB(t testing.TB, trust []byte, id identity, crl []byte) (root, q
 	}
 	creds := &libvirttls.Credentials{CACert: trust, Cert: id.certPEM, Key: id.keyPEM, CRL: crl}
 	opts := &libvirttls.Options{Root: root, RootedConfigPaths: true}
-	plan, err := libvirttls.NewPlan(creds, opts)
+	plan, err := libvirttls.NewPlan(t.Context(), creds, opts)
 	require.NoError(t, err)
 	require.NoError(t, plan.Apply(t.Context(), nil))
 	qemuDir = opts.DiskPath(libvirttls.QEMUDir)

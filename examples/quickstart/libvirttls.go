@@ -59,7 +59,7 @@ func libvirttlsSection(ctx context.Context, out io.Writer, ca *rootca.CA, dir st
 		AllowedClients:  []*x509.Certificate{res.Certificate},
 		MigrateTLSForce: true,
 	}
-	plan, err := libvirttls.NewPlan(creds, opts)
+	plan, err := libvirttls.NewPlan(ctx, creds, opts)
 	if err != nil {
 		return err
 	}
@@ -99,7 +99,7 @@ func libvirttlsSection(ctx context.Context, out io.Writer, ca *rootca.CA, dir st
 	if !status.Secured {
 		return status.Err()
 	}
-	again, err := libvirttls.NewPlan(creds, opts)
+	again, err := libvirttls.NewPlan(ctx, creds, opts)
 	if err != nil {
 		return err
 	}

@@ -100,12 +100,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		MigrateTLSForce: *force,
 	}
 	if *symlink {
-		opts.Install = libvirttls.Symlink
+		opts.Install = libvirttls.InstallSymlinks
 	}
 	if len(allowedDNs) > 0 {
 		opts.AllowedDNs = allowedDNs
 	}
-	plan, err := libvirttls.NewPlan(creds, opts)
+	plan, err := libvirttls.NewPlan(ctx, creds, opts)
 	if err != nil {
 		return err
 	}

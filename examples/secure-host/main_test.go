@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/kvmpki/kvmpki/libvirttls"
+	"github.com/kvmpki/kvmpki/libvirtconf"
 	"github.com/kvmpki/kvmpki/provider"
 	"github.com/kvmpki/kvmpki/rootca"
 )
@@ -26,7 +26,7 @@ func agentDir(t *testing.T, root string) (string, *rootca.CA) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
-	ca, err := rootca.Open(t.Context(), rootca.NewMemStore(), &rootca.Options{Signer: key})
+	ca, err := rootca.Create(t.Context(), rootca.NewMemStore(), &rootca.CreateOptions{Options: rootca.Options{Signer: key}})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = ca.Close() })
 	res, err := ca.Issue(t.Context(), &provider.IssueRequest{Role: provider.RoleHost, KeyAlgorithm: provider.KeyAlgorithmECDSA,
@@ -95,12 +95,12 @@ func TestSecureHost(t *testing.T) {
 
 	conf, err := os.ReadFile(filepath.Join(root, "etc/libvirt/libvirtd.conf"))
 	require.NoError(t, err)
-	c, err := libvirttls.ParseConfig(conf)
+	c, err := libvirtconf.Parse(conf)
 	require.NoError(t, err)
-	for key, want := range map[string]libvirttls.Value{
-		"ca_file":             libvirttls.StringValue("/etc/pki/CA/cacert.pem"),
-		"key_file":            libvirttls.StringValue("/etc/pki/libvirt/private/serverkey.pem"),
-		"tls_allowed_dn_list": libvirttls.StringListValue("CN=kvm*.example.org"),
+	for key, want := range map[string]libvirtconf.Value{
+		"ca_file":             libvirtconf.StringValue("/etc/pki/CA/cacert.pem"),
+		"key_file":            libvirtconf.StringValue("/etc/pki/libvirt/private/serverkey.pem"),
+		"tls_allowed_dn_list": libvirtconf.StringListValue("CN=kvm*.example.org"),
 	} {
 		got, ok := c.Get(key)
 		assert.True(t, ok && got.Equal(want), "%s = %s", key, got)

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kvmpki/kvmpki/libvirtconf"
 	"github.com/kvmpki/kvmpki/libvirttls"
 	"github.com/kvmpki/kvmpki/migration"
 	"github.com/kvmpki/kvmpki/provider"
@@ -98,23 +99,23 @@ func (h *host) configure(ctx context.Context) error {
 		TLSPort:           h.port,
 		ListenAddr:        h.addr,
 		MigrateTLSForce:   h.forceTLS,
-		ExtraLibvirtd: []libvirttls.Setting{
-			{Key: "host_uuid", Value: libvirttls.StringValue(h.uuid)},
-			{Key: "log_outputs", Value: libvirttls.StringValue("3:file:/var/log/libvirt/libvirtd.log")},
+		ExtraLibvirtd: []libvirtconf.Setting{
+			{Key: "host_uuid", Value: libvirtconf.StringValue(h.uuid)},
+			{Key: "log_outputs", Value: libvirtconf.StringValue("3:file:/var/log/libvirt/libvirtd.log")},
 		},
 		// A demo host: QEMU as root without confinement, no cgroups or
 		// namespaces, no virtlogd; the migration stream on h.addr.
-		ExtraQEMU: []libvirttls.Setting{
-			{Key: "user", Value: libvirttls.StringValue("root")},
-			{Key: "group", Value: libvirttls.StringValue("root")},
-			{Key: "security_driver", Value: libvirttls.StringValue("none")},
-			{Key: "namespaces", Value: libvirttls.StringListValue()},
-			{Key: "cgroup_controllers", Value: libvirttls.StringListValue()},
-			{Key: "stdio_handler", Value: libvirttls.StringValue("file")},
-			{Key: "migration_address", Value: libvirttls.StringValue(h.addr)},
+		ExtraQEMU: []libvirtconf.Setting{
+			{Key: "user", Value: libvirtconf.StringValue("root")},
+			{Key: "group", Value: libvirtconf.StringValue("root")},
+			{Key: "security_driver", Value: libvirtconf.StringValue("none")},
+			{Key: "namespaces", Value: libvirtconf.StringListValue()},
+			{Key: "cgroup_controllers", Value: libvirtconf.StringListValue()},
+			{Key: "stdio_handler", Value: libvirtconf.StringValue("file")},
+			{Key: "migration_address", Value: libvirtconf.StringValue(h.addr)},
 		},
 	}
-	plan, err := libvirttls.NewPlan(h.creds, opts)
+	plan, err := libvirttls.NewPlan(ctx, h.creds, opts)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package libvirttls
+package libvirtconf
 
 import (
 	"bytes"
@@ -6,6 +6,14 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+)
+
+// Limits of what Parse accepts: libvirt reads configuration files of a
+// few dozen KiB; these bound the work a hostile file can cause.
+const (
+	maxConfigSize     = 1 << 20 // bytes of a file
+	maxListDepth      = 32      // nesting of lists
+	maxCommentedLines = 64      // lines of one commented-out default
 )
 
 // Setting is one key and the value it should have.
@@ -44,10 +52,10 @@ type commentLine struct {
 	next       int // the start of the following line (len(src) at the end)
 }
 
-// ParseConfig parses a libvirt configuration file. It returns a
+// Parse parses a libvirt configuration file. It returns a
 // *SyntaxError for input libvirt would refuse, and for input it refuses
 // to handle: NUL bytes, files over 1 MiB, lists nested over 32 deep.
-func ParseConfig(data []byte) (*Config, error) {
+func Parse(data []byte) (*Config, error) {
 	if len(data) > maxConfigSize {
 		return nil, &SyntaxError{Line: 1, Msg: fmt.Sprintf("file of %d bytes exceeds the %d-byte limit", len(data), maxConfigSize)}
 	}
@@ -130,13 +138,13 @@ func (c *Config) Set(key string, v Value) error {
 			out = append(append(out, line...), '\n')
 		}
 	}
-	edited, err := ParseConfig(out)
+	edited, err := Parse(out)
 	if err != nil {
 		// Not reachable for a valid key and value; never write it.
-		return fmt.Errorf("libvirttls: setting %s would make the file unparsable: %w", key, err)
+		return fmt.Errorf("libvirtconf: setting %s would make the file unparsable: %w", key, err)
 	}
 	if got, ok := edited.Get(key); !ok || !got.Equal(v) {
-		return fmt.Errorf("libvirttls: setting %s did not take effect", key)
+		return fmt.Errorf("libvirtconf: setting %s did not take effect", key)
 	}
 	*c = *edited
 	return nil
@@ -180,7 +188,7 @@ func (c *Config) commentedDefault(key string) (start, end int, ok bool) {
 			}
 			candidate = append(candidate, c.src[next.start+1:next.end]...)
 			candidate = append(candidate, '\n')
-			parsed, err := ParseConfig(candidate)
+			parsed, err := Parse(candidate)
 			if err == nil && len(parsed.settings) == 1 && parsed.settings[0].key == key {
 				return cl.start, next.end, true
 			}
@@ -195,10 +203,10 @@ func (c *Config) commentedDefault(key string) (start, end int, ok bool) {
 	return 0, 0, false
 }
 
-// EditConfig parses src, applies settings in order with [Config.Set] and
+// Edit parses src, applies settings in order with [Config.Set] and
 // returns the new content.
-func EditConfig(src []byte, settings ...Setting) ([]byte, error) {
-	c, err := ParseConfig(src)
+func Edit(src []byte, settings ...Setting) ([]byte, error) {
+	c, err := Parse(src)
 	if err != nil {
 		return nil, err
 	}
@@ -224,17 +232,7 @@ func (e *SyntaxError) Error() string {
 	if e.File != "" {
 		where = e.File
 	}
-	return "libvirttls: " + where + " line " + strconv.Itoa(e.Line) + ": " + e.Msg
-}
-
-// inFile names the file an error of the editor is about.
-func inFile(err error, path string) error {
-	var se *SyntaxError
-	if errors.As(err, &se) && se.File == "" {
-		se.File = path
-		return err
-	}
-	return fmt.Errorf("%w (in %s)", err, path)
+	return "libvirtconf: " + where + " line " + strconv.Itoa(e.Line) + ": " + e.Msg
 }
 
 // parser is a recursive-descent parser following libvirt's virconf.c.
@@ -469,8 +467,8 @@ var (
 	// ErrInvalidValue is returned for a value the configuration syntax
 	// cannot hold: the zero Value, or a string with a quote, a line
 	// break or a NUL.
-	ErrInvalidValue = errors.New("libvirttls: invalid value")
+	ErrInvalidValue = errors.New("libvirtconf: invalid value")
 	// ErrInvalidKey is returned for a key that is not a letter followed
 	// by letters, digits and underscores.
-	ErrInvalidKey = errors.New("libvirttls: invalid key")
+	ErrInvalidKey = errors.New("libvirtconf: invalid key")
 )

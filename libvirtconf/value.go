@@ -1,4 +1,4 @@
-package libvirttls
+package libvirtconf
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package libvirttls
+package libvirtconf
 
 import (
 	"os"
@@ -13,7 +13,7 @@ import (
 	"github.com/kvmpki/kvmpki/internal/peers"
 )
 
-// virconfCases are configuration snippets on which ParseConfig must agree
+// virconfCases are configuration snippets on which Parse must agree
 // with libvirt's own parser (virconf), accepting or refusing alike.
 var virconfCases = []struct {
 	name string
@@ -87,8 +87,8 @@ func TestParserAgreesWithLibvirt(t *testing.T) {
 			if !libvirtAccepts {
 				require.Contains(t, string(out), "syntax error", "virsh failed for another reason: %s", out)
 			}
-			_, ourErr := ParseConfig([]byte(tc.src))
-			assert.Equal(t, libvirtAccepts, ourErr == nil, "libvirt: %s; ParseConfig: %v", strings.TrimSpace(string(out)), ourErr)
+			_, ourErr := Parse([]byte(tc.src))
+			assert.Equal(t, libvirtAccepts, ourErr == nil, "libvirt: %s; Parse: %v", strings.TrimSpace(string(out)), ourErr)
 		})
 	}
 }

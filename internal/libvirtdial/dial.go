@@ -1,6 +1,7 @@
 package libvirtdial
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -282,4 +283,18 @@ func isCertificateAlert(a tls.AlertError) bool {
 		return true
 	}
 	return false
+}
+
+// SplitCAs splits the certificates of a CA file as libvirt (GnuTLS)
+// trusts them: the self-signed ones are roots, the others intermediates.
+func SplitCAs(cas []*x509.Certificate) (roots *x509.CertPool, intermediates []*x509.Certificate) {
+	roots = x509.NewCertPool()
+	for _, ca := range cas {
+		if bytes.Equal(ca.RawIssuer, ca.RawSubject) {
+			roots.AddCert(ca)
+		} else {
+			intermediates = append(intermediates, ca)
+		}
+	}
+	return roots, intermediates
 }

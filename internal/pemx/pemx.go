@@ -7,6 +7,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+
+	"github.com/kvmpki/kvmpki/internal/pkicore"
 )
 
 // Bounds on what one file may hold. A CA bundle holds a root and a few
@@ -174,4 +176,24 @@ func CRLPEM(data []byte) []byte {
 func isPEM(data []byte) bool {
 	b, _ := pem.Decode(data)
 	return b != nil
+}
+
+// ParseKeyPair parses a certificate file (the leaf first, then any
+// intermediates; see ParseCertificates) and its key file (see
+// ParsePrivateKey), and checks that the key is the leaf's: an error wraps
+// [pkicore.ErrKeyMismatch] when it is not.
+func ParseKeyPair(certPEM, keyPEM []byte) ([]*x509.Certificate, crypto.Signer, error) {
+	chain, err := ParseCertificates(certPEM)
+	if err != nil {
+		return nil, nil, fmt.Errorf("certificate file: %w", err)
+	}
+	key, err := ParsePrivateKey(keyPEM)
+	if err != nil {
+		return nil, nil, fmt.Errorf("key file: %w", err)
+	}
+	type equaler interface{ Equal(crypto.PublicKey) bool }
+	if pub, ok := key.Public().(equaler); !ok || !pub.Equal(chain[0].PublicKey) {
+		return nil, nil, fmt.Errorf("%w (%q)", pkicore.ErrKeyMismatch, chain[0].Subject.String())
+	}
+	return chain, key, nil
 }

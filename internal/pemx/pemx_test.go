@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kvmpki/kvmpki/internal/pkicore"
 )
 
 func readTestdata(t testing.TB, name string) []byte {
@@ -126,6 +128,20 @@ func TestParseCRLs(t *testing.T) {
 			assert.Len(t, crls, tc.want)
 		})
 	}
+}
+
+func TestParseKeyPair(t *testing.T) {
+	cert := readTestdata(t, "cert.pem")
+	chain, key, err := ParseKeyPair(cert, readTestdata(t, "key-pkcs8.pem"))
+	require.NoError(t, err)
+	assert.Len(t, chain, 1)
+	assert.NotNil(t, key)
+	_, _, err = ParseKeyPair(cert, readTestdata(t, "key-pkcs1.pem"))
+	assert.ErrorIs(t, err, pkicore.ErrKeyMismatch)
+	_, _, err = ParseKeyPair(cert, readTestdata(t, "key-encrypted.pem"))
+	assert.ErrorIs(t, err, ErrEncryptedKey)
+	_, _, err = ParseKeyPair(readTestdata(t, "cert-and-key.pem"), readTestdata(t, "key-pkcs8.pem"))
+	assert.ErrorIs(t, err, ErrUnexpectedBlock)
 }
 
 func TestCRLPEM(t *testing.T) {

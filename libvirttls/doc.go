@@ -19,27 +19,23 @@
 //
 //	creds, err := libvirttls.LoadCredentials("/etc/cloudstack/agent")
 //	opts := &libvirttls.Options{AllowedClients: hostCerts} // or AllowedDNs
-//	plan, err := libvirttls.NewPlan(creds, opts)
+//	plan, err := libvirttls.NewPlan(ctx, creds, opts)
 //	fmt.Print(plan.Diff())
 //	err = plan.Apply(ctx, &libvirttls.ApplyOptions{RunAction: libvirttls.ExecAction})
-//	status := libvirttls.CheckHost(ctx, opts, &libvirttls.CheckOptions{DialAddr: "10.0.0.5:16514"})
+//	status := libvirttls.CheckHost(ctx, opts, &libvirttls.CheckHostOptions{DialAddr: "10.0.0.5:16514"})
 //
-// # The configuration editor
+// # The configuration
 //
-// [libvirtconf.Parse] reads libvirt's configuration syntax (virconf: "key =
-// value", strings, integers, lists, "#" comments) and [libvirtconf.Config.Set] edits it
-// in place: it replaces the value of an active setting, else uncomments
-// the file's commented default ("#key = ..."), else appends the setting.
-// Every other byte is kept, and setting a value twice gives the same bytes.
-// Strings libvirt cannot hold (quotes, line breaks, NULs; the syntax has
-// no escapes) are refused with [libvirtconf.ErrInvalidValue], never written.
-//
-// [Options.LibvirtdSettings] and [Options.QEMUSettings] list what a secured host needs:
-// listen_tls=1, listen_tcp=0, tls_port, tcp_port, auth_tls="none",
-// auth_tcp="none", key_file, cert_file, ca_file, crl_file and
-// tls_allowed_dn_list in libvirtd.conf; vnc_tls, vnc_tls_x509_cert_dir,
-// vnc_tls_x509_verify, migrate_tls_x509_cert_dir, migrate_tls_x509_verify
-// and optionally migrate_tls_force in qemu.conf.
+// The files are edited with package libvirtconf, which keeps every byte
+// an edit does not need to change. [Options.LibvirtdSettings] and
+// [Options.QEMUSettings] list what a secured host needs: listen_tls=1,
+// listen_tcp=0, tls_port, tcp_port, auth_tls="none", key_file, cert_file,
+// ca_file, crl_file, tls_allowed_dn_list, and tls_no_verify_certificate=0
+// and tls_no_sanity_certificate=0 in libvirtd.conf; vnc_tls,
+// vnc_tls_x509_cert_dir, vnc_tls_x509_verify, migrate_tls_x509_cert_dir,
+// migrate_tls_x509_verify and optionally migrate_tls_force in qemu.conf.
+// auth_tcp is not written (libvirt's default is "sasl"; an existing
+// "none" is set back to it): the plan closes the TCP socket instead.
 //
 // # The PKI layout
 //
@@ -67,12 +63,18 @@
 // [Options.RootedConfigPaths], the paths under Root, for a daemon started
 // from a temporary root).
 //
-// With [Symlink], certificates and the root-only keys are symbolic links
+// With [InstallSymlinks], certificates and the root-only keys are symbolic links
 // to the agent's files, as CloudStack makes them; the keys QEMU reads are
 // still copies, because AppArmor checks the link's target and the agent's
-// key should not become readable by QEMU's group. NewPlan refuses Symlink
+// key should not become readable by QEMU's group. NewPlan refuses InstallSymlinks
 // unless the agent's files under Root are the given credentials, so no
-// link dangles. [Copy], the default, copies everything.
+// link dangles. [InstallCopies], the default, copies everything.
+//
+// QEMU's group is looked up (with [Options.LookupGroup]) only when the
+// plan runs as root. For the real host (Root "/") a missing group fails
+// with [ErrQEMUGroupMissing], naming the Debian package that creates
+// libvirt-qemu, libvirt-daemon-system; under another root QEMU's keys get
+// the caller's group, so a dry run works on a machine without libvirt.
 //
 // [WritePKIPath] writes the layout of a libvirt client's pkipath URI
 // parameter (cacert.pem, clientcert.pem, clientkey.pem, cacrl.pem), for
@@ -88,6 +90,12 @@
 // (libvirt 9.0 reloads from its default paths, whatever key_file,
 // cert_file, ca_file and crl_file say; the layout uses those paths, and a
 // plan with RootedConfigPaths under another root restarts instead.)
+// The actions include, whenever libvirtd-tcp.socket is enabled or active, stopping,
+// disabling and masking it before libvirtd restarts. A socket-activated
+// libvirtd serves every socket systemd hands it, libvirtd-tcp.socket
+// included and unencrypted, whatever listen_tcp says. The units' state
+// comes from [Options.Units]: [Systemctl] on a host booted with systemd,
+// [UnitFiles] under another root.
 // [Plan.Diff] shows it as a readable diff (keys are never shown).
 // [Plan.Apply] first writes every new file next to its target, then renames
 // them into place; if a step fails, the files already renamed are put back,
@@ -104,7 +112,10 @@
 // parse, match their key, chain to the CA, are in their validity period
 // and not revoked by the installed CRL (for libvirtd, the libvirt client,
 // QEMU's VNC server and both ends of a migration); libvirtd.conf serves TLS
-// and qemu.conf enables VNC and migration TLS with those files; and, if
+// and qemu.conf enables VNC and migration TLS with those files; nothing
+// undoes that ([ErrInsecureConfig]: plain TCP through listen_tcp or an
+// enabled or active libvirtd-tcp.socket, auth_tcp="none", a certificate
+// check turned off, a tls_priority that [CheckPriority] refuses); and, if
 // asked, a TLS handshake with the host's libvirtd port, using the
 // host's client credentials, verifies the server's chain and name. When
 // not secured, [Status.Reasons] says why, each reason wrapping a sentinel
@@ -128,8 +139,8 @@
 // compares (the certificate's RDN order, "O=Example,CN=kvm1", not the
 // reversed RFC 4514 form Go's pkix.Name.String prints).
 //
-// BUG(libvirttls): the QEMU group is resolved with os/user on the machine
-// running the plan, not from Root's /etc/group.
+// BUG(libvirttls): by default the QEMU group is resolved with os/user on
+// the machine running the plan, not from Root's /etc/group.
 //
 // BUG(libvirttls): Running VMs keep the VNC certificates they started
 // with; QEMU's display-reload is not issued.

@@ -62,7 +62,7 @@ func ExampleNewPlan() {
 		fmt.Println(err)
 		return
 	}
-	status := libvirttls.CheckHost(ctx, opts, &libvirttls.CheckOptions{DialAddr: "kvm1.example.org:16514"})
+	status := libvirttls.CheckHost(ctx, opts, &libvirttls.CheckHostOptions{DialAddr: "kvm1.example.org:16514"})
 	if !status.Secured {
 		fmt.Fprintln(os.Stderr, status)
 	}

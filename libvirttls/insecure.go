@@ -8,12 +8,12 @@ import (
 	"github.com/kvmpki/kvmpki/libvirtconf"
 )
 
-// ErrInsecure: libvirtd or QEMU is configured to accept what TLS should
+// ErrInsecureConfig: libvirtd or QEMU is configured to accept what TLS should
 // refuse: an open TCP socket (listen_tcp, libvirtd-tcp.socket,
 // auth_tcp="none"), certificate checks turned off
 // (tls_no_verify_certificate, tls_no_sanity_certificate,
 // *_tls_x509_verify=0) or a tls_priority that weakens TLS.
-var ErrInsecure = errors.New("libvirttls: insecure setting")
+var ErrInsecureConfig = errors.New("libvirttls: insecure setting")
 
 // insecureLibvirtd lists the settings of libvirtd.conf that undo TLS.
 func insecureLibvirtd(conf *libvirtconf.Config) []error {
@@ -24,16 +24,16 @@ func insecureLibvirtd(conf *libvirtconf.Config) []error {
 		return ok && (!isInt || n != 0)
 	}
 	if isOne("listen_tcp") {
-		errs = append(errs, fmt.Errorf("%w: libvirtd.conf: listen_tcp is on: libvirtd serves plain TCP", ErrInsecure))
+		errs = append(errs, fmt.Errorf("%w: libvirtd.conf: listen_tcp is on: libvirtd serves plain TCP", ErrInsecureConfig))
 	}
 	if v, ok := conf.Get("auth_tcp"); ok && v.Equal(libvirtconf.StringValue("none")) {
-		errs = append(errs, fmt.Errorf(`%w: libvirtd.conf: auth_tcp = "none" lets anyone reaching the TCP port drive libvirtd`, ErrInsecure))
+		errs = append(errs, fmt.Errorf(`%w: libvirtd.conf: auth_tcp = "none" lets anyone reaching the TCP port drive libvirtd`, ErrInsecureConfig))
 	}
 	if isOne("tls_no_verify_certificate") {
-		errs = append(errs, fmt.Errorf("%w: libvirtd.conf: tls_no_verify_certificate is on: libvirtd accepts clients whose certificates fail verification and ignores tls_allowed_dn_list", ErrInsecure))
+		errs = append(errs, fmt.Errorf("%w: libvirtd.conf: tls_no_verify_certificate is on: libvirtd accepts clients whose certificates fail verification and ignores tls_allowed_dn_list", ErrInsecureConfig))
 	}
 	if isOne("tls_no_sanity_certificate") {
-		errs = append(errs, fmt.Errorf("%w: libvirtd.conf: tls_no_sanity_certificate is on: libvirtd skips the checks of its own certificate", ErrInsecure))
+		errs = append(errs, fmt.Errorf("%w: libvirtd.conf: tls_no_sanity_certificate is on: libvirtd skips the checks of its own certificate", ErrInsecureConfig))
 	}
 	if err := checkPriorityKey(conf, "libvirtd.conf", "tls_priority"); err != nil {
 		errs = append(errs, err)
@@ -48,7 +48,7 @@ func insecureQEMU(conf *libvirtconf.Config) []error {
 	for _, key := range []string{"vnc_tls_x509_verify", "migrate_tls_x509_verify"} {
 		if v, ok := conf.Get(key); ok {
 			if n, isInt := v.Int(); isInt && n == 0 {
-				errs = append(errs, fmt.Errorf("%w: qemu.conf: %s = 0: QEMU accepts clients without a certificate", ErrInsecure, key))
+				errs = append(errs, fmt.Errorf("%w: qemu.conf: %s = 0: QEMU accepts clients without a certificate", ErrInsecureConfig, key))
 			}
 		}
 	}
@@ -68,10 +68,10 @@ func checkPriorityKey(conf *libvirtconf.Config, file, key string) error {
 	}
 	s, isStr := v.Str()
 	if !isStr {
-		return fmt.Errorf("%w: %s: %s is not a string", ErrInsecure, file, key)
+		return fmt.Errorf("%w: %s: %s is not a string", ErrInsecureConfig, file, key)
 	}
 	if err := CheckPriority(s); err != nil {
-		return fmt.Errorf("%w: %s: %s: %w", ErrInsecure, file, key, err)
+		return fmt.Errorf("%w: %s: %s: %w", ErrInsecureConfig, file, key, err)
 	}
 	return nil
 }

@@ -105,7 +105,7 @@ func TestCheckHostRefusesInsecureSettings(t *testing.T) {
 			tc.spoil(t, o)
 			st := CheckHost(t.Context(), o, nil)
 			assert.False(t, st.Secured)
-			assert.ErrorIs(t, st.Err(), ErrInsecure)
+			assert.ErrorIs(t, st.Err(), ErrInsecureConfig)
 			assert.ErrorContains(t, st.Err(), tc.msg)
 		})
 	}
@@ -189,14 +189,14 @@ func TestPlanUndoesInsecureSettings(t *testing.T) {
 
 	editConf(t, o, LibvirtdConfPath, libvirtconf.Setting{Key: "tls_priority", Value: libvirtconf.StringValue("NORMAL:+VERS-TLS1.1")})
 	_, err = NewPlan(t.Context(), creds, o)
-	assert.ErrorIs(t, err, ErrInsecure)
+	assert.ErrorIs(t, err, ErrInsecureConfig)
 	assert.ErrorContains(t, err, "+VERS-TLS1.1")
 	o.ExtraLibvirtd = []libvirtconf.Setting{{Key: "tls_priority", Value: libvirtconf.StringValue("NORMAL:-VERS-TLS1.1:-VERS-TLS1.0")}}
 	_, err = NewPlan(t.Context(), creds, o)
 	assert.NoError(t, err, "an override the caller chose is planned")
 	o.ExtraLibvirtd = []libvirtconf.Setting{{Key: "tls_no_verify_certificate", Value: libvirtconf.IntValue(1)}}
 	_, err = NewPlan(t.Context(), creds, o)
-	assert.ErrorIs(t, err, ErrInsecure, "not even ExtraLibvirtd turns verification off")
+	assert.ErrorIs(t, err, ErrInsecureConfig, "not even ExtraLibvirtd turns verification off")
 }
 
 func TestCheckPriority(t *testing.T) {

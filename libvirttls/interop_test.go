@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kvmpki/kvmpki/internal/peers"
+	"github.com/kvmpki/kvmpki/libvirtconf"
 	"github.com/kvmpki/kvmpki/provider"
 )
 
@@ -53,11 +54,11 @@ func startSecuredLibvirtd(t *testing.T, creds *Credentials, base Options) (*peer
 	d, err := peers.StartLibvirtdFromConfig(t, func(c peers.LibvirtdConfig) (string, error) {
 		opts.TLSPort = c.Port
 		opts.ListenAddr = "127.0.0.1"
-		opts.ExtraLibvirtd = []Setting{
-			{"unix_sock_dir", StringValue(c.SockDir)},
-			{"log_outputs", StringValue("3:file:" + c.LogPath)},
+		opts.ExtraLibvirtd = []libvirtconf.Setting{
+			{Key: "unix_sock_dir", Value: libvirtconf.StringValue(c.SockDir)},
+			{Key: "log_outputs", Value: libvirtconf.StringValue("3:file:" + c.LogPath)},
 		}
-		plan, err := NewPlan(creds, &opts)
+		plan, err := NewPlan(t.Context(), creds, &opts)
 		if err != nil {
 			return "", err
 		}
@@ -86,7 +87,7 @@ func TestLibvirtdInterop(t *testing.T) {
 	// The revoked host is on the allow list, so that its refusal proves
 	// the CRL; the console proxy is from the same CA but not on it. The
 	// peer host is allowed by a glob pattern.
-	d, opts := startSecuredLibvirtd(t, host, Options{
+	d, opts := startSecuredLibvirtd(t, host, Options{LookupGroup: fakeGroups,
 		AllowedClients: []*x509.Certificate{hostCert, revokedCert},
 		AllowedDNs:     []string{"CN=kvm2.*"},
 	})
@@ -120,7 +121,7 @@ func TestLibvirtdInterop(t *testing.T) {
 
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(d.Port))
 	t.Run("CheckHost dials the secured host", func(t *testing.T) {
-		st := CheckHost(t.Context(), opts, &CheckOptions{DialAddr: addr})
+		st := CheckHost(t.Context(), opts, &CheckHostOptions{DialAddr: addr})
 		assert.True(t, st.Secured, st.String())
 		assert.Equal(t, "secured", st.String())
 		assert.Equal(t, hostCert.SerialNumber, st.Certificate.SerialNumber)
@@ -130,17 +131,17 @@ func TestLibvirtdInterop(t *testing.T) {
 		// against the daemon: the handshake completes, then libvirtd
 		// closes instead of confirming.
 		proxyHost, _ := ca.host(t, "kvm9.example.org")
-		o := &Options{Root: newRoot(t)}
-		plan, err := NewPlan(proxyHost, o)
+		o := &Options{LookupGroup: fakeGroups, Root: newRoot(t)}
+		plan, err := NewPlan(t.Context(), proxyHost, o)
 		require.NoError(t, err)
 		require.NoError(t, plan.Apply(t.Context(), nil))
-		st := CheckHost(t.Context(), o, &CheckOptions{DialAddr: addr})
+		st := CheckHost(t.Context(), o, &CheckHostOptions{DialAddr: addr})
 		assert.False(t, st.Secured)
 		assert.ErrorIs(t, st.Err(), ErrDialFailed)
-		assert.ErrorContains(t, st.Err(), "refused the client certificate")
+		assert.ErrorContains(t, st.Err(), "refused the host's client certificate")
 	})
 	t.Run("CheckHost refuses a name mismatch", func(t *testing.T) {
-		st := CheckHost(t.Context(), opts, &CheckOptions{DialAddr: addr, ServerName: "kvm7.example.org"})
+		st := CheckHost(t.Context(), opts, &CheckHostOptions{DialAddr: addr, ServerName: "kvm7.example.org"})
 		assert.False(t, st.Secured)
 		assert.ErrorIs(t, st.Err(), ErrDialFailed)
 		assert.ErrorContains(t, st.Err(), "kvm7.example.org")
@@ -159,8 +160,8 @@ func TestQEMUVNCInterop(t *testing.T) {
 	ca.revoke(t, revokedCert)
 	host.CRL = ca.crl(t)
 
-	opts := &Options{Root: newRoot(t)}
-	plan, err := NewPlan(host, opts)
+	opts := &Options{LookupGroup: fakeGroups, Root: newRoot(t)}
+	plan, err := NewPlan(t.Context(), host, opts)
 	require.NoError(t, err)
 	require.NoError(t, plan.Apply(t.Context(), nil))
 
@@ -282,15 +283,15 @@ func TestHostPathsAndReload(t *testing.T) {
 	host.CRL = ca.crl(t)
 
 	var sockDir string
-	opts := Options{Root: newRoot(t), ListenAddr: "127.0.0.1"}
+	opts := Options{LookupGroup: fakeGroups, Root: newRoot(t), ListenAddr: "127.0.0.1"}
 	d, err := peers.StartLibvirtdOnHostPaths(t, opts.DiskPath("/etc/pki"), func(c peers.LibvirtdConfig) (string, error) {
 		sockDir = c.SockDir
 		opts.TLSPort = c.Port
-		opts.ExtraLibvirtd = []Setting{
-			{"unix_sock_dir", StringValue(c.SockDir)},
-			{"log_outputs", StringValue("3:file:" + c.LogPath)},
+		opts.ExtraLibvirtd = []libvirtconf.Setting{
+			{Key: "unix_sock_dir", Value: libvirtconf.StringValue(c.SockDir)},
+			{Key: "log_outputs", Value: libvirtconf.StringValue("3:file:" + c.LogPath)},
 		}
-		plan, err := NewPlan(host, &opts)
+		plan, err := NewPlan(t.Context(), host, &opts)
 		if err != nil {
 			return "", err
 		}
@@ -303,7 +304,7 @@ func TestHostPathsAndReload(t *testing.T) {
 
 	ca.revoke(t, peerCert)
 	host.CRL = ca.crl(t)
-	plan, err := NewPlan(host, &opts)
+	plan, err := NewPlan(t.Context(), host, &opts)
 	require.NoError(t, err)
 	require.Len(t, plan.Actions, 1)
 	require.Equal(t, []string{"virt-admin", "server-update-tls", "libvirtd"}, plan.Actions[0].Command)
@@ -322,7 +323,7 @@ func TestHostPathsAndReload(t *testing.T) {
 	rooted.RootedConfigPaths = true
 	renewed, _ := ca.host(t, "kvm1.example.org")
 	renewed.CRL = host.CRL
-	p2, err := NewPlan(renewed, &rooted)
+	p2, err := NewPlan(t.Context(), renewed, &rooted)
 	require.NoError(t, err)
 	require.NotEmpty(t, p2.Actions)
 	assert.Equal(t, []string{"systemctl", "restart", "libvirtd.service"}, p2.Actions[len(p2.Actions)-1].Command)

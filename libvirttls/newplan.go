@@ -39,7 +39,7 @@ func (p *Plan) Empty() bool { return len(p.Changes) == 0 && len(p.Actions) == 0 
 // qemu.conf is planned as a new file holding only the settings. If o is
 // nil, the zero Options are used.
 //
-// NewPlan refuses, with an error wrapping [ErrInsecure], to plan a
+// NewPlan refuses, with an error wrapping [ErrInsecureConfig], to plan a
 // configuration that would still be insecure once edited, such as a
 // tls_priority enabling TLS 1.0 that ExtraLibvirtd does not replace. An
 // auth_tcp = "none" (which earlier versions of this package wrote) is

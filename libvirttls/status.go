@@ -6,11 +6,13 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path"
 	"time"
 
-	"github.com/kvmpki/kvmpki/internal/libvirtdial"
+	"github.com/kvmpki/kvmpki/libvirtconf"
 )
 
 // Sentinel errors of [CheckHost] reasons.
@@ -23,8 +25,8 @@ var (
 	ErrDialFailed = errors.New("libvirttls: TLS dial to libvirtd failed")
 )
 
-// CheckOptions tune [CheckHost]. The zero value checks files only.
-type CheckOptions struct {
+// CheckHostOptions tune [CheckHost]. The zero value checks files only.
+type CheckHostOptions struct {
 	// DialAddr, if set, is the host's libvirtd TLS address ("host:port",
 	// e.g. "10.0.0.5:16514"): CheckHost then dials it with the host's
 	// client certificate and verifies the server's chain against the
@@ -44,7 +46,7 @@ type Status struct {
 	Secured bool
 	// Reasons say why the host is not secured; each wraps one of
 	// ErrCredentialsMissing, ErrCredentialsInvalid, ErrRevoked,
-	// ErrNotConfigured or ErrDialFailed.
+	// ErrNotConfigured, ErrInsecureConfig or ErrDialFailed.
 	Reasons []error
 	// Certificate is the host certificate, when it parsed.
 	Certificate *x509.Certificate
@@ -72,16 +74,20 @@ func (s *Status) String() string {
 // (see [Credentials.Verify], with the installed CRL), libvirtd.conf serves
 // TLS (listen_tls=1, or libvirtd-tls.socket enabled on a socket-activated
 // host) with those files, qemu.conf enables VNC and migration TLS with
-// the layout's directories, and, if check.DialAddr is set, a TLS handshake
-// with the host's libvirtd succeeds and verifies. It is secured only when
+// the layout's directories, nothing undoes that ([ErrInsecureConfig]: plain TCP
+// through listen_tcp or an enabled or active libvirtd-tcp.socket,
+// auth_tcp="none", tls_no_verify_certificate, tls_no_sanity_certificate,
+// a weakening tls_priority, vnc or migrate_tls_x509_verify = 0), and, if
+// check.DialAddr is set, a TLS handshake with the host's libvirtd succeeds
+// and verifies. The units are asked through o.Units. It is secured only when
 // every check passes, which is stricter than CloudStack's "cloud.crt
 // exists and qemu+tls:// opens".
-func CheckHost(ctx context.Context, o *Options, check *CheckOptions) *Status {
+func CheckHost(ctx context.Context, o *Options, check *CheckHostOptions) *Status {
 	if o == nil {
 		o = &Options{}
 	}
 	if check == nil {
-		check = &CheckOptions{}
+		check = &CheckHostOptions{}
 	}
 	st := &Status{}
 	fail := func(err error) { st.Reasons = append(st.Reasons, err) }
@@ -114,7 +120,7 @@ func CheckHost(ctx context.Context, o *Options, check *CheckOptions) *Status {
 			fail(fmt.Errorf("%w (libvirt's client credentials)", err))
 		}
 	}
-	if err := o.checkLibvirtdConf(len(crl) > 0); err != nil {
+	for _, err := range o.checkLibvirtdConf(ctx, len(crl) > 0) {
 		fail(err)
 	}
 	// QEMU's directories: VNC server, and both ends of a native-TLS
@@ -139,7 +145,7 @@ func CheckHost(ctx context.Context, o *Options, check *CheckOptions) *Status {
 			}
 		}
 	}
-	if err := o.checkQEMUConf(); err != nil {
+	for _, err := range o.checkQEMUConf() {
 		fail(err)
 	}
 	if check.DialAddr != "" {
@@ -153,78 +159,131 @@ func CheckHost(ctx context.Context, o *Options, check *CheckOptions) *Status {
 	return st
 }
 
-// checkLibvirtdConf checks that libvirtd serves TLS with the layout.
-func (o *Options) checkLibvirtdConf(withCRL bool) error {
+// checkLibvirtdConf checks that libvirtd serves TLS with the layout, and
+// nothing else: no plain TCP (listen_tcp, or libvirtd-tcp.socket enabled
+// or active), no certificate check turned off, no weakened tls_priority.
+func (o *Options) checkLibvirtdConf(ctx context.Context, withCRL bool) []error {
 	data, err := readBounded(o.DiskPath(LibvirtdConfPath))
 	if err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrNotConfigured, LibvirtdConfPath, err)
+		return []error{fmt.Errorf("%w: %s: %w", ErrNotConfigured, LibvirtdConfPath, err)}
 	}
-	conf, err := ParseConfig(data)
+	conf, err := libvirtconf.Parse(data)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrNotConfigured, inFile(err, LibvirtdConfPath))
+		return []error{fmt.Errorf("%w: %w", ErrNotConfigured, inFile(err, LibvirtdConfPath))}
 	}
-	socket := exists(o.DiskPath("/etc/systemd/system/sockets.target.wants/libvirtd-tls.socket"))
-	if v, ok := conf.Get("listen_tls"); !socket && (!ok || !v.Equal(IntValue(1))) {
-		return fmt.Errorf("%w: libvirtd.conf: listen_tls is not 1 and libvirtd-tls.socket is not enabled", ErrNotConfigured)
+	errs := insecureLibvirtd(conf)
+	units, err := unitStates(ctx, o.units(), libvirtdTLSSocket, libvirtdTCPSocket)
+	if err != nil {
+		// Unknown is not secured: the TCP socket may be open.
+		return append(errs, fmt.Errorf("%w: cannot tell whether %s is open: %w", ErrInsecureConfig, libvirtdTCPSocket, err))
+	}
+	if tcp := units[libvirtdTCPSocket]; tcp.open() {
+		state := "enabled"
+		if tcp.Active {
+			state = "active"
+		}
+		errs = append(errs, fmt.Errorf("%w: %s is %s: a socket-activated libvirtd serves it, unencrypted, whatever listen_tcp says", ErrInsecureConfig, libvirtdTCPSocket, state))
+	}
+	tlsSocket := units[libvirtdTLSSocket].Enabled && !units[libvirtdTLSSocket].Masked
+	if v, ok := conf.Get("listen_tls"); !tlsSocket && (!ok || !v.Equal(libvirtconf.IntValue(1))) {
+		errs = append(errs, fmt.Errorf("%w: libvirtd.conf: listen_tls is not 1 and libvirtd-tls.socket is not enabled", ErrNotConfigured))
 	}
 	want, err := o.LibvirtdSettings(withCRL)
 	if err != nil {
-		return err
+		return append(errs, err)
 	}
 	for _, s := range want {
 		switch s.Key {
 		case "key_file", "cert_file", "ca_file", "crl_file":
 			if v, ok := conf.Get(s.Key); !ok || !v.Equal(s.Value) {
-				return fmt.Errorf("%w: libvirtd.conf: %s is not %s", ErrNotConfigured, s.Key, s.Value)
+				errs = append(errs, fmt.Errorf("%w: libvirtd.conf: %s is not %s", ErrNotConfigured, s.Key, s.Value))
 			}
 		}
 	}
-	return nil
+	return errs
 }
 
 // checkQEMUConf checks that qemu.conf enables VNC and migration TLS with
-// the layout's directories.
-func (o *Options) checkQEMUConf() error {
+// the layout's directories, and weakens neither.
+func (o *Options) checkQEMUConf() []error {
 	data, err := readBounded(o.DiskPath(QEMUConfPath))
 	if err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrNotConfigured, QEMUConfPath, err)
+		return []error{fmt.Errorf("%w: %s: %w", ErrNotConfigured, QEMUConfPath, err)}
 	}
-	conf, err := ParseConfig(data)
+	conf, err := libvirtconf.Parse(data)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrNotConfigured, inFile(err, QEMUConfPath))
+		return []error{fmt.Errorf("%w: %w", ErrNotConfigured, inFile(err, QEMUConfPath))}
 	}
+	errs := insecureQEMU(conf)
 	for _, s := range o.QEMUSettings() {
 		switch s.Key {
 		case "vnc_tls", "vnc_tls_x509_cert_dir", "vnc_tls_x509_verify", "migrate_tls_x509_cert_dir", "migrate_tls_x509_verify":
 			if v, ok := conf.Get(s.Key); !ok || !v.Equal(s.Value) {
-				return fmt.Errorf("%w: qemu.conf: %s is not %s", ErrNotConfigured, s.Key, s.Value)
+				errs = append(errs, fmt.Errorf("%w: qemu.conf: %s is not %s", ErrNotConfigured, s.Key, s.Value))
 			}
 		}
 	}
-	return nil
+	return errs
 }
 
 // dialLibvirtd runs a TLS handshake with libvirtd as a libvirt client
-// would (internal/libvirtdial): the chain to the CA file, the name, the
-// installed CRLs on every certificate of both chains, then libvirtd's
-// confirmation that it accepts the host's client certificate.
-func dialLibvirtd(ctx context.Context, check *CheckOptions, c *ParsedCredentials) error {
-	roots, inter := libvirtdial.SplitCAs(c.CAs)
-	err := libvirtdial.Dial(ctx, &libvirtdial.Options{
-		Addr:          check.DialAddr,
-		ServerName:    check.ServerName,
-		Roots:         roots,
-		Intermediates: inter,
-		Certificate: &tls.Certificate{
+// would, verifying the chain, the name and the installed CRL.
+func dialLibvirtd(ctx context.Context, check *CheckHostOptions, c *ParsedCredentials) error {
+	name := check.ServerName
+	if name == "" {
+		host, _, err := net.SplitHostPort(check.DialAddr)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrDialFailed, err)
+		}
+		name = host
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		timeout := check.Timeout
+		if timeout == 0 {
+			timeout = dialTimeoutDefault * time.Second
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	roots := x509.NewCertPool()
+	for _, ca := range c.CAs {
+		roots.AddCert(ca)
+	}
+	cfg := &tls.Config{
+		RootCAs:    roots,
+		ServerName: name,
+		MinVersion: tls.VersionTLS12,
+		Certificates: []tls.Certificate{{
 			Certificate: rawChain(c.Chain[:len(c.Chain)-1]),
 			PrivateKey:  c.Key,
 			Leaf:        c.Leaf,
+		}},
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if c.CRL != nil && len(cs.PeerCertificates) > 0 && isRevoked(c.CRL, cs.PeerCertificates[0]) {
+				return fmt.Errorf("%w: libvirtd's certificate serial %x", ErrRevoked, cs.PeerCertificates[0].SerialNumber)
+			}
+			return nil
 		},
-		CRLs:    c.revoked,
-		Timeout: check.Timeout,
-	})
+	}
+	d := tls.Dialer{Config: cfg}
+	conn, err := d.DialContext(ctx, "tcp", check.DialAddr)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrDialFailed, err)
+		return fmt.Errorf("%w: %s: %w", ErrDialFailed, check.DialAddr, err)
+	}
+	defer conn.Close()
+	// libvirtd checks the client certificate (chain, CRL, DN list) after
+	// the handshake and then sends one confirmation byte, 1; a refused
+	// client sees the connection close instead.
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetReadDeadline(dl)
+	}
+	var confirm [1]byte
+	if _, err := io.ReadFull(conn, confirm[:]); err != nil {
+		return fmt.Errorf("%w: %s: libvirtd refused the host's client certificate (no TLS confirmation): %w", ErrDialFailed, check.DialAddr, err)
+	}
+	if confirm[0] != 1 {
+		return fmt.Errorf("%w: %s: unexpected TLS confirmation byte %d", ErrDialFailed, check.DialAddr, confirm[0])
 	}
 	return nil
 }

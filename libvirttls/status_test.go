@@ -75,7 +75,7 @@ func TestCheckHost(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			o := secured(t)
 			tc.spoil(t, o)
-			check := &CheckOptions{}
+			check := &CheckHostOptions{}
 			if tc.err == ErrDialFailed {
 				l, err := net.Listen("tcp", "127.0.0.1:0")
 				require.NoError(t, err)

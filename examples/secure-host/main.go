@@ -129,7 +129,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if !realHost && len(plan.Actions) > 0 {
 		fmt.Fprintf(stdout, "not run, as %s is not /: %d service action(s) listed above\n", *root, len(plan.Actions))
 	}
-	status := libvirttls.CheckHost(ctx, opts, &libvirttls.CheckOptions{DialAddr: *checkAddr})
+	status := libvirttls.CheckHost(ctx, opts, &libvirttls.CheckHostOptions{DialAddr: *checkAddr})
 	fmt.Fprintln(stdout, "host:", status)
 	if !status.Secured {
 		return errors.New("the host is not secured")

@@ -138,7 +138,7 @@ func TestLibvirtdInterop(t *testing.T) {
 		st := CheckHost(t.Context(), o, &CheckHostOptions{DialAddr: addr})
 		assert.False(t, st.Secured)
 		assert.ErrorIs(t, st.Err(), ErrDialFailed)
-		assert.ErrorContains(t, st.Err(), "refused the host's client certificate")
+		assert.ErrorContains(t, st.Err(), "refused the client certificate")
 	})
 	t.Run("CheckHost refuses a name mismatch", func(t *testing.T) {
 		st := CheckHost(t.Context(), opts, &CheckHostOptions{DialAddr: addr, ServerName: "kvm7.example.org"})

@@ -6,12 +6,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"path"
 	"time"
 
+	"github.com/kvmpki/kvmpki/internal/libvirtdial"
 	"github.com/kvmpki/kvmpki/libvirtconf"
 )
 
@@ -227,63 +226,26 @@ func (o *Options) checkQEMUConf() []error {
 }
 
 // dialLibvirtd runs a TLS handshake with libvirtd as a libvirt client
-// would, verifying the chain, the name and the installed CRL.
+// would (internal/libvirtdial): the chain to the CA file, the name, the
+// installed CRLs on every certificate of both chains, then libvirtd's
+// confirmation that it accepts the host's client certificate.
 func dialLibvirtd(ctx context.Context, check *CheckHostOptions, c *ParsedCredentials) error {
-	name := check.ServerName
-	if name == "" {
-		host, _, err := net.SplitHostPort(check.DialAddr)
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrDialFailed, err)
-		}
-		name = host
-	}
-	if _, ok := ctx.Deadline(); !ok {
-		timeout := check.Timeout
-		if timeout == 0 {
-			timeout = dialTimeoutDefault * time.Second
-		}
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
-	}
-	roots := x509.NewCertPool()
-	for _, ca := range c.CAs {
-		roots.AddCert(ca)
-	}
-	cfg := &tls.Config{
-		RootCAs:    roots,
-		ServerName: name,
-		MinVersion: tls.VersionTLS12,
-		Certificates: []tls.Certificate{{
+	roots, inter := libvirtdial.SplitCAs(c.CAs)
+	err := libvirtdial.Dial(ctx, &libvirtdial.Options{
+		Addr:          check.DialAddr,
+		ServerName:    check.ServerName,
+		Roots:         roots,
+		Intermediates: inter,
+		Certificate: &tls.Certificate{
 			Certificate: rawChain(c.Chain[:len(c.Chain)-1]),
 			PrivateKey:  c.Key,
 			Leaf:        c.Leaf,
-		}},
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if c.CRL != nil && len(cs.PeerCertificates) > 0 && isRevoked(c.CRL, cs.PeerCertificates[0]) {
-				return fmt.Errorf("%w: libvirtd's certificate serial %x", ErrRevoked, cs.PeerCertificates[0].SerialNumber)
-			}
-			return nil
 		},
-	}
-	d := tls.Dialer{Config: cfg}
-	conn, err := d.DialContext(ctx, "tcp", check.DialAddr)
+		CRLs:    c.revoked,
+		Timeout: check.Timeout,
+	})
 	if err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrDialFailed, check.DialAddr, err)
-	}
-	defer conn.Close()
-	// libvirtd checks the client certificate (chain, CRL, DN list) after
-	// the handshake and then sends one confirmation byte, 1; a refused
-	// client sees the connection close instead.
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetReadDeadline(dl)
-	}
-	var confirm [1]byte
-	if _, err := io.ReadFull(conn, confirm[:]); err != nil {
-		return fmt.Errorf("%w: %s: libvirtd refused the host's client certificate (no TLS confirmation): %w", ErrDialFailed, check.DialAddr, err)
-	}
-	if confirm[0] != 1 {
-		return fmt.Errorf("%w: %s: unexpected TLS confirmation byte %d", ErrDialFailed, check.DialAddr, confirm[0])
+		return fmt.Errorf("%w: %w", ErrDialFailed, err)
 	}
 	return nil
 }

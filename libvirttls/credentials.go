@@ -1,6 +1,7 @@
 package libvirttls
 
 import (
+	"context"
 	"crypto"
 	"crypto/rsa"
 	"crypto/x509"
@@ -38,8 +39,12 @@ type Credentials struct {
 
 // LoadCredentials reads cloud.ca.crt, cloud.crt, cloud.key and, when
 // present, cloud.crl from dir. It returns an error wrapping
-// [ErrCredentialsMissing] when one of the first three is missing.
-func LoadCredentials(dir string) (*Credentials, error) {
+// [ErrCredentialsMissing] when one of the first three is missing, and
+// ctx.Err() when ctx is done before the files are read.
+func LoadCredentials(ctx context.Context, dir string) (*Credentials, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	c := &Credentials{}
 	for _, f := range []struct {
 		name     string

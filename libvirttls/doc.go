@@ -17,7 +17,7 @@
 //
 // For the common case, plan and apply from the agent's credentials:
 //
-//	creds, err := libvirttls.LoadCredentials("/etc/cloudstack/agent")
+//	creds, err := libvirttls.LoadCredentials(ctx, "/etc/cloudstack/agent")
 //	opts := &libvirttls.Options{AllowedClients: hostCerts} // or AllowedDNs
 //	plan, err := libvirttls.NewPlan(ctx, creds, opts)
 //	fmt.Print(plan.Diff())

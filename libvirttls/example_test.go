@@ -43,7 +43,7 @@ func ExampleAllowedDN() {
 // apply it, then check the host.
 func ExampleNewPlan() {
 	ctx := context.Background()
-	creds, err := libvirttls.LoadCredentials("/etc/cloudstack/agent")
+	creds, err := libvirttls.LoadCredentials(ctx, "/etc/cloudstack/agent")
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -1,6 +1,7 @@
 package libvirttls
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -186,7 +187,11 @@ func (o *Options) layout(c *Credentials, rootOwner, qemuOwner owner) ([]entry, e
 // mode 0600 and, when c has a CRL, cacrl.pem), for clients that do not
 // use the system paths, such as virsh -c 'qemu+tls://host/system?pkipath=DIR'.
 // dir is created with mode 0700 if missing; existing files are replaced.
-func WritePKIPath(dir string, c *Credentials) error {
+// It returns ctx.Err(), writing nothing, when ctx is done.
+func WritePKIPath(ctx context.Context, dir string, c *Credentials) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if c == nil || len(c.CACert) == 0 || len(c.Cert) == 0 || len(c.Key) == 0 {
 		return fmt.Errorf("%w: CA certificate, certificate and key are all required", ErrCredentialsMissing)
 	}

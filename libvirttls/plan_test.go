@@ -383,11 +383,11 @@ func TestLoadCredentials(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, AgentCACert), creds.CACert, 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, AgentCert), creds.Cert, 0o644))
-	_, err := LoadCredentials(dir)
+	_, err := LoadCredentials(t.Context(), dir)
 	assert.ErrorIs(t, err, ErrCredentialsMissing)
 	assert.ErrorContains(t, err, AgentKey)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, AgentKey), creds.Key, 0o600))
-	got, err := LoadCredentials(dir)
+	got, err := LoadCredentials(t.Context(), dir)
 	require.NoError(t, err)
 	assert.Equal(t, creds, got)
 }
@@ -420,8 +420,8 @@ func TestWritePKIPath(t *testing.T) {
 	creds, _ := ca.host(t, "kvm1.example.org")
 	creds.CRL = ca.crl(t)
 	dir := filepath.Join(t.TempDir(), "pki")
-	require.NoError(t, WritePKIPath(dir, creds))
-	require.NoError(t, WritePKIPath(dir, creds), "existing files are replaced")
+	require.NoError(t, WritePKIPath(t.Context(), dir, creds))
+	require.NoError(t, WritePKIPath(t.Context(), dir, creds), "existing files are replaced")
 	for name, want := range map[string]struct {
 		data []byte
 		mode fs.FileMode
@@ -439,7 +439,7 @@ func TestWritePKIPath(t *testing.T) {
 	fi, err := os.Stat(dir)
 	require.NoError(t, err)
 	assert.Equal(t, fs.ModeDir|0o700, fi.Mode())
-	assert.ErrorIs(t, WritePKIPath(dir, &Credentials{CACert: creds.CACert}), ErrCredentialsMissing)
+	assert.ErrorIs(t, WritePKIPath(t.Context(), dir, &Credentials{CACert: creds.CACert}), ErrCredentialsMissing)
 }
 
 func TestNewPlanNamesTheBrokenConfig(t *testing.T) {

@@ -72,7 +72,7 @@ func TestNilCredentials(t *testing.T) {
 	_, err := c.Verify(time.Now())
 	assert.ErrorIs(t, err, ErrCredentialsMissing)
 	dir := filepath.Join(t.TempDir(), "pki")
-	assert.ErrorIs(t, WritePKIPath(dir, nil), ErrCredentialsMissing)
+	assert.ErrorIs(t, WritePKIPath(t.Context(), dir, nil), ErrCredentialsMissing)
 	assert.NoDirExists(t, dir)
 }
 
@@ -143,7 +143,7 @@ func TestWritePKIPathRefusesKeyInCRL(t *testing.T) {
 	c := *creds
 	c.CRL = append(append([]byte{}, ca.crl(t)...), creds.Key...)
 	dir := filepath.Join(t.TempDir(), "pki")
-	assert.ErrorIs(t, WritePKIPath(dir, &c), ErrCredentialsInvalid)
+	assert.ErrorIs(t, WritePKIPath(t.Context(), dir, &c), ErrCredentialsInvalid)
 	assert.NoDirExists(t, dir, "nothing written")
 }
 

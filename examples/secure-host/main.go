@@ -73,7 +73,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errors.New("-creds and -root are required, and no arguments are taken")
 	}
 
-	creds, err := libvirttls.LoadCredentials(*credsDir)
+	creds, err := libvirttls.LoadCredentials(ctx, *credsDir)
 	if err != nil {
 		return err
 	}

@@ -167,7 +167,7 @@ func run(ctx context.Context, out io.Writer, opts options) (err error) {
 	// The admin's libvirt client credentials: kvm1's host certificate,
 	// which carries clientAuth.
 	pkiPath := filepath.Join(work, "client")
-	if err := libvirttls.WritePKIPath(pkiPath, kvm1.creds); err != nil {
+	if err := libvirttls.WritePKIPath(ctx, pkiPath, kvm1.creds); err != nil {
 		return err
 	}
 	d := &demo{work: work, pkiPath: pkiPath}

@@ -1,0 +1,45 @@
+package ca
+
+import "time"
+
+// Defaults, documented on the fields that use them. They follow
+// CloudStack's ca.framework.* defaults where those are safe.
+const (
+	defaultProvider           = "root"
+	defaultValidity           = 365 * 24 * time.Hour
+	defaultBackgroundInterval = time.Hour
+	defaultExpiryAlertPeriod  = 15 * 24 * time.Hour
+	defaultManagementSAN      = "cloudstack.internal"
+	defaultAgentPort          = 8250
+
+	// minBackgroundInterval keeps the background task from hammering the
+	// provider: CloudStack accepts any delay, including 0.
+	minBackgroundInterval = time.Minute
+	// maxValidityLimit is the longest leaf validity a Settings may allow.
+	maxValidityLimit = 10 * 365 * 24 * time.Hour
+
+	// caRefreshInterval is how long CA certificates are cached before the
+	// provider is asked again (a rotation in issue 13 adds a CA).
+	caRefreshInterval = time.Minute
+
+	// crlRefreshFraction: a CRL is re-signed once this fraction of its
+	// lifetime (ThisUpdate to NextUpdate) has passed.
+	crlRefreshFraction = 2
+
+	// ocspValidity is the NextUpdate of a signed OCSP response; a cached
+	// response is re-signed once half of it has passed.
+	ocspValidity = time.Hour
+	// maxOCSPCache bounds the cached OCSP responses.
+	maxOCSPCache = 200000
+	// maxOCSPRequest bounds an OCSP request body or GET path.
+	maxOCSPRequest = 4096
+
+	// Dialer backoff.
+	defaultDialInitialBackoff = 500 * time.Millisecond
+	defaultDialMaxBackoff     = 30 * time.Second
+	defaultDialTimeout        = 10 * time.Second
+
+	// identityMargin keeps the management certificate's NotAfter this far
+	// inside the CA's.
+	identityMargin = time.Minute
+)

@@ -1,0 +1,314 @@
+package ca
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/kvmpki/kvmpki/provider"
+)
+
+// CABundleHandler serves the current provider's CA certificates as PEM
+// (application/x-pem-file), with an ETag so that a conditional GET gets
+// 304 Not Modified.
+func (m *Manager) CABundleHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !getOrHead(w, r) {
+			return
+		}
+		var st *caState
+		err := m.with(func(h *handle) error {
+			var err error
+			st, err = h.caCerts(r.Context(), false)
+			return err
+		})
+		if err != nil {
+			m.httpError(w, r, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		w.Header().Set("ETag", etagOf(st.pem))
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(st.pem))
+	})
+}
+
+// CRLHandler serves the current provider's CRL: DER
+// (application/pkix-crl) by default, PEM (application/x-pem-file) for
+// "?format=pem" or an Accept header naming application/x-pem-file, with
+// Last-Modified (ThisUpdate), ETag, Expires and a Cache-Control max-age
+// running to NextUpdate; a conditional GET gets 304. The CRL is signed
+// when a revocation goes through the Manager or when half its lifetime
+// has passed, never per request. A provider that neither signs nor
+// fetches CRLs gets 501.
+func (m *Manager) CRLHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !getOrHead(w, r) {
+			return
+		}
+		var st *crlState
+		err := m.with(func(h *handle) error {
+			var err error
+			st, err = h.publisher().current(r.Context())
+			return err
+		})
+		if err != nil {
+			m.httpError(w, r, err)
+			return
+		}
+		body, ctype, etag := st.der, "application/pkix-crl", st.etag
+		if r.URL.Query().Get("format") == "pem" || strings.Contains(r.Header.Get("Accept"), "application/x-pem-file") {
+			body, ctype, etag = st.pem, "application/x-pem-file", strings.TrimSuffix(st.etag, `"`)+`-pem"`
+		}
+		hd := w.Header()
+		hd.Set("Content-Type", ctype)
+		hd.Set("ETag", etag)
+		hd.Add("Vary", "Accept")
+		if !st.nextUpdate.IsZero() {
+			maxAge := int(st.nextUpdate.Sub(m.s.now()) / time.Second)
+			hd.Set("Cache-Control", "public, max-age="+strconv.Itoa(max(maxAge, 0)))
+			hd.Set("Expires", st.nextUpdate.UTC().Format(http.TimeFormat))
+		} else {
+			hd.Set("Cache-Control", "no-cache")
+		}
+		http.ServeContent(w, r, "", st.thisUpdate, bytes.NewReader(body))
+	})
+}
+
+func getOrHead(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return false
+	}
+	return true
+}
+
+func etagOf(b []byte) string {
+	return `"` + strconv.FormatUint(fnv64(b), 16) + `"`
+}
+
+func fnv64(b []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
+}
+
+func (m *Manager) httpError(w http.ResponseWriter, r *http.Request, err error) {
+	m.s.logger.Warn("ca: HTTP request failed", "path", r.URL.Path, "error", err)
+	switch {
+	case errors.Is(err, errors.ErrUnsupported):
+		http.Error(w, "not supported by the CA provider", http.StatusNotImplemented)
+	case errors.Is(err, provider.ErrRetryLater):
+		w.Header().Set("Retry-After", "60")
+		http.Error(w, "CA not ready", http.StatusServiceUnavailable)
+	default:
+		http.Error(w, "internal error", http.StatusInternalServerError)
+	}
+}
+
+// OCSPResponder is the key that signs OCSP responses: the CA's own
+// certificate and key, or a responder certificate the CA issued with the
+// id-kp-OCSPSigning extended key usage (RFC 6960, section 4.2.2.2).
+//
+// BUG(ca): provider.Provider has no capability to sign OCSP responses or
+// to issue an OCSP-signing certificate, so the platform supplies the key:
+// for rootca, the Options.Signer it holds (an HSM or KMS key).
+type OCSPResponder struct {
+	// Certificate is the responder's certificate. It must be the CA
+	// certificate the statuses are about, or one that CA issued.
+	Certificate *x509.Certificate
+	// Signer is Certificate's private key.
+	Signer crypto.Signer
+}
+
+type ocspEntry struct {
+	der       []byte
+	refreshAt time.Time
+}
+
+// OCSPHandler returns an RFC 6960 OCSP responder for the certificates of
+// the CA whose certificate is the first of the current provider's CA
+// certificates, answering GET (the base64 request in the path) and POST
+// (application/ocsp-request). A serial the provider's inventory holds is
+// "good" or "revoked" with its reason and time; one it never issued is
+// "unknown" (a provider without an inventory answers from its CRL: "good"
+// unless listed). Signed answers are cached per serial until a revocation
+// or issuance through the Manager changes that serial, or half of their
+// one-hour validity has passed.
+func (m *Manager) OCSPHandler(resp *OCSPResponder) (http.Handler, error) {
+	if resp == nil || resp.Certificate == nil || resp.Signer == nil {
+		return nil, errors.New("ca: OCSP responder needs a certificate and a signer")
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		der, err := readOCSPRequest(r)
+		if err != nil {
+			m.writeOCSP(w, ocsp.MalformedRequestErrorResponse, http.StatusBadRequest)
+			return
+		}
+		req, err := ocsp.ParseRequest(der)
+		if err != nil {
+			m.writeOCSP(w, ocsp.MalformedRequestErrorResponse, http.StatusOK)
+			return
+		}
+		var out []byte
+		err = m.with(func(h *handle) error {
+			out, err = h.ocspAnswer(r.Context(), resp, req)
+			return err
+		})
+		switch {
+		case errors.Is(err, errNotOurIssuer):
+			m.writeOCSP(w, ocsp.UnauthorizedErrorResponse, http.StatusOK)
+		case err != nil:
+			m.s.logger.Warn("ca: OCSP answer failed", "error", err)
+			m.writeOCSP(w, ocsp.InternalErrorErrorResponse, http.StatusOK)
+		default:
+			m.writeOCSP(w, out, http.StatusOK)
+		}
+	}), nil
+}
+
+var errNotOurIssuer = errors.New("ca: OCSP request for another CA")
+
+func (m *Manager) writeOCSP(w http.ResponseWriter, body []byte, status int) {
+	w.Header().Set("Content-Type", "application/ocsp-response")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+func readOCSPRequest(r *http.Request) ([]byte, error) {
+	switch r.Method {
+	case http.MethodPost:
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxOCSPRequest+1))
+		if err != nil {
+			return nil, err
+		}
+		if len(body) > maxOCSPRequest {
+			return nil, errors.New("request too large")
+		}
+		return body, nil
+	case http.MethodGet:
+		raw := r.URL.EscapedPath()
+		if i := strings.LastIndexByte(raw, '/'); i >= 0 {
+			raw = raw[i+1:]
+		}
+		if len(raw) > 2*maxOCSPRequest {
+			return nil, errors.New("request too large")
+		}
+		s, err := url.PathUnescape(raw)
+		if err != nil {
+			return nil, err
+		}
+		// Some clients send the raw base64 with '+' turned into ' '.
+		s = strings.ReplaceAll(s, " ", "+")
+		return base64.StdEncoding.DecodeString(s)
+	}
+	return nil, errors.New("method not allowed")
+}
+
+// ocspAnswer returns the signed answer for req, from the cache when it is
+// fresh.
+func (h *handle) ocspAnswer(ctx context.Context, resp *OCSPResponder, req *ocsp.Request) ([]byte, error) {
+	st, err := h.caCerts(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	issuer := st.certs[0]
+	if !matchesIssuer(req, issuer) {
+		return nil, errNotOurIssuer
+	}
+	p := h.publisher()
+	now := h.m.s.now()
+	key := req.SerialNumber.Text(16)
+	p.ocspMu.Lock()
+	e := p.ocsp[key]
+	p.ocspMu.Unlock()
+	if e != nil && now.Before(e.refreshAt) {
+		return e.der, nil
+	}
+	rev := p.rev.Load()
+	tmpl, err := h.ocspStatus(ctx, req.SerialNumber)
+	if err != nil {
+		return nil, err
+	}
+	tmpl.IssuerHash = req.HashAlgorithm
+	tmpl.ThisUpdate = now.Add(-time.Minute).Truncate(time.Second)
+	tmpl.NextUpdate = now.Add(ocspValidity).Truncate(time.Second)
+	if !resp.Certificate.Equal(issuer) {
+		tmpl.Certificate = resp.Certificate
+	}
+	der, err := ocsp.CreateResponse(issuer, resp.Certificate, tmpl, resp.Signer)
+	if err != nil {
+		return nil, fmt.Errorf("ca: sign OCSP response: %w", err)
+	}
+	p.ocspMu.Lock()
+	if p.rev.Load() == rev {
+		if len(p.ocsp) >= maxOCSPCache {
+			clear(p.ocsp)
+		}
+		p.ocsp[key] = &ocspEntry{der: der, refreshAt: now.Add(ocspValidity / 2)}
+	}
+	p.ocspMu.Unlock()
+	return der, nil
+}
+
+// ocspStatus is the status of serial: from the inventory when the
+// provider has one, else from its CRL.
+func (h *handle) ocspStatus(ctx context.Context, serial *big.Int) (ocsp.Response, error) {
+	tmpl := ocsp.Response{SerialNumber: serial, Status: ocsp.Good}
+	rec, err := provider.LookupCertificate(ctx, h.p, serial)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		tmpl.Status = ocsp.Unknown
+		return tmpl, nil
+	case err == nil:
+		if rec.Status == provider.StatusRevoked {
+			tmpl.Status, tmpl.RevokedAt, tmpl.RevocationReason = ocsp.Revoked, rec.RevokedAt.Truncate(time.Second), int(rec.Reason)
+		}
+		return tmpl, nil
+	case !errors.Is(err, errors.ErrUnsupported):
+		return tmpl, err
+	}
+	st, err := h.publisher().current(ctx)
+	if err != nil {
+		return tmpl, err
+	}
+	if e, ok := st.lookup(serial); ok {
+		tmpl.Status, tmpl.RevokedAt, tmpl.RevocationReason = ocsp.Revoked, e.RevocationTime, e.ReasonCode
+	}
+	return tmpl, nil
+}
+
+// matchesIssuer reports whether req asks about a certificate issued by
+// issuer (name and key hashes under the request's hash).
+func matchesIssuer(req *ocsp.Request, issuer *x509.Certificate) bool {
+	if !req.HashAlgorithm.Available() {
+		return false
+	}
+	nameHash := req.HashAlgorithm.New()
+	nameHash.Write(issuer.RawSubject)
+	pub, ok := subjectPublicKeyBits(issuer.RawSubjectPublicKeyInfo)
+	if !ok {
+		return false
+	}
+	keyHash := req.HashAlgorithm.New()
+	keyHash.Write(pub)
+	return bytes.Equal(nameHash.Sum(nil), req.IssuerNameHash) && bytes.Equal(keyHash.Sum(nil), req.IssuerKeyHash)
+}

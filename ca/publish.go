@@ -1,0 +1,152 @@
+package ca
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kvmpki/kvmpki/provider"
+)
+
+// publisher holds a provider's current CRL, signed (or fetched) when a
+// revocation happens through the Manager or when NextUpdate nears, never
+// per request, and an index of its entries for O(1) lookups.
+type publisher struct {
+	h *handle
+
+	signMu     sync.Mutex // one signing at a time
+	state      atomic.Pointer[crlState]
+	refreshing atomic.Bool
+	// rev counts invalidations (revocations and issuances through the
+	// Manager, new CRLs): a cached OCSP answer computed before a change
+	// is not stored.
+	rev atomic.Uint64
+
+	ocspMu sync.Mutex
+	ocsp   map[string]*ocspEntry // by serial, hex; guarded by ocspMu
+
+	closed atomic.Bool
+}
+
+type crlState struct {
+	crls       []*x509.RevocationList
+	der        []byte // the first CRL, the issuing CA's
+	pem        []byte // every CRL
+	etag       string
+	thisUpdate time.Time
+	nextUpdate time.Time
+	refreshAt  time.Time
+	index      map[string]x509.RevocationListEntry // serial hex -> entry
+}
+
+func (h *handle) publisher() *publisher {
+	h.pubOnce.Do(func() { h.pub = &publisher{h: h, ocsp: map[string]*ocspEntry{}} })
+	return h.pub
+}
+
+// publisherNoted records that a certificate was issued: a cached
+// "unknown" OCSP answer for its serial must go.
+func (h *handle) publisherNoted(cert *x509.Certificate) {
+	h.publisher().invalidate(cert.SerialNumber)
+}
+
+func (p *publisher) close() { p.closed.Store(true) }
+
+func (p *publisher) invalidate(serial *big.Int) {
+	p.rev.Add(1)
+	p.ocspMu.Lock()
+	if serial == nil {
+		clear(p.ocsp)
+	} else {
+		delete(p.ocsp, serial.Text(16))
+	}
+	p.ocspMu.Unlock()
+}
+
+// revoked publishes a revocation made through the Manager: a new CRL is
+// signed before Revoke returns, and the serial's cached OCSP answer is
+// dropped.
+func (p *publisher) revoked(ctx context.Context, serial *big.Int) {
+	p.invalidate(serial)
+	if _, err := p.refresh(ctx); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		p.h.m.s.logger.Warn("ca: signing the CRL after a revocation failed", "provider", p.h.p.Name(), "error", err)
+	}
+}
+
+// current returns the CRL state, signing one when there is none or it is
+// past its NextUpdate, and starting a background re-sign when its
+// refresh time has passed.
+func (p *publisher) current(ctx context.Context) (*crlState, error) {
+	now := p.h.m.s.now()
+	st := p.state.Load()
+	if st == nil || (!st.nextUpdate.IsZero() && !now.Before(st.nextUpdate)) {
+		return p.refresh(ctx)
+	}
+	if !now.Before(st.refreshAt) && p.refreshing.CompareAndSwap(false, true) {
+		h := p.h
+		if m := h.m; m != nil {
+			// Hold a reference so the provider is not closed under the
+			// background signing.
+			m.mu.Lock()
+			h.refs++
+			m.mu.Unlock()
+			go func() {
+				defer m.release(h)
+				defer p.refreshing.Store(false)
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+				defer cancel()
+				if _, err := p.refresh(ctx); err != nil {
+					m.s.logger.Warn("ca: refreshing the CRL failed; serving the previous one", "provider", h.p.Name(), "error", err)
+				}
+			}()
+		}
+	}
+	return st, nil
+}
+
+// refresh signs (or fetches) the CRLs now.
+func (p *publisher) refresh(ctx context.Context) (*crlState, error) {
+	p.signMu.Lock()
+	defer p.signMu.Unlock()
+	crls, err := provider.CRLs(ctx, p.h.p)
+	if err != nil {
+		return nil, fmt.Errorf("ca: CRL of %s: %w", p.h.p.Name(), err)
+	}
+	if len(crls) == 0 || crls[0] == nil || len(crls[0].Raw) == 0 {
+		return nil, fmt.Errorf("ca: provider %s returned no CRL", p.h.p.Name())
+	}
+	st := &crlState{crls: crls, der: crls[0].Raw, index: map[string]x509.RevocationListEntry{}}
+	for _, c := range crls {
+		st.pem = append(st.pem, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: c.Raw})...)
+		for _, e := range c.RevokedCertificateEntries {
+			if e.SerialNumber != nil {
+				st.index[e.SerialNumber.Text(16)] = e
+			}
+		}
+	}
+	sum := sha256.Sum256(st.der)
+	st.etag = `"` + hex.EncodeToString(sum[:16]) + `"`
+	st.thisUpdate, st.nextUpdate = crls[0].ThisUpdate, crls[0].NextUpdate
+	if st.nextUpdate.IsZero() {
+		st.refreshAt = p.h.m.s.now().Add(time.Hour)
+	} else {
+		st.refreshAt = st.thisUpdate.Add(st.nextUpdate.Sub(st.thisUpdate) / crlRefreshFraction)
+	}
+	p.state.Store(st)
+	p.rev.Add(1)
+	return st, nil
+}
+
+// lookup reports whether serial is on the current CRL.
+func (st *crlState) lookup(serial *big.Int) (x509.RevocationListEntry, bool) {
+	e, ok := st.index[serial.Text(16)]
+	return e, ok
+}

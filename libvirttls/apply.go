@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
+
+	"github.com/kvmpki/kvmpki/internal/safefs"
 )
 
 // ApplyOptions tune [Plan.Apply]. The zero value applies the file changes
@@ -36,20 +37,24 @@ func ExecAction(ctx context.Context, a Action) error {
 	return nil
 }
 
-// staged is a change whose new content waits in a temporary file.
-type staged struct {
-	ch      *Change
-	tmp     string // the new file or link, next to the target
-	backup  string // a hard link to the old file, once renamed over
-	renamed bool
-}
+// stepHook is called before each file-system step of Apply; tests use it
+// to fail one (see safefs.Options.Step). Nil in production.
+type stepHook = func(safefs.Step) error
 
 // Apply carries out the plan: it creates missing directories, writes
 // every new file and link next to its target, then renames them into
 // place. If anything fails, the files already renamed are restored and the
 // temporary files removed, so the old configuration stays whole; the
 // error says what failed. Apply returns an error wrapping [ErrStalePlan],
-// and changes nothing, when a file changed since the plan was made.
+// and changes nothing, when a file changed since the plan was made, or
+// when the root or a directory under it is no longer the one planned
+// (such as a directory replaced by a symbolic link).
+//
+// Every path is resolved beneath the root without following a symbolic
+// link, and every file is created, renamed, chmod-ed and chown-ed through
+// the descriptor of its directory (see the package documentation's
+// Security section): a user who can write under the root, even while
+// Apply runs, cannot make it write or chmod anything outside the root.
 //
 // After the files, the actions run through opts.RunAction, if set. A
 // failed action leaves the new files in place (they are consistent) and
@@ -58,12 +63,22 @@ func (p *Plan) Apply(ctx context.Context, opts *ApplyOptions) error {
 	if opts == nil {
 		opts = &ApplyOptions{}
 	}
+	root, err := safefs.OpenRoot(p.root)
+	if err != nil {
+		return fmt.Errorf("libvirttls: %w", err)
+	}
+	defer root.Close()
+	// A user who can write an ancestor of the root could have put another
+	// directory in its place since the plan was made.
+	if fi, err := root.Stat(); err != nil || !safefs.SameFile(fi, p.rootInfo) {
+		return fmt.Errorf("%w: %s is not the directory planned", ErrStalePlan, p.root)
+	}
 	for i := range p.Changes {
 		ch := &p.Changes[i]
-		if err := checkAncestors(p.root, ch.Path); err != nil {
+		now, err := readStateAt(root, relPath(ch.Path))
+		if errors.Is(err, safefs.ErrSymlink) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotDir) {
 			return fmt.Errorf("%w: %w", ErrStalePlan, err)
 		}
-		now, err := readState(ch.diskPath)
 		if err != nil {
 			return err
 		}
@@ -74,12 +89,15 @@ func (p *Plan) Apply(ctx context.Context, opts *ApplyOptions) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	dirsDone, err := p.applyDirs()
+	dirsDone, err := p.applyDirs(root)
 	if err != nil {
-		return errors.Join(err, p.undoDirs(dirsDone))
+		return errors.Join(err, p.undoDirs(root, dirsDone))
 	}
-	if err := p.applyFiles(ctx, opts.Logger); err != nil {
-		return errors.Join(err, p.undoDirs(dirsDone))
+	if err := ctx.Err(); err != nil {
+		return errors.Join(err, p.undoDirs(root, dirsDone))
+	}
+	if err := p.applyFiles(root, opts.Logger); err != nil {
+		return errors.Join(err, p.undoDirs(root, dirsDone))
 	}
 	if opts.RunAction == nil {
 		return nil
@@ -95,39 +113,59 @@ func (p *Plan) Apply(ctx context.Context, opts *ApplyOptions) error {
 	return nil
 }
 
+// relPath turns a host path (/etc/pki/...) into a path relative to the
+// root.
+func relPath(hostPath string) string { return strings.TrimLeft(hostPath, "/") }
+
 // applyDirs creates or fixes the directories, parents first, and returns
-// those it touched.
-func (p *Plan) applyDirs() ([]*Change, error) {
+// those it touched. Mode and owner are set through the directory's
+// descriptor.
+func (p *Plan) applyDirs(root *safefs.Dir) ([]*Change, error) {
 	var done []*Change
 	for i := range p.Changes {
 		ch := &p.Changes[i]
 		if ch.Kind != ChangeMkdir {
 			continue
 		}
+		rel := relPath(ch.Path)
 		if !ch.before.exists {
-			if err := os.Mkdir(ch.diskPath, ch.after.mode); err != nil {
+			if err := p.step("mkdir", ch.Path); err != nil {
+				return done, err
+			}
+			if err := root.Mkdir(rel, ch.after.mode); err != nil {
 				return done, fmt.Errorf("libvirttls: %w", err)
 			}
 		}
 		done = append(done, ch)
-		if err := setOwnerMode(ch.diskPath, ch.after.owner, ch.after.mode); err != nil {
+		if err := p.step("chmod", ch.Path); err != nil {
+			return done, err
+		}
+		if err := setDirOwnerMode(root, rel, ch.after.owner.uid, ch.after.owner.gid, ch.after.mode); err != nil {
 			return done, err
 		}
 	}
 	return done, nil
 }
 
+func (p *Plan) step(op, hostPath string) error {
+	if p.stepHook == nil {
+		return nil
+	}
+	return p.stepHook(safefs.Step{Op: op, Path: hostPath})
+}
+
 // undoDirs removes the directories applyDirs created and restores the
 // mode and owner of those it changed, children first.
-func (p *Plan) undoDirs(done []*Change) error {
+func (p *Plan) undoDirs(root *safefs.Dir, done []*Change) error {
 	var errs []error
 	for i := len(done) - 1; i >= 0; i-- {
 		ch := done[i]
+		rel := relPath(ch.Path)
 		if !ch.before.exists {
-			errs = append(errs, os.Remove(ch.diskPath))
+			errs = append(errs, root.Remove(rel))
 			continue
 		}
-		errs = append(errs, os.Lchown(ch.diskPath, ch.before.uid, ch.before.gid), os.Chmod(ch.diskPath, ch.before.mode))
+		errs = append(errs, setDirOwnerMode(root, rel, ch.before.uid, ch.before.gid, ch.before.mode))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("libvirttls: undoing directories: %w", err)
@@ -135,139 +173,46 @@ func (p *Plan) undoDirs(done []*Change) error {
 	return nil
 }
 
-func setOwnerMode(p string, w owner, mode os.FileMode) error {
-	if err := os.Lchown(p, w.uid, w.gid); err != nil {
+// setDirOwnerMode opens the directory rel beneath root (no link
+// followed) and sets its owner and mode through the descriptor.
+func setDirOwnerMode(root *safefs.Dir, rel string, uid, gid int, mode fs.FileMode) error {
+	d, err := root.OpenDir(rel)
+	if err != nil {
 		return fmt.Errorf("libvirttls: %w", err)
 	}
-	if err := os.Chmod(p, mode); err != nil {
+	defer d.Close()
+	if err := errors.Join(d.Chown(uid, gid), d.Chmod(mode)); err != nil {
 		return fmt.Errorf("libvirttls: %w", err)
 	}
 	return nil
 }
 
-// applyFiles stages every file and link, then renames them into place,
-// rolling back on failure.
-func (p *Plan) applyFiles(ctx context.Context, log *slog.Logger) (err error) {
-	var work []*staged
-	defer func() {
-		if err != nil {
-			err = errors.Join(err, rollback(work))
-		}
-		// Temporary files and backups go either way.
-		for _, s := range work {
-			if s.tmp != "" && !s.renamed {
-				_ = os.Remove(s.tmp)
-			}
-			if s.backup != "" {
-				_ = os.Remove(s.backup)
-			}
-		}
-	}()
+// applyFiles writes every file and link next to its target, then renames
+// them all into place, rolling back on failure (safefs.Replace).
+func (p *Plan) applyFiles(root *safefs.Dir, log *slog.Logger) error {
+	var entries []safefs.Entry
+	var changes []*Change
 	for i := range p.Changes {
 		ch := &p.Changes[i]
 		if ch.Kind == ChangeMkdir {
 			continue
 		}
-		s := &staged{ch: ch}
-		work = append(work, s)
+		e := safefs.Entry{Dir: root, Path: relPath(ch.Path), Owner: &safefs.Owner{UID: ch.after.owner.uid, GID: ch.after.owner.gid}}
 		if ch.Kind == ChangeLink {
-			s.tmp, err = stageLink(ch.diskPath, ch.after.link, ch.after.owner)
+			e.Link = ch.after.link
 		} else {
-			s.tmp, err = stageFile(ch.diskPath, ch.after.data, ch.after.mode, ch.after.owner.uid, ch.after.owner.gid)
+			e.Data, e.Mode = ch.after.data, ch.after.mode
 		}
-		if err != nil {
-			return err
-		}
+		entries = append(entries, e)
+		changes = append(changes, ch)
 	}
-	if err := ctx.Err(); err != nil {
-		return err
+	if err := safefs.Replace(entries, &safefs.Options{Step: p.stepHook}); err != nil {
+		return fmt.Errorf("libvirttls: %w", err)
 	}
-	for _, s := range work {
-		if s.ch.before.exists {
-			s.backup = tempName(s.ch.diskPath, "old")
-			if err := os.Link(s.ch.diskPath, s.backup); err != nil {
-				s.backup = ""
-				return fmt.Errorf("libvirttls: keeping the old %s: %w", s.ch.Path, err)
-			}
+	if log != nil {
+		for _, ch := range changes {
+			log.Info("libvirttls: installed", "kind", ch.Kind.String(), "path", ch.Path, "mode", fmt.Sprintf("%04o", ch.Mode), "owner", ch.Owner)
 		}
-		if err := p.rename(s.tmp, s.ch.diskPath); err != nil {
-			return fmt.Errorf("libvirttls: installing %s: %w", s.ch.Path, err)
-		}
-		s.renamed = true
-		if log != nil {
-			log.Info("libvirttls: installed", "kind", s.ch.Kind.String(), "path", s.ch.Path, "mode", fmt.Sprintf("%04o", s.ch.Mode), "owner", s.ch.Owner)
-		}
-	}
-	syncDirs(work)
-	return nil
-}
-
-// rollback puts back the old files of the renamed changes, newest first.
-func rollback(work []*staged) error {
-	var errs []error
-	for i := len(work) - 1; i >= 0; i-- {
-		s := work[i]
-		if !s.renamed {
-			continue
-		}
-		if s.backup != "" {
-			errs = append(errs, os.Rename(s.backup, s.ch.diskPath))
-			s.backup = ""
-		} else {
-			errs = append(errs, os.Remove(s.ch.diskPath))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("libvirttls: rollback incomplete: %w", err)
 	}
 	return nil
-}
-
-// stageLink creates a symbolic link to target next to p.
-func stageLink(p, target string, w owner) (string, error) {
-	for range 10 {
-		tmp := tempName(p, "new")
-		err := os.Symlink(target, tmp)
-		if errors.Is(err, os.ErrExist) {
-			continue
-		}
-		if err != nil {
-			return "", fmt.Errorf("libvirttls: %w", err)
-		}
-		if err := os.Lchown(tmp, w.uid, w.gid); err != nil {
-			_ = os.Remove(tmp)
-			return "", fmt.Errorf("libvirttls: %w", err)
-		}
-		return tmp, nil
-	}
-	return "", fmt.Errorf("libvirttls: no free temporary name next to %s", p)
-}
-
-// tempName returns an unused-looking name next to p.
-func tempName(p, what string) string {
-	f, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".kvmpki-"+what+"-*")
-	if err != nil {
-		return p + ".kvmpki-" + what
-	}
-	name := f.Name()
-	f.Close()
-	_ = os.Remove(name) // the name only; os.Link and os.Symlink need it free
-	return name
-}
-
-// syncDirs flushes the directories holding the renamed files, so the
-// renames survive a crash; failures are ignored (the data is written).
-func syncDirs(work []*staged) {
-	seen := map[string]bool{}
-	for _, s := range work {
-		d := filepath.Dir(s.ch.diskPath)
-		if seen[d] {
-			continue
-		}
-		seen[d] = true
-		if fh, err := os.Open(d); err == nil {
-			_ = fh.Sync()
-			fh.Close()
-		}
-	}
 }

@@ -8,10 +8,10 @@ import (
 	"os"
 	"os/user"
 	"path"
-	"path/filepath"
 	"strconv"
 	"strings"
 
+	"github.com/kvmpki/kvmpki/internal/safefs"
 	"github.com/kvmpki/kvmpki/libvirtconf"
 )
 
@@ -201,70 +201,23 @@ func WritePKIPath(ctx context.Context, dir string, c *Credentials) error {
 	if err := os.MkdirAll(dir, privateDirMode); err != nil {
 		return fmt.Errorf("libvirttls: %w", err)
 	}
-	files := []struct {
-		name string
-		data []byte
-		mode fs.FileMode
-	}{
-		{"cacert.pem", c.CACert, publicFileMode},
-		{"clientcert.pem", c.Cert, publicFileMode},
-		{"clientkey.pem", c.Key, rootKeyMode},
+	d, err := safefs.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("libvirttls: %w", err)
+	}
+	defer d.Close()
+	files := []safefs.Entry{
+		{Dir: d, Path: "cacert.pem", Data: c.CACert, Mode: publicFileMode},
+		{Dir: d, Path: "clientcert.pem", Data: c.Cert, Mode: publicFileMode},
+		{Dir: d, Path: "clientkey.pem", Data: c.Key, Mode: rootKeyMode},
 	}
 	if len(c.CRL) > 0 {
-		files = append(files, struct {
-			name string
-			data []byte
-			mode fs.FileMode
-		}{"cacrl.pem", crlPEM(c.CRL), publicFileMode})
+		files = append(files, safefs.Entry{Dir: d, Path: "cacrl.pem", Data: crlPEM(c.CRL), Mode: publicFileMode})
 	}
-	for _, f := range files {
-		if err := writeFileAtomic(filepath.Join(dir, f.name), f.data, f.mode, -1, -1); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// writeFileAtomic writes data to a temporary file next to p, sets mode
-// and (unless uid < 0) ownership, syncs it and renames it over p.
-func writeFileAtomic(p string, data []byte, mode fs.FileMode, uid, gid int) error {
-	tmp, err := stageFile(p, data, mode, uid, gid)
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		_ = os.Remove(tmp)
+	// All or nothing: a client never sees a new key with an old
+	// certificate.
+	if err := safefs.Replace(files, nil); err != nil {
 		return fmt.Errorf("libvirttls: %w", err)
 	}
 	return nil
-}
-
-// stageFile writes data into a new temporary file in p's directory and
-// returns its name. The file is created 0600 and only then given mode,
-// so a key is never readable by others, even briefly.
-func stageFile(p string, data []byte, mode fs.FileMode, uid, gid int) (string, error) {
-	fh, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".kvmpki-*")
-	if err != nil {
-		return "", fmt.Errorf("libvirttls: %w", err)
-	}
-	name := fh.Name()
-	err = errors.Join(
-		func() error { _, err := fh.Write(data); return err }(),
-		func() error {
-			if uid < 0 {
-				return nil
-			}
-			return fh.Chown(uid, gid)
-		}(),
-		fh.Chmod(mode),
-		fh.Sync(),
-	)
-	if cerr := fh.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		_ = os.Remove(name)
-		return "", fmt.Errorf("libvirttls: writing %s: %w", p, err)
-	}
-	return name, nil
 }

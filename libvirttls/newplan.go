@@ -25,8 +25,9 @@ type Plan struct {
 	Actions []Action
 
 	root      string
+	rootInfo  fs.FileInfo // the root when planned; Apply checks it is the same
 	rootOwner owner
-	rename    func(oldpath, newpath string) error // os.Rename; replaced by tests
+	stepHook  stepHook // nil; tests fail one file-system step of Apply
 }
 
 // Empty reports whether the host needs no change.
@@ -54,10 +55,11 @@ func NewPlan(ctx context.Context, c *Credentials, o *Options) (*Plan, error) {
 	if _, err := c.Verify(o.now()); err != nil {
 		return nil, err
 	}
-	if fi, err := os.Stat(o.root()); err != nil || !fi.IsDir() {
+	rootInfo, err := os.Stat(o.root())
+	if err != nil || !rootInfo.IsDir() {
 		return nil, fmt.Errorf("libvirttls: root %s is not a directory", o.root())
 	}
-	p := &Plan{root: o.root(), rename: os.Rename}
+	p := &Plan{root: o.root(), rootInfo: rootInfo}
 	if o.Install == InstallSymlinks {
 		// Links to files that are not these credentials would dangle or,
 		// worse, install something else.

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
+	"path/filepath"
 	"syscall"
+
+	"github.com/kvmpki/kvmpki/internal/safefs"
 )
 
 // ChangeKind is what a [Change] does.
@@ -80,22 +82,42 @@ type fileState struct {
 }
 
 // readState returns the state of diskPath, without following a final
-// symlink.
+// symlink. The directories on the way are resolved as the system does;
+// Apply uses readStateAt instead.
 func readState(diskPath string) (fileState, error) {
-	fi, err := os.Lstat(diskPath)
-	if errors.Is(err, os.ErrNotExist) {
+	dir, err := safefs.OpenRoot(filepath.Dir(diskPath))
+	if errors.Is(err, fs.ErrNotExist) {
+		return fileState{}, nil
+	}
+	if err != nil {
+		return fileState{}, fmt.Errorf("libvirttls: %w", err)
+	}
+	defer dir.Close()
+	return readStateAt(dir, filepath.Base(diskPath))
+}
+
+// errNotDir: a path's ancestor is not a directory.
+var errNotDir = syscall.ENOTDIR
+
+// readStateAt returns the state of rel beneath dir, following no
+// symbolic link (a final one is described, an earlier one is an error
+// wrapping safefs.ErrSymlink).
+func readStateAt(dir *safefs.Dir, rel string) (fileState, error) {
+	fi, err := dir.Lstat(rel)
+	if errors.Is(err, fs.ErrNotExist) {
 		return fileState{}, nil
 	}
 	if err != nil {
 		return fileState{}, fmt.Errorf("libvirttls: %w", err)
 	}
 	st := fileState{exists: true, mode: fi.Mode().Perm(), uid: -1, gid: -1}
-	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
-		st.uid, st.gid = int(sys.Uid), int(sys.Gid)
+	if uid, gid, ok := safefs.FileOwner(fi); ok {
+		st.uid, st.gid = uid, gid
 	}
+	disk := dir.Name() + "/" + rel
 	switch {
 	case fi.Mode()&fs.ModeSymlink != 0:
-		st.link, err = os.Readlink(diskPath)
+		st.link, err = dir.Readlink(rel)
 		if err != nil {
 			return fileState{}, fmt.Errorf("libvirttls: %w", err)
 		}
@@ -103,20 +125,20 @@ func readState(diskPath string) (fileState, error) {
 	case fi.IsDir():
 		st.isDir = true
 	case fi.Mode().IsRegular():
-		fh, err := os.Open(diskPath)
+		fh, err := dir.Open(rel)
 		if err != nil {
 			return fileState{}, fmt.Errorf("libvirttls: %w", err)
 		}
 		defer fh.Close()
 		st.data, err = io.ReadAll(io.LimitReader(fh, maxConfigSize+1))
 		if err != nil {
-			return fileState{}, fmt.Errorf("libvirttls: reading %s: %w", diskPath, err)
+			return fileState{}, fmt.Errorf("libvirttls: reading %s: %w", disk, err)
 		}
 		if len(st.data) > maxConfigSize {
-			return fileState{}, fmt.Errorf("libvirttls: %s exceeds %d bytes", diskPath, maxConfigSize)
+			return fileState{}, fmt.Errorf("libvirttls: %s exceeds %d bytes", disk, maxConfigSize)
 		}
 	default:
-		return fileState{}, fmt.Errorf("libvirttls: %s is neither a file, a directory nor a link", diskPath)
+		return fileState{}, fmt.Errorf("libvirttls: %s is neither a file, a directory nor a link", disk)
 	}
 	return st, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kvmpki/kvmpki/internal/safefs"
 	"github.com/kvmpki/kvmpki/libvirtconf"
 	"github.com/kvmpki/kvmpki/provider"
 )
@@ -268,12 +269,15 @@ func TestApplyRollsBack(t *testing.T) {
 			require.NoError(t, err)
 			require.GreaterOrEqual(t, len(plan.Changes), failAt)
 			n := 0
-			plan.rename = func(oldpath, newpath string) error {
+			plan.stepHook = func(s safefs.Step) error {
+				if s.Op != "rename" {
+					return nil
+				}
 				n++
 				if n == failAt {
 					return errors.New("injected failure")
 				}
-				return os.Rename(oldpath, newpath)
+				return nil
 			}
 			err = plan.Apply(t.Context(), nil)
 			require.ErrorContains(t, err, "injected failure")

@@ -6,7 +6,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/asn1"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,19 +15,14 @@ import (
 	"github.com/kvmpki/kvmpki/provider"
 )
 
-var oidBasicConstraints = asn1.ObjectIdentifier{2, 5, 29, 19}
-
 // Issue issues a certificate from a CSR or, without one, for a key it
 // generates. See the package documentation for the names, key and
 // validity policies. A refused request yields an error matching
 // provider.ErrInvalidRequest and changes no state. The certificate is in
 // the store when Issue returns.
 func (ca *CA) Issue(ctx context.Context, req *provider.IssueRequest) (*provider.IssueResult, error) {
-	if req == nil {
-		return nil, &provider.RequestError{Reason: "nil request"}
-	}
-	if !req.Role.Valid() {
-		return nil, &provider.RequestError{Field: "role", Reason: fmt.Sprintf("%v is not host, client or server", req.Role)}
+	if err := provider.CheckIssueRequest(req, ca.csrPolicy()); err != nil {
+		return nil, err
 	}
 	names := newNameSet(ca.opts.maxNames())
 	if err := ca.addRequestNames(names, req); err != nil {
@@ -54,7 +48,7 @@ func (ca *CA) Issue(ctx context.Context, req *provider.IssueRequest) (*provider.
 		if alg == provider.KeyAlgorithmDefault && size == 0 {
 			alg, size = ca.opts.LeafKeyAlgorithm, ca.opts.LeafKeySize
 		}
-		key, err = generateKey(ca.opts.rand(), alg, size, DefaultLeafKeyAlgorithm, DefaultLeafKeySize)
+		key, err = generateKey(ca.opts.rand(), alg, size, defaultLeafKeyAlgorithm, defaultLeafKeySize)
 		if err != nil {
 			return nil, &provider.RequestError{Field: "key", Reason: err.Error()}
 		}
@@ -71,20 +65,14 @@ func (ca *CA) Issue(ctx context.Context, req *provider.IssueRequest) (*provider.
 	}, nil
 }
 
-// addRequestNames adds the names the platform vouches for.
+// addRequestNames adds the names the platform vouches for, which
+// provider.CheckIssueRequest has checked.
 func (ca *CA) addRequestNames(names *nameSet, req *provider.IssueRequest) error {
 	if req.CommonName != "" {
-		if len(req.CommonName) > maxCommonNameLength {
-			return &provider.RequestError{Field: "common name", Reason: fmt.Sprintf("longer than %d characters", maxCommonNameLength)}
-		}
 		if err := names.addName("common name", req.CommonName); err != nil {
 			return err
 		}
 		names.commonName = req.CommonName
-	}
-	// Refuse absurd lists before looking at each entry.
-	if n := len(req.DNSNames) + len(req.IPAddresses); n > names.max {
-		return &provider.RequestError{Field: "names", Reason: fmt.Sprintf("%d names exceed the limit of %d", n, names.max)}
 	}
 	for _, n := range req.DNSNames {
 		if err := names.addDNS("dns", n); err != nil {
@@ -99,41 +87,16 @@ func (ca *CA) addRequestNames(names *nameSet, req *provider.IssueRequest) error 
 	return nil
 }
 
-// checkCSR parses a CSR and applies the signature, key and extension
-// policies.
+// csrPolicy is the policy provider.CheckCSR and CheckIssueRequest apply
+// for this CA.
+func (ca *CA) csrPolicy() *provider.CSRPolicy {
+	return &provider.CSRPolicy{MinRSAKeySize: minRSAKeySize, MaxRSAKeySize: maxRSAKeySize, MaxNames: ca.opts.maxNames()}
+}
+
+// checkCSR parses a CSR and applies the signature, key, extension and
+// name policies of provider.CheckCSR.
 func (ca *CA) checkCSR(data []byte) (*x509.CertificateRequest, error) {
-	csr, err := provider.ParseCSR(data)
-	if err != nil {
-		return nil, err
-	}
-	if !allowedSignatureAlgorithms[csr.SignatureAlgorithm] {
-		return nil, &provider.RequestError{Field: "csr", Reason: fmt.Sprintf("signature algorithm %v is not allowed", csr.SignatureAlgorithm)}
-	}
-	if err := checkPublicKey(csr.PublicKey); err != nil {
-		return nil, &provider.RequestError{Field: "csr", Reason: err.Error()}
-	}
-	if err := csr.CheckSignature(); err != nil {
-		return nil, &provider.RequestError{Field: "csr", Reason: "signature does not verify", Err: err}
-	}
-	for _, ext := range csr.Extensions {
-		if !ext.Id.Equal(oidBasicConstraints) {
-			continue
-		}
-		var bc struct {
-			IsCA       bool `asn1:"optional"`
-			MaxPathLen int  `asn1:"optional,default:-1"`
-		}
-		if rest, err := asn1.Unmarshal(ext.Value, &bc); err != nil || len(rest) != 0 {
-			return nil, &provider.RequestError{Field: "csr", Reason: "malformed basic constraints extension"}
-		}
-		if bc.IsCA {
-			return nil, &provider.RequestError{Field: "csr", Reason: "requests a CA certificate (basic constraints CA:TRUE)"}
-		}
-	}
-	if len(csr.EmailAddresses) > 0 || len(csr.URIs) > 0 {
-		return nil, &provider.RequestError{Field: "csr", Reason: "requests e-mail or URI names, which this CA does not certify"}
-	}
-	return csr, nil
+	return provider.CheckCSR(data, ca.csrPolicy())
 }
 
 // addCSRNames adds the names the requester asks for. Every name must be
@@ -141,9 +104,6 @@ func (ca *CA) checkCSR(data []byte) (*x509.CertificateRequest, error) {
 // (the others are left out); with Options.InsecureAllowCSRNames every name
 // is kept unless it is reserved.
 func (ca *CA) addCSRNames(names *nameSet, csr *x509.CertificateRequest) error {
-	if n := len(csr.DNSNames) + len(csr.IPAddresses); n > names.max {
-		return &provider.RequestError{Field: "csr", Reason: fmt.Sprintf("%d names exceed the limit of %d", n, names.max)}
-	}
 	lax := ca.opts.InsecureAllowCSRNames
 	// add reports whether the name ended up in the certificate.
 	add := func(field, name string, ip net.IP) (bool, error) {
@@ -189,7 +149,7 @@ func (ca *CA) addCSRNames(names *nameSet, csr *x509.CertificateRequest) error {
 
 // sign makes, signs and records a leaf certificate.
 func (ca *CA) sign(ctx context.Context, pub crypto.PublicKey, names *nameSet, role provider.Role, validity time.Duration) (*x509.Certificate, error) {
-	if err := checkPublicKey(pub); err != nil {
+	if err := provider.CheckPublicKey(pub, ca.csrPolicy()); err != nil {
 		return nil, &provider.RequestError{Field: "key", Reason: err.Error()}
 	}
 	cn := names.commonName

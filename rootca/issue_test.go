@@ -67,7 +67,7 @@ func TestIssueProfiles(t *testing.T) {
 			assert.LessOrEqual(t, len(c.SerialNumber.Bytes()), 20)
 			assert.GreaterOrEqual(t, c.SerialNumber.BitLen(), 128, "serial should carry at least 128 random bits (rarely fewer leading bits)")
 			assert.False(t, c.NotAfter.After(ca.Certificate().NotAfter))
-			assert.WithinDuration(t, time.Now().Add(rootca.DefaultValidity), c.NotAfter, time.Minute)
+			assert.WithinDuration(t, time.Now().Add(365*24*time.Hour), c.NotAfter, time.Minute)
 			for _, u := range tc.wantEKU {
 				_, err := c.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{u}, DNSName: "kvm1.example.org"})
 				assert.NoError(t, err, "usage %v", u)
@@ -178,6 +178,12 @@ func TestIssueRefusals(t *testing.T) {
 		{"NUL in CSR common name", &provider.IssueRequest{CSR: makeCSR(t, p256, "kvm1\x00evil", nil, nil), Role: provider.RoleHost}, "csr common name"},
 		{"wildcard", &provider.IssueRequest{CSR: good, DNSNames: []string{"*.example.org"}, Role: provider.RoleHost}, "dns"},
 		{"label too long", &provider.IssueRequest{CSR: good, DNSNames: []string{strings.Repeat("a", 64) + ".org"}, Role: provider.RoleHost}, "dns"},
+		// Go matches such a DNS name against the address, GnuTLS does
+		// not: an address belongs in IPAddresses (issue 11, item 9).
+		{"IP literal as DNS name", &provider.IssueRequest{CSR: good, DNSNames: []string{"10.0.0.9"}, Role: provider.RoleHost}, "dns"},
+		{"short IPv4 form as DNS name", &provider.IssueRequest{CSR: good, DNSNames: []string{"10.9"}, Role: provider.RoleHost}, "dns"},
+		{"IP literal as CSR DNS name", &provider.IssueRequest{CSR: makeCSR(t, p256, "kvm1", []string{"10.0.0.9"}, nil), DNSNames: []string{"10.0.0.9"}, Role: provider.RoleHost}, "dns"},
+		{"IP literal as CSR DNS name, not vouched for", &provider.IssueRequest{CSR: makeCSR(t, p256, "kvm1", []string{"10.0.0.9"}, nil), Role: provider.RoleHost}, "csr dns"},
 		{"unspecified IP", &provider.IssueRequest{CSR: good, IPAddresses: []net.IP{net.IPv4zero}, Role: provider.RoleHost}, "ip"},
 		{"multicast IP in CSR", &provider.IssueRequest{CSR: makeCSR(t, p256, "", nil, []net.IP{net.ParseIP("ff02::1")}), Role: provider.RoleHost}, "csr ip"},
 		{"reserved name in CSR", &provider.IssueRequest{CSR: makeCSR(t, p256, "kvm1", []string{"cloudstack.internal"}, nil), Role: provider.RoleHost}, "csr"},
@@ -302,7 +308,7 @@ func TestIssueUniqueSerialsConcurrently(t *testing.T) {
 }
 
 func TestIssueDefaultValidityEndsWithCA(t *testing.T) {
-	ca, _ := newCA(t, &rootca.Options{CAValidity: 30 * 24 * time.Hour})
+	ca, _ := newCACreate(t, &rootca.CreateOptions{Validity: 30 * 24 * time.Hour})
 	res := issue(t, ca, &provider.IssueRequest{CommonName: "kvm1", Role: provider.RoleHost, KeyAlgorithm: provider.KeyAlgorithmECDSA})
 	assert.Equal(t, ca.Certificate().NotAfter, res.Certificate.NotAfter)
 	_, err := ca.Issue(context.Background(), &provider.IssueRequest{CommonName: "kvm1", Role: provider.RoleHost, KeyAlgorithm: provider.KeyAlgorithmECDSA, Validity: 60 * 24 * time.Hour})

@@ -22,10 +22,11 @@ import (
 //     host's addresses on top of whatever its agent's CSR asks for, except
 //     names in Options.ReservedDNSNames, which are refused.
 //   - A CSR may not ask for e-mail, URI or other name forms.
-//   - Every DNS name must be a host name of letters, digits and hyphens
-//     (RFC 1123), at most 253 characters, without wildcards; it is
-//     lower-cased. An IP address may not be unspecified, multicast or
-//     broadcast.
+//   - Every DNS name must pass provider.CheckDNSName: a host name of
+//     letters, digits and hyphens (RFC 1123), at most 253 characters,
+//     without wildcards, and not an IP literal such as "10.0.0.9" (those
+//     belong in IPAddresses); it is lower-cased. An IP address must pass
+//     provider.CheckIPAddress: not unspecified, multicast or broadcast.
 //   - The subject is the common name alone, which is also added as a DNS
 //     name (or IP address), because Go and GnuTLS ignore the CN when SANs
 //     are present. The CSR's other subject attributes are dropped.
@@ -45,7 +46,7 @@ func newNameSet(max int) *nameSet {
 func (s *nameSet) count() int { return len(s.dnsNames) + len(s.ips) }
 
 func (s *nameSet) addDNS(field, name string) error {
-	n, err := canonicalDNSName(name)
+	n, err := provider.CheckDNSName(name)
 	if err != nil {
 		return &provider.RequestError{Field: field, Reason: err.Error()}
 	}
@@ -96,7 +97,7 @@ func (s *nameSet) key(field, name string, ip net.IP) (string, error) {
 		ip = net.ParseIP(name)
 	}
 	if ip != nil || name == "" {
-		if err := checkIP(ip); err != nil {
+		if err := provider.CheckIPAddress(ip); err != nil {
 			return "", &provider.RequestError{Field: field, Reason: err.Error()}
 		}
 		if v4 := ip.To4(); v4 != nil {
@@ -104,61 +105,11 @@ func (s *nameSet) key(field, name string, ip net.IP) (string, error) {
 		}
 		return "ip:" + string(ip), nil
 	}
-	n, err := canonicalDNSName(name)
+	n, err := provider.CheckDNSName(name)
 	if err != nil {
 		return "", &provider.RequestError{Field: field, Reason: err.Error()}
 	}
 	return n, nil
-}
-
-func canonicalDNSName(name string) (string, error) {
-	if name == "" {
-		return "", fmt.Errorf("empty DNS name")
-	}
-	if len(name) > 253 {
-		return "", fmt.Errorf("DNS name of %d characters is longer than 253", len(name))
-	}
-	labelLen := 0
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c == '.':
-			if labelLen == 0 {
-				return "", fmt.Errorf("DNS name %q has an empty label", name)
-			}
-			labelLen = 0
-			continue
-		case c == '-':
-			if labelLen == 0 || i+1 == len(name) || name[i+1] == '.' {
-				return "", fmt.Errorf("DNS name %q has a label that starts or ends with a hyphen", name)
-			}
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		default:
-			return "", fmt.Errorf("DNS name %q contains the character %q", name, c)
-		}
-		labelLen++
-		if labelLen > 63 {
-			return "", fmt.Errorf("DNS name %q has a label longer than 63 characters", name)
-		}
-	}
-	if labelLen == 0 {
-		return "", fmt.Errorf("DNS name %q ends with a dot", name)
-	}
-	return strings.ToLower(name), nil
-}
-
-func checkIP(ip net.IP) error {
-	switch {
-	case len(ip) != net.IPv4len && len(ip) != net.IPv6len:
-		return fmt.Errorf("malformed IP address of %d bytes", len(ip))
-	case ip.IsUnspecified():
-		return fmt.Errorf("unspecified IP address %s", ip)
-	case ip.IsMulticast():
-		return fmt.Errorf("multicast IP address %s", ip)
-	case ip.Equal(net.IPv4bcast):
-		return fmt.Errorf("broadcast IP address %s", ip)
-	}
-	return nil
 }
 
 // reserved reports whether name is covered by one of the reserved

@@ -119,26 +119,28 @@ func (ca *CA) IsRevoked(serial *big.Int) (Revocation, bool) {
 // returns, and every later handshake verified by this CA refuses the
 // certificate.
 func (ca *CA) Revoke(ctx context.Context, req *provider.RevokeRequest) error {
-	if req == nil {
-		return &provider.RequestError{Reason: "nil request"}
+	// The serial, or that of req.Certificate when Serial is nil.
+	serial, err := req.SerialNumber()
+	if err != nil {
+		return err
 	}
-	if err := checkSerial(req.Serial); err != nil {
+	if err := checkSerial(serial); err != nil {
 		return err
 	}
 	// removeFromCRL only exists in delta CRLs; this CA does not sign them.
 	if !req.Reason.Valid() || req.Reason == provider.ReasonRemoveFromCRL {
 		return &provider.RequestError{Field: "reason", Reason: fmt.Sprintf("%v is not a revocation reason", req.Reason)}
 	}
-	rev, err := ca.store.Revoke(ctx, req.Serial, req.Reason, ca.opts.now().UTC())
+	rev, err := ca.store.Revoke(ctx, serial, req.Reason, ca.opts.now().UTC())
 	if errors.Is(err, provider.ErrAlreadyRevoked) {
 		// Perhaps another process revoked it: make sure this one
 		// refuses it from now on too.
-		if rec, lerr := ca.store.Certificate(ctx, req.Serial); lerr == nil && rec.Status == provider.StatusRevoked {
+		if rec, lerr := ca.store.Certificate(ctx, serial); lerr == nil && rec.Status == provider.StatusRevoked {
 			ca.revoked.add(Revocation{Serial: rec.Serial, RevokedAt: rec.RevokedAt, Reason: rec.Reason, NotAfter: rec.NotAfter})
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("rootca: revoke %s: %w", provider.FormatSerial(req.Serial), err)
+		return fmt.Errorf("rootca: revoke %s: %w", provider.FormatSerial(serial), err)
 	}
 	ca.revoked.add(*rev)
 	if l := ca.opts.Logger; l != nil {

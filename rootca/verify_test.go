@@ -38,25 +38,32 @@ func TestVerifyPeer(t *testing.T) {
 		req  provider.VerifyRequest
 		want error // nil: accepted
 	}{
-		{"client accepted", ca, provider.VerifyRequest{Certificates: certs(client)}, nil},
-		{"host as client", ca, provider.VerifyRequest{Certificates: certs(host)}, nil},
-		{"host as server with name", ca, provider.VerifyRequest{Certificates: certs(host), Usage: x509.ExtKeyUsageServerAuth, ServerName: "kvm1.example.org"}, nil},
-		{"server accepted", ca, provider.VerifyRequest{Certificates: certs(server), Usage: x509.ExtKeyUsageServerAuth}, nil},
-		{"no certificate, strict", ca, provider.VerifyRequest{}, provider.ErrNoCertificate},
-		{"no certificate, server side", lax, provider.VerifyRequest{Usage: x509.ExtKeyUsageServerAuth}, provider.ErrNoCertificate},
-		{"no certificate, non-strict", lax, provider.VerifyRequest{}, nil},
-		{"nil certificate", ca, provider.VerifyRequest{Certificates: []*x509.Certificate{nil}}, provider.ErrNoCertificate},
-		{"revoked", ca, provider.VerifyRequest{Certificates: certs(revoked)}, provider.ErrRevoked},
-		{"foreign CA, same subject", ca, provider.VerifyRequest{Certificates: certs(alien)}, provider.ErrUnknownAuthority},
-		{"foreign CA, non-strict", lax, provider.VerifyRequest{Certificates: certs(alien)}, provider.ErrUnknownAuthority},
-		{"client used as server", ca, provider.VerifyRequest{Certificates: certs(client), Usage: x509.ExtKeyUsageServerAuth}, provider.ErrIncompatibleUsage},
-		{"server used as client", ca, provider.VerifyRequest{Certificates: certs(server), Usage: x509.ExtKeyUsageClientAuth}, provider.ErrIncompatibleUsage},
-		{"wrong server name", ca, provider.VerifyRequest{Certificates: certs(host), Usage: x509.ExtKeyUsageServerAuth, ServerName: "kvm2.example.org"}, provider.ErrNameMismatch},
-		{"expired", ca, provider.VerifyRequest{Certificates: certs(client), Time: now.Add(48 * time.Hour)}, provider.ErrExpired},
-		{"not yet valid", ca, provider.VerifyRequest{Certificates: certs(client), Time: now.Add(-48 * time.Hour)}, provider.ErrExpired},
-		{"expired, allowed", lax, provider.VerifyRequest{Certificates: certs(laxClient), Time: now.Add(48 * time.Hour)}, nil},
-		{"expired and revoked, allowed expiry", lax, provider.VerifyRequest{Certificates: certs(laxRevoked), Time: now.Add(48 * time.Hour)}, provider.ErrRevoked},
-		{"CA certificate as peer", ca, provider.VerifyRequest{Certificates: certs(ca.Certificate())}, provider.ErrIncompatibleUsage},
+		{"client accepted", ca, provider.VerifyRequest{Usage: provider.UsageClientAuth, Certificates: certs(client)}, nil},
+		{"host as client", ca, provider.VerifyRequest{Usage: provider.UsageClientAuth, Certificates: certs(host)}, nil},
+		{"host as server with name", ca, provider.VerifyRequest{Certificates: certs(host), Usage: provider.UsageServerAuth, ServerName: "kvm1.example.org"}, nil},
+		{"server accepted", ca, provider.VerifyRequest{Certificates: certs(server), Usage: provider.UsageServerAuth, ServerName: "ms1.example.org"}, nil},
+		{"no certificate, strict", ca, provider.VerifyRequest{Usage: provider.UsageClientAuth}, provider.ErrNoCertificate},
+		{"no certificate, server side", lax, provider.VerifyRequest{Usage: provider.UsageServerAuth, ServerName: "ms1.example.org"}, provider.ErrNoCertificate},
+		{"no certificate, non-strict", lax, provider.VerifyRequest{Usage: provider.UsageClientAuth}, nil},
+		{"nil certificate", ca, provider.VerifyRequest{Usage: provider.UsageClientAuth, Certificates: []*x509.Certificate{nil}}, provider.ErrNoCertificate},
+		{"revoked", ca, provider.VerifyRequest{Usage: provider.UsageClientAuth, Certificates: certs(revoked)}, provider.ErrRevoked},
+		{"foreign CA, same subject", ca, provider.VerifyRequest{Usage: provider.UsageClientAuth, Certificates: certs(alien)}, provider.ErrUnknownAuthority},
+		{"foreign CA, non-strict", lax, provider.VerifyRequest{Usage: provider.UsageClientAuth, Certificates: certs(alien)}, provider.ErrUnknownAuthority},
+		{"client used as server", ca, provider.VerifyRequest{Certificates: certs(client), Usage: provider.UsageServerAuth, ServerName: "cpvm"}, provider.ErrIncompatibleUsage},
+		{"server used as client", ca, provider.VerifyRequest{Certificates: certs(server), Usage: provider.UsageClientAuth}, provider.ErrIncompatibleUsage},
+		{"wrong server name", ca, provider.VerifyRequest{Certificates: certs(host), Usage: provider.UsageServerAuth, ServerName: "kvm2.example.org"}, provider.ErrNameMismatch},
+		{"expired", ca, provider.VerifyRequest{Usage: provider.UsageClientAuth, Certificates: certs(client), Time: now.Add(48 * time.Hour)}, provider.ErrExpired},
+		{"not yet valid", ca, provider.VerifyRequest{Usage: provider.UsageClientAuth, Certificates: certs(client), Time: now.Add(-48 * time.Hour)}, provider.ErrExpired},
+		{"expired, allowed", lax, provider.VerifyRequest{Usage: provider.UsageClientAuth, Certificates: certs(laxClient), Time: now.Add(48 * time.Hour)}, nil},
+		{"expired and revoked, allowed expiry", lax, provider.VerifyRequest{Usage: provider.UsageClientAuth, Certificates: certs(laxRevoked), Time: now.Add(48 * time.Hour)}, provider.ErrRevoked},
+		{"CA certificate as peer", ca, provider.VerifyRequest{Usage: provider.UsageClientAuth, Certificates: certs(ca.Certificate())}, provider.ErrIncompatibleUsage},
+		// A zero Usage is x509.ExtKeyUsageAny to crypto/x509: it must not
+		// pass a server certificate as a client, nor default to anything.
+		{"zero usage refused", ca, provider.VerifyRequest{Certificates: certs(server)}, provider.ErrInvalidRequest},
+		{"zero usage refused without certificate", lax, provider.VerifyRequest{}, provider.ErrInvalidRequest},
+		// Without a name any host's server certificate would pass.
+		{"server without name refused", ca, provider.VerifyRequest{Certificates: certs(server), Usage: provider.UsageServerAuth}, provider.ErrInvalidRequest},
+		{"IP address as server name", ca, provider.VerifyRequest{Certificates: certs(host), Usage: provider.UsageServerAuth, ServerName: "10.0.0.9"}, provider.ErrNameMismatch},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -67,6 +74,11 @@ func TestVerifyPeer(t *testing.T) {
 			}
 			require.Error(t, err)
 			assert.ErrorIs(t, err, tc.want)
+			if tc.want == provider.ErrInvalidRequest {
+				var re *provider.RequestError
+				assert.ErrorAs(t, err, &re)
+				return
+			}
 			var ve *provider.VerifyError
 			require.ErrorAs(t, err, &ve)
 			if len(tc.req.Certificates) > 0 && tc.req.Certificates[0] != nil {

@@ -199,39 +199,43 @@ func TestPlanUndoesInsecureSettings(t *testing.T) {
 	assert.ErrorIs(t, err, ErrInsecureConfig, "not even ExtraLibvirtd turns verification off")
 }
 
+// priorityCases are GnuTLS priority strings CheckPriority accepts (ok)
+// or refuses; they also seed FuzzCheckPriority.
+var priorityCases = []struct {
+	priority string
+	ok       bool
+}{
+	{"NORMAL", true},
+	{"@SYSTEM", true},
+	{"@LIBVIRT,SYSTEM", true},
+	{"SECURE256:-VERS-TLS1.0:-VERS-TLS1.1", true},
+	{"NORMAL:%SERVER_PRECEDENCE:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2", true},
+	{"NORMAL:+COMP-NULL", true},
+	{"PFS:!VERS-TLS1.0", true},
+	{"NORMAL:+VERS-TLS1.0", false},
+	{"NORMAL:+VERS-TLS1.1", false},
+	{"NORMAL:+VERS-SSL3.0", false},
+	{"NORMAL:+VERS-ALL", false},
+	{"normal:+vers-tls1.0", false},
+	{"NONE:+VERS-TLS1.2:+AES-128-GCM:+ECDHE-RSA:+SIGN-ALL:+CURVE-ALL:+AEAD", false},
+	{"LEGACY", false},
+	{"", false},
+	{"NORMAL:+ANON-ECDH", false},
+	{"NORMAL:+NULL", false},
+	{"NORMAL:+ARCFOUR-128", false},
+	{"NORMAL:+3DES-CBC", false},
+	{"NORMAL:+SIGN-RSA-MD5", false},
+	{"NORMAL:%NO_EXTENSIONS", false},
+	{"NORMAL:%COMPAT", false},
+	{"NORMAL:%UNSAFE_RENEGOTIATION", false},
+	{"NORMAL:%VERIFY_ALLOW_SIGN_WITH_SHA1", false},
+	{"NORMAL:%VERIFY_DISABLE_CRL_CHECKS", false},
+	{"NORMAL:%PROFILE_LOW", false},
+	{"NORMAL:%NO_TICKETS", true},
+}
+
 func TestCheckPriority(t *testing.T) {
-	for _, tc := range []struct {
-		priority string
-		ok       bool
-	}{
-		{"NORMAL", true},
-		{"@SYSTEM", true},
-		{"@LIBVIRT,SYSTEM", true},
-		{"SECURE256:-VERS-TLS1.0:-VERS-TLS1.1", true},
-		{"NORMAL:%SERVER_PRECEDENCE:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2", true},
-		{"NORMAL:+COMP-NULL", true},
-		{"PFS:!VERS-TLS1.0", true},
-		{"NORMAL:+VERS-TLS1.0", false},
-		{"NORMAL:+VERS-TLS1.1", false},
-		{"NORMAL:+VERS-SSL3.0", false},
-		{"NORMAL:+VERS-ALL", false},
-		{"normal:+vers-tls1.0", false},
-		{"NONE:+VERS-TLS1.2:+AES-128-GCM:+ECDHE-RSA:+SIGN-ALL:+CURVE-ALL:+AEAD", false},
-		{"LEGACY", false},
-		{"", false},
-		{"NORMAL:+ANON-ECDH", false},
-		{"NORMAL:+NULL", false},
-		{"NORMAL:+ARCFOUR-128", false},
-		{"NORMAL:+3DES-CBC", false},
-		{"NORMAL:+SIGN-RSA-MD5", false},
-		{"NORMAL:%NO_EXTENSIONS", false},
-		{"NORMAL:%COMPAT", false},
-		{"NORMAL:%UNSAFE_RENEGOTIATION", false},
-		{"NORMAL:%VERIFY_ALLOW_SIGN_WITH_SHA1", false},
-		{"NORMAL:%VERIFY_DISABLE_CRL_CHECKS", false},
-		{"NORMAL:%PROFILE_LOW", false},
-		{"NORMAL:%NO_TICKETS", true},
-	} {
+	for _, tc := range priorityCases {
 		t.Run(tc.priority, func(t *testing.T) {
 			err := CheckPriority(tc.priority)
 			if tc.ok {
@@ -340,4 +344,23 @@ esac
 			assert.Equal(t, tc.want, got)
 		})
 	}
+}
+
+// FuzzCheckPriority: any string is judged without a panic, and no string
+// that adds a protocol below TLS 1.2 or an anonymous suite is accepted.
+func FuzzCheckPriority(f *testing.F) {
+	for _, tc := range priorityCases {
+		f.Add(tc.priority)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if CheckPriority(s) != nil {
+			return
+		}
+		for _, item := range strings.Split(strings.ToUpper(s), ":") {
+			item = strings.TrimSpace(item)
+			for _, weak := range []string{"+VERS-TLS1.0", "+VERS-TLS1.1", "+VERS-SSL3.0", "+ANON-", "%VERIFY_ALLOW", "%NO_EXTENSIONS"} {
+				assert.False(t, strings.HasPrefix(item, weak), "accepted %q", s)
+			}
+		}
+	})
 }

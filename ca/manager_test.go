@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/ocsp"
 
 	"github.com/kvmpki/kvmpki/ca"
 	"github.com/kvmpki/kvmpki/provider"
@@ -229,4 +230,44 @@ type namedAs struct {
 
 func (n namedAs) Name() string { return n.name }
 
-var _ = x509.Certificate{}
+// crlOnly is a provider whose CRLs are fetched (a CRLSource) and that has
+// no verifier or inventory, like an ACME CA.
+type crlOnly struct{ bare }
+
+func (c crlOnly) Name() string { return "crlonly" }
+
+func (c crlOnly) CRLs(ctx context.Context) ([]*x509.RevocationList, error) {
+	crl, err := c.bare.Provider.(nopClose).SignCRL(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return []*x509.RevocationList{crl}, nil
+}
+
+// Without a verifier, the agent port verifies the chain itself and
+// checks revocation in the CRL's index.
+func TestAgentServerWithCRLSource(t *testing.T) {
+	e := newEnv(t, nil)
+	require.NoError(t, e.reg.Register("crlonly", "", func(context.Context) (provider.Provider, error) {
+		return crlOnly{bare{nopClose{e.root}}}, nil
+	}))
+	id := e.identity(t)
+	require.NoError(t, e.m.SetProvider(context.Background(), "crlonly"))
+	res, cert := e.issue(t, provider.RoleHost, []string{"agent.example"}, nil)
+	_, serverOnly := e.issue(t, provider.RoleServer, []string{"srv.example"}, nil)
+	require.NoError(t, e.handshake(t, &ca.AgentServerConfig{Identity: id}, &cert))
+	var log refusalLog
+	require.Error(t, e.handshake(t, &ca.AgentServerConfig{Identity: id, OnRefusal: log.add}, &serverOnly))
+	assert.ErrorIs(t, log.all()[0].Err, ca.ErrIncompatibleUsage)
+	foreign := foreignCert(t)
+	require.Error(t, e.handshake(t, &ca.AgentServerConfig{Identity: id}, &foreign))
+
+	require.NoError(t, e.m.Revoke(context.Background(), &ca.RevokeRequest{Serial: res.Certificate.SerialNumber.Text(16)}))
+	var log2 refusalLog
+	require.Error(t, e.handshake(t, &ca.AgentServerConfig{Identity: id, OnRefusal: log2.add}, &cert))
+	require.NotEmpty(t, log2.all())
+	assert.ErrorIs(t, log2.all()[0].Err, ca.ErrRevoked)
+	// OCSP from the CRL when there is no inventory.
+	h := e.ocspHandler(t)
+	assert.Equal(t, ocsp.Revoked, ocspQuery(t, h, e.caCert, res.Certificate.SerialNumber, true).Status)
+}

@@ -21,7 +21,7 @@ func stock(t testing.TB, name string) []byte {
 	return b
 }
 
-func TestParseConfig(t *testing.T) {
+func TestParse(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		src  string

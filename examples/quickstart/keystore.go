@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -33,7 +32,7 @@ func keystoreSection(ctx context.Context, out io.Writer, ca *rootca.CA, dir stri
 	}
 	fmt.Fprintf(out, "host setup:    %s (%s, alias %s), CSR for %s %v %v\n", filepath.Base(setup.Keystore),
 		setup.Format, keystore.KeyAlias, setup.Request.Subject, setup.Request.DNSNames, setup.Request.IPAddresses)
-	reportSecured(out, agent)
+	reportSecured(ctx, out, agent)
 
 	res, err := ca.Issue(ctx, &provider.IssueRequest{
 		CSR:         setup.CSR,
@@ -48,7 +47,10 @@ func keystoreSection(ctx context.Context, out io.Writer, ca *rootca.CA, dir stri
 	if err != nil {
 		return err
 	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: res.Certificate.Raw})
+	certPEM, err := res.ChainPEM() // the leaf and any intermediate CAs
+	if err != nil {
+		return err
+	}
 	imported, err := keystore.Import(ctx, agent, certPEM, bundle, nil)
 	if err != nil {
 		return fmt.Errorf("keystore import: %w", err)
@@ -56,15 +58,15 @@ func keystoreSection(ctx context.Context, out io.Writer, ca *rootca.CA, dir stri
 	fmt.Fprintf(out, "host import:   %s, chain of %d, %d trusted CA as %s1; wrote %s, %s, %s\n",
 		imported.Chain[0].Subject, len(imported.Chain), len(imported.CACerts), keystore.CAAliasPrefix,
 		keystore.CertFile, keystore.KeyFile, keystore.CACertFile)
-	if !reportSecured(out, agent) {
+	if !reportSecured(ctx, out, agent) {
 		return errors.New("host not secured after import")
 	}
 	return nil
 }
 
 // reportSecured prints the host's secured state and returns it.
-func reportSecured(out io.Writer, dir string) bool {
-	creds, err := keystore.CheckSecured(dir, nil)
+func reportSecured(ctx context.Context, out io.Writer, dir string) bool {
+	creds, err := keystore.CheckSecured(ctx, dir, nil)
 	var nse *keystore.NotSecuredError
 	switch {
 	case errors.As(err, &nse) && errors.Is(err, fs.ErrNotExist):

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -34,7 +33,17 @@ func libvirttlsSection(ctx context.Context, out io.Writer, ca *rootca.CA, dir st
 	if err != nil {
 		return fmt.Errorf("issue host certificate: %w", err)
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(res.PrivateKey)
+	certPEM, err := res.ChainPEM()
+	if err != nil {
+		return err
+	}
+	keyPEM, err := res.KeyPEM()
+	if err != nil {
+		return err
+	}
+	// The bundle holds every CA certificate: the issuing CA alone would
+	// not do under an intermediate CA.
+	bundle, err := provider.CABundle(ctx, ca)
 	if err != nil {
 		return err
 	}
@@ -43,12 +52,11 @@ func libvirttlsSection(ctx context.Context, out io.Writer, ca *rootca.CA, dir st
 		return err
 	}
 	creds := &libvirttls.Credentials{
-		CACert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Certificate().Raw}),
-		Cert:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: res.Certificate.Raw}),
-		Key:    pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+		CACert: bundle,
+		Cert:   certPEM,
+		Key:    keyPEM,
 		CRL:    crl.Raw,
 	}
-	clear(keyDER)
 
 	root := filepath.Join(dir, "kvm1-root")
 	if err := os.MkdirAll(root, 0o755); err != nil {

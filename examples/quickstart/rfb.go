@@ -45,6 +45,14 @@ func rfbSection(ctx context.Context, out io.Writer, ca *rootca.CA, dir string) e
 	if err != nil {
 		return fmt.Errorf("issue console-proxy certificate: %w", err)
 	}
+	hostCert, err := host.TLSCertificate()
+	if err != nil {
+		return err
+	}
+	proxyCert, err := proxy.TLSCertificate()
+	if err != nil {
+		return err
+	}
 	bundle, err := provider.CABundle(ctx, ca)
 	if err != nil {
 		return err
@@ -61,7 +69,7 @@ func rfbSection(ctx context.Context, out io.Writer, ca *rootca.CA, dir string) e
 	srv := rfbtest.NewServer(&rfbtest.Config{
 		Security: []rfb.Security{rfb.SecurityX509Vnc},
 		TLSConfig: &tls.Config{
-			Certificates: []tls.Certificate{{Certificate: [][]byte{host.Certificate.Raw}, PrivateKey: host.PrivateKey}},
+			Certificates: []tls.Certificate{hostCert},
 			MinVersion:   tls.VersionTLS12,
 		},
 		RejectClientAfterTLS: func(cs tls.ConnectionState) error {
@@ -80,7 +88,7 @@ func rfbSection(ctx context.Context, out io.Writer, ca *rootca.CA, dir string) e
 		TLSConfig: &tls.Config{
 			RootCAs:          roots,
 			ServerName:       "kvm1.example.org",
-			Certificates:     []tls.Certificate{{Certificate: [][]byte{proxy.Certificate.Raw}, PrivateKey: proxy.PrivateKey}},
+			Certificates:     []tls.Certificate{proxyCert},
 			VerifyConnection: provider.VerifyServerConnection(ca, "kvm1.example.org", nil),
 		},
 		Password: func() ([]byte, error) { return append([]byte(nil), password...), nil },

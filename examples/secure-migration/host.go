@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -226,11 +224,13 @@ func destroyGuest(work, pkiPath string, hosts []*host) {
 
 // credentialsOf returns an issued certificate as agent credentials.
 func credentialsOf(res *provider.IssueResult, bundle []byte) (*libvirttls.Credentials, error) {
-	der, err := x509.MarshalPKCS8PrivateKey(res.PrivateKey)
+	certPEM, err := res.ChainPEM()
 	if err != nil {
 		return nil, err
 	}
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	clear(der)
-	return &libvirttls.Credentials{CACert: bundle, Cert: provider.EncodeCertificates(res.Certificate), Key: keyPEM}, nil
+	keyPEM, err := res.KeyPEM()
+	if err != nil {
+		return nil, err
+	}
+	return &libvirttls.Credentials{CACert: bundle, Cert: certPEM, Key: keyPEM}, nil
 }

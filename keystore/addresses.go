@@ -1,6 +1,7 @@
 package keystore
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"slices"
@@ -10,7 +11,10 @@ import (
 // as CloudStack's keystore-setup gathered them with `ip address`: every
 // interface address except loopback, link-local (169.254/16, fe80::/10),
 // multicast and unspecified ones, in interface order, without duplicates.
-func HostAddresses() ([]net.IP, error) {
+func HostAddresses(ctx context.Context) ([]net.IP, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	addrs, err := net.InterfaceAddrs()
 	if err != nil {
 		return nil, fmt.Errorf("keystore: listing interface addresses: %w", err)

@@ -3,6 +3,8 @@ package keystore
 import (
 	"errors"
 	"fmt"
+
+	"github.com/kvmpki/kvmpki/internal/pkicore"
 )
 
 // Sentinel errors that callers branch on. Errors returned by this package
@@ -10,9 +12,6 @@ import (
 var (
 	// ErrUnknownFormat means the bytes are neither JKS nor PKCS #12.
 	ErrUnknownFormat = errors.New("keystore: unknown keystore format")
-	// ErrUnsupported means a recognised format or algorithm this package
-	// does not implement (JCEKS, RC2-encrypted PKCS #12, PBMAC1).
-	ErrUnsupported = errors.New("keystore: unsupported keystore feature")
 	// ErrTruncated means the keystore ends before its structure does.
 	ErrTruncated = errors.New("keystore: truncated keystore")
 	// ErrMalformed means the keystore's structure is invalid.
@@ -22,6 +21,10 @@ var (
 	ErrIncorrectPassword = errors.New("keystore: keystore was tampered with, or password was incorrect")
 	// ErrTooLarge means an input exceeds the package's size limits.
 	ErrTooLarge = errors.New("keystore: input too large")
+	// ErrWorkLimit means a keystore asks for more work than one parse
+	// allows: more than MaxKDFIterations of key derivation in total, or
+	// more than MaxSignatureChecks signature checks to build its chains.
+	ErrWorkLimit = errors.New("keystore: keystore needs too much work to read")
 
 	// ErrEntryNotFound means the keystore has no entry with the alias.
 	ErrEntryNotFound = errors.New("keystore: no such entry")
@@ -37,18 +40,40 @@ var (
 	// ErrMalformedProperties means a properties file Java would refuse.
 	ErrMalformedProperties = errors.New("keystore: malformed properties file")
 
-	// ErrKeyMismatch means a certificate's public key is not the key in the
-	// keystore (or in cloud.key).
-	ErrKeyMismatch = errors.New("keystore: certificate does not match the private key")
-	// ErrNoCertificate means PEM input holds no CERTIFICATE block.
-	ErrNoCertificate = errors.New("keystore: no certificate")
+	// ErrNoCertificateBlock means PEM input (a certificate file or a CA
+	// bundle) holds no CERTIFICATE block.
+	ErrNoCertificateBlock = errors.New("keystore: no CERTIFICATE PEM block")
 	// ErrUnsupportedKey means a key type or size this package refuses.
 	ErrUnsupportedKey = errors.New("keystore: unsupported key")
 )
 
+// The certificate conditions every kvmpki package reports with the same
+// values, so that errors.Is(err, provider.ErrExpired) holds for an expiry
+// found here too.
+var (
+	// ErrKeyMismatch means a certificate's public key is not the key in the
+	// keystore (or in cloud.key).
+	ErrKeyMismatch = pkicore.ErrKeyMismatch
+	// ErrExpired means a certificate of the host's credentials has expired
+	// or is not valid yet.
+	ErrExpired = pkicore.ErrExpired
+	// ErrUnknownAuthority means a certificate does not chain to the CA
+	// bundle; a *ChainError wraps it (or ErrExpired, ErrIncompatibleUsage).
+	ErrUnknownAuthority = pkicore.ErrUnknownAuthority
+)
+
+// unsupported reports a recognised format or algorithm this package does
+// not implement (JCEKS, RC2-encrypted PKCS #12, PBMAC1, ...). The error
+// wraps errors.ErrUnsupported.
+func unsupported(format string, args ...any) error {
+	return fmt.Errorf("keystore: %s: %w", fmt.Sprintf(format, args...), errors.ErrUnsupported)
+}
+
 // ChainError reports a certificate that does not verify against the CA
-// bundle (unknown authority, expired, wrong signature, ...). Err is the
-// error from crypto/x509.
+// bundle (unknown authority, expired, wrong signature, ...). Err wraps the
+// error from crypto/x509 in the matching sentinel (ErrUnknownAuthority,
+// ErrExpired or ErrIncompatibleUsage), so errors.Is works on a
+// *ChainError.
 type ChainError struct {
 	Subject string
 	Err     error

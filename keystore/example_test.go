@@ -40,7 +40,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	ca, err := rootca.Open(ctx, rootca.NewMemStore(), &rootca.Options{Signer: caKey})
+	ca, err := rootca.Create(ctx, rootca.NewMemStore(), &rootca.CreateOptions{Options: rootca.Options{Signer: caKey}})
 	if err != nil {
 		panic(err)
 	}
@@ -66,7 +66,7 @@ func Example() {
 	}
 	fmt.Println("import: chain of", len(imported.Chain), "and", len(imported.CACerts), "trusted CA")
 
-	if _, err := keystore.CheckSecured(dir, nil); err != nil {
+	if _, err := keystore.CheckSecured(context.Background(), dir, nil); err != nil {
 		fmt.Println("not secured:", err)
 		return
 	}

@@ -1,49 +1,25 @@
 package keystore
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
+
+	"github.com/kvmpki/kvmpki/internal/safefs"
 )
 
-// fileSystem is what the writers need from the operating system, so that
-// tests can make each step fail in turn.
+// fileSystem is told each step of a write (see safefs.Options.Step), so
+// that tests can make each step fail in turn. osFS, the real one, fails
+// none.
 type fileSystem interface {
-	CreateTemp(dir, pattern string) (tempFile, error)
-	Rename(oldpath, newpath string) error
-	Link(oldname, newname string) error
-	Remove(name string) error
-	SyncDir(dir string) error
-}
-
-type tempFile interface {
-	io.Writer
-	Name() string
-	Chmod(fs.FileMode) error
-	Sync() error
-	Close() error
+	step(safefs.Step) error
 }
 
 type osFS struct{}
 
-func (osFS) CreateTemp(dir, pattern string) (tempFile, error) { return os.CreateTemp(dir, pattern) }
-func (osFS) Rename(oldpath, newpath string) error             { return os.Rename(oldpath, newpath) }
-func (osFS) Remove(name string) error                         { return os.Remove(name) }
-func (osFS) Link(oldname, newname string) error               { return os.Link(oldname, newname) }
-
-func (osFS) SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
+func (osFS) step(safefs.Step) error { return nil }
 
 // fileWrite is one file of a set written together.
 type fileWrite struct {
@@ -53,110 +29,31 @@ type fileWrite struct {
 }
 
 // writeFiles replaces the files of set in dir all or nothing, as far as a
-// file system allows: every file is first written to a temporary file next
-// to its target (same directory, so rename is atomic), chmod-ed, synced and
-// closed. Only when all of them are on disk is each existing target
-// hard-linked to a backup name and the temporaries renamed over the
-// targets. If a rename fails, the targets already replaced are restored
-// from their backups (or removed, if they did not exist). Any failure up to
-// the last rename thus leaves the previous files in place; only a crash
-// between two renames can mix old and new files. A failure to sync the
-// directory afterwards is reported, but the new files are then in place.
-func writeFiles(fsys fileSystem, dir string, set []fileWrite) (err error) {
-	var temps, backups []string
-	defer func() {
-		for _, t := range temps {
-			if t != "" {
-				_ = fsys.Remove(t)
-			}
-		}
-		for _, b := range backups {
-			if b != "" {
-				_ = fsys.Remove(b)
-			}
-		}
-	}()
-	for _, f := range set {
-		name, err := writeTemp(fsys, dir, f)
-		temps = append(temps, name)
-		if err != nil {
-			return fmt.Errorf("keystore: writing %s: %w", f.name, err)
-		}
+// file system allows (safefs.Replace): every file is first written to a
+// temporary file next to its target (same directory, so rename is
+// atomic), chmod-ed, synced and closed. Only when all of them are on disk
+// is each existing target hard-linked to a backup name and the
+// temporaries renamed over the targets. If a rename fails, the targets
+// already replaced are restored from their backups (or removed, if they
+// did not exist). Any failure up to the last rename thus leaves the
+// previous files in place; only a crash between two renames can mix old
+// and new files. A failure to sync the directory afterwards is reported,
+// but the new files are then in place. A symbolic link at a target is
+// replaced, never written through.
+func writeFiles(fsys fileSystem, dir string, set []fileWrite) error {
+	d, err := safefs.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("keystore: %w", err)
 	}
-	for _, f := range set {
-		b, err := backup(fsys, dir, f.name)
-		backups = append(backups, b)
-		if err != nil {
-			return fmt.Errorf("keystore: keeping the old %s: %w", f.name, err)
-		}
-	}
+	defer d.Close()
+	entries := make([]safefs.Entry, len(set))
 	for i, f := range set {
-		if err := fsys.Rename(temps[i], filepath.Join(dir, f.name)); err != nil {
-			restore(fsys, dir, set[:i], backups[:i])
-			return fmt.Errorf("keystore: replacing %s: %w", f.name, err)
-		}
-		temps[i] = ""
+		entries[i] = safefs.Entry{Dir: d, Path: f.name, Data: f.data, Mode: f.mode}
 	}
-	if err := fsys.SyncDir(dir); err != nil {
-		// Every file is in place; the directory entry may not be durable
-		// yet, but the old files are gone from it.
-		return fmt.Errorf("keystore: syncing %s: %w", dir, err)
+	if err := safefs.Replace(entries, &safefs.Options{Step: fsys.step}); err != nil {
+		return fmt.Errorf("keystore: %w", err)
 	}
 	return nil
-}
-
-// backup hard-links dir/name to a fresh backup name and returns that name,
-// or "" when there is no such file.
-func backup(fsys fileSystem, dir, name string) (string, error) {
-	var r [8]byte
-	if _, err := rand.Read(r[:]); err != nil {
-		return "", err
-	}
-	b := filepath.Join(dir, "."+name+".bak-"+hex.EncodeToString(r[:]))
-	if err := fsys.Link(filepath.Join(dir, name), b); err != nil {
-		if isNotExist(err) {
-			return "", nil
-		}
-		return "", err
-	}
-	return b, nil
-}
-
-// restore undoes the renames of set: each target goes back to its backup,
-// or is removed if it had none. The backups are consumed.
-func restore(fsys fileSystem, dir string, set []fileWrite, backups []string) {
-	for i, f := range set {
-		target := filepath.Join(dir, f.name)
-		if backups[i] == "" {
-			_ = fsys.Remove(target)
-			continue
-		}
-		if fsys.Rename(backups[i], target) == nil {
-			backups[i] = ""
-		}
-	}
-}
-
-// writeTemp writes f to a new temporary file in dir and returns its name.
-// The file is created 0600 by os.CreateTemp and gets f.mode before any
-// data is written.
-func writeTemp(fsys fileSystem, dir string, f fileWrite) (string, error) {
-	tmp, err := fsys.CreateTemp(dir, "."+f.name+".tmp-*")
-	if err != nil {
-		return "", err
-	}
-	name := tmp.Name()
-	err = tmp.Chmod(f.mode)
-	if err == nil {
-		_, err = tmp.Write(f.data)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	return name, err
 }
 
 // readFileLimited reads a file of at most limit bytes.

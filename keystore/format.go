@@ -46,14 +46,15 @@ var (
 )
 
 // DetectFormat tells the format of a keystore from its first bytes, never
-// from a file name. JCEKS is recognised and refused with ErrUnsupported;
+// from a file name. JCEKS is recognised and refused with an error wrapping
+// errors.ErrUnsupported;
 // anything else that is not JKS or a DER SEQUENCE is ErrUnknownFormat.
 func DetectFormat(data []byte) (Format, error) {
 	switch {
 	case bytes.HasPrefix(data, jksMagic):
 		return FormatJKS, nil
 	case bytes.HasPrefix(data, jceksMagic):
-		return FormatUnknown, fmt.Errorf("%w: JCEKS keystores cannot be read; convert with keytool -importkeystore -deststoretype PKCS12", ErrUnsupported)
+		return FormatUnknown, unsupported("JCEKS keystores cannot be read; convert with keytool -importkeystore -deststoretype PKCS12")
 	case len(data) >= 2 && data[0] == 0x30:
 		// A DER SEQUENCE: PKCS #12's PFX. Its content decides the rest.
 		return FormatPKCS12, nil

@@ -15,8 +15,8 @@ import (
 // valid MAC (digest) for the test password, as anyone who knows a store's
 // password can give it.
 func FuzzAuthenticatedSafe(f *testing.F) {
-	iterationLimit, writeIterations = 100, 1
-	f.Cleanup(func() { iterationLimit, writeIterations = maxPKCS12Iterations, pkcs12Iterations })
+	kdfBudget, writeIterations = 100, 1
+	f.Cleanup(func() { kdfBudget, writeIterations = MaxKDFIterations, pkcs12Iterations })
 	data, err := os.ReadFile(filepath.Join("testdata", "fuzz-seed.p12"))
 	if err != nil {
 		f.Fatal(err)
@@ -38,7 +38,7 @@ func FuzzAuthenticatedSafe(f *testing.F) {
 	}
 	f.Add(content)
 	f.Fuzz(func(t *testing.T, content []byte) {
-		wrapped, err := marshalPFX(content, testPassword, rand.Reader)
+		wrapped, err := marshalPFX(content, testPassword, rand.Reader, writeIterations)
 		if err != nil {
 			return // not DER-encodable as an OCTET STRING: no file to parse
 		}
@@ -47,8 +47,8 @@ func FuzzAuthenticatedSafe(f *testing.F) {
 }
 
 func FuzzAuthenticatedJKS(f *testing.F) {
-	iterationLimit, writeIterations = 100, 1
-	f.Cleanup(func() { iterationLimit, writeIterations = maxPKCS12Iterations, pkcs12Iterations })
+	kdfBudget, writeIterations = 100, 1
+	f.Cleanup(func() { kdfBudget, writeIterations = MaxKDFIterations, pkcs12Iterations })
 	data, err := os.ReadFile(filepath.Join("testdata", "fuzz-seed.jks"))
 	if err != nil {
 		f.Fatal(err)

@@ -19,8 +19,8 @@ func FuzzLoad(f *testing.F) {
 	// out: its RSA key is slow to parse under instrumentation, and
 	// TestReadKeytoolTestdata reads it. Seeds are files, not generated,
 	// because the fuzzing engine needs the same seeds in every process.
-	iterationLimit, writeIterations = 100, 1
-	f.Cleanup(func() { iterationLimit, writeIterations = maxPKCS12Iterations, pkcs12Iterations })
+	kdfBudget, writeIterations = 100, 1
+	f.Cleanup(func() { kdfBudget, writeIterations = MaxKDFIterations, pkcs12Iterations })
 	for _, name := range []string{"keytool-default.jks", "fuzz-seed.jks", "fuzz-seed.p12"} {
 		data, err := os.ReadFile(filepath.Join("testdata", name))
 		if err != nil {

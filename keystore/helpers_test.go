@@ -30,7 +30,7 @@ func newCA(t testing.TB) *rootca.CA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
-	ca, err := rootca.Open(context.Background(), rootca.NewMemStore(), &rootca.Options{Signer: key})
+	ca, err := rootca.Create(context.Background(), rootca.NewMemStore(), &rootca.CreateOptions{Options: rootca.Options{Signer: key}})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = ca.Close() })
 	return ca
@@ -62,25 +62,25 @@ func pemCerts(certs ...*x509.Certificate) []byte {
 
 // hostSetupOptions names the test host explicitly, so tests do not
 // depend on the machine's name and addresses.
-func hostSetupOptions(format Format, kt KeyType) *SetupOptions {
+func hostSetupOptions(format Format, kt KeyAlgorithm) *SetupOptions {
 	return &SetupOptions{
-		CommonName:  "kvm1.example.org",
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		Format:      format,
-		KeyType:     kt,
+		CommonName:   "kvm1.example.org",
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		Format:       format,
+		KeyAlgorithm: kt,
 	}
 }
 
 // onboard runs Setup and Import in dir against ca, and returns the
 // passphrase.
-func onboard(t testing.TB, ca *rootca.CA, dir string, format Format, kt KeyType) []byte {
+func onboard(t testing.TB, ca *rootca.CA, dir string, format Format, kt KeyAlgorithm) []byte {
 	t.Helper()
 	res, err := Setup(context.Background(), dir, hostSetupOptions(format, kt))
 	require.NoError(t, err)
 	certPEM, caPEM := issue(t, ca, res.CSR)
 	_, err = Import(context.Background(), dir, certPEM, caPEM, nil)
 	require.NoError(t, err)
-	pw, err := readPassphrase(filepath.Join(dir, PropertiesFile))
+	pw, err := readPassphrase(context.Background(), filepath.Join(dir, PropertiesFile))
 	require.NoError(t, err)
 	return pw
 }

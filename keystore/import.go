@@ -4,12 +4,16 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kvmpki/kvmpki/internal/pemx"
+	"github.com/kvmpki/kvmpki/internal/pkicore"
 )
 
 // ImportOptions tunes Import. The zero value (or nil) is the safe default.
@@ -72,12 +76,12 @@ func importCert(ctx context.Context, dir string, certPEM, caPEM []byte, opts *Im
 		return nil, err
 	}
 
-	password, err := readPassphrase(propsPath)
+	password, err := readPassphrase(ctx, propsPath)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(password)
-	ks, err := Load(filepath.Join(dir, KeystoreFile), password)
+	ks, err := Load(ctx, filepath.Join(dir, KeystoreFile), password)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +112,7 @@ func importCert(ctx context.Context, dir string, certPEM, caPEM []byte, opts *Im
 			return nil, err
 		}
 	}
-	ksData, err := ks.marshal(ks.Format(), password, opts.Rand)
+	ksData, err := ks.marshal(ks.Format(), password, opts.Rand, writeIterations)
 	if err != nil {
 		return nil, err
 	}
@@ -130,8 +134,8 @@ func importCert(ctx context.Context, dir string, certPEM, caPEM []byte, opts *Im
 }
 
 // readPassphrase returns keystore.passphrase from the properties file.
-func readPassphrase(path string) ([]byte, error) {
-	props, err := LoadProperties(path)
+func readPassphrase(ctx context.Context, path string) ([]byte, error) {
+	props, err := LoadProperties(ctx, path)
 	if err != nil {
 		return nil, err
 	}
@@ -161,39 +165,28 @@ func verifyChain(leaf *x509.Certificate, intermediates, cas []*x509.Certificate,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	})
 	if err != nil {
-		return nil, &ChainError{Subject: leaf.Subject.String(), Err: err}
+		return nil, &ChainError{Subject: leaf.Subject.String(), Err: pkicore.VerifyReason(err)}
 	}
 	return chains[0], nil
 }
 
 // parsePEMCertificates returns the CERTIFICATE blocks of data, in order.
-// Other blocks are refused: a private key pasted by mistake should not be
-// silently dropped (or kept).
+// Other blocks are refused (pemx's rule): a private key pasted by mistake
+// should not be silently dropped (or kept).
 func parsePEMCertificates(data []byte, what string) ([]*x509.Certificate, error) {
 	if len(data) > maxPEMSize {
 		return nil, fmt.Errorf("%w: %s of %d bytes", ErrTooLarge, what, len(data))
 	}
-	var certs []*x509.Certificate
-	for rest := data; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("keystore: %s holds a %q PEM block; only CERTIFICATE blocks are accepted", what, b.Type)
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("keystore: %s: %w", what, err)
-		}
-		certs = append(certs, c)
-		if len(certs) > MaxChainLen {
-			return nil, fmt.Errorf("%w: %s holds more than %d certificates", ErrTooLarge, what, MaxChainLen)
-		}
-	}
-	if len(certs) == 0 {
-		return nil, fmt.Errorf("%w in the %s", ErrNoCertificate, what)
+	certs, err := pemx.ParseCertificates(data)
+	switch {
+	case errors.Is(err, pemx.ErrNoBlock):
+		return nil, fmt.Errorf("%w in the %s", ErrNoCertificateBlock, what)
+	case errors.Is(err, pemx.ErrTooMany):
+		return nil, fmt.Errorf("%w: %s: %v", ErrTooLarge, what, err)
+	case err != nil:
+		return nil, fmt.Errorf("keystore: %s: %w", what, err)
+	case len(certs) > MaxChainLen:
+		return nil, fmt.Errorf("%w: %s holds more than %d certificates", ErrTooLarge, what, MaxChainLen)
 	}
 	return certs, nil
 }

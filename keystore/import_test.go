@@ -15,9 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvmpki/kvmpki/internal/pemx"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kvmpki/kvmpki/internal/safefs"
 	"github.com/kvmpki/kvmpki/provider"
 )
 
@@ -25,10 +27,10 @@ func TestImport(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		format Format
-		kt     KeyType
+		kt     KeyAlgorithm
 	}{
-		{"PKCS12 ECDSA", FormatPKCS12, KeyECDSA},
-		{"JKS RSA", FormatJKS, KeyRSA},
+		{"PKCS12 ECDSA", FormatPKCS12, KeyAlgorithmECDSA},
+		{"JKS RSA", FormatJKS, KeyAlgorithmRSA},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ca := newCA(t)
@@ -50,13 +52,13 @@ func TestImport(t *testing.T) {
 			}
 			assert.Equal(t, certPEM, readFile(t, filepath.Join(dir, CertFile)))
 			assert.Equal(t, caPEM, readFile(t, filepath.Join(dir, CACertFile)))
-			key, err := parsePEMKey(readFile(t, filepath.Join(dir, KeyFile)))
+			key, err := pemx.ParsePrivateKey(readFile(t, filepath.Join(dir, KeyFile)))
 			require.NoError(t, err)
 			assert.NoError(t, matchKey(got.Chain[0], key.Public()))
 
-			pw, err := readPassphrase(filepath.Join(dir, PropertiesFile))
+			pw, err := readPassphrase(context.Background(), filepath.Join(dir, PropertiesFile))
 			require.NoError(t, err)
-			ks, err := Load(filepath.Join(dir, KeystoreFile), pw)
+			ks, err := Load(context.Background(), filepath.Join(dir, KeystoreFile), pw)
 			require.NoError(t, err)
 			assert.Equal(t, tc.format, ks.Format(), "the keystore keeps its format")
 			assert.Equal(t, []string{"cloud", "cloudca.1"}, ks.Aliases())
@@ -65,7 +67,7 @@ func TestImport(t *testing.T) {
 			require.Len(t, chain, 2)
 			assert.True(t, chain[0].Equal(got.Chain[0]))
 
-			creds, err := CheckSecured(dir, nil)
+			creds, err := CheckSecured(context.Background(), dir, nil)
 			require.NoError(t, err)
 			assert.Equal(t, got.Chain[0].NotAfter, creds.NotAfter)
 			assertNoTempFiles(t, dir)
@@ -112,7 +114,7 @@ func securedHost(t *testing.T, ca interface {
 func TestImportRefusesAndChangesNothing(t *testing.T) {
 	ca := newCA(t)
 	dir := t.TempDir()
-	onboard(t, ca, dir, FormatPKCS12, KeyECDSA)
+	onboard(t, ca, dir, FormatPKCS12, KeyAlgorithmECDSA)
 	before := snapshot(t, dir)
 	caPEM := readFile(t, filepath.Join(dir, CACertFile))
 	renewal := securedHost(t, ca, dir)
@@ -136,7 +138,10 @@ func TestImportRefusesAndChangesNothing(t *testing.T) {
 		restore func(t *testing.T)
 	}{
 		{name: "another key", cert: otherCert, ca: caPEM, check: func(t *testing.T, err error) { assert.ErrorIs(t, err, ErrKeyMismatch) }},
-		{name: "foreign CA bundle", cert: renewal, ca: foreignCA, check: func(t *testing.T, err error) { assert.ErrorAs(t, err, &chainErr) }},
+		{name: "foreign CA bundle", cert: renewal, ca: foreignCA, check: func(t *testing.T, err error) {
+			assert.ErrorAs(t, err, &chainErr)
+			assert.ErrorIs(t, err, provider.ErrUnknownAuthority, "the sentinel every package shares")
+		}},
 		{name: "expired at import time", cert: renewal, ca: caPEM,
 			opts: &ImportOptions{Time: fixedTime(time.Now().Add(20 * 365 * 24 * time.Hour))},
 			check: func(t *testing.T, err error) {
@@ -144,11 +149,12 @@ func TestImportRefusesAndChangesNothing(t *testing.T) {
 				var inv x509.CertificateInvalidError
 				assert.ErrorAs(t, err, &inv)
 				assert.Equal(t, x509.Expired, inv.Reason)
+				assert.ErrorIs(t, err, provider.ErrExpired, "the sentinel every package shares")
 			}},
-		{name: "no certificate", cert: []byte("garbage"), ca: caPEM, check: func(t *testing.T, err error) { assert.ErrorIs(t, err, ErrNoCertificate) }},
+		{name: "no certificate", cert: []byte("garbage"), ca: caPEM, check: func(t *testing.T, err error) { assert.ErrorIs(t, err, ErrNoCertificateBlock) }},
 		{name: "key pasted as certificate", cert: []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"), ca: caPEM,
-			check: func(t *testing.T, err error) { assert.ErrorContains(t, err, `"PRIVATE KEY" PEM block`) }},
-		{name: "empty CA bundle", cert: renewal, ca: nil, check: func(t *testing.T, err error) { assert.ErrorIs(t, err, ErrNoCertificate) }},
+			check: func(t *testing.T, err error) { assert.ErrorContains(t, err, `a "PRIVATE KEY" block`) }},
+		{name: "empty CA bundle", cert: renewal, ca: nil, check: func(t *testing.T, err error) { assert.ErrorIs(t, err, ErrNoCertificateBlock) }},
 		{name: "no passphrase", cert: renewal, ca: caPEM,
 			opts:  &ImportOptions{PropertiesFile: filepath.Join(t.TempDir(), "missing.properties")},
 			check: func(t *testing.T, err error) { assert.ErrorIs(t, err, ErrNoPassphrase) }},
@@ -166,88 +172,20 @@ func TestImportRefusesAndChangesNothing(t *testing.T) {
 }
 
 // faultFS is the real file system with one step made to fail: the n-th
-// call (counting from 0) to any operation but Remove, which cleanup uses.
+// step (counting from 0) of a write, as safefs reports them; cleanup is
+// not counted.
 type faultFS struct {
-	osFS
 	failAt, calls int
 }
 
 var errInjected = errors.New("injected fault")
 
-func (f *faultFS) step() error {
+func (f *faultFS) step(safefs.Step) error {
 	f.calls++
 	if f.calls-1 == f.failAt {
 		return errInjected
 	}
 	return nil
-}
-
-func (f *faultFS) CreateTemp(dir, pattern string) (tempFile, error) {
-	if err := f.step(); err != nil {
-		return nil, err
-	}
-	tf, err := f.osFS.CreateTemp(dir, pattern)
-	if err != nil {
-		return nil, err
-	}
-	return &faultFile{tempFile: tf, fs: f}, nil
-}
-
-func (f *faultFS) Rename(o, n string) error {
-	if err := f.step(); err != nil {
-		return err
-	}
-	return f.osFS.Rename(o, n)
-}
-
-func (f *faultFS) Link(o, n string) error {
-	if err := f.step(); err != nil {
-		return err
-	}
-	return f.osFS.Link(o, n)
-}
-
-func (f *faultFS) SyncDir(dir string) error {
-	if err := f.step(); err != nil {
-		return err
-	}
-	return f.osFS.SyncDir(dir)
-}
-
-type faultFile struct {
-	tempFile
-	fs *faultFS
-}
-
-func (f *faultFile) Write(p []byte) (int, error) {
-	if err := f.fs.step(); err != nil {
-		// A disk that fills up half-way.
-		n, _ := f.tempFile.Write(p[:len(p)/2])
-		return n, err
-	}
-	return f.tempFile.Write(p)
-}
-
-func (f *faultFile) Chmod(m fs.FileMode) error {
-	if err := f.fs.step(); err != nil {
-		return err
-	}
-	return f.tempFile.Chmod(m)
-}
-
-func (f *faultFile) Sync() error {
-	if err := f.fs.step(); err != nil {
-		return err
-	}
-	return f.tempFile.Sync()
-}
-
-func (f *faultFile) Close() error {
-	err := f.tempFile.Close()
-	if serr := f.fs.step(); serr != nil {
-		return serr
-	}
-	return err
 }
 
 // TestImportAtomic fails every file-system step of an import in turn
@@ -257,7 +195,7 @@ func (f *faultFile) Close() error {
 func TestImportAtomic(t *testing.T) {
 	ca := newCA(t)
 	dir := t.TempDir()
-	onboard(t, ca, dir, FormatJKS, KeyECDSA)
+	onboard(t, ca, dir, FormatJKS, KeyAlgorithmECDSA)
 	caPEM := readFile(t, filepath.Join(dir, CACertFile))
 	renewal := securedHost(t, ca, dir)
 	before := snapshot(t, dir)
@@ -277,7 +215,7 @@ func TestImportAtomic(t *testing.T) {
 		_, err := importCert(context.Background(), dir, renewal, caPEM, nil, &faultFS{failAt: i})
 		require.ErrorIs(t, err, errInjected, "step %d", i)
 		require.Equal(t, before, snapshot(t, dir), "step %d changed the files", i)
-		_, err = CheckSecured(dir, nil)
+		_, err = CheckSecured(context.Background(), dir, nil)
 		require.NoError(t, err, "step %d", i)
 	}
 	_, err = importCert(context.Background(), dir, renewal, caPEM, nil, &faultFS{failAt: -1})
@@ -289,10 +227,10 @@ func TestImportAtomic(t *testing.T) {
 func TestImportWithoutKeyEntry(t *testing.T) {
 	ca := newCA(t)
 	dir := t.TempDir()
-	res, err := Setup(context.Background(), dir, hostSetupOptions(FormatPKCS12, KeyECDSA))
+	res, err := Setup(context.Background(), dir, hostSetupOptions(FormatPKCS12, KeyAlgorithmECDSA))
 	require.NoError(t, err)
 	certPEM, caPEM := issue(t, ca, res.CSR)
-	pw, err := readPassphrase(filepath.Join(dir, PropertiesFile))
+	pw, err := readPassphrase(context.Background(), filepath.Join(dir, PropertiesFile))
 	require.NoError(t, err)
 	trustOnly := New(FormatPKCS12)
 	require.NoError(t, trustOnly.SetTrustedCert("cloudca.1", ca.Certificate()))

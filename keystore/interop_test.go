@@ -154,8 +154,8 @@ func TestKeytoolConvertsOurStores(t *testing.T) {
 // -verify, for both key types.
 func TestOpenSSLVerifiesCSR(t *testing.T) {
 	peers.Require(t, "openssl")
-	for _, kt := range []KeyType{KeyECDSA, KeyRSA} {
-		t.Run(map[KeyType]string{KeyECDSA: "ECDSA", KeyRSA: "RSA"}[kt], func(t *testing.T) {
+	for _, kt := range []KeyAlgorithm{KeyAlgorithmECDSA, KeyAlgorithmRSA} {
+		t.Run(map[KeyAlgorithm]string{KeyAlgorithmECDSA: "ECDSA", KeyAlgorithmRSA: "RSA"}[kt], func(t *testing.T) {
 			dir := t.TempDir()
 			opts := hostSetupOptions(FormatPKCS12, kt)
 			opts.DNSNames = []string{"kvm1.example.org", "kvm1"}
@@ -196,11 +196,11 @@ func TestJavaMutualTLSWithOurKeystore(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		format Format
-		kt     KeyType
+		kt     KeyAlgorithm
 		want   string
 	}{
-		{"PKCS12 ECDSA", FormatPKCS12, KeyECDSA, "keystore=PKCS12"},
-		{"JKS RSA", FormatJKS, KeyRSA, "keystore=JKS"},
+		{"PKCS12 ECDSA", FormatPKCS12, KeyAlgorithmECDSA, "keystore=PKCS12"},
+		{"JKS RSA", FormatJKS, KeyAlgorithmRSA, "keystore=JKS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -217,7 +217,7 @@ func TestJavaMutualTLSWithOurKeystore(t *testing.T) {
 	// A trust store holding another CA makes Java refuse the server: the
 	// handshake above succeeded because of cloudca.1.
 	dir := t.TempDir()
-	pw := onboard(t, ca, dir, FormatPKCS12, KeyECDSA)
+	pw := onboard(t, ca, dir, FormatPKCS12, KeyAlgorithmECDSA)
 	store := readFile(t, filepath.Join(dir, KeystoreFile))
 	other := New(FormatPKCS12)
 	require.NoError(t, other.SetTrustedCert("cloudca.1", newCA(t).Certificate()))

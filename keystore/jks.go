@@ -121,7 +121,7 @@ func jksKeyData(blob []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: JKS key entry is not an EncryptedPrivateKeyInfo", ErrMalformed)
 	}
 	if !oid.Equal(sunJKSKeyProtector) {
-		return nil, fmt.Errorf("%w: JKS key protected with %v", ErrUnsupported, oid)
+		return nil, unsupported("JKS key protected with %v", oid)
 	}
 	if len(data) <= jksKeyOverhead {
 		return nil, fmt.Errorf("%w: JKS key entry of %d bytes", ErrMalformed, len(data))

@@ -1,6 +1,7 @@
 package keystore
 
 import (
+	"context"
 	"crypto"
 	"crypto/x509"
 	"fmt"
@@ -61,8 +62,8 @@ func (ks *KeyStore) Format() Format { return ks.format }
 
 // Parse reads a JKS or PKCS #12 keystore, whichever the bytes are, and
 // checks its integrity with password. Errors wrap ErrUnknownFormat,
-// ErrUnsupported, ErrTruncated, ErrMalformed, ErrIncorrectPassword,
-// ErrInvalidPassword or ErrTooLarge.
+// errors.ErrUnsupported, ErrTruncated, ErrMalformed, ErrIncorrectPassword,
+// ErrInvalidPassword, ErrTooLarge or ErrWorkLimit.
 func Parse(data, password []byte) (*KeyStore, error) {
 	if len(data) > MaxFileSize {
 		return nil, fmt.Errorf("%w: keystore of %d bytes, limit %d", ErrTooLarge, len(data), MaxFileSize)
@@ -80,7 +81,10 @@ func Parse(data, password []byte) (*KeyStore, error) {
 }
 
 // Load reads the keystore at path with Parse.
-func Load(path string, password []byte) (*KeyStore, error) {
+func Load(ctx context.Context, path string, password []byte) (*KeyStore, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	data, err := readFileLimited(path, MaxFileSize)
 	if err != nil {
 		return nil, err
@@ -91,12 +95,16 @@ func Load(path string, password []byte) (*KeyStore, error) {
 // Marshal encodes the keystore as format (FormatUnknown: the format it was
 // parsed from, else PKCS #12), protecting the store and every key with
 // password. JKS needs a printable ASCII password; both formats need at
-// least MinPasswordLen characters.
+// least MinPasswordLen characters. PKCS #12 is written with 10,000 PBKDF2
+// and MAC iterations, keytool's default, since the password may be one a
+// person chose.
 func (ks *KeyStore) Marshal(format Format, password []byte) ([]byte, error) {
-	return ks.marshal(format, password, nil)
+	return ks.marshal(format, password, nil, writeIterations)
 }
 
-func (ks *KeyStore) marshal(format Format, password []byte, rand io.Reader) ([]byte, error) {
+// marshal is Marshal with a source of randomness (nil: crypto/rand) and
+// the PKCS #12 iteration count.
+func (ks *KeyStore) marshal(format Format, password []byte, rand io.Reader, iterations int) ([]byte, error) {
 	if format == FormatUnknown {
 		format = ks.format
 	}
@@ -107,7 +115,7 @@ func (ks *KeyStore) marshal(format Format, password []byte, rand io.Reader) ([]b
 	case FormatJKS:
 		return ks.marshalJKS(password, rand)
 	default:
-		return ks.marshalPKCS12(password, rand)
+		return ks.marshalPKCS12(password, rand, iterations)
 	}
 }
 
@@ -296,7 +304,7 @@ func matchKey(cert *x509.Certificate, pub crypto.PublicKey) error {
 	type equaler interface{ Equal(crypto.PublicKey) bool }
 	p, ok := pub.(equaler)
 	if !ok || !p.Equal(cert.PublicKey) {
-		return fmt.Errorf("%w: %q", ErrKeyMismatch, cert.Subject.String())
+		return fmt.Errorf("keystore: %w: %q", ErrKeyMismatch, cert.Subject.String())
 	}
 	return nil
 }

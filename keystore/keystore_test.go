@@ -2,6 +2,7 @@ package keystore
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -132,8 +133,8 @@ func TestParseGoPKCS12Encoders(t *testing.T) {
 	}{
 		{"Modern", pkcs12.Modern, nil},
 		{"LegacyDES", pkcs12.LegacyDES, nil},
-		{"LegacyRC2", pkcs12.LegacyRC2, ErrUnsupported},
-		{"Modern2026 PBMAC1", pkcs12.Modern2026, ErrUnsupported},
+		{"LegacyRC2", pkcs12.LegacyRC2, errors.ErrUnsupported},
+		{"Modern2026 PBMAC1", pkcs12.Modern2026, errors.ErrUnsupported},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			data, err := tc.enc.Encode(key, chain[0], chain[1:], string(testPassword))
@@ -176,7 +177,7 @@ func TestParseErrors(t *testing.T) {
 		{"PKCS12 truncated", p12Data[:len(p12Data)/2], testPassword, ErrTruncated},
 		{"empty", nil, testPassword, ErrTruncated},
 		{"unknown format", []byte("-----BEGIN CERTIFICATE-----\n"), testPassword, ErrUnknownFormat},
-		{"JCEKS", []byte{0xce, 0xce, 0xce, 0xce, 0, 0, 0, 2, 0, 0, 0, 0}, testPassword, ErrUnsupported},
+		{"JCEKS", []byte{0xce, 0xce, 0xce, 0xce, 0, 0, 0, 2, 0, 0, 0, 0}, testPassword, errors.ErrUnsupported},
 		{"JKS trailing garbage", append(bytes.Clone(jksData), 0), testPassword, ErrMalformed},
 		{"JKS huge entry count", append([]byte{0xfe, 0xed, 0xfe, 0xed, 0, 0, 0, 2, 0xff, 0xff, 0xff, 0xff}, make([]byte, 20)...), testPassword, ErrTooLarge},
 		{"JKS huge length", []byte{0xfe, 0xed, 0xfe, 0xed, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 2, 0, 1, 'a', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xf0}, testPassword, ErrTruncated},
@@ -286,7 +287,7 @@ func TestDetectFormat(t *testing.T) {
 	}{
 		{"JKS", []byte{0xfe, 0xed, 0xfe, 0xed, 0, 0, 0, 2}, FormatJKS, nil},
 		{"DER", []byte{0x30, 0x82, 0x01, 0x00}, FormatPKCS12, nil},
-		{"JCEKS", []byte{0xce, 0xce, 0xce, 0xce}, FormatUnknown, ErrUnsupported},
+		{"JCEKS", []byte{0xce, 0xce, 0xce, 0xce}, FormatUnknown, errors.ErrUnsupported},
 		{"PEM", []byte("-----BEGIN"), FormatUnknown, ErrUnknownFormat},
 		{"short JKS", []byte{0xfe, 0xed}, FormatUnknown, ErrTruncated},
 	} {
@@ -317,9 +318,9 @@ func TestGeneratePassword(t *testing.T) {
 // isPackageError reports whether err wraps one of the package's
 // sentinels, so that fuzzing can tell its errors from stray ones.
 func isPackageError(err error) bool {
-	for _, s := range []error{ErrUnknownFormat, ErrUnsupported, ErrTruncated, ErrMalformed,
+	for _, s := range []error{ErrUnknownFormat, errors.ErrUnsupported, ErrTruncated, ErrMalformed,
 		ErrIncorrectPassword, ErrTooLarge, ErrInvalidPassword, ErrMalformedProperties,
-		ErrUnsupportedKey, ErrEntryNotFound, ErrWrongEntryType} {
+		ErrUnsupportedKey, ErrEntryNotFound, ErrWrongEntryType, ErrWorkLimit} {
 		if errors.Is(err, s) {
 			return true
 		}
@@ -339,7 +340,7 @@ func TestReadKeytoolTestdata(t *testing.T) {
 		{"keytool-jks.jks", FormatJKS, x509.RSA},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			ks, err := Load(filepath.Join("testdata", tc.file), testPassword)
+			ks, err := Load(context.Background(), filepath.Join("testdata", tc.file), testPassword)
 			require.NoError(t, err)
 			assert.Equal(t, tc.want, ks.Format())
 			assert.Equal(t, []string{"cloud", "cloudca.1"}, ks.Aliases())

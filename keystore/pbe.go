@@ -1,22 +1,23 @@
 package keystore
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/des"
 	"crypto/hmac"
+	"crypto/pbkdf2"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/subtle"
 	"crypto/x509/pkix"
-	"encoding"
 	"encoding/asn1"
-	"encoding/binary"
 	"fmt"
 	"hash"
 	"io"
 	"math/big"
+	"strconv"
 )
 
 // Password-based encryption and MACs of PKCS #12 (RFC 7292, RFC 8018).
@@ -58,6 +59,102 @@ type pbeParams struct {
 	Iterations int
 }
 
+// kdf is the key-derivation state of one parse. Every PBKDF2 and PKCS #12
+// KDF computation of the file draws on one work budget (MaxKDFIterations
+// in total, counted as iterations times output blocks, that is hash
+// chains run), so that a file cannot make its reader hash without bound
+// however many encrypted safes and keys it holds. Derived keys are cached
+// by function, salt, iteration count and length: safes and keys that share
+// their parameters (and the password, which is the parse's) derive once.
+// The cache owns the keys it returns; close clears them.
+type kdf struct {
+	password []byte
+	left     int
+	cache    map[kdfInput][]byte
+	// derived counts the derivations computed (cache misses), for tests.
+	derived int
+}
+
+// kdfInput identifies a derivation: fn names the function and its hash
+// ("pbkdf2 <PRF OID>", "pkcs12 <digest OID> <diversifier>").
+type kdfInput struct {
+	fn         string
+	salt       string
+	iterations int
+	keyLen     int
+}
+
+func newKDF(password []byte) *kdf {
+	return &kdf{password: password, left: kdfBudget, cache: map[kdfInput][]byte{}}
+}
+
+// close clears the cached keys, as a best effort.
+func (k *kdf) close() {
+	for in, key := range k.cache {
+		clear(key)
+		delete(k.cache, in)
+	}
+}
+
+// derive returns the cached key of in, or charges iterations times blocks
+// to the budget and computes it with f.
+func (k *kdf) derive(in kdfInput, blocks int, f func() ([]byte, error)) ([]byte, error) {
+	if key, ok := k.cache[in]; ok {
+		return key, nil
+	}
+	if err := checkIterations(in.iterations); err != nil {
+		return nil, err
+	}
+	// iterations <= kdfBudget and blocks is a few: no overflow.
+	if cost := in.iterations * blocks; cost > k.left {
+		return nil, fmt.Errorf("%w: the file asks for more than %d key-derivation iterations in total", ErrWorkLimit, kdfBudget)
+	} else {
+		k.left -= cost
+	}
+	key, err := f()
+	if err != nil {
+		return nil, err
+	}
+	k.derived++
+	k.cache[in] = key
+	return key, nil
+}
+
+// pbkdf2 derives keyLen bytes with PBKDF2 (RFC 8018) over HMAC with prf,
+// named by its OID.
+func (k *kdf) pbkdf2(prfOID asn1.ObjectIdentifier, prf func() hash.Hash, salt []byte, iterations, keyLen int) ([]byte, error) {
+	in := kdfInput{fn: "pbkdf2 " + prfOID.String(), salt: string(salt), iterations: iterations, keyLen: keyLen}
+	hLen := prf().Size()
+	return k.derive(in, (keyLen+hLen-1)/hLen, func() ([]byte, error) {
+		return pbkdf2Key(prf, k.password, salt, iterations, keyLen)
+	})
+}
+
+// pkcs12 derives n bytes with the KDF of RFC 7292 appendix B.2 over the
+// digest h (OID digest, block size v) with diversifier id.
+func (k *kdf) pkcs12(digest asn1.ObjectIdentifier, h func() hash.Hash, v int, salt []byte, iterations int, id byte, n int) ([]byte, error) {
+	in := kdfInput{fn: "pkcs12 " + digest.String() + " " + strconv.Itoa(int(id)), salt: string(salt), iterations: iterations, keyLen: n}
+	u := h().Size()
+	return k.derive(in, (n+u-1)/u, func() ([]byte, error) {
+		bmp := bmpPassword(k.password)
+		defer clear(bmp)
+		return pkcs12KDF(h, v, salt, bmp, iterations, id, n), nil
+	})
+}
+
+// pbkdf2Key is crypto/pbkdf2 on a []byte password. crypto/pbkdf2 takes
+// the password as a string, a copy that cannot be cleared; the generated
+// passphrases this package writes are also in agent.properties in plain
+// text, so one more copy on the heap until the next collection is not
+// worth a second implementation of PBKDF2.
+func pbkdf2Key(prf func() hash.Hash, password, salt []byte, iterations, keyLen int) ([]byte, error) {
+	key, err := pbkdf2.Key(prf, string(password), salt, iterations, keyLen)
+	if err != nil {
+		return nil, fmt.Errorf("keystore: PBKDF2: %w", err)
+	}
+	return key, nil
+}
+
 // pbes2Encrypt encrypts plaintext with PBES2 (PBKDF2-HMAC-SHA256,
 // AES-256-CBC), the scheme JDK 17 keytool uses for PKCS #12.
 func pbes2Encrypt(rand io.Reader, password, plaintext []byte, iterations int) (pkix.AlgorithmIdentifier, []byte, error) {
@@ -66,7 +163,7 @@ func pbes2Encrypt(rand io.Reader, password, plaintext []byte, iterations int) (p
 		return pkix.AlgorithmIdentifier{}, nil, fmt.Errorf("keystore: reading random salt: %w", err)
 	}
 	salt, iv := saltIV[:16], saltIV[16:]
-	kdf, err := asn1.Marshal(pbkdf2Params{Salt: salt, Iterations: iterations,
+	kdfDER, err := asn1.Marshal(pbkdf2Params{Salt: salt, Iterations: iterations,
 		PRF: pkix.AlgorithmIdentifier{Algorithm: oidHMACWithSHA256, Parameters: asn1.NullRawValue}})
 	if err != nil {
 		return pkix.AlgorithmIdentifier{}, nil, err
@@ -76,13 +173,16 @@ func pbes2Encrypt(rand io.Reader, password, plaintext []byte, iterations int) (p
 		return pkix.AlgorithmIdentifier{}, nil, err
 	}
 	params, err := asn1.Marshal(pbes2Params{
-		KDF: pkix.AlgorithmIdentifier{Algorithm: oidPBKDF2, Parameters: asn1.RawValue{FullBytes: kdf}},
+		KDF: pkix.AlgorithmIdentifier{Algorithm: oidPBKDF2, Parameters: asn1.RawValue{FullBytes: kdfDER}},
 		Enc: pkix.AlgorithmIdentifier{Algorithm: oidAES256CBC, Parameters: asn1.RawValue{FullBytes: ivDER}},
 	})
 	if err != nil {
 		return pkix.AlgorithmIdentifier{}, nil, err
 	}
-	key := pbkdf2Key(sha256.New, password, salt, iterations, 32)
+	key, err := pbkdf2Key(sha256.New, password, salt, iterations, 32)
+	if err != nil {
+		return pkix.AlgorithmIdentifier{}, nil, err
+	}
 	defer clear(key)
 	block, err := aes.NewCipher(key)
 	if err != nil {
@@ -99,8 +199,9 @@ func pbes2Encrypt(rand io.Reader, password, plaintext []byte, iterations int) (p
 }
 
 // pbeDecrypt decrypts ciphertext protected with algo: PBES2 with PBKDF2
-// and AES-CBC, or PKCS #12's pbeWithSHAAnd3-KeyTripleDES-CBC.
-func pbeDecrypt(algo pkix.AlgorithmIdentifier, password, ciphertext []byte) ([]byte, error) {
+// and AES-CBC, or PKCS #12's pbeWithSHAAnd3-KeyTripleDES-CBC. Its keys
+// come from k, the parse's budget and cache.
+func (k *kdf) pbeDecrypt(algo pkix.AlgorithmIdentifier, ciphertext []byte) ([]byte, error) {
 	var (
 		block cipher.Block
 		iv    []byte
@@ -108,7 +209,7 @@ func pbeDecrypt(algo pkix.AlgorithmIdentifier, password, ciphertext []byte) ([]b
 	switch {
 	case algo.Algorithm.Equal(oidPBES2):
 		var err error
-		if block, iv, err = pbes2Cipher(algo.Parameters.FullBytes, password); err != nil {
+		if block, iv, err = k.pbes2Cipher(algo.Parameters.FullBytes); err != nil {
 			return nil, err
 		}
 	case algo.Algorithm.Equal(oidPBEWithSHA3DES):
@@ -116,31 +217,32 @@ func pbeDecrypt(algo pkix.AlgorithmIdentifier, password, ciphertext []byte) ([]b
 		if rest, err := asn1.Unmarshal(algo.Parameters.FullBytes, &p); err != nil || len(rest) != 0 {
 			return nil, fmt.Errorf("%w: PBE parameters", ErrMalformed)
 		}
-		if err := checkIterations(p.Iterations); err != nil {
+		key, err := k.pkcs12(oidSHA1, sha1.New, 64, p.Salt, p.Iterations, 1, 24)
+		if err != nil {
 			return nil, err
 		}
-		bmp := bmpPassword(password)
-		defer clear(bmp)
-		key := pkcs12KDF(sha1.New, 64, p.Salt, bmp, p.Iterations, 1, 24)
-		defer clear(key)
-		iv = pkcs12KDF(sha1.New, 64, p.Salt, bmp, p.Iterations, 2, 8)
-		var err error
+		if iv, err = k.pkcs12(oidSHA1, sha1.New, 64, p.Salt, p.Iterations, 2, 8); err != nil {
+			return nil, err
+		}
 		if block, err = des.NewTripleDESCipher(key); err != nil {
 			return nil, err
 		}
 	case algo.Algorithm.Equal(oidPBEWithSHARC240), algo.Algorithm.Equal(oidPBEWithSHARC2):
-		return nil, fmt.Errorf("%w: RC2 encryption (legacy PKCS #12); re-export with keytool -importkeystore -deststoretype PKCS12 on JDK 12 or later", ErrUnsupported)
+		return nil, unsupported("RC2 encryption (legacy PKCS #12); re-export with keytool -importkeystore -deststoretype PKCS12 on JDK 12 or later")
 	default:
-		return nil, fmt.Errorf("%w: encryption algorithm %v", ErrUnsupported, algo.Algorithm)
+		return nil, unsupported("encryption algorithm %v", algo.Algorithm)
 	}
 	bs := block.BlockSize()
+	if len(iv) != bs {
+		return nil, fmt.Errorf("%w: IV of %d bytes for a %d-byte block", ErrMalformed, len(iv), bs)
+	}
 	if len(ciphertext) == 0 || len(ciphertext)%bs != 0 {
 		return nil, fmt.Errorf("%w: ciphertext of %d bytes", ErrMalformed, len(ciphertext))
 	}
 	out := make([]byte, len(ciphertext))
 	cipher.NewCBCDecrypter(block, iv).CryptBlocks(out, ciphertext)
 	pad := int(out[len(out)-1])
-	if pad == 0 || pad > bs || subtle.ConstantTimeCompare(out[len(out)-pad:], repeatByte(byte(pad), pad)) != 1 {
+	if pad == 0 || pad > bs || subtle.ConstantTimeCompare(out[len(out)-pad:], bytes.Repeat([]byte{byte(pad)}, pad)) != 1 {
 		clear(out)
 		// The MAC verified with this password, so the content was
 		// encrypted with another one.
@@ -149,42 +251,32 @@ func pbeDecrypt(algo pkix.AlgorithmIdentifier, password, ciphertext []byte) ([]b
 	return out[:len(out)-pad], nil
 }
 
-func repeatByte(b byte, n int) []byte {
-	s := make([]byte, n)
-	for i := range s {
-		s[i] = b
-	}
-	return s
-}
-
-// pbes2Cipher derives the AES key of PBES2 parameters from password.
-func pbes2Cipher(params, password []byte) (cipher.Block, []byte, error) {
+// pbes2Cipher derives the AES key of PBES2 parameters.
+func (k *kdf) pbes2Cipher(params []byte) (cipher.Block, []byte, error) {
 	var p pbes2Params
 	if rest, err := asn1.Unmarshal(params, &p); err != nil || len(rest) != 0 {
 		return nil, nil, fmt.Errorf("%w: PBES2 parameters", ErrMalformed)
 	}
 	if !p.KDF.Algorithm.Equal(oidPBKDF2) {
-		return nil, nil, fmt.Errorf("%w: PBES2 key derivation %v", ErrUnsupported, p.KDF.Algorithm)
+		return nil, nil, unsupported("PBES2 key derivation %v", p.KDF.Algorithm)
 	}
 	var kp pbkdf2Params
 	if rest, err := asn1.Unmarshal(p.KDF.Parameters.FullBytes, &kp); err != nil || len(rest) != 0 {
 		return nil, nil, fmt.Errorf("%w: PBKDF2 parameters", ErrMalformed)
 	}
-	if err := checkIterations(kp.Iterations); err != nil {
-		return nil, nil, err
-	}
 	var prf func() hash.Hash
-	switch alg := kp.PRF.Algorithm; {
-	case len(alg) == 0, alg.Equal(oidHMACWithSHA1):
-		prf = sha1.New
-	case alg.Equal(oidHMACWithSHA256):
+	prfOID := kp.PRF.Algorithm
+	switch {
+	case len(prfOID) == 0, prfOID.Equal(oidHMACWithSHA1):
+		prf, prfOID = sha1.New, oidHMACWithSHA1
+	case prfOID.Equal(oidHMACWithSHA256):
 		prf = sha256.New
-	case alg.Equal(oidHMACWithSHA384):
+	case prfOID.Equal(oidHMACWithSHA384):
 		prf = sha512.New384
-	case alg.Equal(oidHMACWithSHA512):
+	case prfOID.Equal(oidHMACWithSHA512):
 		prf = sha512.New
 	default:
-		return nil, nil, fmt.Errorf("%w: PBKDF2 function %v", ErrUnsupported, alg)
+		return nil, nil, unsupported("PBKDF2 function %v", prfOID)
 	}
 	var keyLen int
 	switch alg := p.Enc.Algorithm; {
@@ -195,7 +287,7 @@ func pbes2Cipher(params, password []byte) (cipher.Block, []byte, error) {
 	case alg.Equal(oidAES256CBC):
 		keyLen = 32
 	default:
-		return nil, nil, fmt.Errorf("%w: PBES2 cipher %v", ErrUnsupported, alg)
+		return nil, nil, unsupported("PBES2 cipher %v", alg)
 	}
 	if kp.KeyLength != 0 && kp.KeyLength != keyLen {
 		return nil, nil, fmt.Errorf("%w: PBKDF2 key length %d for a %d-byte key", ErrMalformed, kp.KeyLength, keyLen)
@@ -204,126 +296,32 @@ func pbes2Cipher(params, password []byte) (cipher.Block, []byte, error) {
 	if rest, err := asn1.Unmarshal(p.Enc.Parameters.FullBytes, &iv); err != nil || len(rest) != 0 || len(iv) != aes.BlockSize {
 		return nil, nil, fmt.Errorf("%w: AES-CBC IV", ErrMalformed)
 	}
-	key := pbkdf2Key(prf, password, kp.Salt, kp.Iterations, keyLen)
-	defer clear(key)
+	key, err := k.pbkdf2(prfOID, prf, kp.Salt, kp.Iterations, keyLen)
+	if err != nil {
+		return nil, nil, err
+	}
 	block, err := aes.NewCipher(key)
 	return block, iv, err
 }
 
-// iterationLimit and writeIterations are maxPKCS12Iterations and
-// pkcs12Iterations; the fuzz test lowers both so that it spends its time
-// on structure rather than on hashing.
+// kdfBudget and writeIterations are MaxKDFIterations and
+// pkcs12Iterations; the fuzz tests lower both so that they spend their
+// time on structure rather than on hashing.
 var (
-	iterationLimit  = maxPKCS12Iterations
+	kdfBudget       = MaxKDFIterations
 	writeIterations = pkcs12Iterations
 )
 
+// checkIterations refuses iteration counts below 1 and above the whole
+// budget of a parse.
 func checkIterations(n int) error {
-	if n < 1 || n > iterationLimit {
-		return fmt.Errorf("%w: %d iterations (1 to %d accepted)", ErrMalformed, n, iterationLimit)
+	if n < 1 {
+		return fmt.Errorf("%w: %d iterations", ErrMalformed, n)
+	}
+	if n > kdfBudget {
+		return fmt.Errorf("%w: %d iterations, limit %d per file", ErrWorkLimit, n, kdfBudget)
 	}
 	return nil
-}
-
-// pbkdf2Key is PBKDF2 (RFC 8018 §5.2) with HMAC over h, on a []byte
-// password, which crypto/pbkdf2 takes as an (unclearable) string. HMAC's
-// keyed inner and outer hash states are computed once and restored for
-// each iteration, which halves the hashing of the plain construction.
-func pbkdf2Key(h func() hash.Hash, password, salt []byte, iter, keyLen int) []byte {
-	inner, outer := h(), h()
-	im, ok1 := inner.(encoding.BinaryMarshaler)
-	om, ok2 := outer.(encoding.BinaryMarshaler)
-	iu, ok3 := inner.(encoding.BinaryUnmarshaler)
-	ou, ok4 := outer.(encoding.BinaryUnmarshaler)
-	if !ok1 || !ok2 || !ok3 || !ok4 {
-		return pbkdf2HMAC(h, password, salt, iter, keyLen)
-	}
-	bs := inner.BlockSize()
-	key := password
-	if len(key) > bs {
-		kh := h()
-		kh.Write(key)
-		key = kh.Sum(nil)
-		defer clear(key)
-	}
-	pad := make([]byte, bs)
-	copy(pad, key)
-	for i := range pad {
-		pad[i] ^= 0x36
-	}
-	inner.Write(pad)
-	for i := range pad {
-		pad[i] ^= 0x36 ^ 0x5c
-	}
-	outer.Write(pad)
-	clear(pad)
-	iState, err1 := im.MarshalBinary()
-	oState, err2 := om.MarshalBinary()
-	defer clear(iState)
-	defer clear(oState)
-	if err1 != nil || err2 != nil {
-		return pbkdf2HMAC(h, password, salt, iter, keyLen)
-	}
-	hLen := inner.Size()
-	sum := make([]byte, 0, hLen)
-	// mac computes HMAC(key, msg) into u[:0].
-	mac := func(u []byte, msg ...[]byte) []byte {
-		_ = iu.UnmarshalBinary(iState)
-		for _, m := range msg {
-			inner.Write(m)
-		}
-		sum = inner.Sum(sum[:0])
-		_ = ou.UnmarshalBinary(oState)
-		outer.Write(sum)
-		return outer.Sum(u[:0])
-	}
-	out := make([]byte, 0, (keyLen+hLen-1)/hLen*hLen)
-	u := make([]byte, 0, hLen)
-	t := make([]byte, hLen)
-	var ctr [4]byte
-	for block := uint32(1); len(out) < keyLen; block++ {
-		binary.BigEndian.PutUint32(ctr[:], block)
-		u = mac(u, salt, ctr[:])
-		copy(t, u)
-		for range iter - 1 {
-			u = mac(u, u)
-			subtle.XORBytes(t, t, u)
-		}
-		out = append(out, t...)
-	}
-	clear(t)
-	clear(u)
-	clear(sum)
-	return out[:keyLen]
-}
-
-// pbkdf2HMAC is PBKDF2 with crypto/hmac, for hashes that cannot save their
-// state.
-func pbkdf2HMAC(h func() hash.Hash, password, salt []byte, iter, keyLen int) []byte {
-	prf := hmac.New(h, password)
-	hLen := prf.Size()
-	out := make([]byte, 0, (keyLen+hLen-1)/hLen*hLen)
-	u := make([]byte, 0, hLen)
-	t := make([]byte, hLen)
-	var ctr [4]byte
-	for block := uint32(1); len(out) < keyLen; block++ {
-		prf.Reset()
-		prf.Write(salt)
-		binary.BigEndian.PutUint32(ctr[:], block)
-		prf.Write(ctr[:])
-		u = prf.Sum(u[:0])
-		copy(t, u)
-		for range iter - 1 {
-			prf.Reset()
-			prf.Write(u)
-			u = prf.Sum(u[:0])
-			subtle.XORBytes(t, t, u)
-		}
-		out = append(out, t...)
-	}
-	clear(t)
-	clear(u)
-	return out[:keyLen]
 }
 
 // bmpPassword encodes an ASCII password as PKCS #12 wants it for its own
@@ -344,7 +342,7 @@ func bmpPassword(password []byte) []byte {
 func pkcs12KDF(h func() hash.Hash, v int, salt, bmpPass []byte, iter int, id byte, n int) []byte {
 	hf := h()
 	u := hf.Size()
-	d := repeatByte(id, v)
+	d := bytes.Repeat([]byte{id}, v)
 	fill := func(src []byte) []byte {
 		if len(src) == 0 {
 			return nil
@@ -409,18 +407,14 @@ func macHash(oid asn1.ObjectIdentifier) (func() hash.Hash, int, error) {
 	case oid.Equal(oidSHA512):
 		return sha512.New, 128, nil
 	case oid.Equal(oidPBMAC1):
-		return nil, 0, fmt.Errorf("%w: PBMAC1 MAC (JDK 26 / OpenSSL 3.4); JDK 17 cannot read it either", ErrUnsupported)
+		return nil, 0, unsupported("PBMAC1 MAC (JDK 26 / OpenSSL 3.4); JDK 17 cannot read it either")
 	}
-	return nil, 0, fmt.Errorf("%w: MAC digest %v", ErrUnsupported, oid)
+	return nil, 0, unsupported("MAC digest %v", oid)
 }
 
-// pkcs12MAC computes PKCS #12's HMAC over content with a key derived by
-// pkcs12KDF.
-func pkcs12MAC(h func() hash.Hash, v int, password, salt []byte, iter int, content []byte) []byte {
-	bmp := bmpPassword(password)
-	defer clear(bmp)
-	key := pkcs12KDF(h, v, salt, bmp, iter, 3, h().Size())
-	defer clear(key)
+// pkcs12MAC computes PKCS #12's HMAC over content with key, derived by
+// the PKCS #12 KDF with diversifier 3.
+func pkcs12MAC(h func() hash.Hash, key, content []byte) []byte {
 	m := hmac.New(h, key)
 	m.Write(content)
 	return m.Sum(nil)

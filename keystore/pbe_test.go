@@ -4,35 +4,84 @@ import (
 	"crypto/pbkdf2"
 	"crypto/sha1"
 	"crypto/sha256"
-	"crypto/sha512"
-	"hash"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// TestPBKDF2 checks both PBKDF2 implementations against crypto/pbkdf2.
-func TestPBKDF2(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		h      func() hash.Hash
-		pw     string
-		keyLen int
+// TestKDF checks the parse's key derivation: PBKDF2 agrees with
+// crypto/pbkdf2, equal parameters derive once, and the budget counts
+// iterations times blocks across every derivation.
+func TestKDF(t *testing.T) {
+	// A tenth of the budget keeps the test short under the race detector.
+	kdfBudget = MaxKDFIterations / 10
+	t.Cleanup(func() { kdfBudget = MaxKDFIterations })
+	salt := []byte("saltsaltsaltsalt")
+	t.Run("PBKDF2 matches crypto/pbkdf2", func(t *testing.T) {
+		k := newKDF([]byte("password"))
+		defer k.close()
+		got, err := k.pbkdf2(oidHMACWithSHA1, sha1.New, salt, 1000, 32)
+		require.NoError(t, err)
+		want, err := pbkdf2.Key(sha1.New, "password", salt, 1000, 32)
+		require.NoError(t, err)
+		assert.Equal(t, want, got)
+	})
+	tests := []struct {
+		name        string
+		run         func(k *kdf) error
+		wantDerived int
+		wantLeft    int
+		wantErr     error
 	}{
-		{"SHA-1", sha1.New, "password", 20},
-		{"SHA-256 two blocks", sha256.New, "ABCDEFGHIJKLMNOPQRSTUVWXYZ", 48},
-		{"SHA-384", sha512.New384, "pw", 32},
-		{"SHA-512 long password", sha512.New, strings.Repeat("x", 200), 64},
-		{"empty password", sha256.New, "", 32},
-	} {
+		{name: "same parameters derive once", run: func(k *kdf) error {
+			for range 5 {
+				if _, err := k.pbkdf2(oidHMACWithSHA256, sha256.New, salt, 1000, 32); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, wantDerived: 1, wantLeft: kdfBudget - 1000},
+		{name: "another salt derives again", run: func(k *kdf) error {
+			if _, err := k.pbkdf2(oidHMACWithSHA256, sha256.New, salt, 1000, 32); err != nil {
+				return err
+			}
+			_, err := k.pbkdf2(oidHMACWithSHA256, sha256.New, []byte("other salt"), 1000, 32)
+			return err
+		}, wantDerived: 2, wantLeft: kdfBudget - 2000},
+		{name: "blocks count: 3DES key of two SHA-1 blocks", run: func(k *kdf) error {
+			_, err := k.pkcs12(oidSHA1, sha1.New, 64, salt, 1000, 1, 24)
+			return err
+		}, wantDerived: 1, wantLeft: kdfBudget - 2000},
+		{name: "budget exhausted", run: func(k *kdf) error {
+			for i := range 20 {
+				if _, err := k.pbkdf2(oidHMACWithSHA256, sha256.New, []byte{byte(i)}, kdfBudget/8, 32); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, wantDerived: 8, wantLeft: 0, wantErr: ErrWorkLimit},
+		{name: "one derivation over the budget", run: func(k *kdf) error {
+			_, err := k.pbkdf2(oidHMACWithSHA256, sha256.New, salt, kdfBudget+1, 32)
+			return err
+		}, wantDerived: 0, wantLeft: kdfBudget, wantErr: ErrWorkLimit},
+		{name: "zero iterations", run: func(k *kdf) error {
+			_, err := k.pbkdf2(oidHMACWithSHA256, sha256.New, salt, 0, 32)
+			return err
+		}, wantDerived: 0, wantLeft: kdfBudget, wantErr: ErrMalformed},
+	}
+	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			salt := []byte("saltsaltsaltsalt")
-			want, err := pbkdf2.Key(tc.h, tc.pw, salt, 1000, tc.keyLen)
-			require.NoError(t, err)
-			assert.Equal(t, want, pbkdf2Key(tc.h, []byte(tc.pw), salt, 1000, tc.keyLen))
-			assert.Equal(t, want, pbkdf2HMAC(tc.h, []byte(tc.pw), salt, 1000, tc.keyLen))
+			k := newKDF([]byte("password"))
+			defer k.close()
+			err := tc.run(k)
+			if tc.wantErr != nil {
+				assert.ErrorIs(t, err, tc.wantErr)
+			} else {
+				assert.NoError(t, err)
+			}
+			assert.Equal(t, tc.wantDerived, k.derived)
+			assert.Equal(t, tc.wantLeft, k.left)
 		})
 	}
 }

@@ -13,8 +13,6 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf16"
-
-	pkcs12 "software.sslmate.com/src/go-pkcs12"
 )
 
 // PKCS #12 (RFC 7292) structures, as JDK 17's PKCS12KeyStore writes and
@@ -142,7 +140,7 @@ func derTruncated(data []byte) bool {
 }
 
 // p12Key and p12Cert are the bags of a parsed file before they become
-// entries.
+// entries. A p12Cert points at its certificate in the parse's certSet.
 type p12Key struct {
 	name, id []byte
 	der      []byte
@@ -151,14 +149,42 @@ type p12Key struct {
 type p12Cert struct {
 	name, id []byte
 	trusted  bool
-	cert     *x509.Certificate
+	cert     int
+}
+
+// p12Parser is the state of one PKCS #12 parse: its key-derivation budget
+// and cache, and the de-duplicated certificates with their memoised
+// issuers.
+type p12Parser struct {
+	kdf   *kdf
+	certs certSet
+	keys  []p12Key
+	bags  []p12Cert
 }
 
 func parsePKCS12(data, password []byte) (*KeyStore, error) {
+	p := newP12Parser(password)
+	defer p.close()
+	return p.parse(data)
+}
+
+func newP12Parser(password []byte) *p12Parser {
+	return &p12Parser{kdf: newKDF(password), certs: newCertSet()}
+}
+
+// close clears derived keys and the keys not handed to a KeyStore.
+func (p *p12Parser) close() {
+	p.kdf.close()
+	for _, k := range p.keys {
+		clear(k.der)
+	}
+}
+
+func (p *p12Parser) parse(data []byte) (*KeyStore, error) {
 	if derTruncated(data) {
 		return nil, fmt.Errorf("%w: PKCS #12 file of %d bytes", ErrTruncated, len(data))
 	}
-	if err := checkPasswordChars(password, FormatPKCS12); err != nil {
+	if err := checkPasswordChars(p.kdf.password, FormatPKCS12); err != nil {
 		return nil, err
 	}
 	var pfx pfxPDU
@@ -166,10 +192,10 @@ func parsePKCS12(data, password []byte) (*KeyStore, error) {
 		return nil, err
 	}
 	if pfx.Version != 3 {
-		return nil, fmt.Errorf("%w: PKCS #12 version %d", ErrUnsupported, pfx.Version)
+		return nil, unsupported("PKCS #12 version %d", pfx.Version)
 	}
 	if !pfx.AuthSafe.ContentType.Equal(oidData) {
-		return nil, fmt.Errorf("%w: public-key integrity mode (%v)", ErrUnsupported, pfx.AuthSafe.ContentType)
+		return nil, unsupported("public-key integrity mode (%v)", pfx.AuthSafe.ContentType)
 	}
 	inner, err := unwrapExplicit(pfx.AuthSafe.Content, "authSafe")
 	if err != nil {
@@ -179,61 +205,52 @@ func parsePKCS12(data, password []byte) (*KeyStore, error) {
 	if err := unmarshalDER(inner, &content, "authSafe data"); err != nil {
 		return nil, err
 	}
-	if err := verifyMAC(&pfx.MacData, password, content); err != nil {
+	if err := p.verifyMAC(&pfx.MacData, content); err != nil {
 		return nil, err
 	}
 	var safes []contentInfo
 	if err := unmarshalDER(content, &safes, "authenticated safe"); err != nil {
 		return nil, err
 	}
-	var (
-		keys  []p12Key
-		certs []p12Cert
-	)
-	defer func() {
-		for _, k := range keys {
-			clear(k.der)
-		}
-	}()
 	for i, ci := range safes {
-		bags, err := safeContents(ci, password, i)
+		bags, err := p.safeContents(ci, i)
 		if err != nil {
 			return nil, err
 		}
 		for _, bag := range bags {
-			if len(keys)+len(certs) >= MaxEntries*(MaxChainLen+1) {
+			if len(p.keys)+len(p.bags) >= MaxEntries*(MaxChainLen+1) {
 				return nil, fmt.Errorf("%w: too many PKCS #12 bags", ErrTooLarge)
 			}
-			if err := addBag(bag, password, &keys, &certs); err != nil {
+			if err := p.addBag(bag); err != nil {
 				return nil, err
 			}
 		}
 	}
-	return assemblePKCS12(keys, certs)
+	return p.assemble()
 }
 
 // verifyMAC checks the MAC over the authenticated safe. A file without a
 // MAC is refused: nothing would protect its trusted certificates.
-func verifyMAC(m *macData, password, content []byte) error {
+func (p *p12Parser) verifyMAC(m *macData, content []byte) error {
 	if len(m.Mac.Algorithm.Algorithm) == 0 {
-		return fmt.Errorf("%w: PKCS #12 without a MAC (password-less); its content is not integrity-protected", ErrUnsupported)
+		return unsupported("PKCS #12 without a MAC (password-less); its content is not integrity-protected")
 	}
 	h, v, err := macHash(m.Mac.Algorithm.Algorithm)
 	if err != nil {
 		return err
 	}
-	if err := checkIterations(m.Iterations); err != nil {
+	key, err := p.kdf.pkcs12(m.Mac.Algorithm.Algorithm, h, v, m.MacSalt, m.Iterations, 3, h().Size())
+	if err != nil {
 		return err
 	}
-	want := pkcs12MAC(h, v, password, m.MacSalt, m.Iterations, content)
-	if !hmac.Equal(want, m.Mac.Digest) {
+	if !hmac.Equal(pkcs12MAC(h, key, content), m.Mac.Digest) {
 		return ErrIncorrectPassword
 	}
 	return nil
 }
 
 // safeContents returns the bags of one item of the authenticated safe.
-func safeContents(ci contentInfo, password []byte, i int) ([]safeBag, error) {
+func (p *p12Parser) safeContents(ci contentInfo, i int) ([]safeBag, error) {
 	what := "authenticated safe item " + strconv.Itoa(i)
 	inner, err := unwrapExplicit(ci.Content, what)
 	if err != nil {
@@ -251,11 +268,11 @@ func safeContents(ci contentInfo, password []byte, i int) ([]safeBag, error) {
 			return nil, err
 		}
 		eci := ed.EncryptedContentInfo
-		if plain, err = pbeDecrypt(eci.ContentEncryptionAlgorithm, password, eci.EncryptedContent); err != nil {
+		if plain, err = p.kdf.pbeDecrypt(eci.ContentEncryptionAlgorithm, eci.EncryptedContent); err != nil {
 			return nil, err
 		}
 	default:
-		return nil, fmt.Errorf("%w: %s of type %v", ErrUnsupported, what, ci.ContentType)
+		return nil, unsupported("%s of type %v", what, ci.ContentType)
 	}
 	var bags []safeBag
 	if err := unmarshalDER(plain, &bags, "safe contents"); err != nil {
@@ -266,7 +283,7 @@ func safeContents(ci contentInfo, password []byte, i int) ([]safeBag, error) {
 	return bags, nil
 }
 
-func addBag(bag safeBag, password []byte, keys *[]p12Key, certs *[]p12Cert) error {
+func (p *p12Parser) addBag(bag safeBag) error {
 	name, id, trusted, err := bagAttributes(bag.Attributes)
 	if err != nil {
 		return err
@@ -281,7 +298,7 @@ func addBag(bag safeBag, password []byte, keys *[]p12Key, certs *[]p12Cert) erro
 		if err := unmarshalDER(inner, &epki, "shrouded key bag"); err != nil {
 			return err
 		}
-		der, err := pbeDecrypt(epki.Algorithm, password, epki.EncryptedData)
+		der, err := p.kdf.pbeDecrypt(epki.Algorithm, epki.EncryptedData)
 		if err != nil {
 			return err
 		}
@@ -289,19 +306,19 @@ func addBag(bag safeBag, password []byte, keys *[]p12Key, certs *[]p12Cert) erro
 			clear(der)
 			return fmt.Errorf("%w: shrouded key bag is not PKCS #8", ErrMalformed)
 		}
-		*keys = append(*keys, p12Key{name: name, id: id, der: der})
+		p.keys = append(p.keys, p12Key{name: name, id: id, der: der})
 	case bag.ID.Equal(oidKeyBag):
 		if !isPKCS8(inner) {
 			return fmt.Errorf("%w: key bag is not PKCS #8", ErrMalformed)
 		}
-		*keys = append(*keys, p12Key{name: name, id: id, der: bytes.Clone(inner)})
+		p.keys = append(p.keys, p12Key{name: name, id: id, der: bytes.Clone(inner)})
 	case bag.ID.Equal(oidCertBag):
 		var cb certBag
 		if err := unmarshalDER(inner, &cb, "certificate bag"); err != nil {
 			return err
 		}
 		if !cb.ID.Equal(oidX509Certificate) {
-			return fmt.Errorf("%w: certificate bag of type %v", ErrUnsupported, cb.ID)
+			return unsupported("certificate bag of type %v", cb.ID)
 		}
 		certDER, err := unwrapExplicit(cb.Data, "certificate bag")
 		if err != nil {
@@ -311,13 +328,13 @@ func addBag(bag safeBag, password []byte, keys *[]p12Key, certs *[]p12Cert) erro
 		if err := unmarshalDER(certDER, &raw, "certificate bag value"); err != nil {
 			return err
 		}
-		cert, err := x509.ParseCertificate(raw)
+		i, err := p.certs.add(raw)
 		if err != nil {
-			return fmt.Errorf("%w: certificate bag: %v", ErrMalformed, err)
+			return err
 		}
-		*certs = append(*certs, p12Cert{name: name, id: id, trusted: trusted, cert: cert})
+		p.bags = append(p.bags, p12Cert{name: name, id: id, trusted: trusted, cert: i})
 	default:
-		return fmt.Errorf("%w: safe bag of type %v (secret keys, CRLs and nested bags are not read)", ErrUnsupported, bag.ID)
+		return unsupported("safe bag of type %v (secret keys, CRLs and nested bags are not read)", bag.ID)
 	}
 	return nil
 }
@@ -352,11 +369,11 @@ func bagAttributes(attrs []bagAttribute) (name, id []byte, trusted bool, err err
 	return name, id, trusted, nil
 }
 
-// assemblePKCS12 turns bags into entries the way Java does: a key's leaf is
-// the certificate with its localKeyId, the chain follows issuers among all
+// assemble turns bags into entries the way Java does: a key's leaf is the
+// certificate with its localKeyId, the chain follows issuers among all
 // certificates, aliases are friendlyNames ("1", "2", ... when absent), and
 // certificates marked trusted become trusted entries.
-func assemblePKCS12(keys []p12Key, certs []p12Cert) (*KeyStore, error) {
+func (p *p12Parser) assemble() (*KeyStore, error) {
 	ks := New(FormatPKCS12)
 	now := time.Now()
 	unnamed := 0
@@ -367,30 +384,27 @@ func assemblePKCS12(keys []p12Key, certs []p12Cert) (*KeyStore, error) {
 		}
 		return normalizeAlias(string(name))
 	}
-	for i := range keys {
-		k := &keys[i]
-		leaf := -1
-		for j, c := range certs {
-			if len(k.id) > 0 && bytes.Equal(c.id, k.id) {
-				leaf = j
-				break
+	byID := make(map[string]int, len(p.keys))
+	for _, c := range p.bags {
+		if _, dup := byID[string(c.id)]; len(c.id) > 0 && !dup {
+			byID[string(c.id)] = c.cert
+		}
+	}
+	for i := range p.keys {
+		k := &p.keys[i]
+		leaf, ok := byID[string(k.id)]
+		if len(k.id) == 0 {
+			ok = len(p.keys) == 1 && len(p.bags) > 0
+			if ok {
+				leaf = p.bags[0].cert
 			}
 		}
-		if leaf < 0 && len(keys) == 1 && len(certs) > 0 && len(k.id) == 0 {
-			leaf = 0
-		}
-		if leaf < 0 {
+		if !ok {
 			return nil, fmt.Errorf("%w: PKCS #12 key %q has no certificate", ErrMalformed, k.name)
 		}
-		chain := [][]byte{certs[leaf].cert.Raw}
-		cur := certs[leaf].cert
-		for len(chain) < MaxChainLen && !bytes.Equal(cur.RawIssuer, cur.RawSubject) {
-			next := issuerOf(cur, certs, chain)
-			if next == nil {
-				break
-			}
-			chain = append(chain, next.Raw)
-			cur = next
+		chain, err := p.certs.chain(leaf)
+		if err != nil {
+			return nil, err
 		}
 		a := alias(k.name)
 		if err := checkAlias(a); err != nil {
@@ -399,7 +413,7 @@ func assemblePKCS12(keys []p12Key, certs []p12Cert) (*KeyStore, error) {
 		ks.entries[a] = &entry{created: now, key: k.der, chain: chain}
 		k.der = nil // now owned by ks
 	}
-	for _, c := range certs {
+	for _, c := range p.bags {
 		if !c.trusted || len(c.id) > 0 {
 			continue
 		}
@@ -410,7 +424,7 @@ func assemblePKCS12(keys []p12Key, certs []p12Cert) (*KeyStore, error) {
 		if _, dup := ks.entries[a]; dup {
 			return nil, fmt.Errorf("%w: alias %q used twice", ErrMalformed, a)
 		}
-		ks.entries[a] = &entry{created: now, chain: [][]byte{c.cert.Raw}}
+		ks.entries[a] = &entry{created: now, chain: [][]byte{p.certs.certs[c.cert].Raw}}
 	}
 	if len(ks.entries) > MaxEntries {
 		return nil, fmt.Errorf("%w: more than %d entries", ErrTooLarge, MaxEntries)
@@ -418,41 +432,129 @@ func assemblePKCS12(keys []p12Key, certs []p12Cert) (*KeyStore, error) {
 	return ks, nil
 }
 
-// issuerOf finds the certificate among certs that signed c and is not yet
-// in chain.
-func issuerOf(c *x509.Certificate, certs []p12Cert, chain [][]byte) *x509.Certificate {
-	for _, cand := range certs {
-		if !bytes.Equal(cand.cert.RawSubject, c.RawIssuer) {
-			continue
-		}
-		seen := false
-		for _, der := range chain {
-			if bytes.Equal(der, cand.cert.Raw) {
-				seen = true
-				break
-			}
-		}
-		if !seen && c.CheckSignatureFrom(cand.cert) == nil {
-			return cand.cert
-		}
-	}
-	return nil
+// certSet holds a file's certificates once each, however many bags repeat
+// them, and builds chains with a bounded number of signature checks: the
+// issuer of each certificate is found once (memoised), and among the
+// certificates named like an issuer, the one that last verified a
+// signature under that name is tried first. Chains of many keys issued by
+// one CA among many certificates bearing its name then cost one check per
+// key, not one per key and namesake; a file that still needs more than
+// MaxSignatureChecks is refused with ErrWorkLimit.
+type certSet struct {
+	certs     []*x509.Certificate
+	byRaw     map[string]int
+	bySubject map[string][]int
+	// issuer[i] is the index of the issuer of certs[i], noIssuer, or
+	// issuerUnknown before it is looked for.
+	issuer []int
+	// verified maps an issuer name to the certificate that last verified
+	// a signature under it.
+	verified map[string]int
+	// checks counts the signature checks made.
+	checks int
 }
 
-func (ks *KeyStore) marshalPKCS12(password []byte, rnd io.Reader) ([]byte, error) {
+const (
+	issuerUnknown = -2
+	noIssuer      = -1
+)
+
+func newCertSet() certSet {
+	return certSet{byRaw: map[string]int{}, bySubject: map[string][]int{}, verified: map[string]int{}}
+}
+
+// add parses der unless the set holds it already, and returns its index.
+func (s *certSet) add(der []byte) (int, error) {
+	if i, ok := s.byRaw[string(der)]; ok {
+		return i, nil
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return 0, fmt.Errorf("%w: certificate bag: %v", ErrMalformed, err)
+	}
+	i := len(s.certs)
+	s.certs = append(s.certs, c)
+	s.issuer = append(s.issuer, issuerUnknown)
+	s.byRaw[string(c.Raw)] = i
+	s.bySubject[string(c.RawSubject)] = append(s.bySubject[string(c.RawSubject)], i)
+	return i, nil
+}
+
+// chain returns the DER chain of certs[leaf]: the leaf, then issuers up to
+// a self-issued certificate, one without an issuer in the set, a cycle, or
+// MaxChainLen certificates.
+func (s *certSet) chain(leaf int) ([][]byte, error) {
+	chain := [][]byte{s.certs[leaf].Raw}
+	seen := map[int]bool{leaf: true}
+	for cur := leaf; len(chain) < MaxChainLen; {
+		next, err := s.issuerOf(cur)
+		if err != nil {
+			return nil, err
+		}
+		if next == noIssuer || seen[next] {
+			break
+		}
+		seen[next] = true
+		chain = append(chain, s.certs[next].Raw)
+		cur = next
+	}
+	return chain, nil
+}
+
+// issuerOf finds, once, the certificate of the set that signed certs[i].
+func (s *certSet) issuerOf(i int) (int, error) {
+	if s.issuer[i] != issuerUnknown {
+		return s.issuer[i], nil
+	}
+	c := s.certs[i]
+	s.issuer[i] = noIssuer
+	if bytes.Equal(c.RawIssuer, c.RawSubject) {
+		return noIssuer, nil
+	}
+	name := string(c.RawIssuer)
+	// signed reports whether cand signed c, counting the check.
+	signed := func(cand int) (bool, error) {
+		if s.checks >= MaxSignatureChecks {
+			return false, fmt.Errorf("%w: building the chains takes more than %d signature checks", ErrWorkLimit, MaxSignatureChecks)
+		}
+		s.checks++
+		if c.CheckSignatureFrom(s.certs[cand]) != nil {
+			return false, nil
+		}
+		s.issuer[i], s.verified[name] = cand, cand
+		return true, nil
+	}
+	last, hasLast := s.verified[name]
+	if hasLast && last != i {
+		if ok, err := signed(last); ok || err != nil {
+			return s.issuer[i], err
+		}
+	}
+	for _, cand := range s.bySubject[name] {
+		if cand == i || hasLast && cand == last {
+			continue
+		}
+		if ok, err := signed(cand); ok || err != nil {
+			return s.issuer[i], err
+		}
+	}
+	return noIssuer, nil
+}
+
+// marshalPKCS12 writes the keystore as PKCS #12 the way JDK 17 keytool
+// does: trusted and chain certificates in one PBES2-encrypted safe, each
+// key shrouded with PBES2 in a plain safe (left out when there is no key),
+// friendlyName and localKeyId attributes, Java's trusted-usage attribute
+// on trusted entries, and an HMAC-SHA256 MAC. Every PBKDF2 and the MAC's
+// KDF use iterations. It is the package's only PKCS #12 writer, for key
+// stores and trust stores alike: go-pkcs12's encoders cannot name a key
+// entry (Java would call it "1") nor put trusted entries beside it.
+func (ks *KeyStore) marshalPKCS12(password []byte, rnd io.Reader, iterations int) ([]byte, error) {
 	if rnd == nil {
 		rnd = rand.Reader
 	}
-	aliases := ks.Aliases()
-	hasKey := false
-	for _, a := range aliases {
-		hasKey = hasKey || ks.entries[a].key != nil
-	}
-	if !hasKey {
-		return ks.marshalTrustStore(aliases, password, rnd)
-	}
 	var certBags, keyBags []safeBag
-	for i, a := range aliases {
+	for i, a := range ks.Aliases() {
 		e := ks.entries[a]
 		name, err := bmpAttribute(oidFriendlyName, a)
 		if err != nil {
@@ -486,7 +588,7 @@ func (ks *KeyStore) marshalPKCS12(password []byte, rnd io.Reader) ([]byte, error
 			}
 			certBags = append(certBags, bag)
 		}
-		algo, ct, err := pbes2Encrypt(rnd, password, e.key, writeIterations)
+		algo, ct, err := pbes2Encrypt(rnd, password, e.key, iterations)
 		if err != nil {
 			return nil, err
 		}
@@ -500,7 +602,7 @@ func (ks *KeyStore) marshalPKCS12(password []byte, rnd io.Reader) ([]byte, error
 	if err != nil {
 		return nil, err
 	}
-	algo, ct, err := pbes2Encrypt(rnd, password, certSafe, writeIterations)
+	algo, ct, err := pbes2Encrypt(rnd, password, certSafe, iterations)
 	if err != nil {
 		return nil, err
 	}
@@ -509,31 +611,38 @@ func (ks *KeyStore) marshalPKCS12(password []byte, rnd io.Reader) ([]byte, error
 	if err != nil {
 		return nil, err
 	}
-	keySafe, err := asn1.Marshal(keyBags)
+	safes := []contentInfo{{ContentType: oidEncryptedData, Content: explicit(encDER)}}
+	if len(keyBags) > 0 {
+		keySafe, err := asn1.Marshal(keyBags)
+		if err != nil {
+			return nil, err
+		}
+		keyData, err := asn1.Marshal(keySafe)
+		if err != nil {
+			return nil, err
+		}
+		safes = append(safes, contentInfo{ContentType: oidData, Content: explicit(keyData)})
+	}
+	content, err := asn1.Marshal(safes)
 	if err != nil {
 		return nil, err
 	}
-	keyData, err := asn1.Marshal(keySafe)
-	if err != nil {
-		return nil, err
-	}
-	content, err := asn1.Marshal([]contentInfo{
-		{ContentType: oidEncryptedData, Content: explicit(encDER)},
-		{ContentType: oidData, Content: explicit(keyData)},
-	})
-	if err != nil {
-		return nil, err
-	}
-	return marshalPFX(content, password, rnd)
+	return marshalPFX(content, password, rnd, iterations)
 }
 
 // marshalPFX wraps the authenticated safe with an HMAC-SHA256 MAC.
-func marshalPFX(content, password []byte, rnd io.Reader) ([]byte, error) {
+func marshalPFX(content, password []byte, rnd io.Reader, iterations int) ([]byte, error) {
 	salt := make([]byte, 16)
 	if _, err := io.ReadFull(rnd, salt); err != nil {
 		return nil, fmt.Errorf("keystore: reading random salt: %w", err)
 	}
-	mac := pkcs12MAC(sha256.New, 64, password, salt, writeIterations, content)
+	k := newKDF(password)
+	defer k.close()
+	key, err := k.pkcs12(oidSHA256, sha256.New, 64, salt, iterations, 3, sha256.Size)
+	if err != nil {
+		return nil, err
+	}
+	mac := pkcs12MAC(sha256.New, key, content)
 	data, err := asn1.Marshal(content)
 	if err != nil {
 		return nil, err
@@ -544,30 +653,9 @@ func marshalPFX(content, password []byte, rnd io.Reader) ([]byte, error) {
 		MacData: macData{
 			Mac:        digestInfo{Algorithm: pkix.AlgorithmIdentifier{Algorithm: oidSHA256, Parameters: asn1.NullRawValue}, Digest: mac},
 			MacSalt:    salt,
-			Iterations: writeIterations,
+			Iterations: iterations,
 		},
 	})
-}
-
-// marshalTrustStore writes a store of trusted certificates only with
-// go-pkcs12's Modern encoder, which JDK 17 keytool reads (see the interop
-// tests).
-func (ks *KeyStore) marshalTrustStore(aliases []string, password []byte, rnd io.Reader) ([]byte, error) {
-	entries := make([]pkcs12.TrustStoreEntry, 0, len(aliases))
-	for _, a := range aliases {
-		c, err := ks.TrustedCert(a)
-		if err != nil {
-			return nil, err
-		}
-		entries = append(entries, pkcs12.TrustStoreEntry{Cert: c, FriendlyName: a})
-	}
-	// go-pkcs12 takes the password as a string, a copy that cannot be
-	// cleared; a trust store protects no secret.
-	out, err := pkcs12.Modern.WithRand(rnd).EncodeTrustStoreEntries(entries, string(password))
-	if err != nil {
-		return nil, fmt.Errorf("keystore: writing PKCS #12 trust store: %w", err)
-	}
-	return out, nil
 }
 
 func newCertBag(der []byte, attrs ...bagAttribute) (safeBag, error) {

@@ -2,6 +2,7 @@ package keystore
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"strconv"
 )
@@ -82,7 +83,10 @@ func ParseProperties(data []byte) (*Properties, error) {
 
 // LoadProperties reads and parses the properties file at path. A missing
 // file is an empty Properties and no error, so that Setup can create it.
-func LoadProperties(path string) (*Properties, error) {
+func LoadProperties(ctx context.Context, path string) (*Properties, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	data, err := readFileLimited(path, MaxPropertiesSize)
 	if isNotExist(err) {
 		return &Properties{}, nil

@@ -2,22 +2,18 @@ package keystore
 
 import (
 	"bytes"
-	"crypto"
+	"context"
 	"crypto/x509"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"time"
+
+	"github.com/kvmpki/kvmpki/internal/pemx"
 )
 
-// ErrExpired means a certificate of the host's credentials has expired or
-// is not valid yet.
-var ErrExpired = errors.New("keystore: certificate expired or not yet valid")
-
-// CheckOptions tunes CheckSecured. The zero value (or nil) is the safe
+// CheckSecuredOptions tunes CheckSecured. The zero value (or nil) is the safe
 // default.
-type CheckOptions struct {
+type CheckSecuredOptions struct {
 	// PropertiesFile is the agent.properties holding the keystore
 	// passphrase. If empty, it is PropertiesFile in the directory.
 	PropertiesFile string
@@ -43,11 +39,14 @@ type Credentials struct {
 //
 // When the host is not secured the error is a *NotSecuredError naming the
 // file at fault and wrapping the reason: fs.ErrNotExist, ErrKeyMismatch,
-// ErrExpired, a *ChainError, or a keystore error such as
-// ErrIncorrectPassword.
-func CheckSecured(dir string, opts *CheckOptions) (*Credentials, error) {
+// ErrExpired, a *ChainError (which wraps ErrUnknownAuthority or
+// ErrExpired), or a keystore error such as ErrIncorrectPassword.
+func CheckSecured(ctx context.Context, dir string, opts *CheckSecuredOptions) (*Credentials, error) {
 	if opts == nil {
-		opts = &CheckOptions{}
+		opts = &CheckSecuredOptions{}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	now := time.Now()
 	if opts.Time != nil {
@@ -83,10 +82,10 @@ func CheckSecured(dir string, opts *CheckOptions) (*Credentials, error) {
 	if err != nil {
 		return fail(KeyFile, err)
 	}
-	key, err := parsePEMKey(keyPEM)
+	key, err := pemx.ParsePrivateKey(keyPEM)
 	clear(keyPEM)
 	if err != nil {
-		return fail(KeyFile, err)
+		return fail(KeyFile, fmt.Errorf("keystore: %w", err))
 	}
 	leaf := certs[0]
 	if err := matchKey(leaf, key.Public()); err != nil {
@@ -95,7 +94,7 @@ func CheckSecured(dir string, opts *CheckOptions) (*Credentials, error) {
 	notAfter := leaf.NotAfter
 	expired := func(c *x509.Certificate) error {
 		if now.Before(c.NotBefore) || now.After(c.NotAfter) {
-			return fmt.Errorf("%w: %q valid from %s to %s", ErrExpired, c.Subject.String(),
+			return fmt.Errorf("keystore: %w: %q valid from %s to %s", ErrExpired, c.Subject.String(),
 				c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
 		}
 		return nil
@@ -127,12 +126,12 @@ func CheckSecured(dir string, opts *CheckOptions) (*Credentials, error) {
 		}
 	}
 
-	password, err := readPassphrase(propsPath)
+	password, err := readPassphrase(ctx, propsPath)
 	if err != nil {
 		return fail(filepath.Base(propsPath), err)
 	}
 	defer clear(password)
-	ks, err := Load(filepath.Join(dir, KeystoreFile), password)
+	ks, err := Load(ctx, filepath.Join(dir, KeystoreFile), password)
 	if err != nil {
 		return fail(KeystoreFile, err)
 	}
@@ -142,46 +141,11 @@ func CheckSecured(dir string, opts *CheckOptions) (*Credentials, error) {
 		return fail(KeystoreFile, err)
 	}
 	if !bytes.Equal(ksChain[0].Raw, leaf.Raw) {
-		return fail(KeystoreFile, fmt.Errorf("%w: entry %q holds another certificate than %s", ErrKeyMismatch, KeyAlias, CertFile))
+		return fail(KeystoreFile, fmt.Errorf("keystore: %w: entry %q holds another certificate than %s", ErrKeyMismatch, KeyAlias, CertFile))
 	}
 	// The Java agent signs with the keystore's key, not cloud.key.
 	if err := matchKey(leaf, ksKey.Public()); err != nil {
 		return fail(KeystoreFile, fmt.Errorf("%w (the key of entry %q)", err, KeyAlias))
 	}
 	return &Credentials{Chain: chain, NotAfter: notAfter}, nil
-}
-
-// parsePEMKey reads the first private key block of data: PKCS #8, SEC 1 or
-// PKCS #1.
-func parsePEMKey(data []byte) (crypto.Signer, error) {
-	for rest := data; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			return nil, errors.New("keystore: no PEM private key")
-		}
-		var (
-			k   any
-			err error
-		)
-		switch b.Type {
-		case "PRIVATE KEY":
-			k, err = x509.ParsePKCS8PrivateKey(b.Bytes)
-		case "EC PRIVATE KEY":
-			k, err = x509.ParseECPrivateKey(b.Bytes)
-		case "RSA PRIVATE KEY":
-			k, err = x509.ParsePKCS1PrivateKey(b.Bytes)
-		default:
-			continue
-		}
-		clear(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("keystore: parsing %s block: %w", b.Type, err)
-		}
-		s, ok := k.(crypto.Signer)
-		if !ok {
-			return nil, fmt.Errorf("%w: %T", ErrUnsupportedKey, k)
-		}
-		return s, nil
-	}
 }

@@ -30,7 +30,7 @@ func TestCheckSecured(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		break_   func(t *testing.T, dir string)
-		opts     *CheckOptions
+		opts     *CheckSecuredOptions
 		wantFile string
 		check    func(t *testing.T, err error)
 	}{
@@ -50,7 +50,7 @@ func TestCheckSecured(t *testing.T) {
 			break_: write(CACertFile, pemCerts(newCA(t).Certificate())),
 			check:  func(t *testing.T, err error) { assert.ErrorAs(t, err, &chainErr) }},
 		{name: "expired", wantFile: CertFile,
-			opts:  &CheckOptions{Time: fixedTime(time.Now().Add(20 * 365 * 24 * time.Hour))},
+			opts:  &CheckSecuredOptions{Time: fixedTime(time.Now().Add(20 * 365 * 24 * time.Hour))},
 			check: func(t *testing.T, err error) { assert.ErrorIs(t, err, ErrExpired) }},
 		// CA bundles carry the previous CA across a rollover; an expired
 		// one that issued nothing here does not unsecure the host (Import
@@ -68,9 +68,9 @@ func TestCheckSecured(t *testing.T) {
 			check:  func(t *testing.T, err error) { assert.ErrorIs(t, err, ErrIncorrectPassword) }},
 		{name: "keystore key differs", wantFile: KeystoreFile,
 			break_: func(t *testing.T, dir string) {
-				password, err := readPassphrase(filepath.Join(dir, PropertiesFile))
+				password, err := readPassphrase(context.Background(), filepath.Join(dir, PropertiesFile))
 				require.NoError(t, err)
-				ks, err := Load(filepath.Join(dir, KeystoreFile), password)
+				ks, err := Load(context.Background(), filepath.Join(dir, KeystoreFile), password)
 				require.NoError(t, err)
 				ks.entries[KeyAlias].key = otherKeyDER // same certificate, another key
 				data, err := ks.Marshal(ks.Format(), password)
@@ -80,18 +80,18 @@ func TestCheckSecured(t *testing.T) {
 			check: func(t *testing.T, err error) { assert.ErrorIs(t, err, ErrKeyMismatch) }},
 		{name: "keystore from a new setup", wantFile: KeystoreFile,
 			break_: func(t *testing.T, dir string) {
-				_, err := Setup(context.Background(), dir, hostSetupOptions(FormatPKCS12, KeyECDSA))
+				_, err := Setup(context.Background(), dir, hostSetupOptions(FormatPKCS12, KeyAlgorithmECDSA))
 				require.NoError(t, err)
 			},
 			check: func(t *testing.T, err error) { assert.ErrorIs(t, err, ErrKeyMismatch) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			onboard(t, ca, dir, FormatPKCS12, KeyECDSA)
+			onboard(t, ca, dir, FormatPKCS12, KeyAlgorithmECDSA)
 			if tc.break_ != nil {
 				tc.break_(t, dir)
 			}
-			creds, err := CheckSecured(dir, tc.opts)
+			creds, err := CheckSecured(context.Background(), dir, tc.opts)
 			if tc.check == nil {
 				require.NoError(t, err)
 				require.Len(t, creds.Chain, 2)
@@ -108,9 +108,9 @@ func TestCheckSecured(t *testing.T) {
 
 func TestCheckSecuredAfterSetupOnly(t *testing.T) {
 	dir := t.TempDir()
-	_, err := Setup(context.Background(), dir, hostSetupOptions(FormatPKCS12, KeyECDSA))
+	_, err := Setup(context.Background(), dir, hostSetupOptions(FormatPKCS12, KeyAlgorithmECDSA))
 	require.NoError(t, err)
-	_, err = CheckSecured(dir, nil)
+	_, err = CheckSecured(context.Background(), dir, nil)
 	var nse *NotSecuredError
 	require.ErrorAs(t, err, &nse)
 	assert.Equal(t, CertFile, nse.File)

@@ -18,30 +18,36 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/kvmpki/kvmpki/internal/pkicore"
 )
 
-// KeyType is the algorithm of the key Setup generates.
-type KeyType int
+// KeyAlgorithm is the algorithm of the key Setup generates, the one type
+// every kvmpki package uses. Its zero value, KeyAlgorithmDefault, is
+// ECDSA P-256 here: rootca gives it a certificate without key usage, which
+// libvirt, QEMU, Go, OpenSSL and Java all accept.
+type KeyAlgorithm = pkicore.KeyAlgorithm
 
+// The key algorithms.
 const (
-	// KeyECDSA is an ECDSA P-256 key, the default: rootca gives it a
-	// certificate without key usage, which libvirt, QEMU, Go, OpenSSL and
-	// Java all accept.
-	KeyECDSA KeyType = iota
-	// KeyRSA is an RSA key of SetupOptions.RSABits bits (default 2048), as
-	// CloudStack's keytool -genkey makes.
-	KeyRSA
+	// KeyAlgorithmDefault is ECDSA P-256.
+	KeyAlgorithmDefault = pkicore.KeyAlgorithmDefault
+	// KeyAlgorithmRSA is an RSA key of SetupOptions.KeySize bits (2048 when
+	// zero), as CloudStack's keytool -genkey makes.
+	KeyAlgorithmRSA = pkicore.KeyAlgorithmRSA
+	// KeyAlgorithmECDSA is an ECDSA key on P-256 (SetupOptions.KeySize 0
+	// or 256) or P-384 (384).
+	KeyAlgorithmECDSA = pkicore.KeyAlgorithmECDSA
 )
 
-// ParseKeyType maps "ecdsa" and "rsa" to a KeyType.
-func ParseKeyType(s string) (KeyType, error) {
-	switch strings.ToLower(s) {
-	case "ecdsa", "ec":
-		return KeyECDSA, nil
-	case "rsa":
-		return KeyRSA, nil
+// ParseKeyAlgorithm reads "rsa", "ecdsa" (or "ec"), and "default" (or
+// ""), in any case.
+func ParseKeyAlgorithm(s string) (KeyAlgorithm, error) {
+	a, err := pkicore.ParseKeyAlgorithm(s)
+	if err != nil {
+		return 0, fmt.Errorf("keystore: %w", err)
 	}
-	return 0, fmt.Errorf("keystore: unknown key type %q (want rsa or ecdsa)", s)
+	return a, nil
 }
 
 // SetupOptions tunes Setup. The zero value (or nil) is the safe default.
@@ -57,14 +63,15 @@ type SetupOptions struct {
 	// is used when it is a DNS name.
 	DNSNames []string
 	// IPAddresses are the addresses the CSR asks for. If nil, they are
-	// HostAddresses(); pass an empty non-nil slice for none.
+	// HostAddresses(ctx); pass an empty non-nil slice for none.
 	IPAddresses []net.IP
 
-	// KeyType is the key algorithm; the zero value is ECDSA P-256.
-	KeyType KeyType
-	// RSABits is the RSA key size; zero means DefaultRSABits. Sizes under
-	// 2048 or over 8192 are refused.
-	RSABits int
+	// KeyAlgorithm is the key algorithm; the zero value is ECDSA P-256.
+	KeyAlgorithm KeyAlgorithm
+	// KeySize is the RSA modulus in bits (zero: 2048; under 2048 or over
+	// 8192 refused) or the ECDSA curve size (zero or 256: P-256; 384:
+	// P-384; others refused).
+	KeySize int
 
 	// Format is the keystore format; the zero value means PKCS #12.
 	Format Format
@@ -127,7 +134,7 @@ func setup(ctx context.Context, dir string, opts *SetupOptions, fsys fileSystem)
 	if propsPath == "" {
 		propsPath = filepath.Join(dir, PropertiesFile)
 	}
-	cn, dnsNames, ips, err := setupNames(opts)
+	cn, dnsNames, ips, err := setupNames(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +142,7 @@ func setup(ctx context.Context, dir string, opts *SetupOptions, fsys fileSystem)
 		return nil, err
 	}
 
-	props, err := LoadProperties(propsPath)
+	props, err := LoadProperties(ctx, propsPath)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +162,7 @@ func setup(ctx context.Context, dir string, opts *SetupOptions, fsys fileSystem)
 		return nil, fmt.Errorf("%w (keystore.passphrase in %s)", err, propsPath)
 	}
 
-	key, err := generateKey(opts.KeyType, opts.RSABits, rnd)
+	key, err := generateKey(opts.KeyAlgorithm, opts.KeySize, rnd)
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +172,7 @@ func setup(ctx context.Context, dir string, opts *SetupOptions, fsys fileSystem)
 	}
 	ksPath := filepath.Join(dir, KeystoreFile)
 	ks := New(format)
-	if old, err := Load(ksPath, password); err == nil {
+	if old, err := Load(ctx, ksPath, password); err == nil {
 		// Only "cloud" is replaced: other entries, keys included, are
 		// not Setup's to drop (keytool -genkeypair leaves them too).
 		for _, a := range old.Aliases() {
@@ -181,7 +188,13 @@ func setup(ctx context.Context, dir string, opts *SetupOptions, fsys fileSystem)
 		return nil, err
 	}
 	ks.entries[KeyAlias].created = now()
-	ksData, err := ks.marshal(format, password, rnd)
+	// A passphrase generated just now carries 130 random bits: see
+	// generatedPasswordIterations.
+	iterations := writeIterations
+	if newPass {
+		iterations = min(iterations, generatedPasswordIterations)
+	}
+	ksData, err := ks.marshal(format, password, rnd, iterations)
 	if err != nil {
 		return nil, err
 	}
@@ -230,7 +243,7 @@ func setup(ctx context.Context, dir string, opts *SetupOptions, fsys fileSystem)
 }
 
 // setupNames resolves the CSR's common name, DNS names and addresses.
-func setupNames(opts *SetupOptions) (string, []string, []net.IP, error) {
+func setupNames(ctx context.Context, opts *SetupOptions) (string, []string, []net.IP, error) {
 	cn := opts.CommonName
 	if cn == "" {
 		h, err := os.Hostname()
@@ -246,7 +259,7 @@ func setupNames(opts *SetupOptions) (string, []string, []net.IP, error) {
 	ips := opts.IPAddresses
 	if ips == nil {
 		var err error
-		if ips, err = HostAddresses(); err != nil {
+		if ips, err = HostAddresses(ctx); err != nil {
 			return "", nil, nil, err
 		}
 	}
@@ -271,28 +284,37 @@ func isDNSName(s string) bool {
 	return true
 }
 
-func generateKey(t KeyType, bits int, rnd io.Reader) (crypto.Signer, error) {
-	switch t {
-	case KeyECDSA:
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rnd)
+func generateKey(alg KeyAlgorithm, size int, rnd io.Reader) (crypto.Signer, error) {
+	switch alg {
+	case KeyAlgorithmDefault, KeyAlgorithmECDSA:
+		var curve elliptic.Curve
+		switch size {
+		case 0, 256:
+			curve = elliptic.P256()
+		case 384:
+			curve = elliptic.P384()
+		default:
+			return nil, fmt.Errorf("%w: ECDSA-%d (256 or 384 accepted)", ErrUnsupportedKey, size)
+		}
+		k, err := ecdsa.GenerateKey(curve, rnd)
 		if err != nil {
 			return nil, fmt.Errorf("keystore: generating an ECDSA key: %w", err)
 		}
 		return k, nil
-	case KeyRSA:
-		if bits == 0 {
-			bits = DefaultRSABits
+	case KeyAlgorithmRSA:
+		if size == 0 {
+			size = defaultRSABits
 		}
-		if bits < minRSABits || bits > maxRSABits {
-			return nil, fmt.Errorf("%w: RSA-%d (%d to %d bits accepted)", ErrUnsupportedKey, bits, minRSABits, maxRSABits)
+		if size < minRSABits || size > maxRSABits {
+			return nil, fmt.Errorf("%w: RSA-%d (%d to %d bits accepted)", ErrUnsupportedKey, size, minRSABits, maxRSABits)
 		}
-		k, err := rsa.GenerateKey(rnd, bits)
+		k, err := rsa.GenerateKey(rnd, size)
 		if err != nil {
 			return nil, fmt.Errorf("keystore: generating an RSA key: %w", err)
 		}
 		return k, nil
 	}
-	return nil, fmt.Errorf("%w: key type %d", ErrUnsupportedKey, t)
+	return nil, fmt.Errorf("%w: key algorithm %v", ErrUnsupportedKey, alg)
 }
 
 // selfSigned makes the placeholder certificate of a new key entry: Java

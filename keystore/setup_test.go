@@ -20,7 +20,7 @@ func TestSetup(t *testing.T) {
 	props := filepath.Join(dir, PropertiesFile)
 	require.NoError(t, os.WriteFile(props, original, 0o640))
 
-	opts := hostSetupOptions(FormatUnknown, KeyECDSA)
+	opts := hostSetupOptions(FormatUnknown, KeyAlgorithmECDSA)
 	opts.DNSNames = []string{"kvm1.example.org", "kvm1"}
 	res, err := Setup(context.Background(), dir, opts)
 	require.NoError(t, err)
@@ -32,7 +32,7 @@ func TestSetup(t *testing.T) {
 	require.True(t, bytes.HasPrefix(after, original), "existing lines must stay untouched")
 	added := string(after[len(original):])
 	assert.Regexp(t, `^keystore\.passphrase=[A-Z2-7]{26}\n$`, added)
-	pw, err := readPassphrase(props)
+	pw, err := readPassphrase(context.Background(), props)
 	require.NoError(t, err)
 
 	for _, name := range []string{PropertiesFile, KeystoreFile, CSRFile} {
@@ -49,7 +49,7 @@ func TestSetup(t *testing.T) {
 	assert.True(t, req.IPAddresses[0].Equal(net.IPv4(127, 0, 0, 1)))
 	assert.IsType(t, &ecdsa.PublicKey{}, req.PublicKey)
 
-	ks, err := Load(filepath.Join(dir, KeystoreFile), pw)
+	ks, err := Load(context.Background(), filepath.Join(dir, KeystoreFile), pw)
 	require.NoError(t, err)
 	assert.Equal(t, FormatPKCS12, ks.Format())
 	key, chain, err := ks.PrivateKey(KeyAlias)
@@ -68,20 +68,20 @@ func TestSetup(t *testing.T) {
 func TestSetupKeysAndFormats(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
-		kt      KeyType
+		kt      KeyAlgorithm
 		bits    int
 		format  Format
 		wantErr error
 	}{
-		{"RSA default size JKS", KeyRSA, 0, FormatJKS, nil},
-		{"RSA 3072", KeyRSA, 3072, FormatPKCS12, nil},
-		{"RSA 1024 refused", KeyRSA, 1024, FormatPKCS12, ErrUnsupportedKey},
-		{"ECDSA JKS", KeyECDSA, 0, FormatJKS, nil},
+		{"RSA default size JKS", KeyAlgorithmRSA, 0, FormatJKS, nil},
+		{"RSA 3072", KeyAlgorithmRSA, 3072, FormatPKCS12, nil},
+		{"RSA 1024 refused", KeyAlgorithmRSA, 1024, FormatPKCS12, ErrUnsupportedKey},
+		{"ECDSA JKS", KeyAlgorithmECDSA, 0, FormatJKS, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			opts := hostSetupOptions(tc.format, tc.kt)
-			opts.RSABits = tc.bits
+			opts.KeySize = tc.bits
 			res, err := Setup(context.Background(), dir, opts)
 			if tc.wantErr != nil {
 				assert.ErrorIs(t, err, tc.wantErr)
@@ -94,10 +94,10 @@ func TestSetupKeysAndFormats(t *testing.T) {
 			f, err := DetectFormat(data)
 			require.NoError(t, err)
 			assert.Equal(t, tc.format, f)
-			if tc.kt == KeyRSA {
+			if tc.kt == KeyAlgorithmRSA {
 				want := tc.bits
 				if want == 0 {
-					want = DefaultRSABits
+					want = defaultRSABits
 				}
 				assert.Equal(t, want, res.Request.PublicKey.(*rsa.PublicKey).N.BitLen())
 			}
@@ -114,11 +114,11 @@ func TestSetupReplacesStaleKeystore(t *testing.T) {
 	data, err := stale.Marshal(FormatJKS, []byte("old-passphrase"))
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, KeystoreFile), data, 0o600))
-	_, err = Setup(context.Background(), dir, hostSetupOptions(FormatPKCS12, KeyECDSA))
+	_, err = Setup(context.Background(), dir, hostSetupOptions(FormatPKCS12, KeyAlgorithmECDSA))
 	require.NoError(t, err)
-	pw, err := readPassphrase(filepath.Join(dir, PropertiesFile))
+	pw, err := readPassphrase(context.Background(), filepath.Join(dir, PropertiesFile))
 	require.NoError(t, err)
-	ks, err := Load(filepath.Join(dir, KeystoreFile), pw)
+	ks, err := Load(context.Background(), filepath.Join(dir, KeystoreFile), pw)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"cloud"}, ks.Aliases())
 }
@@ -126,12 +126,12 @@ func TestSetupReplacesStaleKeystore(t *testing.T) {
 func TestSetupKeepsTrustedEntries(t *testing.T) {
 	dir := t.TempDir()
 	ca := newCA(t)
-	onboard(t, ca, dir, FormatPKCS12, KeyECDSA)
-	_, err := Setup(context.Background(), dir, hostSetupOptions(FormatPKCS12, KeyECDSA))
+	onboard(t, ca, dir, FormatPKCS12, KeyAlgorithmECDSA)
+	_, err := Setup(context.Background(), dir, hostSetupOptions(FormatPKCS12, KeyAlgorithmECDSA))
 	require.NoError(t, err)
-	pw, err := readPassphrase(filepath.Join(dir, PropertiesFile))
+	pw, err := readPassphrase(context.Background(), filepath.Join(dir, PropertiesFile))
 	require.NoError(t, err)
-	ks, err := Load(filepath.Join(dir, KeystoreFile), pw)
+	ks, err := Load(context.Background(), filepath.Join(dir, KeystoreFile), pw)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"cloud", "cloudca.1"}, ks.Aliases())
 }
@@ -143,11 +143,11 @@ func TestSetupKeepsOtherKeyEntries(t *testing.T) {
 		t.Run(format.String(), func(t *testing.T) {
 			dir := t.TempDir()
 			ca := newCA(t)
-			onboard(t, ca, dir, format, KeyECDSA)
-			pw, err := readPassphrase(filepath.Join(dir, PropertiesFile))
+			onboard(t, ca, dir, format, KeyAlgorithmECDSA)
+			pw, err := readPassphrase(context.Background(), filepath.Join(dir, PropertiesFile))
 			require.NoError(t, err)
 			path := filepath.Join(dir, KeystoreFile)
-			ks, err := Load(path, pw)
+			ks, err := Load(context.Background(), path, pw)
 			require.NoError(t, err)
 			other := *ks.entries[KeyAlias]
 			other.key = bytes.Clone(other.key)
@@ -156,9 +156,9 @@ func TestSetupKeepsOtherKeyEntries(t *testing.T) {
 			require.NoError(t, err)
 			require.NoError(t, os.WriteFile(path, data, 0o600))
 
-			_, err = Setup(context.Background(), dir, hostSetupOptions(format, KeyECDSA))
+			_, err = Setup(context.Background(), dir, hostSetupOptions(format, KeyAlgorithmECDSA))
 			require.NoError(t, err)
-			after, err := Load(path, pw)
+			after, err := Load(context.Background(), path, pw)
 			require.NoError(t, err)
 			assert.Equal(t, []string{"cloud", "cloudca.1", "other-service"}, after.Aliases())
 			require.Contains(t, after.entries, "other-service")
@@ -171,7 +171,7 @@ func TestSetupKeepsOtherKeyEntries(t *testing.T) {
 func TestSetupRefusesBadPassphrase(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, PropertiesFile), []byte("keystore.passphrase=abc\n"), 0o600))
-	_, err := Setup(context.Background(), dir, hostSetupOptions(FormatPKCS12, KeyECDSA))
+	_, err := Setup(context.Background(), dir, hostSetupOptions(FormatPKCS12, KeyAlgorithmECDSA))
 	assert.ErrorIs(t, err, ErrInvalidPassword)
 	assert.NotContains(t, err.Error(), "=abc")
 }
@@ -192,7 +192,7 @@ func TestSetupCanceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	dir := t.TempDir()
-	_, err := Setup(ctx, dir, hostSetupOptions(FormatPKCS12, KeyECDSA))
+	_, err := Setup(ctx, dir, hostSetupOptions(FormatPKCS12, KeyAlgorithmECDSA))
 	assert.ErrorIs(t, err, context.Canceled)
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
@@ -228,10 +228,10 @@ func TestSetupAtomic(t *testing.T) {
 	counter := &faultFS{failAt: -1}
 	probe := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(probe, PropertiesFile), []byte("host=192.0.2.1\n"), 0o600))
-	_, err := setup(context.Background(), probe, hostSetupOptions(FormatPKCS12, KeyECDSA), counter)
+	_, err := setup(context.Background(), probe, hostSetupOptions(FormatPKCS12, KeyAlgorithmECDSA), counter)
 	require.NoError(t, err)
 	for i := range counter.calls - 1 {
-		_, err := setup(context.Background(), dir, hostSetupOptions(FormatPKCS12, KeyECDSA), &faultFS{failAt: i})
+		_, err := setup(context.Background(), dir, hostSetupOptions(FormatPKCS12, KeyAlgorithmECDSA), &faultFS{failAt: i})
 		require.ErrorIs(t, err, errInjected, "step %d", i)
 		require.Equal(t, before, snapshot(t, dir), "step %d changed the files", i)
 	}

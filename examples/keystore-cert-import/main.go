@@ -82,7 +82,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	leaf := res.Chain[0]
 	fmt.Fprintf(stdout, "imported: %s, valid until %s, chain of %d, %d trusted CA certificate(s)\n",
 		leaf.Subject, leaf.NotAfter.UTC().Format(time.RFC3339), len(res.Chain), len(res.CACerts))
-	creds, err := keystore.CheckSecured(*dir, &keystore.CheckOptions{PropertiesFile: *props})
+	creds, err := keystore.CheckSecured(ctx, *dir, &keystore.CheckSecuredOptions{PropertiesFile: *props})
 	if err != nil {
 		return fmt.Errorf("imported, but %w", err)
 	}

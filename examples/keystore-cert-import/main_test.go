@@ -58,7 +58,7 @@ func newCA(t *testing.T) *rootca.CA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
-	ca, err := rootca.Open(context.Background(), rootca.NewMemStore(), &rootca.Options{Signer: key})
+	ca, err := rootca.Create(context.Background(), rootca.NewMemStore(), &rootca.CreateOptions{Options: rootca.Options{Signer: key}})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = ca.Close() })
 	return ca
@@ -107,7 +107,7 @@ func TestSetupThenImportBinaries(t *testing.T) {
 	}
 	pw := passphrase(t, props)
 	assert.NotContains(t, r.stdout+r.stderr, pw)
-	ks, err := keystore.Load(filepath.Join(dir, keystore.KeystoreFile), []byte(pw))
+	ks, err := keystore.Load(context.Background(), filepath.Join(dir, keystore.KeystoreFile), []byte(pw))
 	require.NoError(t, err)
 	assert.Equal(t, []string{"cloud", "cloudca.1"}, ks.Aliases())
 }
@@ -137,7 +137,7 @@ func TestKeystoreCertImportUsage(t *testing.T) {
 		{"no cert", []string{"-dir", t.TempDir(), "-ca", "b"}, 2, "-cert and -ca are required"},
 		{"both from stdin", []string{"-dir", t.TempDir(), "-cert", "-", "-ca", "-"}, 2, "only one of -cert and -ca"},
 		{"PEM as argument", []string{"-dir", t.TempDir(), "-cert", "-----BEGIN CERTIFICATE-----", "-ca", "-"}, 1, "no such file"},
-		{"garbage certificate", []string{"-dir", t.TempDir(), "-cert", "-", "-ca", "/dev/null"}, 1, "no certificate in the certificate"},
+		{"garbage certificate", []string{"-dir", t.TempDir(), "-cert", "-", "-ca", "/dev/null"}, 1, "no CERTIFICATE PEM block in the certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := runBinary(t, bin, []byte("not a certificate"), tc.args...)

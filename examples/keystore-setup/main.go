@@ -52,7 +52,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	dns := fs.String("dns", "", "comma-separated DNS names for the CSR (default: the common name)")
 	ips := fs.String("ip", "", "comma-separated IP addresses for the CSR (default: the host's addresses)")
 	keyType := fs.String("key-type", "ecdsa", "key type: ecdsa (P-256) or rsa")
-	rsaBits := fs.Int("rsa-bits", keystore.DefaultRSABits, "RSA key size, with -key-type rsa")
+	rsaBits := fs.Int("rsa-bits", 2048, "RSA key size, with -key-type rsa")
 	format := fs.String("format", "pkcs12", "keystore format: pkcs12 or jks (the file is cloud.jks either way)")
 	cn := fs.String("cn", "", "CSR common name (default: the host name)")
 	if err := fs.Parse(args); err != nil {
@@ -64,10 +64,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *dir == "" {
 		return usageError("-dir is required")
 	}
-	opts := &keystore.SetupOptions{PropertiesFile: *props, CommonName: *cn, RSABits: *rsaBits}
+	opts := &keystore.SetupOptions{PropertiesFile: *props, CommonName: *cn}
 	var err error
-	if opts.KeyType, err = keystore.ParseKeyType(*keyType); err != nil {
+	if opts.KeyAlgorithm, err = keystore.ParseKeyAlgorithm(*keyType); err != nil {
 		return usageError(err.Error())
+	}
+	if opts.KeyAlgorithm == keystore.KeyAlgorithmRSA {
+		opts.KeySize = *rsaBits
 	}
 	if opts.Format, err = keystore.ParseFormat(*format); err != nil {
 		return usageError(err.Error())

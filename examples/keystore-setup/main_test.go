@@ -76,7 +76,7 @@ func TestKeystoreSetupBinary(t *testing.T) {
 	assert.NotContains(t, r.stdout+r.stderr, m[1])
 	assert.True(t, len(content) > len("# agent\nhost=192.0.2.1\n") && content[:23] == "# agent\nhost=192.0.2.1\n")
 
-	ks, err := keystore.Load(filepath.Join(dir, keystore.KeystoreFile), []byte(m[1]))
+	ks, err := keystore.Load(t.Context(), filepath.Join(dir, keystore.KeystoreFile), []byte(m[1]))
 	require.NoError(t, err)
 	assert.Equal(t, keystore.FormatJKS, ks.Format())
 
@@ -97,7 +97,7 @@ func TestKeystoreSetupUsage(t *testing.T) {
 	}{
 		{"no dir", []string{}, "-dir is required"},
 		{"bad format", []string{"-dir", t.TempDir(), "-format", "jceks"}, `unknown format "jceks"`},
-		{"bad key type", []string{"-dir", t.TempDir(), "-key-type", "dsa"}, `unknown key type "dsa"`},
+		{"bad key type", []string{"-dir", t.TempDir(), "-key-type", "dsa"}, `unknown key algorithm "dsa"`},
 		{"bad ip", []string{"-dir", t.TempDir(), "-ip", "not-an-ip"}, `"not-an-ip" is not an IP address`},
 		{"stray argument", []string{"-dir", t.TempDir(), "secret"}, "unexpected arguments"},
 	} {

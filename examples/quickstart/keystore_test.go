@@ -32,7 +32,7 @@ func TestKeystoreSection(t *testing.T) {
 		assert.Contains(t, text, want)
 	}
 	agent := filepath.Join(dir, "agent")
-	creds, err := keystore.CheckSecured(agent, nil)
+	creds, err := keystore.CheckSecured(t.Context(), agent, nil)
 	require.NoError(t, err)
 	assert.True(t, creds.Chain[1].Equal(ca.Certificate()))
 	fi, err := os.Stat(filepath.Join(agent, keystore.KeyFile))

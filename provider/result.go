@@ -35,9 +35,8 @@ func isSelfSigned(c *x509.Certificate) bool {
 
 // TLSCertificate returns the result as a TLS identity: the leaf and its
 // intermediate CAs (Chain without the root), with Leaf set and the
-// generated private key. It fails when the result has no private key
-// (the request carried a CSR: pair the certificates with the CSR's key
-// yourself, or use [IssueResult.ChainPEM]).
+// generated private key. It fails when the result has no private key:
+// when the request carried a CSR, set PrivateKey to the CSR's key first.
 func (r *IssueResult) TLSCertificate() (tls.Certificate, error) {
 	certs, err := r.presented()
 	if err != nil {

@@ -6,8 +6,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"os"
 	"path/filepath"
 	"testing"
@@ -32,14 +30,18 @@ func agentDir(t *testing.T, root string) (string, *rootca.CA) {
 	res, err := ca.Issue(t.Context(), &provider.IssueRequest{Role: provider.RoleHost, KeyAlgorithm: provider.KeyAlgorithmECDSA,
 		DNSNames: []string{"kvm1.example.org"}})
 	require.NoError(t, err)
-	der, err := x509.MarshalPKCS8PrivateKey(res.PrivateKey)
+	bundle, err := provider.CABundle(t.Context(), ca)
+	require.NoError(t, err)
+	certPEM, err := res.ChainPEM()
+	require.NoError(t, err)
+	keyPEM, err := res.KeyPEM()
 	require.NoError(t, err)
 	dir := filepath.Join(root, "etc/cloudstack/agent")
 	require.NoError(t, os.MkdirAll(dir, 0o700))
 	for name, data := range map[string][]byte{
-		"cloud.ca.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Certificate().Raw}),
-		"cloud.crt":    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: res.Certificate.Raw}),
-		"cloud.key":    pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
+		"cloud.ca.crt": bundle,
+		"cloud.crt":    certPEM,
+		"cloud.key":    keyPEM,
 	} {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name), data, 0o600))
 	}

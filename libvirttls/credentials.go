@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -71,21 +70,16 @@ func LoadCredentials(ctx context.Context, dir string) (*Credentials, error) {
 	return c, nil
 }
 
-// readBounded reads a PKI file of at most 1 MiB.
+// readBounded reads a PKI file of at most 1 MiB (pemx.ReadFile).
 func readBounded(path string) ([]byte, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, err
+	b, err := pemx.ReadFile(path)
+	if errors.Is(err, pemx.ErrTooLarge) {
+		return nil, fmt.Errorf("%w: %w", ErrCredentialsInvalid, err)
 	}
-	defer fh.Close()
-	b, err := io.ReadAll(io.LimitReader(fh, maxPEMSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("libvirttls: reading %s: %w", path, err)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("libvirttls: %w", err)
 	}
-	if len(b) > maxPEMSize {
-		return nil, fmt.Errorf("%w: %s exceeds %d bytes", ErrCredentialsInvalid, path, maxPEMSize)
-	}
-	return b, nil
+	return b, err
 }
 
 // ParsedCredentials are [Credentials] after [Credentials.Verify].

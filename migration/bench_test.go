@@ -75,7 +75,7 @@ func BenchmarkPreflight(b *testing.B) {
 	d, err := peers.StartLibvirtd(b, ca.pki(server, nil), peers.LibvirtdOptions{})
 	require.NoError(b, err)
 	host := migration.Host{Address: "localhost", State: migration.StateSecured, LibvirtPort: d.Port}
-	cfg := preflightConfig(b, ca, source, nil)
+	cfg := preflightOptions(b, ca, source, nil)
 
 	var pre, virsh []time.Duration
 	for b.Loop() {

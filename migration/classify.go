@@ -27,7 +27,8 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	msg := e.Err.Error()
+	// The shared certificate sentinels carry no package prefix.
+	msg := "migration: " + strings.TrimPrefix(e.Err.Error(), "migration: ")
 	switch {
 	case e.Name != "":
 		msg += " " + quote(e.Name)
@@ -74,11 +75,11 @@ var rules = []rule{
 	{marker: "certificate revoked", reason: ErrRevoked},
 	{marker: "has expired", reason: ErrExpired},
 	{marker: "is not yet activated", reason: ErrExpired},
-	{marker: "issuer is unknown", reason: ErrUnknownCA},
+	{marker: "issuer is unknown", reason: ErrUnknownAuthority},
 	// QEMU 7.2 with GnuTLS 3.7, either end.
-	{marker: "hasn't got a known issuer", reason: ErrUnknownCA},
-	{marker: "signer not found", reason: ErrUnknownCA},
-	{marker: "certificate is NOT trusted", reason: ErrUnknownCA},
+	{marker: "hasn't got a known issuer", reason: ErrUnknownAuthority},
+	{marker: "signer not found", reason: ErrUnknownAuthority},
+	{marker: "certificate is NOT trusted", reason: ErrUnknownAuthority},
 	{marker: "No certificate was found", reason: ErrClientCertificateMissing},
 	// The source's view of a destination that closed the TLS channel
 	// after checking the client certificate.

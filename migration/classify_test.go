@@ -45,7 +45,7 @@ func TestClassify(t *testing.T) {
 		{"same host", "internal error: Attempt to migrate guest to the same host 8c3a0f6e", migration.ErrSameHost, "", ""},
 		{"revoked", "Verify failed: The certificate has been revoked.", migration.ErrRevoked, "", ""},
 		{"expired", "The certificate has expired", migration.ErrExpired, "", ""},
-		{"unknown CA", "Verify failed: The certificate issuer is unknown", migration.ErrUnknownCA, "", ""},
+		{"unknown CA", "Verify failed: The certificate issuer is unknown", migration.ErrUnknownAuthority, "", ""},
 		{"refused", "unable to connect to server at '10.0.0.2:16514': Connection refused", migration.ErrPortClosed, "", ""},
 		{"no route", "drive-mirror: Failed to connect socket: No route to host", migration.ErrUnreachable, "", ""},
 	}
@@ -95,7 +95,7 @@ func FuzzClassify(f *testing.F) {
 	for _, s := range readLines(f, "testdata/errors.txt") {
 		f.Add(s)
 	}
-	sentinels := []error{migration.ErrNameMismatch, migration.ErrUnknownCA, migration.ErrRevoked, migration.ErrExpired,
+	sentinels := []error{migration.ErrNameMismatch, migration.ErrUnknownAuthority, migration.ErrRevoked, migration.ErrExpired,
 		migration.ErrClientCertificateMissing, migration.ErrClientRefused, migration.ErrCredentialsUnreadable,
 		migration.ErrDNNotAllowed, migration.ErrTLSRequired, migration.ErrSameHost, migration.ErrPortClosed, migration.ErrUnreachable}
 	f.Fuzz(func(t *testing.T, s string) {

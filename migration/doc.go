@@ -20,7 +20,11 @@
 //	// plan.VirshArgs("vm1") migrate --live --tls --domain vm1 --desturi ... --migrateuri ...
 //
 // A secured source and an unsecured destination (or the reverse) give a
-// *SecurityMismatchError that names both hosts and their states.
+// *SecurityMismatchError that names both hosts and their states. A host
+// that holds TLS credentials or configuration but whose check failed
+// (expired, revoked, a file missing, a failed dial) is StateFailing, not
+// unsecured: NewPlan refuses it in either direction with ErrHostFailing,
+// whatever PlanOptions.InsecureAllowUnsecuredMigration says.
 // Preflight dials the destination libvirtd's TLS port with the source's
 // client credentials and names the reason it would refuse: unknown CA,
 // revoked, expired, name mismatch, port closed, client certificate
@@ -39,12 +43,12 @@
 //     URI, or against the plan's TLS destination
 //     (VIR_MIGRATE_PARAM_TLS_DESTINATION, virsh --tls-destination) when the
 //     certificate does not carry the migration address.
-//   - Tunnelled (Options.Tunnelled): peer-to-peer, the memory inside the
+//   - Tunnelled (PlanOptions.Tunnelled): peer-to-peer, the memory inside the
 //     source libvirtd's qemu+tls connection. No QEMU certificates and no
 //     migration ports, at the cost of extra copies; libvirt may refuse it
 //     with non-shared disks, parallel connections or post-copy.
 //   - PlainTCP: two unsecured hosts, everything in clear, only with
-//     Options.InsecureAllowUnsecuredMigration.
+//     PlanOptions.InsecureAllowUnsecuredMigration.
 //
 // With qemu.conf migrate_tls_force=1 (libvirttls can set it) a destination
 // refuses any migration that is neither native TLS nor tunnelled, so a
@@ -61,8 +65,12 @@
 // # Security
 //
 // Preflight verifies the destination as libvirt's client does: the chain to
-// the source's CAs for serverAuth, the address as a DNS name or IP, and
-// the CRL when given; it never skips verification. It cannot see why a
+// the source's CAs for serverAuth, the address as a DNS name or (for an IP
+// literal) an IP SAN, and every certificate of both chains against the
+// CRL of its actual issuer (by key, not by name; an entry counts from its
+// revocation time; a CRL must verify against the CA file and be current);
+// it never skips verification. The certificate sentinels (ErrRevoked,
+// ErrExpired, ErrUnknownAuthority, ErrNameMismatch) are provider's values. It cannot see why a
 // destination refused the source's certificate (libvirtd just closes the
 // connection), so it checks the source's certificate locally first and
 // names the likely causes otherwise.

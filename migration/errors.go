@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/kvmpki/kvmpki/internal/pkicore"
 )
 
 // ErrSecurityMismatch is returned (wrapped in a *SecurityMismatchError)
@@ -13,12 +15,19 @@ import (
 var ErrSecurityMismatch = errors.New("migration: hosts differ in security state")
 
 // ErrUnsecured is returned when both hosts are unsecured and the caller
-// did not set Options.InsecureAllowUnsecuredMigration.
+// did not set PlanOptions.InsecureAllowUnsecuredMigration.
 var ErrUnsecured = errors.New("migration: both hosts are unsecured; the guest's memory would cross the network in clear")
 
 // ErrStateUnknown is returned when a host's security state is
-// StateUnknown.
+// StateUnknown: nobody checked it.
 var ErrStateUnknown = errors.New("migration: host security state is unknown")
+
+// ErrHostFailing is returned when a host's security state is
+// StateFailing: it holds TLS credentials or configuration, but its check
+// failed. Its guests do not migrate in either direction until it is
+// fixed, whatever the insecure options say: planning it as unsecured
+// would send a secured host's guest memory in clear.
+var ErrHostFailing = errors.New("migration: host is secured but its security check failed")
 
 // SecurityMismatchError names both hosts of a refused migration and their
 // states. It wraps ErrSecurityMismatch.
@@ -63,15 +72,18 @@ var (
 	// ErrNameMismatch: the destination's certificate does not carry the
 	// name the source checked (the host of the URI, or the TLS
 	// destination). Set Host.Certificate or Host.TLSName, or reissue the
-	// certificate with the migration address.
-	ErrNameMismatch = errors.New("migration: destination certificate does not match the destination's name")
-	// ErrUnknownCA: a certificate was not issued by a CA the other side
-	// trusts.
-	ErrUnknownCA = errors.New("migration: certificate not issued by a trusted CA")
-	// ErrRevoked: a certificate is on the CA's revocation list.
-	ErrRevoked = errors.New("migration: certificate revoked")
-	// ErrExpired: a certificate has expired, or is not valid yet.
-	ErrExpired = errors.New("migration: certificate expired or not yet valid")
+	// certificate with the migration address. It is the same value as
+	// provider.ErrNameMismatch.
+	ErrNameMismatch = pkicore.ErrNameMismatch
+	// ErrUnknownAuthority: a certificate was not issued by a CA the other
+	// side trusts. It is the same value as provider.ErrUnknownAuthority.
+	ErrUnknownAuthority = pkicore.ErrUnknownAuthority
+	// ErrRevoked: a certificate is on the CA's revocation list. It is
+	// the same value as provider.ErrRevoked.
+	ErrRevoked = pkicore.ErrRevoked
+	// ErrExpired: a certificate has expired, or is not valid yet. It is
+	// the same value as provider.ErrExpired.
+	ErrExpired = pkicore.ErrExpired
 	// ErrClientCertificateMissing: the destination received no client
 	// certificate from the source: no client-cert.pem in the source's
 	// migration TLS directory (or no clientcert.pem for libvirt), or one

@@ -39,7 +39,7 @@ func ExampleNewPlan_tunnelled() {
 	plan, err := migration.NewPlan(
 		migration.Host{Address: "kvm1.example.org", State: migration.StateSecured},
 		migration.Host{Address: "kvm2.example.org", State: migration.StateSecured},
-		&migration.Options{Tunnelled: true})
+		&migration.PlanOptions{Tunnelled: true})
 	if err != nil {
 		panic(err)
 	}
@@ -70,7 +70,7 @@ func ExampleClassify() {
 }
 
 func ExamplePreflight() {
-	cfg, err := migration.LoadPreflightConfig("/etc/kvmpki/pki/kvm1")
+	cfg, err := migration.LoadPreflightOptions("/etc/kvmpki/pki/kvm1")
 	if err != nil {
 		fmt.Println(err)
 		return

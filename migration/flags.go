@@ -33,7 +33,7 @@ const (
 )
 
 // transportFlags are chosen by the plan's transport; callers may not set
-// them through Options.ExtraFlags.
+// them through PlanOptions.ExtraFlags.
 const transportFlags = FlagPeerToPeer | FlagTunnelled | FlagTLS
 
 var flagNames = []struct {

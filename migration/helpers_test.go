@@ -33,8 +33,8 @@ func newCA(t testing.TB, cn string) *testCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
-	ca, err := rootca.Open(context.Background(), rootca.NewMemStore(), &rootca.Options{
-		Signer:  key,
+	ca, err := rootca.Create(context.Background(), rootca.NewMemStore(), &rootca.CreateOptions{
+		Options: rootca.Options{Signer: key},
 		Subject: pkix.Name{CommonName: cn, Organization: []string{"kvmpki test"}},
 	})
 	require.NoError(t, err)
@@ -92,20 +92,30 @@ func (ca *testCA) pki(id identity, crl []byte) peers.PKI {
 	return peers.PKI{CACert: ca.bundle, Cert: id.certPEM, Key: id.keyPEM, CRL: crl}
 }
 
-// preflightConfig returns the source credentials for Preflight: trust in
+// preflightOptions returns the source credentials for Preflight: trust in
 // trusted, the client identity id and an optional CRL.
-func preflightConfig(t testing.TB, trusted *testCA, id identity, crlPEM []byte) *migration.PreflightConfig {
+func preflightOptions(t testing.TB, trusted *testCA, id identity, crlPEM []byte) *migration.PreflightOptions {
 	t.Helper()
-	roots := x509.NewCertPool()
-	require.True(t, roots.AppendCertsFromPEM(trusted.bundle))
+	cas, err := x509.ParseCertificates(derOf(t, trusted.bundle))
+	require.NoError(t, err)
 	cert, err := tls.X509KeyPair(id.certPEM, id.keyPEM)
 	require.NoError(t, err)
-	cfg := &migration.PreflightConfig{RootCAs: roots, Certificate: &cert}
+	opts := &migration.PreflightOptions{CACerts: cas, Certificate: &cert}
 	if crlPEM != nil {
-		b, _ := pem.Decode(crlPEM)
-		crl, err := x509.ParseRevocationList(b.Bytes)
+		crl, err := x509.ParseRevocationList(derOf(t, crlPEM))
 		require.NoError(t, err)
-		cfg.CRLs = []*x509.RevocationList{crl}
+		opts.CRLs = []*x509.RevocationList{crl}
 	}
-	return cfg
+	return opts
+}
+
+// derOf concatenates the DER of every PEM block of data.
+func derOf(t testing.TB, data []byte) []byte {
+	t.Helper()
+	var der []byte
+	for b, rest := pem.Decode(data); b != nil; b, rest = pem.Decode(rest) {
+		der = append(der, b.Bytes...)
+	}
+	require.NotEmpty(t, der)
+	return der
 }

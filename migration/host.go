@@ -20,15 +20,22 @@ const (
 	StateSecured
 	// StateUnsecured: the host serves libvirt over plain TCP only.
 	StateUnsecured
+	// StateFailing: the host holds TLS credentials or configuration but
+	// its check failed (an expired or revoked certificate, a missing
+	// file, a failed dial, ...). It is neither secured nor unsecured:
+	// NewPlan refuses it with ErrHostFailing, whatever the options say.
+	StateFailing
 )
 
-// String returns "secured", "unsecured" or "unknown".
+// String returns "secured", "unsecured", "failing" or "unknown".
 func (s State) String() string {
 	switch s {
 	case StateSecured:
 		return "secured"
 	case StateUnsecured:
 		return "unsecured"
+	case StateFailing:
+		return "failing"
 	case StateUnknown:
 		return "unknown"
 	}
@@ -46,8 +53,8 @@ type Host struct {
 	// zone such as "fe80::1%eth0" is allowed). It is required.
 	Address string
 
-	// State is the host's security state. It must be StateSecured or
-	// StateUnsecured.
+	// State is the host's security state. NewPlan accepts only
+	// StateSecured and StateUnsecured.
 	State State
 
 	// Reason says why the host is not secured, as libvirttls reports it;
@@ -55,7 +62,7 @@ type Host struct {
 	Reason string
 
 	// LibvirtPort is libvirtd's port for the chosen transport. If 0,
-	// DefaultTLSPort for qemu+tls and DefaultTCPPort for qemu+tcp.
+	// 16514 (libvirtd's tls_port) for qemu+tls and 16509 (tcp_port) for qemu+tcp.
 	LibvirtPort int
 
 	// MigrationAddress is the address of the destination's migration data

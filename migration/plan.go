@@ -7,9 +7,9 @@ import (
 	"strings"
 )
 
-// Options tunes NewPlan. The zero value plans native TLS for two secured
-// hosts and refuses every other combination.
-type Options struct {
+// PlanOptions tune NewPlan. The zero value plans native TLS for two
+// secured hosts and refuses every other combination.
+type PlanOptions struct {
 	// Tunnelled chooses Tunnelled instead of NativeTLS for two secured
 	// hosts.
 	Tunnelled bool
@@ -68,7 +68,7 @@ type Plan struct {
 	TLSDestination string
 
 	// Flags are the libvirt migration flags: always FlagLive, plus the
-	// transport's flags and Options.ExtraFlags.
+	// transport's flags and PlanOptions.ExtraFlags.
 	Flags Flags
 }
 
@@ -88,17 +88,21 @@ const (
 // NewPlan chooses the transport for migrating a guest from src to dst
 // from the security states of both hosts:
 //
-//   - two secured hosts: NativeTLS (or Tunnelled with Options.Tunnelled),
+//   - two secured hosts: NativeTLS (or Tunnelled with PlanOptions.Tunnelled),
 //     so that the guest's memory is encrypted too, not only libvirt's
 //     control connection;
 //   - two unsecured hosts: PlainTCP, only with
-//     Options.InsecureAllowUnsecuredMigration, else ErrUnsecured;
-//   - one of each: a *SecurityMismatchError naming both hosts.
+//     PlanOptions.InsecureAllowUnsecuredMigration, else ErrUnsecured;
+//   - one of each: a *SecurityMismatchError naming both hosts;
+//   - a host in StateFailing (secured, but its check failed): an error
+//     wrapping ErrHostFailing, whatever opts say, so that a broken secured
+//     host is never planned as an unsecured one; StateUnknown:
+//     ErrStateUnknown.
 //
 // opts may be nil. NewPlan does no I/O; Preflight checks that the
 // destination will accept the source.
-func NewPlan(src, dst Host, opts *Options) (*Plan, error) {
-	var o Options
+func NewPlan(src, dst Host, opts *PlanOptions) (*Plan, error) {
+	var o PlanOptions
 	if opts != nil {
 		o = *opts
 	}
@@ -109,7 +113,11 @@ func NewPlan(src, dst Host, opts *Options) (*Plan, error) {
 		if err := h.host.validate(h.role); err != nil {
 			return nil, err
 		}
-		if h.host.State != StateSecured && h.host.State != StateUnsecured {
+		switch h.host.State {
+		case StateSecured, StateUnsecured:
+		case StateFailing:
+			return nil, fmt.Errorf("%w: %s %s; fix it before migrating its guests or to it", ErrHostFailing, h.role, describeHost(h.host))
+		default:
 			return nil, fmt.Errorf("%w: %s %s is %s; detect it before migrating", ErrStateUnknown, h.role, h.host.label(), h.host.State)
 		}
 	}

@@ -25,7 +25,7 @@ func TestNewPlan(t *testing.T) {
 	tests := []struct {
 		name      string
 		src, dst  migration.Host
-		opts      *migration.Options
+		opts      *migration.PlanOptions
 		transport migration.Transport
 		srcURI    string
 		destURI   string
@@ -96,7 +96,7 @@ func TestNewPlan(t *testing.T) {
 		{
 			name: "tunnelled alternative has no migrate URI",
 			src:  secured("kvm1", "10.0.0.1"), dst: secured("kvm2", "10.0.0.2"),
-			opts:      &migration.Options{Tunnelled: true, PKIPath: "/etc/pki/kvm pki"},
+			opts:      &migration.PlanOptions{Tunnelled: true, PKIPath: "/etc/pki/kvm pki"},
 			transport: migration.Tunnelled(),
 			srcURI:    "qemu+tls://10.0.0.1/system?pkipath=/etc/pki/kvm%20pki",
 			destURI:   "qemu+tls://10.0.0.2/system?pkipath=/etc/pki/kvm%20pki",
@@ -105,7 +105,7 @@ func TestNewPlan(t *testing.T) {
 		{
 			name: "extra flags are kept",
 			src:  secured("kvm1", "10.0.0.1"), dst: secured("kvm2", "10.0.0.2"),
-			opts:      &migration.Options{ExtraFlags: migration.FlagAutoConverge | migration.FlagPersistDest},
+			opts:      &migration.PlanOptions{ExtraFlags: migration.FlagAutoConverge | migration.FlagPersistDest},
 			transport: migration.NativeTLS(),
 			srcURI:    "qemu+tls://10.0.0.1/system", destURI: "qemu+tls://10.0.0.2/system", migrate: "tcp://10.0.0.2",
 			flags: migration.FlagLive | migration.FlagTLS | migration.FlagAutoConverge | migration.FlagPersistDest,
@@ -113,7 +113,7 @@ func TestNewPlan(t *testing.T) {
 		{
 			name: "two unsecured hosts with the insecure opt-in",
 			src:  unsecured("kvm1", "10.0.0.1"), dst: unsecured("kvm2", "10.0.0.2"),
-			opts:      &migration.Options{InsecureAllowUnsecuredMigration: true},
+			opts:      &migration.PlanOptions{InsecureAllowUnsecuredMigration: true},
 			transport: migration.PlainTCP(),
 			srcURI:    "qemu+tcp://10.0.0.1/system", destURI: "qemu+tcp://10.0.0.2/system", migrate: "tcp://10.0.0.2",
 			flags: migration.FlagLive,
@@ -156,7 +156,7 @@ func TestNewPlanRefuses(t *testing.T) {
 	tests := []struct {
 		name     string
 		src, dst migration.Host
-		opts     *migration.Options
+		opts     *migration.PlanOptions
 		is       error
 		contains []string
 	}{
@@ -178,7 +178,7 @@ func TestNewPlanRefuses(t *testing.T) {
 		{
 			name: "mismatch even with the insecure opt-in",
 			src:  secured("kvm1", "10.0.0.1"), dst: unsecured("kvm2", "10.0.0.2"),
-			opts: &migration.Options{InsecureAllowUnsecuredMigration: true},
+			opts: &migration.PlanOptions{InsecureAllowUnsecuredMigration: true},
 			is:   migration.ErrSecurityMismatch,
 		},
 		{
@@ -202,7 +202,7 @@ func TestNewPlanRefuses(t *testing.T) {
 		{
 			name: "transport flag in ExtraFlags",
 			src:  secured("kvm1", "10.0.0.1"), dst: secured("kvm2", "10.0.0.2"),
-			opts:     &migration.Options{ExtraFlags: migration.FlagTunnelled},
+			opts:     &migration.PlanOptions{ExtraFlags: migration.FlagTunnelled},
 			contains: []string{"ExtraFlags may not hold VIR_MIGRATE_TUNNELLED"},
 		},
 		{
@@ -242,7 +242,7 @@ func TestPlanParamsAndVirshArgs(t *testing.T) {
 	p, err := migration.NewPlan(secured("kvm1", "10.0.0.1"), migration.Host{
 		Address: "2001:db8::2", State: migration.StateSecured, LibvirtPort: 26515, MigrationPort: 49300,
 		TLSName: "kvm2.example.org",
-	}, &migration.Options{ExtraFlags: migration.FlagAutoConverge})
+	}, &migration.PlanOptions{ExtraFlags: migration.FlagAutoConverge})
 	require.NoError(t, err)
 	assert.Equal(t, []migration.Param{
 		{Name: migration.ParamURI, Value: "tcp://[2001:db8::2]:49300"},
@@ -259,7 +259,7 @@ func TestPlanParamsAndVirshArgs(t *testing.T) {
 	_, err = p.VirshArgs("vm\n--unsafe")
 	assert.ErrorContains(t, err, "newline")
 
-	tun, err := migration.NewPlan(secured("kvm1", "10.0.0.1"), secured("kvm2", "10.0.0.2"), &migration.Options{Tunnelled: true})
+	tun, err := migration.NewPlan(secured("kvm1", "10.0.0.1"), secured("kvm2", "10.0.0.2"), &migration.PlanOptions{Tunnelled: true})
 	require.NoError(t, err)
 	assert.Empty(t, tun.Params())
 	args, err = tun.VirshArgs("vm1")

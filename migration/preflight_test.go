@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kvmpki/kvmpki/internal/peers"
+	"github.com/kvmpki/kvmpki/libvirttls"
 	"github.com/kvmpki/kvmpki/migration"
 	"github.com/kvmpki/kvmpki/provider"
 )
@@ -48,30 +49,30 @@ func TestPreflightLibvirtd(t *testing.T) {
 	tests := []struct {
 		name   string
 		dst    migration.Host
-		cfg    *migration.PreflightConfig
+		cfg    *migration.PreflightOptions
 		reason error
 		side   string
 		text   string
 	}{
-		{name: "accepted", dst: dst("localhost", d.Port), cfg: preflightConfig(t, ca, source, nil)},
-		{name: "accepted with the CRL", dst: dst("localhost", d.Port), cfg: preflightConfig(t, ca, source, daemonCRL)},
-		{name: "port closed", dst: dst("127.0.0.1", closed), cfg: preflightConfig(t, ca, source, nil),
+		{name: "accepted", dst: dst("localhost", d.Port), cfg: preflightOptions(t, ca, source, nil)},
+		{name: "accepted with the CRL", dst: dst("localhost", d.Port), cfg: preflightOptions(t, ca, source, daemonCRL)},
+		{name: "port closed", dst: dst("127.0.0.1", closed), cfg: preflightOptions(t, ca, source, nil),
 			reason: migration.ErrPortClosed, text: "connection refused"},
-		{name: "name mismatch", dst: dst("127.0.0.1", d.Port), cfg: preflightConfig(t, ca, source, nil),
+		{name: "name mismatch", dst: dst("127.0.0.1", d.Port), cfg: preflightOptions(t, ca, source, nil),
 			reason: migration.ErrNameMismatch, side: "destination", text: "127.0.0.1"},
-		{name: "destination from an unknown CA", dst: dst("localhost", d.Port), cfg: preflightConfig(t, other, foreign, nil),
-			reason: migration.ErrUnknownCA, side: "destination", text: "unknown authority"},
-		{name: "DN not allowed", dst: dst("localhost", d.Port), cfg: preflightConfig(t, ca, stranger, nil),
+		{name: "destination from an unknown CA", dst: dst("localhost", d.Port), cfg: preflightOptions(t, other, foreign, nil),
+			reason: migration.ErrUnknownAuthority, side: "destination", text: "unknown authority"},
+		{name: "DN not allowed", dst: dst("localhost", d.Port), cfg: preflightOptions(t, ca, stranger, nil),
 			reason: migration.ErrClientRefused, side: "source", text: "CN=console-proxy"},
-		{name: "revoked source, known only to the destination", dst: dst("localhost", d.Port), cfg: preflightConfig(t, ca, revokedSource, nil),
+		{name: "revoked source, known only to the destination", dst: dst("localhost", d.Port), cfg: preflightOptions(t, ca, revokedSource, nil),
 			reason: migration.ErrClientRefused, side: "source", text: "closed the connection after the handshake"},
-		{name: "revoked source, known locally", dst: dst("localhost", d.Port), cfg: preflightConfig(t, ca, revokedSource, daemonCRL),
+		{name: "revoked source, known locally", dst: dst("localhost", d.Port), cfg: preflightOptions(t, ca, revokedSource, daemonCRL),
 			reason: migration.ErrRevoked, side: "source", text: "CN=src-kvm3"},
 		{name: "source certificate from a CA the source does not trust", dst: dst("localhost", d.Port),
-			cfg:    withRoots(t, preflightConfig(t, other, foreign, nil), ca),
-			reason: migration.ErrUnknownCA, side: "source", text: "CN=src-kvm9"},
+			cfg:    withRoots(t, preflightOptions(t, other, foreign, nil), ca),
+			reason: migration.ErrUnknownAuthority, side: "source", text: "CN=src-kvm9"},
 		{name: "source certificate from a CA the destination does not trust", dst: dst("localhost", d.Port),
-			cfg:    withRoots(t, preflightConfig(t, other, foreign, nil), ca, other),
+			cfg:    withRoots(t, preflightOptions(t, other, foreign, nil), ca, other),
 			reason: migration.ErrClientRefused, side: "source", text: "CN=src-kvm9"},
 	}
 	for _, tc := range tests {
@@ -95,7 +96,7 @@ func TestPreflightLibvirtd(t *testing.T) {
 
 	t.Run("revoked destination", func(t *testing.T) {
 		crl := ca.revoke(t, server)
-		err := migration.Preflight(t.Context(), dst("localhost", d.Port), preflightConfig(t, ca, source, crl))
+		err := migration.Preflight(t.Context(), dst("localhost", d.Port), preflightOptions(t, ca, source, crl))
 		assert.ErrorIs(t, err, migration.ErrRevoked)
 		var pe *migration.PreflightError
 		require.ErrorAs(t, err, &pe)
@@ -116,10 +117,10 @@ func TestPreflightExpiredDestination(t *testing.T) {
 	d, err := peers.StartLibvirtd(t, ca.pki(server, nil), peers.LibvirtdOptions{})
 	require.NoError(t, err)
 	host := migration.Host{Name: "kvm2", Address: "127.0.0.1", State: migration.StateSecured, LibvirtPort: d.Port}
-	require.NoError(t, migration.Preflight(t.Context(), host, preflightConfig(t, ca, source, nil)))
+	require.NoError(t, migration.Preflight(t.Context(), host, preflightOptions(t, ca, source, nil)))
 
 	time.Sleep(time.Until(server.cert.NotAfter) + 1100*time.Millisecond)
-	err = migration.Preflight(t.Context(), host, preflightConfig(t, ca, source, nil))
+	err = migration.Preflight(t.Context(), host, preflightOptions(t, ca, source, nil))
 	assert.ErrorIs(t, err, migration.ErrExpired)
 	var pe *migration.PreflightError
 	require.ErrorAs(t, err, &pe)
@@ -130,7 +131,7 @@ func TestPreflightExpiredDestination(t *testing.T) {
 func TestPreflightExpiredSource(t *testing.T) {
 	ca := newCA(t, "kvmpki migration CA")
 	source := ca.issue(t, "kvm1", provider.RoleHost, []string{"kvm1"}, nil, time.Hour)
-	cfg := preflightConfig(t, ca, source, nil)
+	cfg := preflightOptions(t, ca, source, nil)
 	cfg.Time = func() time.Time { return source.cert.NotAfter.Add(time.Minute) }
 	dialled := false
 	cfg.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -190,7 +191,7 @@ func TestPreflightNotLibvirt(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 			defer cancel()
 			host := migration.Host{Address: "127.0.0.1", State: migration.StateSecured, LibvirtPort: ln.Addr().(*net.TCPAddr).Port}
-			err = migration.Preflight(ctx, host, preflightConfig(t, ca, source, nil))
+			err = migration.Preflight(ctx, host, preflightOptions(t, ca, source, nil))
 			assert.ErrorIs(t, err, tc.reason)
 			assert.ErrorContains(t, err, tc.text)
 		})
@@ -199,48 +200,50 @@ func TestPreflightNotLibvirt(t *testing.T) {
 
 func TestPreflightNeedsCredentials(t *testing.T) {
 	host := migration.Host{Address: "10.0.0.2", State: migration.StateSecured}
-	assert.ErrorContains(t, migration.Preflight(t.Context(), host, nil), "needs RootCAs")
-	assert.ErrorContains(t, migration.Preflight(t.Context(), host, &migration.PreflightConfig{}), "needs RootCAs")
-	assert.ErrorContains(t, migration.Preflight(t.Context(), migration.Host{}, &migration.PreflightConfig{}), "address: empty")
+	assert.ErrorContains(t, migration.Preflight(t.Context(), host, nil), "needs CACerts")
+	assert.ErrorContains(t, migration.Preflight(t.Context(), host, &migration.PreflightOptions{}), "needs CACerts")
+	assert.ErrorContains(t, migration.Preflight(t.Context(), migration.Host{}, &migration.PreflightOptions{}), "address: empty")
 }
 
-func TestLoadPreflightConfig(t *testing.T) {
+func TestLoadPreflightOptions(t *testing.T) {
 	ca := newCA(t, "kvmpki migration CA")
 	source := ca.issue(t, "kvm1", provider.RoleHost, []string{"kvm1"}, nil, time.Hour)
 	dir := t.TempDir()
 	write := func(name string, data []byte) {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name), data, 0o600))
 	}
-	write("cacert.pem", ca.bundle)
-	write("clientcert.pem", source.certPEM)
-	write("clientkey.pem", source.keyPEM)
-	cfg, err := migration.LoadPreflightConfig(dir)
+	write(libvirttls.PKIPathCACert, ca.bundle)
+	write(libvirttls.PKIPathClientCert, source.certPEM)
+	write(libvirttls.PKIPathClientKey, source.keyPEM)
+	cfg, err := migration.LoadPreflightOptions(dir)
 	require.NoError(t, err)
 	assert.Empty(t, cfg.CRLs)
 	assert.Equal(t, source.cert.Raw, cfg.Certificate.Certificate[0])
 
-	write("cacrl.pem", ca.revoke(t, source))
-	cfg, err = migration.LoadPreflightConfig(dir)
+	write(libvirttls.PKIPathCRL, ca.revoke(t, source))
+	cfg, err = migration.LoadPreflightOptions(dir)
 	require.NoError(t, err)
 	require.Len(t, cfg.CRLs, 1)
 	err = migration.Preflight(t.Context(), migration.Host{Address: "10.0.0.2", State: migration.StateSecured}, cfg)
 	assert.ErrorIs(t, err, migration.ErrRevoked, "the CRL loaded from cacrl.pem is used")
 
-	write("cacrl.pem", []byte("not a CRL"))
-	_, err = migration.LoadPreflightConfig(dir)
+	write(libvirttls.PKIPathCRL, []byte("not a CRL"))
+	_, err = migration.LoadPreflightOptions(dir)
 	assert.ErrorContains(t, err, "neither a PEM X509 CRL block nor a DER CRL")
 	require.NoError(t, os.Remove(filepath.Join(dir, "clientkey.pem")))
-	_, err = migration.LoadPreflightConfig(dir)
+	_, err = migration.LoadPreflightOptions(dir)
 	assert.ErrorContains(t, err, "clientkey.pem")
 }
 
 // withRoots replaces cfg's trusted CAs by those of cas.
-func withRoots(t testing.TB, cfg *migration.PreflightConfig, cas ...*testCA) *migration.PreflightConfig {
+func withRoots(t testing.TB, cfg *migration.PreflightOptions, cas ...*testCA) *migration.PreflightOptions {
 	t.Helper()
 	c := *cfg
-	c.RootCAs = x509.NewCertPool()
+	c.CACerts = nil
 	for _, ca := range cas {
-		require.True(t, c.RootCAs.AppendCertsFromPEM(ca.bundle))
+		certs, err := x509.ParseCertificates(derOf(t, ca.bundle))
+		require.NoError(t, err)
+		c.CACerts = append(c.CACerts, certs...)
 	}
 	return &c
 }

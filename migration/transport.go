@@ -36,7 +36,7 @@ func Tunnelled() Transport { return tunnelled{} }
 
 // PlainTCP is the transport of two unsecured hosts: qemu+tcp with the
 // memory in clear. Plan returns it only with
-// Options.InsecureAllowUnsecuredMigration.
+// PlanOptions.InsecureAllowUnsecuredMigration.
 func PlainTCP() Transport { return plainTCP{} }
 
 type nativeTLS struct{}
@@ -45,7 +45,7 @@ func (nativeTLS) Scheme() string       { return "qemu+tls" }
 func (nativeTLS) EncryptsMemory() bool { return true }
 func (nativeTLS) String() string       { return "native TLS (qemu+tls, VIR_MIGRATE_TLS)" }
 func (nativeTLS) flags() Flags         { return FlagTLS }
-func (nativeTLS) defaultPort() int     { return DefaultTLSPort }
+func (nativeTLS) defaultPort() int     { return defaultTLSPort }
 
 type tunnelled struct{}
 
@@ -55,7 +55,7 @@ func (tunnelled) String() string {
 	return "tunnelled (qemu+tls, VIR_MIGRATE_PEER2PEER|VIR_MIGRATE_TUNNELLED)"
 }
 func (tunnelled) flags() Flags     { return FlagPeerToPeer | FlagTunnelled }
-func (tunnelled) defaultPort() int { return DefaultTLSPort }
+func (tunnelled) defaultPort() int { return defaultTLSPort }
 
 type plainTCP struct{}
 
@@ -63,4 +63,4 @@ func (plainTCP) Scheme() string       { return "qemu+tcp" }
 func (plainTCP) EncryptsMemory() bool { return false }
 func (plainTCP) String() string       { return "plain TCP (qemu+tcp, memory in clear)" }
 func (plainTCP) flags() Flags         { return 0 }
-func (plainTCP) defaultPort() int     { return DefaultTCPPort }
+func (plainTCP) defaultPort() int     { return defaultTCPPort }

@@ -121,13 +121,14 @@ func run(ctx context.Context, out io.Writer, opts options) (err error) {
 	}
 
 	// The CA. Its key stays in memory for the demo; a platform keeps it
-	// in an HSM or encrypted at rest (rootca.OpenDir with a password).
+	// in an HSM or encrypted at rest (rootca.Create with a password, on a persistent store).
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
 	}
-	ca, err := rootca.Open(ctx, rootca.NewMemStore(), &rootca.Options{
-		Signer: caKey, Subject: pkix.Name{CommonName: "kvmpki demo CA", Organization: []string{"kvmpki"}},
+	ca, err := rootca.Create(ctx, rootca.NewMemStore(), &rootca.CreateOptions{
+		Options: rootca.Options{Signer: caKey},
+		Subject: pkix.Name{CommonName: "kvmpki demo CA", Organization: []string{"kvmpki"}},
 	})
 	if err != nil {
 		return err
@@ -192,7 +193,7 @@ func run(ctx context.Context, out io.Writer, opts options) (err error) {
 	defer destroyGuest(work, pkiPath, hosts)
 	fmt.Fprintf(out, "guest:         %s running on kvm1 (64 MiB, TCG, marker page at %#x)\n", guestName, markerAddr)
 
-	pre, err := migration.LoadPreflightConfig(pkiPath)
+	pre, err := migration.LoadPreflightOptions(pkiPath)
 	if err != nil {
 		return err
 	}
@@ -263,7 +264,7 @@ func run(ctx context.Context, out io.Writer, opts options) (err error) {
 	// inside kvm2's libvirtd connection to kvm1 (qemu+tls), which
 	// migrate_tls_force accepts too.
 	tunnel, err := migration.NewPlan(kvm2.migrationHost(""), kvm1.migrationHost(""),
-		&migration.Options{Tunnelled: true, PKIPath: pkiPath})
+		&migration.PlanOptions{Tunnelled: true, PKIPath: pkiPath})
 	if err != nil {
 		return err
 	}
@@ -340,7 +341,7 @@ func (d *demo) migrate(ctx context.Context, from, to *host, tapAddr string, tls 
 	defer tp.close()
 	dst := to.migrationHost(tapAddr)
 	dst.MigrationPort = tp.port
-	plan, err := migration.NewPlan(from.migrationHost(""), dst, &migration.Options{PKIPath: d.pkiPath})
+	plan, err := migration.NewPlan(from.migrationHost(""), dst, &migration.PlanOptions{PKIPath: d.pkiPath})
 	if err != nil {
 		return result{}, err
 	}

@@ -16,8 +16,7 @@ import (
 // CA is the built-in certificate authority. It is safe for concurrent use.
 type CA struct {
 	opts   Options
-	store  Store
-	owned  bool // Close closes store
+	store  Store // the caller's: never closed here
 	signer crypto.Signer
 	sigAlg x509.SignatureAlgorithm
 
@@ -30,7 +29,6 @@ type CA struct {
 	crlMu   sync.Mutex // serialises CRL signing, so numbers follow time order
 
 	closeOnce sync.Once
-	closeErr  error
 }
 
 var (
@@ -41,15 +39,64 @@ var (
 	_ provider.Inventory    = (*CA)(nil)
 )
 
-// Open loads the CA held in store, or creates a self-signed root (or, with
-// Options.Parent, an intermediate) when the store holds none. When several
-// processes open an empty store at once, exactly one creates the CA and the
-// others load it. A nil opts means the zero Options, which fails for lack
-// of a key source.
+// Open loads the CA held in store. When the store holds none it fails
+// with an error matching provider.ErrNotFound, and creates nothing: a
+// server pointed at a wrong or empty database must not mint a new root.
+// Make the CA once with Create. A nil opts means the zero Options, which
+// fails for lack of a key source.
 //
-// The caller keeps ownership of store and closes it after the CA is no
-// longer used.
+// The caller owns store: the CA uses it until Close, and never closes it.
+// Close the CA first, then the store.
 func Open(ctx context.Context, store Store, opts *Options) (*CA, error) {
+	ca, err := newCA(store, opts)
+	if err != nil {
+		return nil, err
+	}
+	auth, err := store.LoadAuthority(ctx)
+	if errors.Is(err, provider.ErrNotFound) {
+		return nil, fmt.Errorf("rootca: open CA: %w (make the CA once with Create)", err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return ca.start(ctx, auth, nil)
+}
+
+// Create makes a CA, a self-signed root or with CreateOptions.Parent an
+// intermediate, stores it in store, which must hold none, and returns it
+// ready for use, as Open would. Call it once, when a deployment is set up;
+// every later start calls Open.
+//
+// If store already holds a CA, Create fails with ErrAuthorityExists and
+// changes nothing. The store decides atomically: of several processes
+// creating a CA in one database at once, exactly one succeeds and the
+// others get ErrAuthorityExists. A nil opts means the zero
+// CreateOptions, which fails for lack of a key source.
+//
+// The caller owns store, as with Open.
+func Create(ctx context.Context, store Store, opts *CreateOptions) (*CA, error) {
+	var o CreateOptions
+	if opts != nil {
+		o = *opts
+	}
+	ca, err := newCA(store, &o.Options)
+	if err != nil {
+		return nil, err
+	}
+	if o.Parent != nil && (o.Parent.Certificate == nil || o.Parent.Signer == nil) {
+		return nil, errors.New("rootca: CreateOptions.Parent needs a certificate and a signer")
+	}
+	// key is the CA key made here, so that a password callback is asked
+	// once only.
+	auth, key, err := ca.create(ctx, &o)
+	if err != nil {
+		return nil, err
+	}
+	return ca.start(ctx, auth, key)
+}
+
+// newCA checks the options common to Open and Create.
+func newCA(store Store, opts *Options) (*CA, error) {
 	if store == nil {
 		return nil, errors.New("rootca: nil store")
 	}
@@ -61,27 +108,16 @@ func Open(ctx context.Context, store Store, opts *Options) (*CA, error) {
 	if ca.opts.Signer == nil && ca.opts.Password == nil {
 		return nil, errors.New("rootca: options give neither Password nor Signer for the CA key")
 	}
-	if ca.opts.Parent != nil && (ca.opts.Parent.Certificate == nil || ca.opts.Parent.Signer == nil) {
-		return nil, errors.New("rootca: Options.Parent needs a certificate and a signer")
-	}
+	return ca, nil
+}
 
-	// key is the CA key when this call created it, so that a password
-	// callback is asked once only.
-	var key crypto.Signer
-	auth, err := store.LoadAuthority(ctx)
-	if errors.Is(err, provider.ErrNotFound) {
-		auth, key, err = ca.create(ctx)
-		if errors.Is(err, ErrAuthorityExists) {
-			auth, err = store.LoadAuthority(ctx)
-		}
-	}
-	if err != nil {
-		return nil, err
-	}
+// start installs the stored CA material, learns the store's revocations
+// and starts watching for more.
+func (ca *CA) start(ctx context.Context, auth *Authority, key crypto.Signer) (*CA, error) {
 	if err := ca.load(auth, key); err != nil {
 		return nil, err
 	}
-	ca.sync.feed, _ = store.(RevocationFeed)
+	ca.sync.feed, _ = ca.store.(RevocationFeed)
 	if err := ca.catchUp(ctx); err != nil {
 		return nil, err
 	}
@@ -89,39 +125,19 @@ func Open(ctx context.Context, store Store, opts *Options) (*CA, error) {
 	return ca, nil
 }
 
-// OpenDir opens the CA whose state lives in the SQLite database ca.db in
-// dir, creating dir (mode 0700) and the CA if needed. Close closes the
-// database.
-func OpenDir(ctx context.Context, dir string, opts *Options) (*CA, error) {
-	store, err := OpenSQLite(ctx, sqlitePath(dir))
-	if err != nil {
-		return nil, err
-	}
-	ca, err := Open(ctx, store, opts)
-	if err != nil {
-		store.Close()
-		return nil, err
-	}
-	ca.owned = true
-	return ca, nil
-}
-
-// Close stops the CA's background polling of its store (see
-// Options.RevocationPollInterval) and, if the CA was opened with OpenDir,
-// closes the store. Calling it again does nothing.
+// Close stops the CA's background work (the watch of its store for other
+// CAs' revocations, see Options.RevocationPollInterval), and waits for it
+// to end. It does not close the store, which the caller owns. Calling it
+// again does nothing and returns nil. A closed CA must not be used.
 func (ca *CA) Close() error {
-	ca.closeOnce.Do(func() {
-		ca.stopWatching()
-		if ca.owned {
-			ca.closeErr = ca.store.Close()
-		}
-	})
-	return ca.closeErr
+	ca.closeOnce.Do(ca.stopWatching)
+	return nil
 }
 
-// Factory returns a provider.Factory that opens the CA, for registration
-// in a provider.Registry. The provider it makes is a *CA: close it (an
-// io.Closer) when done, to stop its polling of the store.
+// Factory returns a provider.Factory that opens the CA held in store (see
+// Open), for registration in a provider.Registry. The provider it makes
+// is a *CA: close it when done, to stop its watch of the store. The
+// caller keeps owning store.
 func Factory(store Store, opts *Options) provider.Factory {
 	return func(ctx context.Context) (provider.Provider, error) {
 		return Open(ctx, store, opts)
@@ -142,12 +158,11 @@ func (ca *CA) password() ([]byte, error) {
 }
 
 // create makes the CA's key and certificate and stores them.
-func (ca *CA) create(ctx context.Context) (*Authority, crypto.Signer, error) {
-	o := &ca.opts
+func (ca *CA) create(ctx context.Context, o *CreateOptions) (*Authority, crypto.Signer, error) {
 	key := o.Signer
 	if key == nil {
 		var err error
-		key, err = generateKey(o.rand(), o.KeyAlgorithm, o.KeySize, DefaultCAKeyAlgorithm, DefaultRSACAKeySize)
+		key, err = generateKey(o.rand(), o.KeyAlgorithm, o.KeySize, defaultCAKeyAlgorithm, defaultRSACAKeySize)
 		if err != nil {
 			return nil, nil, fmt.Errorf("rootca: CA key: %w", err)
 		}
@@ -188,6 +203,9 @@ func (ca *CA) create(ctx context.Context) (*Authority, crypto.Signer, error) {
 		}
 	}
 	if err := ca.store.CreateAuthority(ctx, auth); err != nil {
+		if errors.Is(err, ErrAuthorityExists) {
+			return nil, nil, fmt.Errorf("rootca: create CA: %w (open it with Open)", err)
+		}
 		return nil, nil, err
 	}
 	return auth, key, nil

@@ -12,15 +12,17 @@ import (
 
 	"github.com/kvmpki/kvmpki/provider"
 	"github.com/kvmpki/kvmpki/rootca"
+	"github.com/kvmpki/kvmpki/rootca/sqlstore/sqlite"
 )
 
-func TestOpenCreatesThenLoads(t *testing.T) {
+func TestCreateThenOpen(t *testing.T) {
 	ctx := context.Background()
 	store := rootca.NewMemStore()
 	subject, err := rootca.ParseDN("CN=ca.cloudstack.apache.org")
 	require.NoError(t, err)
-	opts := &rootca.Options{Password: passwordFunc, Subject: subject, KeyAlgorithm: provider.KeyAlgorithmRSA, CAValidity: 5 * 365 * 24 * time.Hour}
-	first, err := rootca.Open(ctx, store, opts)
+	opts := &rootca.CreateOptions{Options: rootca.Options{Password: passwordFunc}, Subject: subject,
+		KeyAlgorithm: provider.KeyAlgorithmRSA, Validity: 5 * 365 * 24 * time.Hour}
+	first, err := rootca.Create(ctx, store, opts)
 	require.NoError(t, err)
 	root := first.Certificate()
 	assert.Equal(t, "CN=ca.cloudstack.apache.org", root.Subject.String())
@@ -35,20 +37,58 @@ func TestOpenCreatesThenLoads(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, string(auth.Key), "-----BEGIN ENCRYPTED PRIVATE KEY-----", "the CA key is stored encrypted")
 
-	// A second Open, even with other creation options, loads the same CA.
-	second, err := rootca.Open(ctx, store, &rootca.Options{Password: passwordFunc, KeyAlgorithm: provider.KeyAlgorithmECDSA})
+	// Open loads the same CA.
+	second, err := rootca.Open(ctx, store, &rootca.Options{Password: passwordFunc})
 	require.NoError(t, err)
 	assert.Equal(t, root.Raw, second.Certificate().Raw)
 
 	// It can issue, and the first instance's certificates verify with it.
 	res := issue(t, second, &provider.IssueRequest{CommonName: "kvm1", Role: provider.RoleHost, KeyAlgorithm: provider.KeyAlgorithmECDSA})
-	require.NoError(t, first.VerifyPeer(ctx, &provider.VerifyRequest{Certificates: []*x509.Certificate{res.Certificate}}))
+	require.NoError(t, first.VerifyPeer(ctx, &provider.VerifyRequest{Certificates: []*x509.Certificate{res.Certificate}, Usage: provider.UsageClientAuth}))
+}
+
+// TestOpenEmptyStore is issue 11, item 12: Open never creates a CA. On an
+// empty store it fails with provider.ErrNotFound and leaves the store
+// empty, so a server pointed at a wrong database mints no root.
+func TestOpenEmptyStore(t *testing.T) {
+	ctx := context.Background()
+	store := rootca.NewMemStore()
+	ca, err := rootca.Open(ctx, store, &rootca.Options{Signer: genKey(t, "p256")})
+	assert.Nil(t, ca)
+	require.ErrorIs(t, err, provider.ErrNotFound)
+	assert.Contains(t, err.Error(), "Create")
+	_, err = store.LoadAuthority(ctx)
+	assert.ErrorIs(t, err, provider.ErrNotFound, "Open created nothing")
+}
+
+// TestCreateExisting checks that Create refuses a store that holds a CA,
+// and leaves that CA alone.
+func TestCreateExisting(t *testing.T) {
+	ctx := context.Background()
+	ca, store := newCA(t, nil)
+	again, err := rootca.Create(ctx, store, &rootca.CreateOptions{Options: rootca.Options{Signer: genKey(t, "p256")}})
+	assert.Nil(t, again)
+	require.ErrorIs(t, err, rootca.ErrAuthorityExists)
+	auth, err := store.LoadAuthority(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, ca.Certificate().Raw, auth.Certificates[0])
+}
+
+// TestCloseLeavesStore checks that Close is idempotent and does not close
+// the store, which the caller owns.
+func TestCloseLeavesStore(t *testing.T) {
+	ctx := context.Background()
+	ca, store := newCA(t, nil)
+	require.NoError(t, ca.Close())
+	require.NoError(t, ca.Close(), "a second Close does nothing")
+	_, err := store.LoadAuthority(ctx)
+	assert.NoError(t, err, "the store is still open")
 }
 
 func TestOpenErrors(t *testing.T) {
 	ctx := context.Background()
 	store := rootca.NewMemStore()
-	_, err := rootca.Open(ctx, store, &rootca.Options{Password: passwordFunc})
+	_, err := rootca.Create(ctx, store, &rootca.CreateOptions{Options: rootca.Options{Password: passwordFunc}})
 	require.NoError(t, err)
 
 	tests := []struct {
@@ -76,13 +116,17 @@ func TestOpenErrors(t *testing.T) {
 	}
 	_, err = rootca.Open(ctx, nil, &rootca.Options{Password: passwordFunc})
 	assert.Error(t, err)
+	_, err = rootca.Create(ctx, nil, &rootca.CreateOptions{Options: rootca.Options{Password: passwordFunc}})
+	assert.Error(t, err)
+	_, err = rootca.Create(ctx, rootca.NewMemStore(), nil)
+	assert.ErrorContains(t, err, "neither Password nor Signer")
 }
 
 func TestOpenWithExternalSigner(t *testing.T) {
 	ctx := context.Background()
 	store := rootca.NewMemStore()
 	hsmKey := genKey(t, "p384")
-	ca, err := rootca.Open(ctx, store, &rootca.Options{Signer: hsmKey})
+	ca, err := rootca.Create(ctx, store, &rootca.CreateOptions{Options: rootca.Options{Signer: hsmKey}})
 	require.NoError(t, err)
 	assert.True(t, sameKey(hsmKey.Public(), ca.Certificate().PublicKey))
 	assert.Equal(t, x509.ECDSAWithSHA384, ca.Certificate().SignatureAlgorithm)
@@ -101,11 +145,11 @@ func TestIntermediateWithOfflineRoot(t *testing.T) {
 	ctx := context.Background()
 	rootSubject, err := rootca.ParseDN("CN=Offline Root,O=Example")
 	require.NoError(t, err)
-	root, rootKey, err := rootca.NewRoot(ctx, &rootca.Options{Subject: rootSubject, KeyAlgorithm: provider.KeyAlgorithmECDSA, KeySize: 384})
+	root, rootKey, err := rootca.NewRoot(&rootca.CreateOptions{Subject: rootSubject, KeyAlgorithm: provider.KeyAlgorithmECDSA, KeySize: 384})
 	require.NoError(t, err)
 	interSubject, err := rootca.ParseDN("CN=Issuing CA,O=Example")
 	require.NoError(t, err)
-	ca, _ := newCA(t, &rootca.Options{Subject: interSubject, Parent: &rootca.Issuer{Certificate: root, Signer: rootKey}})
+	ca, _ := newCACreate(t, &rootca.CreateOptions{Subject: interSubject, Parent: &rootca.Issuer{Certificate: root, Signer: rootKey}})
 
 	chain, err := ca.CACertificates(ctx)
 	require.NoError(t, err)
@@ -123,7 +167,7 @@ func TestIntermediateWithOfflineRoot(t *testing.T) {
 	inter.AddCert(chain[0])
 	_, err = res.Certificate.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: "kvm3.example.org"})
 	require.NoError(t, err)
-	require.NoError(t, ca.VerifyPeer(ctx, &provider.VerifyRequest{Certificates: []*x509.Certificate{res.Certificate}, Usage: x509.ExtKeyUsageServerAuth}))
+	require.NoError(t, ca.VerifyPeer(ctx, &provider.VerifyRequest{Certificates: []*x509.Certificate{res.Certificate}, Usage: provider.UsageServerAuth, ServerName: "kvm3.example.org"}))
 
 	crl, err := ca.SignCRL(ctx)
 	require.NoError(t, err)
@@ -131,31 +175,39 @@ func TestIntermediateWithOfflineRoot(t *testing.T) {
 
 	// A parent that is not a CA is refused.
 	leafRes := issue(t, ca, &provider.IssueRequest{CommonName: "leaf", Role: provider.RoleClient})
-	_, err = rootca.Open(ctx, rootca.NewMemStore(), &rootca.Options{Password: passwordFunc, Parent: &rootca.Issuer{Certificate: leafRes.Certificate, Signer: leafRes.PrivateKey}})
+	_, err = rootca.Create(ctx, rootca.NewMemStore(), &rootca.CreateOptions{Options: rootca.Options{Password: passwordFunc},
+		Parent: &rootca.Issuer{Certificate: leafRes.Certificate, Signer: leafRes.PrivateKey}})
 	assert.ErrorContains(t, err, "not a CA")
 }
 
 func TestRegistryFactory(t *testing.T) {
 	var reg provider.Registry
-	require.NoError(t, reg.Register(rootca.DefaultName, "built-in CA", rootca.Factory(rootca.NewMemStore(), &rootca.Options{Password: passwordFunc})))
+	_, store := newCA(t, &rootca.Options{Password: passwordFunc})
+	require.NoError(t, reg.Register("root", "built-in CA", rootca.Factory(store, &rootca.Options{Password: passwordFunc})))
 	p, err := reg.Open(context.Background(), "root")
 	require.NoError(t, err)
 	assert.Equal(t, "root", p.Name())
 	assert.NotEmpty(t, p.Description())
 }
 
-func TestOpenDir(t *testing.T) {
+func TestSQLiteDir(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir() + "/ca"
-	ca, err := rootca.OpenDir(ctx, dir, &rootca.Options{Password: passwordFunc})
+	store, err := sqlite.OpenDir(ctx, dir)
+	require.NoError(t, err)
+	ca, err := rootca.Create(ctx, store, &rootca.CreateOptions{Options: rootca.Options{Password: passwordFunc}})
 	require.NoError(t, err)
 	res := issue(t, ca, &provider.IssueRequest{CommonName: "kvm1", Role: provider.RoleHost, KeyAlgorithm: provider.KeyAlgorithmECDSA})
 	require.NoError(t, ca.Revoke(ctx, &provider.RevokeRequest{Serial: res.Certificate.SerialNumber, Reason: provider.ReasonSuperseded}))
 	first, err := ca.SignCRL(ctx)
 	require.NoError(t, err)
 	require.NoError(t, ca.Close())
+	require.NoError(t, store.Close())
 
-	again, err := rootca.OpenDir(ctx, dir, &rootca.Options{Password: passwordFunc})
+	store, err = sqlite.OpenDir(ctx, dir)
+	require.NoError(t, err)
+	defer store.Close()
+	again, err := rootca.Open(ctx, store, &rootca.Options{Password: passwordFunc})
 	require.NoError(t, err)
 	defer again.Close()
 	assert.Equal(t, ca.Certificate().Raw, again.Certificate().Raw)

@@ -10,6 +10,7 @@ import (
 	"github.com/kvmpki/kvmpki/provider"
 	"github.com/kvmpki/kvmpki/provider/providertest"
 	"github.com/kvmpki/kvmpki/rootca"
+	"github.com/kvmpki/kvmpki/rootca/sqlstore/sqlite"
 )
 
 // TestConformance runs the provider contract suite against the root CA:
@@ -30,12 +31,15 @@ func TestConformance(t *testing.T) {
 		}, &providertest.Options{KeyTypes: keyTypes})
 	})
 	t.Run("sqlite-intermediate", func(t *testing.T) {
-		root, rootKey, err := rootca.NewRoot(context.Background(), nil)
+		root, rootKey, err := rootca.NewRoot(nil)
 		require.NoError(t, err)
 		providertest.Run(t, func(t *testing.T) provider.Provider {
-			ca, err := rootca.OpenDir(context.Background(), t.TempDir(), &rootca.Options{
-				Signer: genKey(t, "p256"),
-				Parent: &rootca.Issuer{Certificate: root, Signer: rootKey},
+			store, err := sqlite.OpenDir(context.Background(), t.TempDir())
+			require.NoError(t, err)
+			t.Cleanup(func() { store.Close() })
+			ca, err := rootca.Create(context.Background(), store, &rootca.CreateOptions{
+				Options: rootca.Options{Signer: genKey(t, "p256")},
+				Parent:  &rootca.Issuer{Certificate: root, Signer: rootKey},
 			})
 			require.NoError(t, err)
 			t.Cleanup(func() { ca.Close() })

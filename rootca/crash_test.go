@@ -66,6 +66,13 @@ func TestCrashSafety(t *testing.T) {
 			require.NoError(t, err)
 			keyFile := filepath.Join(t.TempDir(), "ca.key")
 			require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600))
+			// The CA is made once, as at deployment; the children open it.
+			s, err := b.open(t.Context(), loc)
+			require.NoError(t, err)
+			ca, err := rootca.Create(t.Context(), s, &rootca.CreateOptions{Options: rootca.Options{Signer: key, RevocationPollInterval: -1}})
+			require.NoError(t, err)
+			require.NoError(t, ca.Close())
+			require.NoError(t, s.Close())
 
 			issued := map[string]bool{}
 			revoked := map[string]bool{}

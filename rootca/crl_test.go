@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"math/big"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/kvmpki/kvmpki/provider"
 	"github.com/kvmpki/kvmpki/rootca"
+	"github.com/kvmpki/kvmpki/rootca/sqlstore/sqlite"
 )
 
 func TestSignCRL(t *testing.T) {
@@ -43,6 +45,12 @@ func TestSignCRL(t *testing.T) {
 	// What SignCRL returns must agree with what a parser reads back.
 	parsed, err := x509.ParseRevocationList(crl.Raw)
 	require.NoError(t, err)
+	// Issue 11, item 19: the list is the parsed one, every field set
+	// (Extensions, entries' Raw), not a template partly filled in.
+	assert.Equal(t, parsed, crl, "SignCRL returns the list parsed from its DER")
+	assert.NotEmpty(t, crl.Extensions)
+	require.NotEmpty(t, crl.RevokedCertificateEntries)
+	assert.NotEmpty(t, crl.RevokedCertificateEntries[0].Raw)
 	require.NoError(t, parsed.CheckSignatureFrom(ca.Certificate()))
 	require.NoError(t, crl.CheckSignatureFrom(ca.Certificate()))
 	assert.Equal(t, parsed.RawTBSRevocationList, crl.RawTBSRevocationList)
@@ -139,18 +147,25 @@ func TestSignCRLConcurrentNumbersUnique(t *testing.T) {
 // checks and CRL after Refresh.
 func TestRefreshSeesOtherProcesses(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	a, err := rootca.OpenDir(ctx, dir, &rootca.Options{Password: passwordFunc})
+	path := filepath.Join(t.TempDir(), "ca.db")
+	sa, err := sqlite.Open(ctx, path)
+	require.NoError(t, err)
+	defer sa.Close()
+	sb, err := sqlite.Open(ctx, path)
+	require.NoError(t, err)
+	defer sb.Close()
+	signer := genKey(t, "p256")
+	a, err := rootca.Create(ctx, sa, &rootca.CreateOptions{Options: rootca.Options{Signer: signer}})
 	require.NoError(t, err)
 	defer a.Close()
-	b, err := rootca.OpenDir(ctx, dir, &rootca.Options{Password: passwordFunc})
+	b, err := rootca.Open(ctx, sb, &rootca.Options{Signer: signer})
 	require.NoError(t, err)
 	defer b.Close()
 	res := issue(t, a, &provider.IssueRequest{CommonName: "kvm1", Role: provider.RoleHost, KeyAlgorithm: provider.KeyAlgorithmECDSA})
-	require.NoError(t, b.VerifyPeer(ctx, &provider.VerifyRequest{Certificates: []*x509.Certificate{res.Certificate}}))
+	require.NoError(t, b.VerifyPeer(ctx, &provider.VerifyRequest{Certificates: []*x509.Certificate{res.Certificate}, Usage: provider.UsageClientAuth}))
 	require.NoError(t, a.Revoke(ctx, &provider.RevokeRequest{Serial: res.Certificate.SerialNumber, Reason: provider.ReasonKeyCompromise}))
 	require.NoError(t, b.Refresh(ctx))
-	assert.ErrorIs(t, b.VerifyPeer(ctx, &provider.VerifyRequest{Certificates: []*x509.Certificate{res.Certificate}}), provider.ErrRevoked)
+	assert.ErrorIs(t, b.VerifyPeer(ctx, &provider.VerifyRequest{Certificates: []*x509.Certificate{res.Certificate}, Usage: provider.UsageClientAuth}), provider.ErrRevoked)
 	crl, err := b.SignCRL(ctx)
 	require.NoError(t, err)
 	assert.Len(t, crl.RevokedCertificateEntries, 1)

@@ -7,67 +7,68 @@ import (
 	"github.com/kvmpki/kvmpki/provider"
 )
 
-// Defaults. Each one passes every consumer in the project's certificate
+// Defaults, documented on the fields of Options and CreateOptions that
+// they fill in. Each one passes every consumer in the project's certificate
 // profile reference: libvirt 9.0 with GnuTLS 3.7, QEMU 7.2, Go, OpenSSL 3.0
 // and Java 17.
 const (
-	// DefaultName is the provider name, as CloudStack names its built-in
+	// defaultName is the provider name, as CloudStack names its built-in
 	// plugin.
-	DefaultName = "root"
+	defaultName = "root"
 
-	// DefaultCAKeyAlgorithm and DefaultCAKeySize choose the key of a CA
-	// created at first start: ECDSA P-256, which every consumer accepts and
+	// defaultCAKeyAlgorithm and defaultCAKeySize choose the key of a CA
+	// Create makes: ECDSA P-256, which every consumer accepts and
 	// which signs about 20 times faster than RSA-3072.
-	DefaultCAKeyAlgorithm = provider.KeyAlgorithmECDSA
-	DefaultCAKeySize      = 256
-	// DefaultRSACAKeySize is the CA key size when KeyAlgorithm is RSA and
+	defaultCAKeyAlgorithm = provider.KeyAlgorithmECDSA
+	defaultCAKeySize      = 256
+	// defaultRSACAKeySize is the CA key size when KeyAlgorithm is RSA and
 	// KeySize is zero. CloudStack's CA is RSA-4096 (twice the leaf size).
-	DefaultRSACAKeySize = 3072
+	defaultRSACAKeySize = 3072
 
-	// DefaultCAValidity is the validity of a CA created at first start.
+	// defaultCAValidity is the validity of a CA Create makes.
 	// CloudStack's root lives 30 years; a shorter life bounds the damage of
 	// a key that leaked unnoticed.
-	DefaultCAValidity = 10 * 365 * 24 * time.Hour
+	defaultCAValidity = 10 * 365 * 24 * time.Hour
 
-	// DefaultLeafKeyAlgorithm and DefaultLeafKeySize choose the key the CA
+	// defaultLeafKeyAlgorithm and defaultLeafKeySize choose the key the CA
 	// generates for a request without a CSR: RSA-2048, which carries the
 	// digitalSignature|keyEncipherment key usage libvirt 9.0 demands and is
 	// what CloudStack's agents use.
-	DefaultLeafKeyAlgorithm = provider.KeyAlgorithmRSA
-	DefaultLeafKeySize      = 2048
+	defaultLeafKeyAlgorithm = provider.KeyAlgorithmRSA
+	defaultLeafKeySize      = 2048
 
-	// DefaultValidity is the validity of a leaf certificate when the
+	// defaultValidity is the validity of a leaf certificate when the
 	// request does not say (CloudStack's ca.framework.cert.validity.period).
-	DefaultValidity = 365 * 24 * time.Hour
-	// DefaultMaxValidity caps the validity a request may ask for.
+	defaultValidity = 365 * 24 * time.Hour
+	// defaultMaxValidity caps the validity a request may ask for.
 	// CloudStack has no cap.
-	DefaultMaxValidity = 3 * 365 * 24 * time.Hour
+	defaultMaxValidity = 3 * 365 * 24 * time.Hour
 
-	// DefaultRevocationPollInterval is how often a CA polls a shared
+	// defaultRevocationPollInterval is how often a CA polls a shared
 	// store for revocations made by other CAs: a revocation on one
 	// management server is refused by the others within this time plus
 	// one query.
-	DefaultRevocationPollInterval = 250 * time.Millisecond
+	defaultRevocationPollInterval = 250 * time.Millisecond
 
-	// DefaultBackdate is how far before the issuance time a certificate's
+	// defaultBackdate is how far before the issuance time a certificate's
 	// NotBefore lies, so that hosts whose clocks lag accept it at once.
 	// It never reaches before the CA's own NotBefore.
-	DefaultBackdate = time.Hour
+	defaultBackdate = time.Hour
 
-	// DefaultMaxNames bounds the DNS names and IP addresses of one
+	// defaultMaxNames bounds the DNS names and IP addresses of one
 	// certificate.
-	DefaultMaxNames = 100
+	defaultMaxNames = 100
 
-	// DefaultCRLValidity is the time between a CRL's ThisUpdate and
+	// defaultCRLValidity is the time between a CRL's ThisUpdate and
 	// NextUpdate. GnuTLS refuses connections once a loaded CRL is past its
 	// NextUpdate, so publish well before it.
-	DefaultCRLValidity = 7 * 24 * time.Hour
+	defaultCRLValidity = 7 * 24 * time.Hour
 
-	// MinRSAKeySize and MaxRSAKeySize bound RSA keys in CSRs and options.
+	// minRSAKeySize and maxRSAKeySize bound RSA keys in CSRs and options.
 	// Larger keys are refused because verifying them is a cheap way to burn
 	// the CA's CPU.
-	MinRSAKeySize = 2048
-	MaxRSAKeySize = 8192
+	minRSAKeySize = 2048
+	maxRSAKeySize = 8192
 
 	// maxIssueAttempts bounds retries after a serial collision, which with
 	// 159 random bits means a broken random source.
@@ -77,13 +78,9 @@ const (
 	maxCommonNameLength = 64
 )
 
-// sqliteBusyTimeout is how long an SQLite connection waits for a lock held
-// by another connection or process before failing with SQLITE_BUSY.
-const sqliteBusyTimeout = 10 * time.Second
-
-// DefaultSubject is the subject of a CA created at first start when
-// Options.Subject is empty. An O attribute keeps zlint quiet.
-const DefaultSubject = "CN=kvmpki root CA,O=kvmpki"
+// defaultSubject is the subject of a CA Create makes when
+// CreateOptions.Subject is empty. An O attribute keeps zlint quiet.
+const defaultSubject = "CN=kvmpki root CA,O=kvmpki"
 
 // allowedSignatureAlgorithms lists the signature algorithms the CA signs
 // with and accepts on CSRs. SHA-1 and MD5 are refused everywhere: GnuTLS

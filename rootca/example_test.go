@@ -19,9 +19,10 @@ import (
 // and later revokes.
 func Example() {
 	ctx := context.Background()
-	ca, err := rootca.Open(ctx, rootca.NewMemStore(), &rootca.Options{
+	// Create makes the CA once, at deployment; later starts Open it.
+	ca, err := rootca.Create(ctx, rootca.NewMemStore(), &rootca.CreateOptions{Options: rootca.Options{
 		Password: func() ([]byte, error) { return []byte("from the platform's secret store"), nil },
-	})
+	}})
 	if err != nil {
 		panic(err)
 	}
@@ -48,7 +49,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	err = ca.VerifyPeer(ctx, &provider.VerifyRequest{Certificates: []*x509.Certificate{cert}})
+	err = ca.VerifyPeer(ctx, &provider.VerifyRequest{Certificates: []*x509.Certificate{cert}, Usage: provider.UsageClientAuth})
 	fmt.Println("revoked refused:", err != nil)
 
 	crl, err := ca.SignCRL(ctx)
@@ -67,7 +68,7 @@ func Example() {
 // A request the names policy forbids is refused, with the reason.
 func ExampleCA_Issue_refused() {
 	ctx := context.Background()
-	ca, _ := rootca.Open(ctx, rootca.NewMemStore(), &rootca.Options{Signer: mustKey()})
+	ca, _ := rootca.Create(ctx, rootca.NewMemStore(), &rootca.CreateOptions{Options: rootca.Options{Signer: mustKey()}})
 	_, err := ca.Issue(ctx, &provider.IssueRequest{CommonName: "*.example.org", Role: provider.RoleHost})
 	fmt.Println(err)
 	// Output:

@@ -23,11 +23,21 @@ var testPassword = []byte("correct horse battery staple")
 
 func passwordFunc() ([]byte, error) { return testPassword, nil }
 
-// newCA opens a CA on a fresh MemStore. opts may be nil; without a
+// newCA creates a CA on a fresh MemStore. opts may be nil; without a
 // Password or Signer the CA gets a fresh P-256 Signer.
 func newCA(t testing.TB, opts *rootca.Options) (*rootca.CA, *rootca.MemStore) {
 	t.Helper()
-	var o rootca.Options
+	var o rootca.CreateOptions
+	if opts != nil {
+		o.Options = *opts
+	}
+	return newCACreate(t, &o)
+}
+
+// newCACreate is newCA with creation options.
+func newCACreate(t testing.TB, opts *rootca.CreateOptions) (*rootca.CA, *rootca.MemStore) {
+	t.Helper()
+	var o rootca.CreateOptions
 	if opts != nil {
 		o = *opts
 	}
@@ -38,8 +48,9 @@ func newCA(t testing.TB, opts *rootca.Options) (*rootca.CA, *rootca.MemStore) {
 		o.Signer = genKey(t, "p256")
 	}
 	store := rootca.NewMemStore()
-	ca, err := rootca.Open(context.Background(), store, &o)
+	ca, err := rootca.Create(context.Background(), store, &o)
 	require.NoError(t, err)
+	t.Cleanup(func() { ca.Close() })
 	return ca, store
 }
 

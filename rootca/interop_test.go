@@ -160,29 +160,29 @@ var interopFixtureOnce = sync.OnceValues(func() (*interopFixture, error) {
 	// iterations per Open, seconds under the race detector, and makes no
 	// difference to the certificates.
 	ecdsaRootKey := newECDSAKey(elliptic.P256())
-	ecdsaRoot, err := rootca.Open(ctx, rootca.NewMemStore(), &rootca.Options{Signer: ecdsaRootKey})
+	ecdsaRoot, err := rootca.Create(ctx, rootca.NewMemStore(), &rootca.CreateOptions{Options: rootca.Options{Signer: ecdsaRootKey}})
 	if err != nil {
 		return nil, err
 	}
-	rsaRoot, err := rootca.Open(ctx, rootca.NewMemStore(), &rootca.Options{
-		Signer:  keys["ca-rsa3072"],
+	rsaRoot, err := rootca.Create(ctx, rootca.NewMemStore(), &rootca.CreateOptions{
+		Options: rootca.Options{Signer: keys["ca-rsa3072"]},
 		Subject: pkix.Name{Organization: []string{"kvmpki"}, CommonName: "kvmpki RSA root CA"},
 	})
 	if err != nil {
 		return nil, err
 	}
 	offlineKey := newECDSAKey(elliptic.P384())
-	offline, _, err := rootca.NewRoot(ctx, &rootca.Options{
-		Signer:  offlineKey,
+	offline, _, err := rootca.NewRoot(&rootca.CreateOptions{
+		Options: rootca.Options{Signer: offlineKey},
 		Subject: pkix.Name{Organization: []string{"kvmpki"}, CommonName: "kvmpki offline root CA"},
 	})
 	if err != nil {
 		return nil, err
 	}
 	interKey := newECDSAKey(elliptic.P256())
-	inter, err := rootca.Open(ctx, rootca.NewMemStore(), &rootca.Options{
-		Signer: interKey,
-		Parent: &rootca.Issuer{Certificate: offline, Signer: offlineKey},
+	inter, err := rootca.Create(ctx, rootca.NewMemStore(), &rootca.CreateOptions{
+		Options: rootca.Options{Signer: interKey},
+		Parent:  &rootca.Issuer{Certificate: offline, Signer: offlineKey},
 	})
 	if err != nil {
 		return nil, err
@@ -212,8 +212,8 @@ var interopFixtureOnce = sync.OnceValues(func() (*interopFixture, error) {
 	f.setups[2].rootCRL = rootca.EncodeCRL(rootCRL)
 
 	foreignKey := newECDSAKey(elliptic.P256())
-	foreignCA, err := rootca.Open(ctx, rootca.NewMemStore(), &rootca.Options{
-		Signer:  foreignKey,
+	foreignCA, err := rootca.Create(ctx, rootca.NewMemStore(), &rootca.CreateOptions{
+		Options: rootca.Options{Signer: foreignKey},
 		Subject: pkix.Name{Organization: []string{"elsewhere"}, CommonName: "foreign root CA"},
 	})
 	if err != nil {
@@ -401,7 +401,7 @@ func TestInterop(t *testing.T) {
 // goHandshake runs a TLS handshake between a Go server presenting server
 // and a Go client presenting client and dialling host. Both judge the
 // peer through ca as the provider package prescribes: the server with
-// provider.VerifyConnection (ClientAuth RequireAnyClientCert, no
+// provider.VerifyClientConnection (ClientAuth RequireAnyClientCert, no
 // ClientCAs), the client with RootCAs plus
 // provider.VerifyServerConnection. It returns each side's error; nil and
 // nil mean both accepted the other and exchanged a byte.
@@ -426,7 +426,7 @@ func goHandshake(t *testing.T, ca *rootca.CA, roots *x509.CertPool, server, clie
 		srv := tls.Server(conn, &tls.Config{
 			Certificates:     []tls.Certificate{server},
 			ClientAuth:       tls.RequireAnyClientCert,
-			VerifyConnection: provider.VerifyConnection(ca, x509.ExtKeyUsageClientAuth),
+			VerifyConnection: provider.VerifyClientConnection(ca, nil),
 		})
 		err = srv.Handshake()
 		if err == nil {
@@ -444,7 +444,7 @@ func goHandshake(t *testing.T, ca *rootca.CA, roots *x509.CertPool, server, clie
 		// Always present the certificate, as a real client configured
 		// with it would.
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &client, nil },
-		VerifyConnection:     provider.VerifyServerConnection(ca, host),
+		VerifyConnection:     provider.VerifyServerConnection(ca, host, nil),
 	})
 	clientErr = cli.Handshake()
 	if clientErr == nil {
@@ -474,7 +474,7 @@ func testGoTLS(t *testing.T, s *interopSetup, foreign *interopLeaf) {
 					_, cerr := goHandshake(t, s.ca, s.roots, l.tls, host.tls, interopDNSName)
 					assert.ErrorContains(t, cerr, "incompatible key usage")
 					err := s.ca.VerifyPeer(t.Context(), &provider.VerifyRequest{
-						Certificates: []*x509.Certificate{l.cert}, Usage: x509.ExtKeyUsageServerAuth, ServerName: interopDNSName})
+						Certificates: []*x509.Certificate{l.cert}, Usage: provider.UsageServerAuth, ServerName: interopDNSName})
 					assert.ErrorIs(t, err, provider.ErrIncompatibleUsage)
 				})
 			}

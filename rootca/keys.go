@@ -26,8 +26,8 @@ func generateKey(rnd io.Reader, alg provider.KeyAlgorithm, size int, defAlg prov
 		if size == 0 {
 			size = defRSA
 		}
-		if size < MinRSAKeySize || size > MaxRSAKeySize {
-			return nil, fmt.Errorf("RSA key size %d outside %d..%d", size, MinRSAKeySize, MaxRSAKeySize)
+		if size < minRSAKeySize || size > maxRSAKeySize {
+			return nil, fmt.Errorf("RSA key size %d outside %d..%d", size, minRSAKeySize, maxRSAKeySize)
 		}
 		return rsa.GenerateKey(rnd, size)
 	case provider.KeyAlgorithmECDSA:
@@ -56,17 +56,17 @@ func curveForSize(bits int) (elliptic.Curve, error) {
 }
 
 // checkPublicKey enforces the key policy on a key to be certified: RSA of
-// MinRSAKeySize..MaxRSAKeySize bits with a sane exponent, or ECDSA on
+// minRSAKeySize..MaxRSAKeySize bits with a sane exponent, or ECDSA on
 // P-256, P-384 or P-521. Everything else is refused.
 func checkPublicKey(pub crypto.PublicKey) error {
 	switch k := pub.(type) {
 	case *rsa.PublicKey:
 		bits := k.N.BitLen()
-		if bits < MinRSAKeySize {
-			return fmt.Errorf("RSA key of %d bits is too weak (minimum %d)", bits, MinRSAKeySize)
+		if bits < minRSAKeySize {
+			return fmt.Errorf("RSA key of %d bits is too weak (minimum %d)", bits, minRSAKeySize)
 		}
-		if bits > MaxRSAKeySize {
-			return fmt.Errorf("RSA key of %d bits is too large (maximum %d)", bits, MaxRSAKeySize)
+		if bits > maxRSAKeySize {
+			return fmt.Errorf("RSA key of %d bits is too large (maximum %d)", bits, maxRSAKeySize)
 		}
 		if k.E < 65537 || k.E%2 == 0 {
 			return fmt.Errorf("RSA public exponent %d is not allowed (want an odd value of at least 65537)", k.E)

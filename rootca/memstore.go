@@ -2,17 +2,14 @@ package rootca
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/big"
-	"net"
 	"slices"
-	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/kvmpki/kvmpki/provider"
+	"github.com/kvmpki/kvmpki/rootca/internal/storecheck"
 )
 
 var _ Store = (*MemStore)(nil)
@@ -68,7 +65,7 @@ func (m *MemStore) LoadAuthority(ctx context.Context) (*Authority, error) {
 	}
 	defer unlock()
 	if m.authority == nil {
-		return nil, errNoAuthority
+		return nil, storecheck.ErrNoAuthority
 	}
 	return cloneAuthority(m.authority), nil
 }
@@ -76,7 +73,7 @@ func (m *MemStore) LoadAuthority(ctx context.Context) (*Authority, error) {
 // CreateAuthority stores a copy of a, unless the store already holds a CA,
 // in which case it returns ErrAuthorityExists.
 func (m *MemStore) CreateAuthority(ctx context.Context, a *Authority) error {
-	if err := validateAuthority(a); err != nil {
+	if err := storecheck.Authority(authorityCerts(a), a == nil); err != nil {
 		return err
 	}
 	unlock, err := m.enter(ctx, true, "create authority")
@@ -93,7 +90,7 @@ func (m *MemStore) CreateAuthority(ctx context.Context, a *Authority) error {
 
 // AddCertificate records a copy of rec.
 func (m *MemStore) AddCertificate(ctx context.Context, rec *provider.CertificateRecord) error {
-	if err := validateRecord(rec); err != nil {
+	if err := storecheck.Record(rec); err != nil {
 		return err
 	}
 	unlock, err := m.enter(ctx, true, "add certificate")
@@ -103,7 +100,7 @@ func (m *MemStore) AddCertificate(ctx context.Context, rec *provider.Certificate
 	defer unlock()
 	key := provider.FormatSerial(rec.Serial)
 	if _, ok := m.certs[key]; ok {
-		return duplicateSerialError(rec.Serial)
+		return storecheck.DuplicateSerial(rec.Serial)
 	}
 	if m.certs == nil {
 		m.certs = make(map[string]*provider.CertificateRecord)
@@ -114,7 +111,7 @@ func (m *MemStore) AddCertificate(ctx context.Context, rec *provider.Certificate
 
 // Certificate returns a copy of the record for serial.
 func (m *MemStore) Certificate(ctx context.Context, serial *big.Int) (*provider.CertificateRecord, error) {
-	if err := validateSerial(serial); err != nil {
+	if err := storecheck.Serial(serial); err != nil {
 		return nil, err
 	}
 	unlock, err := m.enter(ctx, false, "certificate")
@@ -124,7 +121,7 @@ func (m *MemStore) Certificate(ctx context.Context, serial *big.Int) (*provider.
 	defer unlock()
 	rec, ok := m.certs[provider.FormatSerial(serial)]
 	if !ok {
-		return nil, notFoundError(serial)
+		return nil, storecheck.NotFound(serial)
 	}
 	return cloneRecord(rec), nil
 }
@@ -159,7 +156,7 @@ func (m *MemStore) ListCertificates(ctx context.Context, opts *provider.ListOpti
 // Revoke marks the certificate with serial revoked for reason at the
 // given time.
 func (m *MemStore) Revoke(ctx context.Context, serial *big.Int, reason provider.RevocationReason, at time.Time) (*Revocation, error) {
-	if err := validateRevocation(serial, reason, at); err != nil {
+	if err := storecheck.Revocation(serial, reason, at); err != nil {
 		return nil, err
 	}
 	unlock, err := m.enter(ctx, true, "revoke")
@@ -169,10 +166,10 @@ func (m *MemStore) Revoke(ctx context.Context, serial *big.Int, reason provider.
 	defer unlock()
 	rec, ok := m.certs[provider.FormatSerial(serial)]
 	if !ok {
-		return nil, notFoundError(serial)
+		return nil, storecheck.NotFound(serial)
 	}
 	if rec.Status == provider.StatusRevoked {
-		return nil, alreadyRevokedError(serial)
+		return nil, storecheck.AlreadyRevoked(serial)
 	}
 	rec.Status = provider.StatusRevoked
 	rec.Reason = reason
@@ -255,122 +252,6 @@ func (m *MemStore) Close() error {
 	return nil
 }
 
-// The checks and copies below are shared by every Store in this package,
-// so that MemStore and SQLStore accept and return the same values.
-
-// errNoAuthority is returned by LoadAuthority on an empty store.
-var errNoAuthority = fmt.Errorf("rootca: store holds no CA: %w", provider.ErrNotFound)
-
-// maxSerialBits bounds serial numbers to RFC 5280's 20 octets, as
-// provider.ParseSerial bounds them to 40 hexadecimal digits.
-const maxSerialBits = 160
-
-func notFoundError(serial *big.Int) error {
-	return fmt.Errorf("rootca: certificate %s: %w", provider.FormatSerial(serial), provider.ErrNotFound)
-}
-
-func alreadyRevokedError(serial *big.Int) error {
-	return fmt.Errorf("rootca: certificate %s: %w", provider.FormatSerial(serial), provider.ErrAlreadyRevoked)
-}
-
-func duplicateSerialError(serial *big.Int) error {
-	return fmt.Errorf("%w %s", ErrDuplicateSerial, provider.FormatSerial(serial))
-}
-
-func validateSerial(serial *big.Int) error {
-	switch {
-	case serial == nil:
-		return errors.New("rootca: missing serial number")
-	case serial.Sign() <= 0:
-		return fmt.Errorf("rootca: serial number %s is not positive", serial)
-	case serial.BitLen() > maxSerialBits:
-		return fmt.Errorf("rootca: serial number %s is longer than 20 octets", provider.FormatSerial(serial))
-	}
-	return nil
-}
-
-// validateTime refuses times that do not fit the four-digit years of X.509
-// GeneralizedTime, and with them the fixed-width text SQLStore sorts by.
-func validateTime(field string, t time.Time) error {
-	if y := t.UTC().Year(); y < 0 || y > 9999 {
-		return fmt.Errorf("rootca: %s year %d outside 0 to 9999", field, y)
-	}
-	return nil
-}
-
-func validateAuthority(a *Authority) error {
-	if a == nil {
-		return errors.New("rootca: create authority: nil authority")
-	}
-	if len(a.Certificates) == 0 {
-		return errors.New("rootca: create authority: no certificates")
-	}
-	for i, der := range a.Certificates {
-		if len(der) == 0 {
-			return fmt.Errorf("rootca: create authority: certificate %d is empty", i)
-		}
-	}
-	return nil
-}
-
-func validateRecord(rec *provider.CertificateRecord) error {
-	if rec == nil {
-		return errors.New("rootca: add certificate: nil record")
-	}
-	if err := validateSerial(rec.Serial); err != nil {
-		return err
-	}
-	s := provider.FormatSerial(rec.Serial)
-	if rec.Status != provider.StatusValid {
-		return fmt.Errorf("rootca: add certificate %s: status is %s, want valid", s, rec.Status)
-	}
-	if !rec.RevokedAt.IsZero() || rec.Reason != provider.ReasonUnspecified {
-		return fmt.Errorf("rootca: add certificate %s: revocation fields set on a valid certificate", s)
-	}
-	if err := validateText("subject", rec.Subject); err != nil {
-		return fmt.Errorf("rootca: add certificate %s: %w", s, err)
-	}
-	for _, name := range rec.DNSNames {
-		if err := validateText("DNS name", name); err != nil {
-			return fmt.Errorf("rootca: add certificate %s: %w", s, err)
-		}
-	}
-	if len(rec.Raw) == 0 {
-		return fmt.Errorf("rootca: add certificate %s: no DER certificate", s)
-	}
-	for _, ip := range rec.IPAddresses {
-		if len(ip) != net.IPv4len && len(ip) != net.IPv6len {
-			return fmt.Errorf("rootca: add certificate %s: IP address of %d bytes", s, len(ip))
-		}
-	}
-	if err := validateTime("not before", rec.NotBefore); err != nil {
-		return err
-	}
-	return validateTime("not after", rec.NotAfter)
-}
-
-// validateText refuses strings that not every database stores intact:
-// invalid UTF-8 and NUL bytes.
-func validateText(field, s string) error {
-	if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
-		return fmt.Errorf("%s %q is not valid UTF-8 text", field, s)
-	}
-	return nil
-}
-
-func validateRevocation(serial *big.Int, reason provider.RevocationReason, at time.Time) error {
-	if err := validateSerial(serial); err != nil {
-		return err
-	}
-	if !reason.Valid() {
-		return fmt.Errorf("rootca: revoke %s: invalid reason %d", provider.FormatSerial(serial), int(reason))
-	}
-	if at.IsZero() {
-		return fmt.Errorf("rootca: revoke %s: zero revocation time", provider.FormatSerial(serial))
-	}
-	return validateTime("revocation", at)
-}
-
 func cloneAuthority(a *Authority) *Authority {
 	c := &Authority{Certificates: make([][]byte, len(a.Certificates))}
 	for i, der := range a.Certificates {
@@ -393,7 +274,7 @@ func cloneRecord(rec *provider.CertificateRecord) *provider.CertificateRecord {
 	}
 	c.IPAddresses = nil
 	for _, ip := range rec.IPAddresses {
-		c.IPAddresses = append(c.IPAddresses, normalizeIP(ip))
+		c.IPAddresses = append(c.IPAddresses, storecheck.NormalizeIP(ip))
 	}
 	c.NotBefore = rec.NotBefore.UTC()
 	c.NotAfter = rec.NotAfter.UTC()
@@ -404,10 +285,10 @@ func cloneRecord(rec *provider.CertificateRecord) *provider.CertificateRecord {
 	return &c
 }
 
-// normalizeIP returns a copy of ip, 4 bytes long if it is an IPv4 address.
-func normalizeIP(ip net.IP) net.IP {
-	if v4 := ip.To4(); v4 != nil {
-		return slices.Clone(v4)
+// authorityCerts returns a's chain, or nil for a nil a.
+func authorityCerts(a *Authority) [][]byte {
+	if a == nil {
+		return nil
 	}
-	return slices.Clone(ip)
+	return a.Certificates
 }

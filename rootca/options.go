@@ -12,83 +12,71 @@ import (
 	"github.com/kvmpki/kvmpki/provider"
 )
 
-// Options configures a CA. The zero value is a safe default: an ECDSA P-256
-// root created at first start, strict client authentication, expired
-// certificates refused. Only a key source must be given: Password, or
-// Signer for a key held in an HSM or KMS.
+// Options configures a CA, for Open, and for Create through
+// CreateOptions. The zero value is a safe default: strict client
+// authentication, expired certificates refused. Only a key source must be
+// given: Password, or Signer for a key held in an HSM or KMS.
 //
 // # CloudStack settings
 //
 // The settings of CloudStack's CA framework and root plugin map onto the
 // fields like this:
 //
-//	ca.framework.cert.keysize              LeafKeySize (CloudStack's CA is twice it; here KeySize)
+//	ca.framework.cert.keysize              LeafKeySize (CloudStack's CA is twice it; here CreateOptions.KeySize)
 //	ca.framework.cert.signature.algorithm  SignatureAlgorithm
 //	ca.framework.cert.validity.period      DefaultValidity (days there, a Duration here)
-//	ca.plugin.root.issuer.dn               Subject (see ParseDN)
-//	ca.plugin.root.private.key etc.        Store, with the key encrypted under Password
+//	ca.plugin.root.issuer.dn               CreateOptions.Subject (see ParseDN)
+//	ca.plugin.root.private.key etc.        the Store, with the key encrypted under Password
 //	ca.plugin.root.auth.strictness         InsecureAllowMissingClientCert = !strictness
 //	ca.plugin.root.allow.expired.cert      InsecureAllowExpired
 //
-// Options must not be modified after it is passed to Open.
+// Options must not be modified after it is passed to Open or Create.
 type Options struct {
-	// Name is the provider name. If empty, DefaultName ("root").
+	// Name is the provider name. If empty, "root", as CloudStack names
+	// its built-in plugin.
 	Name string
 
-	// KeyAlgorithm and KeySize choose the key of a CA created at first
-	// start. Zero values mean DefaultCAKeyAlgorithm with
-	// DefaultCAKeySize, or DefaultRSACAKeySize for RSA.
-	KeyAlgorithm provider.KeyAlgorithm
-	KeySize      int
-
 	// SignatureAlgorithm is the algorithm the CA signs with. Zero means
-	// SHA-256 with the CA key's algorithm (ECDSA with SHA-384 for P-384).
-	// SHA-1 and MD5 are refused.
+	// SHA-256 with the CA key's algorithm (ECDSA with SHA-384 for P-384,
+	// SHA-512 for P-521). SHA-1 and MD5 are refused.
 	SignatureAlgorithm x509.SignatureAlgorithm
 
-	// Subject is the issuer DN of a CA created at first start. If empty,
-	// DefaultSubject.
-	Subject pkix.Name
-
-	// CAValidity is the validity of a CA created at first start. Zero
-	// means DefaultCAValidity.
-	CAValidity time.Duration
-
-	// Parent, if set, makes the CA created at first start an intermediate
-	// signed by Parent, so the root can stay offline. Parent is used once,
-	// at creation, and never stored.
-	Parent *Issuer
-
 	// Signer, if set, is the CA's private key held outside the store (an
-	// HSM or KMS key). At first start the CA certificate is made for it;
-	// later it must match the stored certificate.
+	// HSM or KMS key). Create makes the CA certificate for it; Open
+	// checks that it matches the stored certificate.
 	Signer crypto.Signer
 
 	// Password returns the password that encrypts the CA key in the store
 	// (PKCS #8, PBES2 with PBKDF2-HMAC-SHA256 and AES-256-CBC). It is
-	// called once per Open, and required unless Signer is set.
+	// called once per Open or Create, and required unless Signer is set.
+	// Its buffer is copied, never cleared.
 	Password func() ([]byte, error)
 
 	// LeafKeyAlgorithm and LeafKeySize choose the key generated for a
-	// request without a CSR that names none. Zero values mean
-	// DefaultLeafKeyAlgorithm and DefaultLeafKeySize.
+	// request without a CSR that names none. Zero values mean RSA-2048,
+	// which carries the digitalSignature|keyEncipherment key usage
+	// libvirt 9.0 demands and is what CloudStack's agents use; an ECDSA
+	// size of zero means P-256.
 	LeafKeyAlgorithm provider.KeyAlgorithm
 	LeafKeySize      int
 
-	// DefaultValidity is the leaf validity when a request names none. Zero
-	// means DefaultValidity.
+	// DefaultValidity is the leaf validity when a request names none
+	// (CloudStack's ca.framework.cert.validity.period). Zero means one
+	// year (365 days), cut short at the CA's own NotAfter.
 	DefaultValidity time.Duration
 
 	// MaxValidity caps the validity a request may ask for; longer requests
-	// are refused. Zero means DefaultMaxValidity.
+	// are refused. Zero means three years (3 × 365 days). CloudStack has
+	// no cap.
 	MaxValidity time.Duration
 
-	// Backdate moves NotBefore into the past to absorb clock skew. Zero
-	// means DefaultBackdate; a negative value means none.
+	// Backdate moves NotBefore into the past to absorb clock skew, never
+	// before the CA's own NotBefore. Zero means one hour; a negative value
+	// means none.
 	Backdate time.Duration
 
-	// MaxNames bounds the names of one certificate. Zero means
-	// DefaultMaxNames.
+	// MaxNames bounds the DNS names and IP addresses of one certificate.
+	// Zero means 100.
 	MaxNames int
 
 	// InsecureAllowCSRNames puts into certificates the names a CSR asks
@@ -104,21 +92,23 @@ type Options struct {
 	// "*.example" reserves every name below example. Reserve the marker
 	// that identifies management servers, as CloudStack's
 	// ca.framework.cert.management.custom.san, so that a host cannot pose
-	// as one.
+	// as one. Nil reserves none.
 	ReservedDNSNames []string
 
 	// CRLValidity is the time from a CRL's ThisUpdate to its NextUpdate.
-	// Zero means DefaultCRLValidity.
+	// Zero means seven days. GnuTLS refuses connections once a loaded
+	// CRL is past its NextUpdate, so publish well before it.
 	CRLValidity time.Duration
 
 	// RevocationPollInterval is how often the CA asks a shared store
-	// (one implementing RevocationFeed, as MemStore and SQLStore do) for
-	// revocations other CAs made in it, so that its handshake checks
-	// refuse them too. Zero means DefaultRevocationPollInterval; negative
-	// turns the background polling off (Refresh still works). On
-	// PostgreSQL the CA waits for the revocation's notification
-	// instead, and polls at this interval only as a safety net.
-	// SignCRL always asks the store first, so a CRL holds every
+	// (one implementing RevocationFeed, as MemStore and sqlstore.Store
+	// do) for revocations other CAs made in it, so that its handshake
+	// checks refuse them too. Zero means 250 ms: a revocation on one
+	// management server is refused by the others within that time plus
+	// one query. Negative turns the background polling off (Refresh
+	// still works). On PostgreSQL the CA waits for the revocation's
+	// notification instead, and polls at this interval only as a safety
+	// net. SignCRL always asks the store first, so a CRL holds every
 	// revocation committed before it is signed.
 	RevocationPollInterval time.Duration
 
@@ -143,6 +133,44 @@ type Options struct {
 	// Logger receives one record per issuance and revocation. If nil,
 	// nothing is logged. Keys and passwords are never logged.
 	Logger *slog.Logger
+}
+
+// CreateOptions configures Create: the fields that shape the CA it makes
+// and that nothing else uses, and the Options of the CA it returns. The
+// zero value, given a key source in Options, makes a self-signed ECDSA
+// P-256 root named "CN=kvmpki root CA,O=kvmpki" that lives ten years.
+//
+// CreateOptions must not be modified after it is passed to Create.
+type CreateOptions struct {
+	// Options configures the CA Create returns, as for Open. Its
+	// Password or Signer is the key source: Create encrypts the key it
+	// generates under Password, or certifies Signer.
+	Options
+
+	// KeyAlgorithm and KeySize choose the CA key Create generates when
+	// Options.Signer is nil. Zero values mean ECDSA P-256, which every
+	// consumer accepts and which signs about 20 times faster than
+	// RSA-3072; with KeyAlgorithmRSA a zero KeySize means 3072 bits
+	// (CloudStack's CA is RSA-4096). RSA keys must have 2048 to 8192
+	// bits, curves be P-256, P-384 or P-521.
+	KeyAlgorithm provider.KeyAlgorithm
+	KeySize      int
+
+	// Subject is the CA's DN (CloudStack's ca.plugin.root.issuer.dn; see
+	// ParseDN). If empty, "CN=kvmpki root CA,O=kvmpki" for a root, and
+	// "CN=kvmpki intermediate CA,O=kvmpki" with Parent.
+	Subject pkix.Name
+
+	// Validity is the CA certificate's validity. Zero means ten years
+	// (10 × 365 days): CloudStack's root lives 30 years, and a shorter
+	// life bounds the damage of a key that leaked unnoticed. With Parent
+	// it ends no later than Parent's certificate.
+	Validity time.Duration
+
+	// Parent, if set, makes the CA an intermediate signed by Parent, so
+	// that the root can stay offline (NewRoot makes one). Parent is used
+	// once and never stored. If nil, the CA is a self-signed root.
+	Parent *Issuer
 }
 
 // Issuer is a CA certificate with its key, used to sign an intermediate.
@@ -174,15 +202,15 @@ func (o *Options) name() string {
 	if o.Name != "" {
 		return o.Name
 	}
-	return DefaultName
+	return defaultName
 }
 
 func (o *Options) defaultValidity() time.Duration {
-	return positiveOr(o.DefaultValidity, DefaultValidity)
+	return positiveOr(o.DefaultValidity, defaultValidity)
 }
 
 func (o *Options) maxValidity() time.Duration {
-	return positiveOr(o.MaxValidity, DefaultMaxValidity)
+	return positiveOr(o.MaxValidity, defaultMaxValidity)
 }
 
 func (o *Options) backdate() time.Duration {
@@ -190,25 +218,25 @@ func (o *Options) backdate() time.Duration {
 	case o.Backdate < 0:
 		return 0
 	case o.Backdate == 0:
-		return DefaultBackdate
+		return defaultBackdate
 	}
 	return o.Backdate
 }
 
 func (o *Options) maxNames() int {
-	return positiveOr(o.MaxNames, DefaultMaxNames)
+	return positiveOr(o.MaxNames, defaultMaxNames)
 }
 
 func (o *Options) crlValidity() time.Duration {
-	return positiveOr(o.CRLValidity, DefaultCRLValidity)
+	return positiveOr(o.CRLValidity, defaultCRLValidity)
 }
 
 func (o *Options) revocationPollInterval() time.Duration {
-	return positiveOr(o.RevocationPollInterval, DefaultRevocationPollInterval)
+	return positiveOr(o.RevocationPollInterval, defaultRevocationPollInterval)
 }
 
-func (o *Options) caValidity() time.Duration {
-	return positiveOr(o.CAValidity, DefaultCAValidity)
+func (o *CreateOptions) validity() time.Duration {
+	return positiveOr(o.Validity, defaultCAValidity)
 }
 
 // positiveOr returns v if it is positive, and def otherwise: the zero value

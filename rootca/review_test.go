@@ -19,18 +19,18 @@ import (
 // CA knows nothing of the sibling's revocations.
 func TestVerifyPeerRefusesSiblingIntermediate(t *testing.T) {
 	ctx := context.Background()
-	root, rootKey, err := rootca.NewRoot(ctx, nil)
+	root, rootKey, err := rootca.NewRoot(nil)
 	require.NoError(t, err)
 	parent := &rootca.Issuer{Certificate: root, Signer: rootKey}
-	prod, _ := newCA(t, &rootca.Options{Parent: parent})
-	staging, _ := newCA(t, &rootca.Options{Parent: parent})
+	prod, _ := newCACreate(t, &rootca.CreateOptions{Parent: parent})
+	staging, _ := newCACreate(t, &rootca.CreateOptions{Parent: parent})
 	leaf := issue(t, staging, &provider.IssueRequest{CommonName: "kvm1", Role: provider.RoleClient, KeyAlgorithm: provider.KeyAlgorithmECDSA})
 	require.NoError(t, staging.Revoke(ctx, &provider.RevokeRequest{Serial: leaf.Certificate.SerialNumber}))
 
-	err = prod.VerifyPeer(ctx, &provider.VerifyRequest{Certificates: []*x509.Certificate{leaf.Certificate, leaf.Chain[0]}})
+	err = prod.VerifyPeer(ctx, &provider.VerifyRequest{Certificates: []*x509.Certificate{leaf.Certificate, leaf.Chain[0]}, Usage: provider.UsageClientAuth})
 	assert.ErrorIs(t, err, provider.ErrUnknownAuthority)
 	own := issue(t, prod, &provider.IssueRequest{CommonName: "kvm2", Role: provider.RoleClient, KeyAlgorithm: provider.KeyAlgorithmECDSA})
-	assert.NoError(t, prod.VerifyPeer(ctx, &provider.VerifyRequest{Certificates: []*x509.Certificate{own.Certificate, own.Chain[0]}}))
+	assert.NoError(t, prod.VerifyPeer(ctx, &provider.VerifyRequest{Certificates: []*x509.Certificate{own.Certificate, own.Chain[0]}, Usage: provider.UsageClientAuth}))
 }
 
 // A revocation another process made reaches this one when it tries the
@@ -43,10 +43,10 @@ func TestRevocationsOnlyGrow(t *testing.T) {
 	// "Another process" revokes behind this CA's back.
 	_, err := store.Revoke(ctx, serial, provider.ReasonKeyCompromise, time.Now())
 	require.NoError(t, err)
-	assert.NoError(t, ca.VerifyPeer(ctx, &provider.VerifyRequest{Certificates: []*x509.Certificate{leaf.Certificate}}), "not yet known here")
+	assert.NoError(t, ca.VerifyPeer(ctx, &provider.VerifyRequest{Certificates: []*x509.Certificate{leaf.Certificate}, Usage: provider.UsageClientAuth}), "not yet known here")
 	err = ca.Revoke(ctx, &provider.RevokeRequest{Serial: serial})
 	assert.ErrorIs(t, err, provider.ErrAlreadyRevoked)
-	assert.ErrorIs(t, ca.VerifyPeer(ctx, &provider.VerifyRequest{Certificates: []*x509.Certificate{leaf.Certificate}}), provider.ErrRevoked)
+	assert.ErrorIs(t, ca.VerifyPeer(ctx, &provider.VerifyRequest{Certificates: []*x509.Certificate{leaf.Certificate}, Usage: provider.UsageClientAuth}), provider.ErrRevoked)
 
 	// A revocation made here stays known even after a Refresh from a
 	// store that (as a stale snapshot would) lacks it.
@@ -62,28 +62,28 @@ func TestReviewEdgeCases(t *testing.T) {
 
 	t.Run("expired CA issues nothing", func(t *testing.T) {
 		clock := time.Now()
-		ca, _ := newCA(t, &rootca.Options{CAValidity: 48 * time.Hour, Time: func() time.Time { return clock }})
+		ca, _ := newCACreate(t, &rootca.CreateOptions{Validity: 48 * time.Hour, Options: rootca.Options{Time: func() time.Time { return clock }}})
 		clock = clock.Add(100 * 24 * time.Hour)
 		_, err := ca.Issue(ctx, &provider.IssueRequest{CommonName: "kvm1", Role: provider.RoleHost, KeyAlgorithm: provider.KeyAlgorithmECDSA})
 		assert.ErrorContains(t, err, "CA certificate expired")
 	})
 	t.Run("parent without certificate", func(t *testing.T) {
-		_, err := rootca.Open(ctx, rootca.NewMemStore(), &rootca.Options{Signer: genKey(t, "p256"), Parent: &rootca.Issuer{}})
-		assert.ErrorContains(t, err, "Options.Parent needs")
+		_, err := rootca.Create(ctx, rootca.NewMemStore(), &rootca.CreateOptions{Options: rootca.Options{Signer: genKey(t, "p256")}, Parent: &rootca.Issuer{}})
+		assert.ErrorContains(t, err, "CreateOptions.Parent needs")
 	})
 	t.Run("encrypted key reopened with a signer only", func(t *testing.T) {
 		store := rootca.NewMemStore()
-		_, err := rootca.Open(ctx, store, &rootca.Options{Password: passwordFunc})
+		_, err := rootca.Create(ctx, store, &rootca.CreateOptions{Options: rootca.Options{Password: passwordFunc}})
 		require.NoError(t, err)
 		_, err = rootca.Open(ctx, store, &rootca.Options{Signer: genKey(t, "p256")})
 		assert.ErrorContains(t, err, "Options.Password is needed")
 	})
 	t.Run("password asked once at first start", func(t *testing.T) {
 		var calls atomic.Int32
-		_, err := rootca.Open(ctx, rootca.NewMemStore(), &rootca.Options{Password: func() ([]byte, error) {
+		_, err := rootca.Create(ctx, rootca.NewMemStore(), &rootca.CreateOptions{Options: rootca.Options{Password: func() ([]byte, error) {
 			calls.Add(1)
 			return testPassword, nil
-		}})
+		}}})
 		require.NoError(t, err)
 		assert.Equal(t, int32(1), calls.Load())
 	})

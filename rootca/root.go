@@ -1,7 +1,6 @@
 package rootca
 
 import (
-	"context"
 	"crypto"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -10,34 +9,24 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-	"os"
-	"path/filepath"
 	"time"
 )
 
-// DBFileName is the SQLite database OpenDir keeps in the CA directory.
-const DBFileName = "ca.db"
-
-func sqlitePath(dir string) string {
-	// Best effort: OpenSQLite reports a missing directory clearly.
-	_ = os.MkdirAll(dir, 0o700)
-	return filepath.Join(dir, DBFileName)
-}
-
-// NewRoot creates a self-signed root certificate and its key from the CA
-// fields of opts (KeyAlgorithm, KeySize, SignatureAlgorithm, Subject,
-// CAValidity, Signer, Time, Rand), without a store. It serves to make a
-// root that stays offline and signs an intermediate through
-// Options.Parent.
-func NewRoot(ctx context.Context, opts *Options) (*x509.Certificate, crypto.Signer, error) {
-	var o Options
+// NewRoot creates a self-signed root certificate and its key from opts
+// (KeyAlgorithm, KeySize, Subject, Validity, and SignatureAlgorithm,
+// Signer, Time and Rand of its Options), without a store. It serves to
+// make a root that stays offline and signs an intermediate through
+// CreateOptions.Parent. A nil opts means the zero CreateOptions: a new
+// ECDSA P-256 key.
+func NewRoot(opts *CreateOptions) (*x509.Certificate, crypto.Signer, error) {
+	var o CreateOptions
 	if opts != nil {
 		o = *opts
 	}
 	key := o.Signer
 	if key == nil {
 		var err error
-		if key, err = generateKey(o.rand(), o.KeyAlgorithm, o.KeySize, DefaultCAKeyAlgorithm, DefaultRSACAKeySize); err != nil {
+		if key, err = generateKey(o.rand(), o.KeyAlgorithm, o.KeySize, defaultCAKeyAlgorithm, defaultRSACAKeySize); err != nil {
 			return nil, nil, fmt.Errorf("rootca: root key: %w", err)
 		}
 	}
@@ -55,14 +44,14 @@ func NewRoot(ctx context.Context, opts *Options) (*x509.Certificate, crypto.Sign
 	return cert, key, nil
 }
 
-func caTemplate(o *Options, pub crypto.PublicKey) (*x509.Certificate, error) {
+func caTemplate(o *CreateOptions, pub crypto.PublicKey) (*x509.Certificate, error) {
 	serial, err := randomSerial(o.rand())
 	if err != nil {
 		return nil, err
 	}
 	subject := o.Subject
 	if len(subject.ToRDNSequence()) == 0 {
-		if subject, err = ParseDN(DefaultSubject); err != nil {
+		if subject, err = ParseDN(defaultSubject); err != nil {
 			return nil, err
 		}
 	}
@@ -76,7 +65,7 @@ func caTemplate(o *Options, pub crypto.PublicKey) (*x509.Certificate, error) {
 		SerialNumber:          serial,
 		Subject:               subject,
 		NotBefore:             notBefore,
-		NotAfter:              now.Add(o.caValidity()),
+		NotAfter:              now.Add(o.validity()),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
@@ -84,7 +73,7 @@ func caTemplate(o *Options, pub crypto.PublicKey) (*x509.Certificate, error) {
 	}, nil
 }
 
-func newRootDER(o *Options, key crypto.Signer) ([]byte, error) {
+func newRootDER(o *CreateOptions, key crypto.Signer) ([]byte, error) {
 	tmpl, err := caTemplate(o, key.Public())
 	if err != nil {
 		return nil, err
@@ -99,9 +88,9 @@ func newRootDER(o *Options, key crypto.Signer) ([]byte, error) {
 	return der, nil
 }
 
-func newIntermediate(o *Options, key crypto.Signer, parent *Issuer) ([]byte, error) {
+func newIntermediate(o *CreateOptions, key crypto.Signer, parent *Issuer) ([]byte, error) {
 	if parent.Certificate == nil || parent.Signer == nil {
-		return nil, errors.New("rootca: Options.Parent needs a certificate and a signer")
+		return nil, errors.New("rootca: CreateOptions.Parent needs a certificate and a signer")
 	}
 	if !parent.Certificate.IsCA || parent.Certificate.KeyUsage&x509.KeyUsageCertSign == 0 {
 		return nil, fmt.Errorf("rootca: parent %s is not a CA", parent.Certificate.Subject)

@@ -22,6 +22,7 @@ import (
 	"github.com/kvmpki/kvmpki/internal/peers"
 	"github.com/kvmpki/kvmpki/provider"
 	"github.com/kvmpki/kvmpki/rootca"
+	"github.com/kvmpki/kvmpki/rootca/sqlstore/postgres"
 )
 
 // sqlBackends are the backends on a database/sql database.
@@ -87,10 +88,10 @@ func TestKeyEncryptedAtRest(t *testing.T) {
 			s, err := b.open(t.Context(), loc)
 			require.NoError(t, err)
 			defer s.Close()
-			ca, err := rootca.Open(t.Context(), s, &rootca.Options{
+			ca, err := rootca.Create(t.Context(), s, &rootca.CreateOptions{Options: rootca.Options{
 				Password:               func() ([]byte, error) { return password, nil },
 				RevocationPollInterval: -1,
-			})
+			}})
 			require.NoError(t, err)
 			defer ca.Close()
 
@@ -157,7 +158,7 @@ func TestServerRestart(t *testing.T) {
 			require.NoError(t, err)
 			defer s.Close()
 			signer := genKey(t, "p256")
-			ca, err := rootca.Open(t.Context(), s, &rootca.Options{Signer: signer, RevocationPollInterval: 50 * time.Millisecond})
+			ca, err := rootca.Create(t.Context(), s, &rootca.CreateOptions{Options: rootca.Options{Signer: signer, RevocationPollInterval: 50 * time.Millisecond}})
 			require.NoError(t, err)
 			defer ca.Close()
 			req := &provider.IssueRequest{CSR: makeCSR(t, genKey(t, "p256"), "kvm", []string{"kvm.example.org"}, nil),
@@ -203,14 +204,14 @@ func TestServerRestart(t *testing.T) {
 // within a second, every time.
 func TestPostgresNotifiesRevocations(t *testing.T) {
 	url := peers.PostgresDatabase(t)
-	a, err := rootca.OpenPostgres(t.Context(), url)
+	a, err := postgres.Open(t.Context(), url)
 	require.NoError(t, err)
 	defer a.Close()
-	b, err := rootca.OpenPostgres(t.Context(), url)
+	b, err := postgres.Open(t.Context(), url)
 	require.NoError(t, err)
 	defer b.Close()
 	signer := genKey(t, "p256")
-	issuer, err := rootca.Open(t.Context(), a, &rootca.Options{Signer: signer, RevocationPollInterval: -1})
+	issuer, err := rootca.Create(t.Context(), a, &rootca.CreateOptions{Options: rootca.Options{Signer: signer, RevocationPollInterval: -1}})
 	require.NoError(t, err)
 	defer issuer.Close()
 	watcher, err := rootca.Open(t.Context(), b, &rootca.Options{Signer: signer, RevocationPollInterval: 10 * time.Second})

@@ -22,16 +22,18 @@ import (
 
 	"github.com/kvmpki/kvmpki/provider"
 	"github.com/kvmpki/kvmpki/rootca"
+	"github.com/kvmpki/kvmpki/rootca/sqlstore"
+	"github.com/kvmpki/kvmpki/rootca/sqlstore/sqlite"
 )
 
 // openTestSQLite opens an SQLStore on path, or on a new file if path is
 // empty, and closes it at the end of the test.
-func openTestSQLite(t testing.TB, path string) *rootca.SQLStore {
+func openTestSQLite(t testing.TB, path string) *sqlstore.Store {
 	t.Helper()
 	if path == "" {
 		path = filepath.Join(t.TempDir(), "ca.db")
 	}
-	s, err := rootca.OpenSQLite(t.Context(), path)
+	s, err := sqlite.Open(t.Context(), path)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, s.Close()) })
 	return s
@@ -52,7 +54,7 @@ func TestSQLStoreReopen(t *testing.T) {
 	auth := &rootca.Authority{Certificates: [][]byte{[]byte("ca der"), []byte("root der")}, Key: []byte("encrypted key")}
 	revokedAt := time.Date(2029, 5, 6, 7, 8, 9, 10, time.UTC)
 
-	s, err := rootca.OpenSQLite(t.Context(), path)
+	s, err := sqlite.Open(t.Context(), path)
 	require.NoError(t, err)
 	require.NoError(t, s.CreateAuthority(t.Context(), auth))
 	for i := int64(1); i <= 3; i++ {
@@ -128,7 +130,7 @@ func TestSQLStoreSchemaVersion(t *testing.T) {
 		return vs
 	}
 	for i := range 3 {
-		s, err := rootca.OpenSQLite(t.Context(), path)
+		s, err := sqlite.Open(t.Context(), path)
 		require.NoError(t, err, "open %d", i+1)
 		require.NoError(t, s.AddCertificate(t.Context(), storeRecord(big.NewInt(int64(i+1)))))
 		require.NoError(t, s.Close())
@@ -144,7 +146,7 @@ func TestSQLStoreSchemaVersion(t *testing.T) {
 // would have, issue, revoke and number CRLs at once.
 func TestSQLStoreTwoInstances(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ca.db")
-	stores := []*rootca.SQLStore{openTestSQLite(t, path), openTestSQLite(t, path)}
+	stores := []*sqlstore.Store{openTestSQLite(t, path), openTestSQLite(t, path)}
 	const perStore = 24
 	numbers := make([][]int64, len(stores))
 	errs := make([]error, len(stores))
@@ -204,7 +206,7 @@ func TestSQLStoreTwoInstances(t *testing.T) {
 func TestSQLStoreCreateAuthorityRace(t *testing.T) {
 	for round := range 5 {
 		path := filepath.Join(t.TempDir(), "ca.db")
-		stores := []*rootca.SQLStore{openTestSQLite(t, path), openTestSQLite(t, path)}
+		stores := []*sqlstore.Store{openTestSQLite(t, path), openTestSQLite(t, path)}
 		errs := make([]error, len(stores))
 		start := make(chan struct{})
 		var wg sync.WaitGroup
@@ -309,7 +311,7 @@ func TestOpenSQLiteNotADatabase(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ca.db")
 	garbage := bytes.Repeat([]byte("this is not an SQLite database\n"), 200)
 	require.NoError(t, os.WriteFile(path, garbage, 0o600))
-	s, err := rootca.OpenSQLite(t.Context(), path)
+	s, err := sqlite.Open(t.Context(), path)
 	require.Error(t, err)
 	assert.Nil(t, s)
 	assert.Contains(t, err.Error(), "rootca: ")
@@ -321,14 +323,14 @@ func TestOpenSQLiteNotADatabase(t *testing.T) {
 
 func TestOpenSQLiteNewerSchema(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ca.db")
-	s, err := rootca.OpenSQLite(t.Context(), path)
+	s, err := sqlite.Open(t.Context(), path)
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
 	_, err = rawDB(t, path).ExecContext(t.Context(),
 		`INSERT INTO schema_version (version, applied_at) VALUES (99, '2040-01-01T00:00:00.000000000Z')`)
 	require.NoError(t, err)
 
-	s, err = rootca.OpenSQLite(t.Context(), path)
+	s, err = sqlite.Open(t.Context(), path)
 	require.Error(t, err)
 	assert.Nil(t, s)
 	assert.Contains(t, err.Error(), "schema version 99 is newer than version 2")
@@ -345,7 +347,7 @@ func TestOpenSQLiteBadPath(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := rootca.OpenSQLite(t.Context(), tc.path)
+			s, err := sqlite.Open(t.Context(), tc.path)
 			assert.Error(t, err)
 			assert.Nil(t, s)
 		})
@@ -358,7 +360,7 @@ func TestOpenSQLiteOddPath(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "a b?c#d%20&mode=ro;e")
 	require.NoError(t, os.Mkdir(dir, 0o700))
 	path := filepath.Join(dir, "ca?_txlock=deferred.db")
-	s, err := rootca.OpenSQLite(t.Context(), path)
+	s, err := sqlite.Open(t.Context(), path)
 	require.NoError(t, err)
 	require.NoError(t, s.AddCertificate(t.Context(), storeRecord(big.NewInt(7))))
 	require.NoError(t, s.Close())
@@ -411,7 +413,7 @@ func TestSQLStoreCorruptRow(t *testing.T) {
 }
 
 func TestSQLStoreZeroValue(t *testing.T) {
-	var s rootca.SQLStore
+	var s sqlstore.Store
 	_, err := s.LoadAuthority(t.Context())
 	assert.ErrorIs(t, err, rootca.ErrStoreClosed)
 	assert.ErrorIs(t, s.AddCertificate(t.Context(), storeRecord(big.NewInt(1))), rootca.ErrStoreClosed)
@@ -419,7 +421,7 @@ func TestSQLStoreZeroValue(t *testing.T) {
 }
 
 func TestSQLStoreCloseTwice(t *testing.T) {
-	s, err := rootca.OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "ca.db"))
+	s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "ca.db"))
 	require.NoError(t, err)
 	assert.NoError(t, s.Close())
 	assert.NoError(t, s.Close())

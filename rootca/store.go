@@ -2,11 +2,11 @@ package rootca
 
 import (
 	"context"
-	"errors"
 	"math/big"
 	"time"
 
 	"github.com/kvmpki/kvmpki/provider"
+	"github.com/kvmpki/kvmpki/rootca/internal/storecheck"
 )
 
 // Store errors beyond the provider sentinels (provider.ErrNotFound,
@@ -14,13 +14,13 @@ import (
 var (
 	// ErrAuthorityExists is returned by Store.CreateAuthority when the
 	// store already holds an authority, for instance because another
-	// process created it first.
-	ErrAuthorityExists = errors.New("rootca: store already holds a CA")
+	// process created it first, and so by Create.
+	ErrAuthorityExists = storecheck.ErrAuthorityExists
 	// ErrDuplicateSerial is returned by Store.AddCertificate when the
 	// serial is already recorded.
-	ErrDuplicateSerial = errors.New("rootca: duplicate serial number")
+	ErrDuplicateSerial = storecheck.ErrDuplicateSerial
 	// ErrStoreClosed is returned by a store used after Close.
-	ErrStoreClosed = errors.New("rootca: store closed")
+	ErrStoreClosed = storecheck.ErrStoreClosed
 )
 
 // Authority is the CA's own material as a Store keeps it.
@@ -50,7 +50,8 @@ type Revocation struct {
 // without error. Implementations must be safe for concurrent use, and a
 // failed call must change nothing.
 //
-// MemStore and SQLStore implement it; package rootca/storetest holds the
+// MemStore and the SQL stores of package rootca/sqlstore implement it;
+// package rootca/storetest holds the
 // contract test suite every implementation passes.
 type Store interface {
 	// LoadAuthority returns the stored CA, or an error matching
@@ -87,8 +88,8 @@ type Store interface {
 
 // A RevocationFeed is a Store that numbers revocations in the order they
 // are committed, so that a CA sharing it with other processes learns of
-// their revocations by asking only for the new ones. MemStore and SQLStore
-// implement it; a CA whose store does polls it (see
+// their revocations by asking only for the new ones. MemStore and
+// sqlstore.Store implement it; a CA whose store does polls it (see
 // Options.RevocationPollInterval).
 type RevocationFeed interface {
 	Store
@@ -104,14 +105,14 @@ type RevocationFeed interface {
 }
 
 // A RevocationWaiter is a RevocationFeed that can wait for a revocation to
-// be committed instead of being polled: SQLStore on PostgreSQL, through
+// be committed instead of being polled: sqlstore.Store on PostgreSQL, through
 // LISTEN/NOTIFY.
 type RevocationWaiter interface {
 	RevocationFeed
 	// WaitRevocation blocks until a revocation may have been committed
 	// since the previous call, or ctx is done (then it returns ctx's
 	// error). It returns an error wrapping errors.ErrUnsupported at once
-	// when the store cannot wait (SQLStore on SQLite or MariaDB). It is
+	// when the store cannot wait (sqlstore.Store on SQLite or MariaDB). It is
 	// meant for one waiter per store: two at once share notifications.
 	WaitRevocation(ctx context.Context) error
 }

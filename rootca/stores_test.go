@@ -2,6 +2,7 @@ package rootca_test
 
 import (
 	"context"
+	"crypto"
 	"math/big"
 	"path/filepath"
 	"sync"
@@ -13,6 +14,9 @@ import (
 	"github.com/kvmpki/kvmpki/internal/peers"
 	"github.com/kvmpki/kvmpki/provider"
 	"github.com/kvmpki/kvmpki/rootca"
+	"github.com/kvmpki/kvmpki/rootca/sqlstore/mysql"
+	"github.com/kvmpki/kvmpki/rootca/sqlstore/postgres"
+	"github.com/kvmpki/kvmpki/rootca/sqlstore/sqlite"
 	"github.com/kvmpki/kvmpki/rootca/storetest"
 )
 
@@ -35,21 +39,21 @@ var backends = []backend{
 		name:     "sqlite",
 		database: func(t *testing.T) string { return filepath.Join(t.TempDir(), "ca.db") },
 		open: func(ctx context.Context, path string) (rootca.Store, error) {
-			return rootca.OpenSQLite(ctx, path)
+			return sqlite.Open(ctx, path)
 		},
 	},
 	{
 		name:     "postgresql",
 		database: func(t *testing.T) string { return peers.PostgresDatabase(t) },
 		open: func(ctx context.Context, url string) (rootca.Store, error) {
-			return rootca.OpenPostgres(ctx, url)
+			return postgres.Open(ctx, url)
 		},
 	},
 	{
 		name:     "mariadb",
 		database: func(t *testing.T) string { return peers.MySQLDatabase(t) },
 		open: func(ctx context.Context, dsn string) (rootca.Store, error) {
-			return rootca.OpenMySQL(ctx, dsn)
+			return mysql.Open(ctx, dsn)
 		},
 	},
 }
@@ -133,7 +137,7 @@ func (s *listingStore) Certificate(ctx context.Context, serial *big.Int) (*provi
 func TestOpenReadsNoRecords(t *testing.T) {
 	s := &listingStore{MemStore: rootca.NewMemStore()}
 	signer := genKey(t, "p256")
-	ca, err := rootca.Open(t.Context(), s, &rootca.Options{Signer: signer})
+	ca, err := rootca.Create(t.Context(), s, &rootca.CreateOptions{Options: rootca.Options{Signer: signer}})
 	require.NoError(t, err)
 	for range 5 {
 		issue(t, ca, &provider.IssueRequest{Role: provider.RoleClient, CommonName: "proxy", KeyAlgorithm: provider.KeyAlgorithmECDSA})
@@ -145,4 +149,60 @@ func TestOpenReadsNoRecords(t *testing.T) {
 	defer ca.Close()
 	require.NoError(t, ca.Refresh(t.Context()))
 	assert.Zero(t, s.reads, "Open and Refresh read no certificate records")
+}
+
+// TestCreateRace is issue 11, item 12: several servers running Create on
+// one database at once, each through its own store (its own connections),
+// as at a cluster's first start. Exactly one creates the CA; the others
+// get ErrAuthorityExists and create nothing, and every server then opens
+// the winner's CA.
+func TestCreateRace(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ss := newStores(b)
+			first := ss.new(t)
+			t.Cleanup(func() { first.Close() })
+			const n = 4
+			stores := []rootca.Store{first}
+			for len(stores) < n {
+				s := ss.reopen(t, first)
+				t.Cleanup(func() { s.Close() })
+				stores = append(stores, s)
+			}
+			keys := make([]crypto.Signer, n)
+			for i := range keys {
+				keys[i] = genKey(t, "p256")
+			}
+			cas := make([]*rootca.CA, n)
+			errs := make([]error, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Go(func() {
+					cas[i], errs[i] = rootca.Create(t.Context(), stores[i], &rootca.CreateOptions{
+						Options: rootca.Options{Signer: keys[i], RevocationPollInterval: -1}})
+				})
+			}
+			wg.Wait()
+			winner := -1
+			for i, err := range errs {
+				if err == nil {
+					require.Equal(t, -1, winner, "Create %d and %d both succeeded", winner, i)
+					winner = i
+					t.Cleanup(func() { cas[i].Close() })
+					continue
+				}
+				assert.ErrorIs(t, err, rootca.ErrAuthorityExists, "Create %d", i)
+				assert.Nil(t, cas[i])
+			}
+			require.NotEqual(t, -1, winner, "no Create succeeded")
+			for i, s := range stores {
+				auth, err := s.LoadAuthority(t.Context())
+				require.NoError(t, err)
+				assert.Equal(t, cas[winner].Certificate().Raw, auth.Certificates[0], "store %d holds the winner's CA", i)
+				ca, err := rootca.Open(t.Context(), s, &rootca.Options{Signer: keys[winner], RevocationPollInterval: -1})
+				require.NoError(t, err, "server %d opens the CA", i)
+				require.NoError(t, ca.Close())
+			}
+		})
+	}
 }

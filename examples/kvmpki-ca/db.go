@@ -10,6 +10,10 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/kvmpki/kvmpki/rootca"
+	"github.com/kvmpki/kvmpki/rootca/sqlstore"
+	mysqlstore "github.com/kvmpki/kvmpki/rootca/sqlstore/mysql"
+	"github.com/kvmpki/kvmpki/rootca/sqlstore/postgres"
+	"github.com/kvmpki/kvmpki/rootca/sqlstore/sqlite"
 )
 
 // DBPasswordEnv is the environment variable that holds the password of the
@@ -42,7 +46,8 @@ func (c *command) openDB(ctx context.Context) (rootca.Store, error) {
 	if err != nil {
 		return nil, &usageError{err.Error()}
 	}
-	return rootca.OpenURL(ctx, u)
+	// The backends this command accepts; a program links only those.
+	return sqlstore.OpenURL(ctx, u, sqlite.Backend(), postgres.Backend(), mysqlstore.Backend())
 }
 
 // withDBPassword returns the database URL with password set, unless

@@ -30,7 +30,6 @@ package main
 import (
 	"context"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -45,6 +44,7 @@ import (
 
 	"github.com/kvmpki/kvmpki/provider"
 	"github.com/kvmpki/kvmpki/rootca"
+	"github.com/kvmpki/kvmpki/rootca/sqlstore/sqlite"
 )
 
 // PasswordEnv is the environment variable that holds the CA key password.
@@ -184,11 +184,16 @@ type openCA struct {
 	store rootca.Store
 }
 
-// Close closes the CA's store.
-func (o *openCA) Close() error { return o.store.Close() }
+// Close closes the CA, then its store.
+func (o *openCA) Close() error {
+	return errors.Join(o.CA.Close(), o.store.Close())
+}
+
+// dbFileName is the SQLite database of the CA in -dir.
+const dbFileName = "ca.db"
 
 // dbPath returns the path of the CA's database in c.dir.
-func (c *command) dbPath() string { return filepath.Join(c.dir, rootca.DBFileName) }
+func (c *command) dbPath() string { return filepath.Join(c.dir, dbFileName) }
 
 // refuseCAFile refuses an output file that is the CA's database or one of
 // SQLite's files beside it: writing there would destroy the CA.
@@ -223,30 +228,12 @@ func (c *command) noCA(err error) error {
 	return fmt.Errorf("no CA in %s (run '%s'): %w", c.location(), c.initHint(), err)
 }
 
-// hasCA reports whether c.dir holds a CA. A database without one, as a
-// failed init leaves behind, does not count.
-func (c *command) hasCA(ctx context.Context) (bool, error) {
-	store, err := c.openExistingStore(ctx)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	defer store.Close()
-	_, err = store.LoadAuthority(ctx)
-	if errors.Is(err, provider.ErrNotFound) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
-// open opens an existing CA; it refuses to create one. rootca.Open
-// creates a CA in a store that holds none, so the store is checked first:
-// a database left behind by a failed init must not turn into a CA with
-// default settings.
+// open opens the existing CA; rootca.Open never creates one, and fails
+// with provider.ErrNotFound on a store that holds none (a wrong database,
+// or one a failed init left behind).
 func (c *command) open(ctx context.Context) (*openCA, error) {
 	if c.db == "" {
+		// Do not leave an empty database in a directory without a CA.
 		if _, err := os.Stat(c.dbPath()); err != nil {
 			return nil, c.noCA(err)
 		}
@@ -255,15 +242,8 @@ func (c *command) open(ctx context.Context) (*openCA, error) {
 	if _, err := c.password(); err != nil {
 		return nil, err
 	}
-	store, err := c.openExistingStore(ctx)
+	store, err := c.openStore(ctx)
 	if err != nil {
-		return nil, err
-	}
-	if _, err := store.LoadAuthority(ctx); err != nil {
-		store.Close()
-		if errors.Is(err, provider.ErrNotFound) {
-			return nil, c.noCA(err)
-		}
 		return nil, err
 	}
 	ca, err := rootca.Open(ctx, store, &rootca.Options{
@@ -272,30 +252,32 @@ func (c *command) open(ctx context.Context) (*openCA, error) {
 	})
 	if err != nil {
 		store.Close()
+		if errors.Is(err, provider.ErrNotFound) {
+			return nil, c.noCA(err)
+		}
 		return nil, err
 	}
 	return &openCA{CA: ca, store: store}, nil
 }
 
-// openExistingStore opens the -db database, or the SQLite file in -dir,
-// failing with an error matching fs.ErrNotExist when the file does not
-// exist (it is not created).
-func (c *command) openExistingStore(ctx context.Context) (rootca.Store, error) {
+// openStore opens the -db database, or the SQLite file in -dir (created
+// with -dir, mode 0700, if needed).
+func (c *command) openStore(ctx context.Context) (rootca.Store, error) {
 	if c.db != "" {
 		return c.openDB(ctx)
 	}
-	if _, err := os.Stat(c.dbPath()); err != nil {
+	if err := os.MkdirAll(c.dir, 0o700); err != nil {
 		return nil, err
 	}
-	return rootca.OpenSQLite(ctx, c.dbPath())
+	return sqlite.Open(ctx, c.dbPath())
 }
 
 func (c *command) init(ctx context.Context, args []string) error {
 	fs := c.flags()
 	keyType := fs.String("key-type", "ecdsa", "CA key `type`: rsa or ecdsa")
 	keySize := fs.Int("key-size", 0, "CA key size in `bits` (RSA modulus, or ECDSA curve 256/384/521; default 3072 for RSA, 256 for ECDSA)")
-	issuerDN := fs.String("issuer-dn", rootca.DefaultSubject, "CA subject `DN` in RFC 4514 form")
-	days := fs.Int("validity-days", int(rootca.DefaultCAValidity/(24*time.Hour)), "CA validity in `days`")
+	issuerDN := fs.String("issuer-dn", "CN=kvmpki root CA,O=kvmpki", "CA subject `DN` in RFC 4514 form")
+	days := fs.Int("validity-days", 10*365, "CA validity in `days`")
 	if err := c.parse(args); err != nil {
 		return err
 	}
@@ -310,35 +292,28 @@ func (c *command) init(ctx context.Context, args []string) error {
 	if err != nil {
 		return &usageError{err.Error()}
 	}
-	if exists, err := c.hasCA(ctx); err != nil {
-		return err
-	} else if exists {
-		return fmt.Errorf("%s already holds a CA", c.location())
-	}
 	if _, err := c.password(); err != nil {
 		return err
 	}
-	opts := &rootca.Options{
-		KeyAlgorithm:           alg,
-		KeySize:                *keySize,
-		Subject:                subject,
-		CAValidity:             time.Duration(*days) * 24 * time.Hour,
-		Password:               c.password,
-		RevocationPollInterval: -1,
+	store, err := c.openStore(ctx)
+	if err != nil {
+		return err
 	}
-	var ca *rootca.CA
-	if c.db == "" {
-		ca, err = rootca.OpenDir(ctx, c.dir, opts)
-	} else {
-		var store rootca.Store
-		if store, err = c.openDB(ctx); err != nil {
-			return err
-		}
-		defer store.Close()
-		// Of several servers running init at once, one creates the CA
-		// and the others load it; hasCA above keeps the usual case an
-		// error.
-		ca, err = rootca.Open(ctx, store, opts)
+	defer store.Close()
+	// Create decides in the store: of several servers running init on
+	// one database at once, exactly one creates the CA.
+	ca, err := rootca.Create(ctx, store, &rootca.CreateOptions{
+		Options: rootca.Options{
+			Password:               c.password,
+			RevocationPollInterval: -1,
+		},
+		KeyAlgorithm: alg,
+		KeySize:      *keySize,
+		Subject:      subject,
+		Validity:     time.Duration(*days) * 24 * time.Hour,
+	})
+	if errors.Is(err, rootca.ErrAuthorityExists) {
+		return fmt.Errorf("%s already holds a CA", c.location())
 	}
 	if err != nil {
 		return err
@@ -469,13 +444,11 @@ func (c *command) issue(ctx context.Context, args []string) error {
 		return err
 	}
 	if keyFile != nil {
-		der, err := x509.MarshalPKCS8PrivateKey(res.PrivateKey)
+		keyPEM, err := res.KeyPEM()
 		if err != nil {
 			return err
 		}
-		keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 		err = keyFile.commit(keyPEM)
-		clear(der)
 		clear(keyPEM)
 		if err != nil {
 			return err

@@ -35,6 +35,7 @@ import (
 	"github.com/kvmpki/kvmpki/internal/peers"
 	"github.com/kvmpki/kvmpki/provider"
 	"github.com/kvmpki/kvmpki/rootca"
+	"github.com/kvmpki/kvmpki/rootca/sqlstore/sqlite"
 )
 
 // The CA key passwords of these tests. Neither may ever appear in an
@@ -199,11 +200,11 @@ func fixtureCA(t *testing.T, subject string) string {
 	t.Helper()
 	name, err := rootca.ParseDN(subject)
 	require.NoError(t, err)
-	cert, key, err := rootca.NewRoot(t.Context(), &rootca.Options{Subject: name})
+	cert, key, err := rootca.NewRoot(&rootca.CreateOptions{Subject: name})
 	require.NoError(t, err)
 	dir := filepath.Join(t.TempDir(), "ca")
 	require.NoError(t, os.Mkdir(dir, 0o700))
-	store, err := rootca.OpenSQLite(t.Context(), filepath.Join(dir, rootca.DBFileName))
+	store, err := sqlite.Open(t.Context(), filepath.Join(dir, dbFileName))
 	require.NoError(t, err)
 	defer store.Close()
 	require.NoError(t, store.CreateAuthority(t.Context(), &rootca.Authority{
@@ -283,7 +284,7 @@ func encryptKeyCheaply(t *testing.T, key crypto.Signer, password string) []byte 
 // (and so without the cost of decrypting it).
 func storedCACert(t *testing.T, dir string) *x509.Certificate {
 	t.Helper()
-	store, err := rootca.OpenSQLite(t.Context(), filepath.Join(dir, rootca.DBFileName))
+	store, err := sqlite.Open(t.Context(), filepath.Join(dir, dbFileName))
 	require.NoError(t, err)
 	defer store.Close()
 	auth, err := store.LoadAuthority(t.Context())

@@ -32,6 +32,7 @@ import (
 
 	"github.com/kvmpki/kvmpki/provider"
 	"github.com/kvmpki/kvmpki/rootca"
+	"github.com/kvmpki/kvmpki/rootca/sqlstore/sqlite"
 )
 
 func main() {
@@ -54,9 +55,17 @@ func run(ctx context.Context, out io.Writer) error {
 	if _, err := rand.Read(password); err != nil {
 		return err
 	}
-	ca, err := rootca.OpenDir(ctx, filepath.Join(dir, "ca"), &rootca.Options{
+	// The CA's state lives in an SQLite database in its own directory. It
+	// is created once, at deployment; later starts call rootca.Open. The
+	// program owns the store: close the CA, then the store.
+	store, err := sqlite.OpenDir(ctx, filepath.Join(dir, "ca"))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	ca, err := rootca.Create(ctx, store, &rootca.CreateOptions{Options: rootca.Options{
 		Password: func() ([]byte, error) { return password, nil },
-	})
+	}})
 	if err != nil {
 		return err
 	}
@@ -100,6 +109,18 @@ func run(ctx context.Context, out io.Writer) error {
 	}
 	describe(out, "proxy cert:", proxy.Certificate)
 
+	// TLS identities with the whole chain, so that they still verify
+	// under an intermediate CA; the host holds the key of its CSR.
+	host.PrivateKey = hostKey
+	hostCert, err := host.TLSCertificate()
+	if err != nil {
+		return err
+	}
+	proxyCert, err := proxy.TLSCertificate()
+	if err != nil {
+		return err
+	}
+
 	bundle, err := provider.CABundle(ctx, ca)
 	if err != nil {
 		return err
@@ -108,13 +129,13 @@ func run(ctx context.Context, out io.Writer) error {
 	roots.AppendCertsFromPEM(bundle)
 
 	server := &tls.Config{
-		Certificates:     []tls.Certificate{{Certificate: [][]byte{host.Certificate.Raw}, PrivateKey: hostKey, Leaf: host.Certificate}},
+		Certificates:     []tls.Certificate{hostCert},
 		ClientAuth:       tls.RequireAnyClientCert,
 		VerifyConnection: provider.VerifyClientConnection(ca, nil),
 		MinVersion:       tls.VersionTLS12,
 	}
 	client := &tls.Config{
-		Certificates:       []tls.Certificate{{Certificate: [][]byte{proxy.Certificate.Raw}, PrivateKey: proxy.PrivateKey, Leaf: proxy.Certificate}},
+		Certificates:       []tls.Certificate{proxyCert},
 		RootCAs:            roots,
 		ServerName:         "kvm1.example.org",
 		VerifyConnection:   provider.VerifyServerConnection(ca, "kvm1.example.org", nil),

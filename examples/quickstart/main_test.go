@@ -42,7 +42,7 @@ func sectionCA(t *testing.T) *rootca.CA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
-	ca, err := rootca.Open(t.Context(), rootca.NewMemStore(), &rootca.Options{Signer: key})
+	ca, err := rootca.Create(t.Context(), rootca.NewMemStore(), &rootca.CreateOptions{Options: rootca.Options{Signer: key}})
 	require.NoError(t, err)
 	t.Cleanup(func() { ca.Close() })
 	return ca

@@ -47,7 +47,7 @@ func newFixture(t *testing.T) *fixture {
 	ctx := t.Context()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
-	ca, err := rootca.Open(ctx, rootca.NewMemStore(), &rootca.Options{Signer: key, LeafKeyAlgorithm: provider.KeyAlgorithmECDSA})
+	ca, err := rootca.Create(ctx, rootca.NewMemStore(), &rootca.CreateOptions{Options: rootca.Options{Signer: key, LeafKeyAlgorithm: provider.KeyAlgorithmECDSA}})
 	require.NoError(t, err)
 	t.Cleanup(func() { ca.Close() })
 	f := &fixture{dir: t.TempDir(), roots: x509.NewCertPool()}

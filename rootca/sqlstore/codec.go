@@ -1,4 +1,4 @@
-package rootca
+package sqlstore
 
 import (
 	"database/sql"
@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"github.com/kvmpki/kvmpki/provider"
+	"github.com/kvmpki/kvmpki/rootca"
+	"github.com/kvmpki/kvmpki/rootca/internal/storecheck"
 )
 
-// This file holds how SQLStore encodes values in columns and decodes them,
+// This file holds how Store encodes values in columns and decodes them,
 // the same for every dialect.
 
 // rowScanner is a *sql.Row or *sql.Rows.
@@ -63,7 +65,7 @@ func (r *storedRecord) decode() (*provider.CertificateRecord, error) {
 		if ip == nil {
 			return nil, fmt.Errorf("stored ip_addresses: invalid IP address %q", s)
 		}
-		rec.IPAddresses = append(rec.IPAddresses, normalizeIP(ip))
+		rec.IPAddresses = append(rec.IPAddresses, storecheck.NormalizeIP(ip))
 	}
 	if rec.NotBefore, err = parseTime(r.notBefore); err != nil {
 		return nil, fmt.Errorf("stored not_before: %w", err)
@@ -82,17 +84,17 @@ func (r *storedRecord) decode() (*provider.CertificateRecord, error) {
 	return rec, nil
 }
 
-func decodeRevocation(hex, revokedAt string, reason int64, notAfter string) (Revocation, error) {
+func decodeRevocation(hex, revokedAt string, reason int64, notAfter string) (rootca.Revocation, error) {
 	serial, err := provider.ParseSerial(hex)
 	if err != nil {
-		return Revocation{}, fmt.Errorf("stored serial: %w", err)
+		return rootca.Revocation{}, fmt.Errorf("stored serial: %w", err)
 	}
-	rev := Revocation{Serial: serial, Reason: provider.RevocationReason(reason)}
+	rev := rootca.Revocation{Serial: serial, Reason: provider.RevocationReason(reason)}
 	if rev.RevokedAt, err = parseTime(revokedAt); err != nil {
-		return Revocation{}, fmt.Errorf("stored revoked_at: %w", err)
+		return rootca.Revocation{}, fmt.Errorf("stored revoked_at: %w", err)
 	}
 	if rev.NotAfter, err = parseTime(notAfter); err != nil {
-		return Revocation{}, fmt.Errorf("stored not_after: %w", err)
+		return rootca.Revocation{}, fmt.Errorf("stored not_after: %w", err)
 	}
 	return rev, nil
 }

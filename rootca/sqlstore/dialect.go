@@ -1,26 +1,18 @@
-package rootca
+package sqlstore
 
 import (
-	"errors"
-	"fmt"
-	"net/url"
-	"path/filepath"
+	"context"
 	"regexp"
 	"strconv"
 	"strings"
-
-	"github.com/go-sql-driver/mysql"
-	"github.com/jackc/pgx/v5/pgconn"
-	"modernc.org/sqlite" // registers the "sqlite" database/sql driver
-	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // A dialect holds everything that differs between the SQL databases
-// SQLStore runs on, so that its statements (sqlstore.go) are written once.
+// a Store runs on, so that its statements (store.go) are written once.
 // Statements are written with "?" placeholders and {type} markers in DDL;
 // rebind and expand translate them.
 //
-// SQLStore's statements need neither an upsert nor row locks (SELECT ...
+// The statements need neither an upsert nor row locks (SELECT ...
 // FOR UPDATE): CreateAuthority relies on the primary key of a one-row
 // table, Revoke on an UPDATE guarded by "status = valid" and its row count,
 // and NextCRLNumber on an UPDATE that increments in place before the
@@ -105,6 +97,10 @@ type dialect struct {
 	// openError, if set, rewrites an error from opening the database or
 	// migrating its schema into a clearer one, keeping it wrapped.
 	openError func(err error) error
+
+	// waitNotification and isClosed are Driver's, for the listener.
+	waitNotification func(ctx context.Context, conn any) error
+	isClosed         func(conn any) bool
 }
 
 // rebind replaces the "?" placeholders of query with the dialect's. The
@@ -153,7 +149,7 @@ func (d *dialect) expand(ddl string) string {
 // ddlClause matches the {where COND} and {on TABLE} markers of DDL.
 var ddlClause = regexp.MustCompile(`\{(where|on) [^}]+\}`)
 
-// sqliteDialect is SQLite through modernc.org/sqlite, driver "sqlite".
+// sqliteDialect is SQLite (rootca/sqlstore/sqlite).
 var sqliteDialect = dialect{
 	name: "sqlite",
 	// SQLite compares TEXT with the BINARY collation (memcmp) unless told
@@ -166,68 +162,12 @@ var sqliteDialect = dialect{
 	tableSuffix:    "STRICT",
 	groupCommit:    true,
 	partialIndexes: true,
-	isUniqueViolation: func(err error) bool {
-		var e *sqlite.Error
-		if !errors.As(err, &e) {
-			return false
-		}
-		// The driver turns extended result codes on.
-		return e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE
-	},
-	isBusy: func(err error) bool {
-		var e *sqlite.Error
-		if !errors.As(err, &e) {
-			return false
-		}
-		code := e.Code() & 0xff
-		return code == sqlite3.SQLITE_BUSY || code == sqlite3.SQLITE_LOCKED
-	},
-	openError: func(err error) error {
-		var e *sqlite.Error
-		if errors.As(err, &e) && e.Code()&0xff == sqlite3.SQLITE_NOTADB {
-			return fmt.Errorf("not an SQLite database: %w", err)
-		}
-		return err
-	},
-}
-
-// sqliteDSN returns the modernc.org/sqlite data source name for the
-// database file at the absolute path: a file: URI, so that no character of
-// the path (a "?" in particular) is taken for a parameter, with the
-// settings every connection needs.
-//
-//   - WAL journal: readers do not block the writer, and one fsync of the
-//     log per commit.
-//   - synchronous=FULL: in WAL mode, NORMAL may lose the last commits on
-//     power loss; FULL syncs the log at every commit, so an issued or
-//     revoked certificate is on disk when the call returns.
-//   - busy_timeout: wait for other processes sharing the file instead of
-//     failing with SQLITE_BUSY at once.
-//   - foreign_keys: enforce the REFERENCES clauses of the schema.
-//   - _txlock=immediate: every transaction SQLStore begins takes the write
-//     lock at BEGIN, so two read-modify-write transactions (the CRL number,
-//     migrations) serialize instead of failing with SQLITE_BUSY_SNAPSHOT
-//     when one upgrades from reading to writing.
-func sqliteDSN(path string) string {
-	p := filepath.ToSlash(path)
-	if !strings.HasPrefix(p, "/") {
-		p = "/" + p // a Windows path such as C:/ca/ca.db
-	}
-	q := url.Values{}
-	q.Set("_busy_timeout", strconv.FormatInt(sqliteBusyTimeout.Milliseconds(), 10))
-	q.Set("_journal_mode", "WAL")
-	q.Set("_synchronous", "FULL")
-	q.Set("_foreign_keys", "on")
-	q.Set("_txlock", "immediate")
-	u := url.URL{Scheme: "file", Path: p, RawQuery: q.Encode()}
-	return u.String()
 }
 
 // revocationChannel is the PostgreSQL notification channel of revocations.
 const revocationChannel = "kvmpki_rootca_revocations"
 
-// postgresDialect is PostgreSQL through github.com/jackc/pgx/v5/stdlib,
-// driver "pgx".
+// postgresDialect is PostgreSQL (rootca/sqlstore/postgres).
 var postgresDialect = dialect{
 	name:        "postgresql",
 	placeholder: func(n int) string { return "$" + strconv.Itoa(n) },
@@ -244,14 +184,10 @@ var postgresDialect = dialect{
 	// is an arbitrary constant of this package ("kvmpki" in ASCII).
 	migrationLock:    `SELECT pg_advisory_xact_lock(118, 1802333552)`,
 	notifyRevocation: `SELECT pg_notify('` + revocationChannel + `', '')`,
-	isUniqueViolation: func(err error) bool {
-		var e *pgconn.PgError
-		return errors.As(err, &e) && e.Code == "23505"
-	},
 }
 
-// mysqlDialect is MariaDB (or MySQL) through
-// github.com/go-sql-driver/mysql, driver "mysql", with InnoDB tables.
+// mysqlDialect is MariaDB or MySQL (rootca/sqlstore/mysql), with InnoDB
+// tables.
 var mysqlDialect = dialect{
 	name: "mariadb",
 	blob: "LONGBLOB",
@@ -268,15 +204,4 @@ var mysqlDialect = dialect{
 	// turns; 60 seconds is far more than a migration takes.
 	sessionLock:   `SELECT GET_LOCK('kvmpki_rootca_schema', 60)`,
 	sessionUnlock: `SELECT RELEASE_LOCK('kvmpki_rootca_schema')`,
-	isUniqueViolation: func(err error) bool {
-		var e *mysql.MySQLError
-		return errors.As(err, &e) && e.Number == 1062 // ER_DUP_ENTRY
-	},
-	isAlreadyExists: func(err error) bool {
-		var e *mysql.MySQLError
-		// ER_TABLE_EXISTS_ERROR, ER_DUP_KEYNAME, ER_DUP_FIELDNAME,
-		// ER_DUP_ENTRY (a row a migration inserts),
-		// ER_CANT_DROP_FIELD_OR_KEY (an index a migration dropped).
-		return errors.As(err, &e) && (e.Number == 1050 || e.Number == 1061 || e.Number == 1060 || e.Number == 1062 || e.Number == 1091)
-	},
 }

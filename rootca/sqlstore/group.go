@@ -1,4 +1,4 @@
-package rootca
+package sqlstore
 
 import (
 	"context"
@@ -47,7 +47,7 @@ type addResult struct {
 // A leader commits one batch, the calls waiting when it started, then
 // hands the lead to the first call that arrived meanwhile and returns: no
 // caller commits for others longer than one batch.
-func (g *groupAdds) add(ctx context.Context, s *SQLStore, args []any) error {
+func (g *groupAdds) add(ctx context.Context, s *Store, args []any) error {
 	p := &pendingAdd{ctx: ctx, args: args, done: make(chan addResult, 1)}
 	g.mu.Lock()
 	g.waiting = append(g.waiting, p)
@@ -82,7 +82,7 @@ func (g *groupAdds) add(ctx context.Context, s *SQLStore, args []any) error {
 // SQLite a constraint violation undoes the statement, not the
 // transaction. Any other failure sends the batch back to one transaction
 // per row, so that each caller gets its own error.
-func (s *SQLStore) commitAdds(batch []*pendingAdd) {
+func (s *Store) commitAdds(batch []*pendingAdd) {
 	var live []*pendingAdd
 	for _, p := range batch {
 		if err := p.ctx.Err(); err != nil {

@@ -1,4 +1,4 @@
-package rootca
+package sqlstore
 
 import (
 	"context"
@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/kvmpki/kvmpki/rootca/internal/storecheck"
 )
 
 // WaitRevocation blocks until a revocation may have been committed to the
-// database since the previous call, by this or another SQLStore, or until
+// database since the previous call, by this or another Store, or until
 // ctx is done. On PostgreSQL it waits for the notification every
 // revocation sends at its commit (LISTEN/NOTIFY), on a connection of its
 // own; the first call only starts listening and returns at once, since
@@ -23,7 +23,7 @@ import (
 // If the connection is lost, WaitRevocation returns the error and the next
 // call listens on a new connection; a revocation committed in between is
 // found by the caller's next RevocationsSince.
-func (s *SQLStore) WaitRevocation(ctx context.Context) error {
+func (s *Store) WaitRevocation(ctx context.Context) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
@@ -33,10 +33,10 @@ func (s *SQLStore) WaitRevocation(ctx context.Context) error {
 	if d.notifyRevocation == "" {
 		return fmt.Errorf("rootca: wait for revocation on %s: %w", d.name, errors.ErrUnsupported)
 	}
-	return s.listener.wait(ctx, db)
+	return s.listener.wait(ctx, db, d)
 }
 
-// listener holds the connection on which an SQLStore on PostgreSQL
+// listener holds the connection on which an Store on PostgreSQL
 // listens for revocations.
 type listener struct {
 	mu   sync.Mutex // held by the waiter
@@ -51,7 +51,7 @@ func (l *listener) init() { l.stop = make(chan struct{}) }
 // close wakes the waiter and closes the connection.
 func (l *listener) close() {
 	if l.stop == nil {
-		return // a zero SQLStore
+		return // a zero Store
 	}
 	l.stopOnce.Do(func() { close(l.stop) })
 	l.mu.Lock()
@@ -70,7 +70,7 @@ func (l *listener) drop() {
 	l.conn = nil
 }
 
-func (l *listener) wait(ctx context.Context, db *sql.DB) error {
+func (l *listener) wait(ctx context.Context, db *sql.DB, d *dialect) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -84,55 +84,49 @@ func (l *listener) wait(ctx context.Context, db *sql.DB) error {
 	defer l.mu.Unlock()
 	select {
 	case <-l.stop:
-		return ErrStoreClosed
+		return storecheck.ErrStoreClosed
 	default:
 	}
 	if l.conn == nil {
 		conn, err := db.Conn(ctx)
 		if err != nil {
-			return l.waitError(ctx, err)
+			return l.waitError(ctx, err, d)
 		}
 		if _, err := conn.ExecContext(ctx, `LISTEN `+revocationChannel); err != nil {
 			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 			_ = conn.Close()
-			return l.waitError(ctx, err)
+			return l.waitError(ctx, err, d)
 		}
 		l.conn = conn
 		return nil
 	}
-	err := l.conn.Raw(func(dc any) error {
-		c, ok := dc.(*stdlib.Conn)
-		if !ok {
-			return fmt.Errorf("unexpected driver connection %T", dc)
-		}
-		_, err := c.Conn().WaitForNotification(ctx)
-		return err
-	})
+	err := l.conn.Raw(func(dc any) error { return d.waitNotification(ctx, dc) })
 	if err != nil {
-		return l.waitError(ctx, err)
+		return l.waitError(ctx, err, d)
 	}
 	return nil
 }
 
 // waitError turns the error of a wait into the one to return, dropping
 // the connection unless the wait merely ran out of time. l.mu is held.
-func (l *listener) waitError(ctx context.Context, err error) error {
+func (l *listener) waitError(ctx context.Context, err error, d *dialect) error {
 	select {
 	case <-l.stop:
 		l.drop()
-		return ErrStoreClosed
+		return storecheck.ErrStoreClosed
 	default:
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		if l.conn != nil {
 			// A wait cut short by its deadline leaves the connection
 			// usable, unless the driver closed it.
-			closed := false
-			_ = l.conn.Raw(func(dc any) error {
-				c, ok := dc.(*stdlib.Conn)
-				closed = ok && c.Conn().IsClosed()
-				return nil
-			})
+			closed := d.isClosed == nil
+			if !closed {
+				_ = l.conn.Raw(func(dc any) error {
+					closed = d.isClosed(dc)
+					return nil
+				})
+			}
 			if closed {
 				l.drop()
 			}

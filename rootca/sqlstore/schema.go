@@ -1,4 +1,4 @@
-package rootca
+package sqlstore
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// migrations are the schema changes of SQLStore, in order: migrations[i]
+// migrations are the schema changes of Store, in order: migrations[i]
 // takes the schema from version i to version i+1. Append, never edit: a
 // database records in schema_version which ones it has had. Statements
 // are DDL with {type} markers (see dialect.expand), executed one by one,
@@ -106,13 +106,13 @@ type execer interface {
 // session lock, records each version as soon as it is complete, and a
 // migration interrupted half-way is completed by the next run, which
 // passes over the objects already there.
-func (s *SQLStore) migrate(ctx context.Context) error {
+func (s *Store) migrate(ctx context.Context) error {
 	return s.migrateTo(ctx, schemaVersion())
 }
 
 // migrateTo is migrate up to version target, which tests use to make
 // databases of older versions.
-func (s *SQLStore) migrateTo(ctx context.Context, target int) error {
+func (s *Store) migrateTo(ctx context.Context, target int) error {
 	if !s.d.nonTransactionalDDL {
 		return s.inTx(ctx, func(tx *sql.Tx) error {
 			if s.d.migrationLock != "" {
@@ -148,7 +148,7 @@ func (s *SQLStore) migrateTo(ctx context.Context, target int) error {
 
 // migrateOn runs the migrations the schema lacks, up to version target,
 // on e.
-func (s *SQLStore) migrateOn(ctx context.Context, e execer, target int) error {
+func (s *Store) migrateOn(ctx context.Context, e execer, target int) error {
 	// Where DDL is not transactional, a migration interrupted half-way
 	// is resumed by passing over what it created. That is only safe
 	// when this store created the schema: a table of another application

@@ -1,50 +1,53 @@
-package rootca
+package sqlstore
 
 import (
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math/big"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/kvmpki/kvmpki/provider"
+	"github.com/kvmpki/kvmpki/rootca"
+	"github.com/kvmpki/kvmpki/rootca/internal/storecheck"
 )
 
-var _ Store = (*SQLStore)(nil)
+var (
+	_ rootca.Store            = (*Store)(nil)
+	_ rootca.RevocationWaiter = (*Store)(nil)
+)
 
-// BUG(rootca): SQLite in WAL mode needs memory shared between the
+// BUG(sqlstore): SQLite in WAL mode needs memory shared between the
 // processes using the database, so OpenSQLite's file must not be on a
 // network file system.
 
-// BUG(rootca): Upgrade every process sharing a database at once. A process
+// BUG(sqlstore): Upgrade every process sharing a database at once. A process
 // of a version that knows only schema version 1 checks the version when it
 // opens the store, so after another process migrated the database to
 // version 2 it would still revoke without numbering the revocation, and
 // the revocation would be missing from the CAs' in-memory sets and from
 // CRLs.
 
-// SQLStore is a Store kept in an SQL database through database/sql. Every
+// Store is a Store kept in an SQL database through database/sql. Every
 // change is committed, and so durable, when its method returns. Several
-// SQLStores, in one process or several, may share a database: the CRL
+// Stores, in one process or several, may share a database: the CRL
 // number, serial uniqueness and the single CA are enforced by the
 // database, not by the process.
 //
-// Use OpenSQLite, OpenPostgres, OpenMySQL or OpenURL to create one. The
-// zero value is a closed store: every method returns ErrStoreClosed.
+// Open one with a backend package (sqlite.Open, postgres.Open, mysql.Open),
+// OpenURL, or New on a *sql.DB of your own. The
+// zero value is a closed store: every method returns rootca.ErrStoreClosed.
 //
 // The schema is created and versioned by the store itself, in the table
 // schema_version. Serials are stored as lower-case hexadecimal text
 // (provider.FormatSerial), times as UTC text of fixed width with
 // nanoseconds ("2006-01-02T15:04:05.000000000Z"), DNS names and IP
 // addresses as JSON lists of strings, and certificates as DER.
-type SQLStore struct {
+type Store struct {
 	// mu is held for reading by every call and for writing by Close, so
 	// that Close waits for calls in progress and later calls see closed.
 	mu     sync.RWMutex
@@ -60,53 +63,16 @@ type SQLStore struct {
 	insert *sql.Stmt
 }
 
-// OpenSQLite opens, or creates, the SQLite database at path and returns an
-// SQLStore on it. A new file is created with mode 0600; the mode of an
-// existing file is left alone. The directory must exist.
-//
-// The database is put in WAL mode with synchronous=FULL, so that a change
-// is on disk when the call making it returns, and connections wait up to
-// 10 seconds for a lock held by another process. OpenSQLite creates the
-// schema or upgrades it, and refuses a database whose schema is newer than
-// this package knows or a file that is not an SQLite database.
-func OpenSQLite(ctx context.Context, path string) (*SQLStore, error) {
-	if path == "" {
-		return nil, errors.New("rootca: open sqlite store: empty path")
-	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, fmt.Errorf("rootca: open sqlite store: %w", err)
-	}
-	if err := createPrivateFile(abs); err != nil {
-		return nil, fmt.Errorf("rootca: open sqlite store: %w", err)
-	}
-	db, err := sql.Open("sqlite", sqliteDSN(abs))
-	if err != nil {
-		return nil, fmt.Errorf("rootca: open sqlite store %s: %w", abs, err)
-	}
-	// One connection: writers in this process queue in database/sql,
-	// where they honour their contexts, rather than poll the file lock
-	// in SQLite's busy handler. Other processes still wait up to
-	// sqliteBusyTimeout.
-	db.SetMaxOpenConns(1)
-	s, err := openRetryingBusy(ctx, db, &sqliteDialect)
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("rootca: open sqlite store %s: %w", abs, err)
-	}
-	return s, nil
-}
-
-// openRetryingBusy runs newSQLStore, retrying for up to sqliteBusyTimeout
+// openRetryingBusy runs newStore, retrying for up to sqliteBusyTimeout
 // while another process holds the database in a way SQLite's busy handler
 // does not wait for: when two processes open a new file at once, one of
 // them may get SQLITE_BUSY from the switch to WAL mode at once, since
 // waiting could deadlock.
-func openRetryingBusy(ctx context.Context, db *sql.DB, d *dialect) (*SQLStore, error) {
+func openRetryingBusy(ctx context.Context, db *sql.DB, d *dialect) (*Store, error) {
 	deadline := time.Now().Add(sqliteBusyTimeout)
 	backoff := 5 * time.Millisecond
 	for {
-		s, err := newSQLStore(ctx, db, d)
+		s, err := newStore(ctx, db, d)
 		if err == nil || d.isBusy == nil || !d.isBusy(err) || time.Now().After(deadline) {
 			return s, err
 		}
@@ -119,43 +85,10 @@ func openRetryingBusy(ctx context.Context, db *sql.DB, d *dialect) (*SQLStore, e
 	}
 }
 
-// createPrivateFile creates an empty file at path with mode 0600 unless
-// one exists, so that SQLite, which creates its -wal and -shm files with
-// the permissions of the database, never makes them readable by others.
-// A new file's directory entry is synced.
-func createPrivateFile(path string) error {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		fi, err := os.Stat(path)
-		if err != nil {
-			return err
-		}
-		if !fi.Mode().IsRegular() {
-			return fmt.Errorf("%s is not a regular file", path)
-		}
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	dir, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer dir.Close()
-	// Directories cannot be synced on every system (Windows); SQLite
-	// syncs the file itself at the first commit.
-	_ = dir.Sync()
-	return nil
-}
-
-// newSQLStore migrates the schema of db and returns a store on it. On
+// newStore migrates the schema of db and returns a store on it. On
 // error the caller closes db.
-func newSQLStore(ctx context.Context, db *sql.DB, d *dialect) (*SQLStore, error) {
-	s := &SQLStore{db: db, d: d}
+func newStore(ctx context.Context, db *sql.DB, d *dialect) (*Store, error) {
+	s := &Store{db: db, d: d}
 	s.listener.init()
 	if err := s.migrate(ctx); err != nil {
 		if d.openError != nil {
@@ -175,18 +108,18 @@ func newSQLStore(ctx context.Context, db *sql.DB, d *dialect) (*SQLStore, error)
 
 // enter takes the read lock and checks that the store is open. If it
 // returns nil, the caller must call s.mu.RUnlock.
-func (s *SQLStore) enter() error {
+func (s *Store) enter() error {
 	s.mu.RLock()
 	if s.closed || s.db == nil {
 		s.mu.RUnlock()
-		return ErrStoreClosed
+		return storecheck.ErrStoreClosed
 	}
 	return nil
 }
 
 // LoadAuthority returns the stored CA, or an error matching
 // provider.ErrNotFound.
-func (s *SQLStore) LoadAuthority(ctx context.Context) (*Authority, error) {
+func (s *Store) LoadAuthority(ctx context.Context) (*rootca.Authority, error) {
 	if err := s.enter(); err != nil {
 		return nil, err
 	}
@@ -194,7 +127,7 @@ func (s *SQLStore) LoadAuthority(ctx context.Context) (*Authority, error) {
 	var key []byte
 	err := s.db.QueryRowContext(ctx, s.d.rebind(`SELECT private_key FROM authority WHERE id = 1`)).Scan(&key)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, errNoAuthority
+		return nil, storecheck.ErrNoAuthority
 	}
 	if err != nil {
 		return nil, fmt.Errorf("rootca: load authority: %w", err)
@@ -207,7 +140,7 @@ func (s *SQLStore) LoadAuthority(ctx context.Context) (*Authority, error) {
 		return nil, fmt.Errorf("rootca: load authority: %w", err)
 	}
 	defer rows.Close()
-	a := &Authority{}
+	a := &rootca.Authority{}
 	if len(key) > 0 {
 		a.Key = key
 	}
@@ -228,10 +161,10 @@ func (s *SQLStore) LoadAuthority(ctx context.Context) (*Authority, error) {
 }
 
 // CreateAuthority stores a, unless the database already holds a CA, in
-// which case it returns ErrAuthorityExists. Of several stores racing to
+// which case it returns storecheck.ErrAuthorityExists. Of several stores racing to
 // create the CA, exactly one succeeds.
-func (s *SQLStore) CreateAuthority(ctx context.Context, a *Authority) error {
-	if err := validateAuthority(a); err != nil {
+func (s *Store) CreateAuthority(ctx context.Context, a *rootca.Authority) error {
+	if err := storecheck.Authority(authorityCerts(a), a == nil); err != nil {
 		return err
 	}
 	if err := s.enter(); err != nil {
@@ -248,7 +181,7 @@ func (s *SQLStore) CreateAuthority(ctx context.Context, a *Authority) error {
 		if _, err := tx.ExecContext(ctx, s.d.rebind(
 			`INSERT INTO authority (id, private_key) VALUES (1, ?)`), key); err != nil {
 			if s.d.isUniqueViolation(err) {
-				return ErrAuthorityExists
+				return storecheck.ErrAuthorityExists
 			}
 			return err
 		}
@@ -260,8 +193,8 @@ func (s *SQLStore) CreateAuthority(ctx context.Context, a *Authority) error {
 		}
 		return nil
 	})
-	if errors.Is(err, ErrAuthorityExists) {
-		return ErrAuthorityExists
+	if errors.Is(err, storecheck.ErrAuthorityExists) {
+		return storecheck.ErrAuthorityExists
 	}
 	if err != nil {
 		// Driver errors name constraints and tables, never bound values,
@@ -274,8 +207,8 @@ func (s *SQLStore) CreateAuthority(ctx context.Context, a *Authority) error {
 // AddCertificate records rec. A serial already recorded yields
 // ErrDuplicateSerial, detected by the primary key of the certificates
 // table, so that it holds across processes.
-func (s *SQLStore) AddCertificate(ctx context.Context, rec *provider.CertificateRecord) error {
-	if err := validateRecord(rec); err != nil {
+func (s *Store) AddCertificate(ctx context.Context, rec *provider.CertificateRecord) error {
+	if err := storecheck.Record(rec); err != nil {
 		return err
 	}
 	if err := s.enter(); err != nil {
@@ -304,7 +237,7 @@ func (s *SQLStore) AddCertificate(ctx context.Context, rec *provider.Certificate
 	}
 	if err != nil {
 		if s.d.isUniqueViolation(err) {
-			return duplicateSerialError(rec.Serial)
+			return storecheck.DuplicateSerial(rec.Serial)
 		}
 		return fmt.Errorf("rootca: add certificate %s: %w", serial, err)
 	}
@@ -321,8 +254,8 @@ const certificateColumns = `serial, subject, dns_names, ip_addresses, not_before
 
 // Certificate returns the record for serial, or an error matching
 // provider.ErrNotFound.
-func (s *SQLStore) Certificate(ctx context.Context, serial *big.Int) (*provider.CertificateRecord, error) {
-	if err := validateSerial(serial); err != nil {
+func (s *Store) Certificate(ctx context.Context, serial *big.Int) (*provider.CertificateRecord, error) {
+	if err := storecheck.Serial(serial); err != nil {
 		return nil, err
 	}
 	if err := s.enter(); err != nil {
@@ -333,7 +266,7 @@ func (s *SQLStore) Certificate(ctx context.Context, serial *big.Int) (*provider.
 		`SELECT `+certificateColumns+` FROM certificates WHERE serial = ?`), provider.FormatSerial(serial))
 	r, err := scanRecord(row)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, notFoundError(serial)
+		return nil, storecheck.NotFound(serial)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("rootca: certificate %s: %w", provider.FormatSerial(serial), err)
@@ -351,7 +284,7 @@ const serialOrder = `LENGTH(serial), serial`
 
 // ListCertificates returns the records matching opts (nil means all) in
 // increasing order of NotAfter, then serial.
-func (s *SQLStore) ListCertificates(ctx context.Context, opts *provider.ListOptions) ([]*provider.CertificateRecord, error) {
+func (s *Store) ListCertificates(ctx context.Context, opts *provider.ListOptions) ([]*provider.CertificateRecord, error) {
 	if err := s.enter(); err != nil {
 		return nil, err
 	}
@@ -409,8 +342,8 @@ func (s *SQLStore) ListCertificates(ctx context.Context, opts *provider.ListOpti
 // Revoke marks the certificate with serial revoked for reason at the
 // given time. Of several stores revoking the same certificate at once,
 // exactly one succeeds; the others get provider.ErrAlreadyRevoked.
-func (s *SQLStore) Revoke(ctx context.Context, serial *big.Int, reason provider.RevocationReason, at time.Time) (*Revocation, error) {
-	if err := validateRevocation(serial, reason, at); err != nil {
+func (s *Store) Revoke(ctx context.Context, serial *big.Int, reason provider.RevocationReason, at time.Time) (*rootca.Revocation, error) {
+	if err := storecheck.Revocation(serial, reason, at); err != nil {
 		return nil, err
 	}
 	if err := s.enter(); err != nil {
@@ -450,11 +383,11 @@ func (s *SQLStore) Revoke(ctx context.Context, serial *big.Int, reason provider.
 			`SELECT status, not_after FROM certificates WHERE serial = ?`), hex).Scan(&status, &notAfter)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
-			return notFoundError(serial)
+			return storecheck.NotFound(serial)
 		case err != nil:
 			return err
 		case n == 0:
-			return alreadyRevokedError(serial)
+			return storecheck.AlreadyRevoked(serial)
 		}
 		if s.d.notifyRevocation != "" {
 			if _, err := tx.ExecContext(ctx, s.d.notifyRevocation); err != nil {
@@ -474,7 +407,7 @@ func (s *SQLStore) Revoke(ctx context.Context, serial *big.Int, reason provider.
 		// The revocation is committed; only the stored expiry is bad.
 		return nil, fmt.Errorf("rootca: revoke %s: stored not_after: %w", hex, err)
 	}
-	return &Revocation{
+	return &rootca.Revocation{
 		Serial:    new(big.Int).Set(serial),
 		RevokedAt: at.UTC(),
 		Reason:    reason,
@@ -483,7 +416,7 @@ func (s *SQLStore) Revoke(ctx context.Context, serial *big.Int, reason provider.
 }
 
 // Revocations returns every revocation, in increasing order of serial.
-func (s *SQLStore) Revocations(ctx context.Context) ([]Revocation, error) {
+func (s *Store) Revocations(ctx context.Context) ([]rootca.Revocation, error) {
 	if err := s.enter(); err != nil {
 		return nil, err
 	}
@@ -500,7 +433,7 @@ func (s *SQLStore) Revocations(ctx context.Context) ([]Revocation, error) {
 // commit order, and the cursor to pass next time; cursor 0 asks for all.
 // It reads an index, so a poll that finds nothing new costs two indexed
 // lookups.
-func (s *SQLStore) RevocationsSince(ctx context.Context, cursor int64) ([]Revocation, int64, error) {
+func (s *Store) RevocationsSince(ctx context.Context, cursor int64) ([]rootca.Revocation, int64, error) {
 	if err := s.enter(); err != nil {
 		return nil, 0, err
 	}
@@ -540,13 +473,13 @@ func (s *SQLStore) RevocationsSince(ctx context.Context, cursor int64) ([]Revoca
 // queryRevocations runs a query of the columns serial, revoked_at,
 // reason, not_after and revocation_seq, and returns the revocations with
 // the highest number among them.
-func (s *SQLStore) queryRevocations(ctx context.Context, query string, args ...any) ([]Revocation, int64, error) {
+func (s *Store) queryRevocations(ctx context.Context, query string, args ...any) ([]rootca.Revocation, int64, error) {
 	rows, err := s.db.QueryContext(ctx, s.d.rebind(query), args...)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer rows.Close()
-	var list []Revocation
+	var list []rootca.Revocation
 	var maxSeq int64
 	for rows.Next() {
 		var hex, revokedAt, notAfter string
@@ -571,7 +504,7 @@ func (s *SQLStore) queryRevocations(ctx context.Context, query string, args ...a
 // NextCRLNumber atomically increments the CRL number and returns the new
 // value. The first call returns 1; values never repeat, also across
 // processes sharing the database.
-func (s *SQLStore) NextCRLNumber(ctx context.Context) (*big.Int, error) {
+func (s *Store) NextCRLNumber(ctx context.Context) (*big.Int, error) {
 	if err := s.enter(); err != nil {
 		return nil, err
 	}
@@ -594,9 +527,9 @@ func (s *SQLStore) NextCRLNumber(ctx context.Context) (*big.Int, error) {
 }
 
 // Close waits for the calls in progress, then closes the database. Later
-// calls return ErrStoreClosed. Closing a closed SQLStore does nothing and
+// calls return storecheck.ErrStoreClosed. Closing a closed Store does nothing and
 // returns nil.
-func (s *SQLStore) Close() error {
+func (s *Store) Close() error {
 	s.listener.close() // wakes a WaitRevocation in progress
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -614,7 +547,7 @@ func (s *SQLStore) Close() error {
 }
 
 // inTx runs f in a write transaction and commits it if f returns nil.
-func (s *SQLStore) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
+func (s *Store) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -624,4 +557,12 @@ func (s *SQLStore) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
 		return err
 	}
 	return tx.Commit()
+}
+
+// authorityCerts returns a's chain, or nil for a nil a.
+func authorityCerts(a *rootca.Authority) [][]byte {
+	if a == nil {
+		return nil
+	}
+	return a.Certificates
 }

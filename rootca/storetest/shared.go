@@ -141,19 +141,20 @@ func testSharedRevocations(t *testing.T, a, b rootca.Store) {
 	}
 }
 
-// testSharedPropagation opens a CA on each store, as two management
+// testSharedPropagation creates a CA through one store and opens it through
+// the other, as two management
 // servers do, and checks that a certificate revoked through either is
 // refused by the other within PropagationLimit, without Refresh.
 func testSharedPropagation(t *testing.T, a, b rootca.Store) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
-	open := func(s rootca.Store) *rootca.CA {
-		ca, err := rootca.Open(t.Context(), s, &rootca.Options{Signer: key})
-		require.NoError(t, err)
-		t.Cleanup(func() { assert.NoError(t, ca.Close()) })
-		return ca
-	}
-	cas := []*rootca.CA{open(a), open(b)}
+	ca, err := rootca.Create(t.Context(), a, &rootca.CreateOptions{Options: rootca.Options{Signer: key}})
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, ca.Close()) })
+	other, err := rootca.Open(t.Context(), b, &rootca.Options{Signer: key})
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, other.Close()) })
+	cas := []*rootca.CA{ca, other}
 	for from, to := range []int{1, 0} {
 		res, err := cas[from].Issue(t.Context(), hostRequest(t, key))
 		require.NoError(t, err)
@@ -178,7 +179,7 @@ func testSharedPropagation(t *testing.T, a, b rootca.Store) {
 		assert.LessOrEqual(t, took, PropagationLimit, "CA %d learnt of the revocation made through CA %d", to, from)
 		t.Logf("revocation through CA %d refused by CA %d after %v", from, to, took.Round(time.Millisecond))
 
-		err = cas[to].VerifyPeer(t.Context(), &provider.VerifyRequest{Certificates: []*x509.Certificate{res.Certificate}})
+		err = cas[to].VerifyPeer(t.Context(), &provider.VerifyRequest{Certificates: []*x509.Certificate{res.Certificate}, Usage: provider.UsageClientAuth})
 		assert.ErrorIs(t, err, provider.ErrRevoked, "CA %d refuses the certificate at a handshake", to)
 	}
 }

@@ -1,11 +1,13 @@
-package rootca
+package sqlite_test
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"database/sql"
 	"fmt"
 	"math/big"
@@ -19,6 +21,8 @@ import (
 	"time"
 
 	"github.com/kvmpki/kvmpki/provider"
+	"github.com/kvmpki/kvmpki/rootca"
+	"github.com/kvmpki/kvmpki/rootca/sqlstore/sqlite"
 )
 
 // issuers is how many goroutines issue at once in
@@ -37,18 +41,18 @@ func BenchmarkIssueConcurrentSQLite(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	opts := &Options{Signer: key, RevocationPollInterval: -1}
-	mem, err := Open(b.Context(), NewMemStore(), opts)
+	opts := &rootca.CreateOptions{Options: rootca.Options{Signer: key, RevocationPollInterval: -1}}
+	mem, err := rootca.Create(b.Context(), rootca.NewMemStore(), opts)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer mem.Close()
-	sqlStore, err := OpenSQLite(b.Context(), filepath.Join(b.TempDir(), "ca.db"))
+	sqlStore, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "ca.db"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer sqlStore.Close()
-	disk, err := Open(b.Context(), sqlStore, opts)
+	disk, err := rootca.Create(b.Context(), sqlStore, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -56,7 +60,7 @@ func BenchmarkIssueConcurrentSQLite(b *testing.B) {
 
 	_, req := benchHostRequest(b, key)
 	const perIssuer = 8
-	batch := func(ca *CA) time.Duration {
+	batch := func(ca *rootca.CA) time.Duration {
 		start := time.Now()
 		var wg sync.WaitGroup
 		for range issuers {
@@ -111,7 +115,7 @@ func largeSizes() {
 // never reads.
 func largeSQLite(b *testing.B, key *ecdsa.PrivateKey) string {
 	b.Helper()
-	path := filepath.Join(os.TempDir(), fmt.Sprintf("kvmpki-bench-open-%d-%d-v%d.db", largeIssued, largeRevoked, schemaVersion()))
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("kvmpki-bench-open-%d-%d-v%d.db", largeIssued, largeRevoked, schemaVersion(b)))
 	keyPath := path + ".key"
 	if der, err := os.ReadFile(keyPath); err == nil {
 		if k, err := x509.ParseECPrivateKey(der); err == nil {
@@ -121,19 +125,19 @@ func largeSQLite(b *testing.B, key *ecdsa.PrivateKey) string {
 	}
 	_ = os.Remove(path)
 	ctx := context.Background()
-	s, err := OpenSQLite(ctx, path)
+	s, err := sqlite.Open(ctx, path)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	ca, err := Open(ctx, s, &Options{Signer: key, RevocationPollInterval: -1})
+	ca, err := rootca.Create(ctx, s, &rootca.CreateOptions{Options: rootca.Options{Signer: key, RevocationPollInterval: -1}})
 	if err != nil {
 		b.Fatal(err)
 	}
 	ca.Close()
 	now := time.Now()
 	der := make([]byte, 600)
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
+	err = inTx(ctx, rawDB(b, path), func(tx *sql.Tx) error {
 		stmt, err := tx.PrepareContext(ctx, `INSERT INTO certificates
 			(serial, subject, dns_names, ip_addresses, not_before, not_after, role, status, revoked_at, reason, revocation_seq, der)
 			VALUES (?, ?, '["kvm.example.org"]', '[]', ?, ?, 1, ?, ?, ?, ?, ?)`)
@@ -192,11 +196,11 @@ func BenchmarkOpenLarge(b *testing.B) {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		start := time.Now()
-		s, err := OpenSQLite(context.Background(), path)
+		s, err := sqlite.Open(context.Background(), path)
 		if err != nil {
 			b.Fatal(err)
 		}
-		ca, err := Open(context.Background(), s, &Options{Signer: key, RevocationPollInterval: -1})
+		ca, err := rootca.Open(context.Background(), s, &rootca.Options{Signer: key, RevocationPollInterval: -1})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -217,4 +221,58 @@ func BenchmarkOpenLarge(b *testing.B) {
 	b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "ms/open")
 	b.ReportMetric(float64(heap)/(1<<20), "heap-MB")
 	b.ReportMetric(0, "ns/op")
+}
+
+// timeLayout is how the store writes times.
+const timeLayout = "2006-01-02T15:04:05.000000000Z"
+
+func formatTime(t time.Time) string { return t.UTC().Format(timeLayout) }
+
+// schemaVersion is the schema version a new store gets.
+func schemaVersion(b *testing.B) int {
+	path := filepath.Join(b.TempDir(), "version.db")
+	s, err := sqlite.Open(b.Context(), path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.Close()
+	var v int
+	if err := rawDB(b, path).QueryRowContext(b.Context(), `SELECT MAX(version) FROM schema_version`).Scan(&v); err != nil {
+		b.Fatal(err)
+	}
+	return v
+}
+
+// rawDB opens the SQLite file at path directly, without the store.
+func rawDB(b *testing.B, path string) *sql.DB {
+	db, err := sql.Open("sqlite", path+"?_busy_timeout=10000")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	return db
+}
+
+func inTx(ctx context.Context, db *sql.DB, f func(tx *sql.Tx) error) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// benchHostRequest returns a host request for a CSR of key.
+func benchHostRequest(b *testing.B, key crypto.Signer) ([]byte, *provider.IssueRequest) {
+	b.Helper()
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: "kvm1.example.org"}, DNSNames: []string{"kvm1.example.org"},
+	}, key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return csr, &provider.IssueRequest{CSR: csr, DNSNames: []string{"kvm1.example.org"}, Role: provider.RoleHost}
 }

@@ -135,7 +135,7 @@ func TestPlanClosesTCPSocket(t *testing.T) {
 		{name: "socket-activated, tcp enabled in the root's unit files", setup: func(t *testing.T, root string) {
 			enableUnit(t, root, libvirtdTCPSocket)
 			enableUnit(t, root, libvirtdTLSSocket)
-		}, want: append(append([]string{"systemctl stop libvirtd.service"}, closeTCP...),
+		}, want: append(append([]string{}, closeTCP...), "systemctl stop libvirtd.service",
 			"systemctl enable --now libvirtd-tls.socket", "systemctl start libvirtd.service")},
 		{name: "tcp active, no socket units", units: fakeUnits{libvirtdTCPSocket: {Exists: true, Active: true}},
 			want: append(closeTCP, "systemctl restart libvirtd.service")},

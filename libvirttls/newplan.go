@@ -261,9 +261,11 @@ func (o *Options) actions(ctx context.Context, configChanged, anyChange bool) ([
 	case socketUnit && (configChanged || tcpOpen || !units[libvirtdTLSSocket].Enabled):
 		// Under socket activation listen_tls is ignored: TLS is served
 		// only when systemd passes the libvirtd-tls.socket fd.
+		// The TCP socket closes first, so that no activation between
+		// the steps hands its fd to a new libvirtd.
 		return slices.Concat(
-			[]Action{{Command: []string{"systemctl", "stop", libvirtdService}, Why: "libvirtd reads libvirtd.conf and qemu.conf at start"}},
 			closeTCP,
+			[]Action{{Command: []string{"systemctl", "stop", libvirtdService}, Why: "libvirtd reads libvirtd.conf and qemu.conf at start"}},
 			[]Action{
 				{Command: []string{"systemctl", "enable", "--now", libvirtdTLSSocket}, Why: "a socket-activated libvirtd serves TLS only on libvirtd-tls.socket"},
 				{Command: []string{"systemctl", "start", libvirtdService}, Why: "start libvirtd with the new configuration"},

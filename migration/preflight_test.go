@@ -198,6 +198,41 @@ func TestPreflightNotLibvirt(t *testing.T) {
 	}
 }
 
+// TestPreflightRefusesUnverifiedCRLs: a CRL that does not verify against
+// the CA file, or is stale, stops Preflight before it dials; it used to be
+// ignored silently.
+func TestPreflightRefusesUnverifiedCRLs(t *testing.T) {
+	ca := newCA(t, "kvmpki migration CA")
+	other := newCA(t, "kvmpki migration CA") // the same name, another key
+	source := ca.issue(t, "kvm1", provider.RoleHost, []string{"kvm1"}, nil, time.Hour)
+	tests := []struct {
+		name string
+		opts func() *migration.PreflightOptions
+		msg  string
+	}{
+		{name: "CRL of a same-name CA outside the CA file", msg: "not signed by a CA of the CA file",
+			opts: func() *migration.PreflightOptions { return preflightOptions(t, ca, source, other.crl(t)) }},
+		{name: "stale CRL", msg: "stale", opts: func() *migration.PreflightOptions {
+			o := preflightOptions(t, ca, source, ca.crl(t))
+			o.Time = func() time.Time { return o.CRLs[0].NextUpdate.Add(time.Second) }
+			return o
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := tc.opts()
+			dialled := false
+			opts.DialContext = func(context.Context, string, string) (net.Conn, error) {
+				dialled = true
+				return nil, context.Canceled
+			}
+			err := migration.Preflight(t.Context(), migration.Host{Address: "10.0.0.2", State: migration.StateSecured}, opts)
+			assert.ErrorContains(t, err, tc.msg)
+			assert.False(t, dialled)
+		})
+	}
+}
+
 func TestPreflightNeedsCredentials(t *testing.T) {
 	host := migration.Host{Address: "10.0.0.2", State: migration.StateSecured}
 	assert.ErrorContains(t, migration.Preflight(t.Context(), host, nil), "needs CACerts")

@@ -30,25 +30,45 @@ type testPKI struct {
 
 func newTestPKI(t testing.TB) *testPKI {
 	t.Helper()
+	p := mintCA(t, "provider test CA", 24*time.Hour, nil)
+	p.pool = x509.NewCertPool()
+	p.pool.AddCert(p.cert)
+	return p
+}
+
+// sub returns an intermediate CA signed by p; its pool is p's (the roots).
+func (p *testPKI) sub(t testing.TB) *testPKI {
+	t.Helper()
+	s := mintCA(t, "provider test intermediate CA", 12*time.Hour, p)
+	s.pool = p.pool
+	return s
+}
+
+// mintCA makes a CA certificate valid from an hour ago for validity,
+// signed by parent, or self-signed if parent is nil; its pool is unset.
+func mintCA(t testing.TB, cn string, validity time.Duration, parent *testPKI) *testPKI {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          randomSerial(t),
-		Subject:               pkix.Name{CommonName: "provider test CA"},
+		Subject:               pkix.Name{CommonName: cn},
 		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
+		NotAfter:              now.Add(validity),
 		IsCA:                  true,
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	issuer, signer := tmpl, crypto.Signer(key)
+	if parent != nil {
+		issuer, signer = parent.cert, parent.key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, issuer, key.Public(), signer)
 	require.NoError(t, err)
 	cert, err := x509.ParseCertificate(der)
 	require.NoError(t, err)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testPKI{cert: cert, key: key, pool: pool}
+	return &testPKI{cert: cert, key: key}
 }
 
 // leaf issues a certificate with the given extended key usages for names,

@@ -284,15 +284,7 @@ func TestCheckPublicKey(t *testing.T) {
 // has a verifying signature of an allowed algorithm and only names
 // CheckDNSName and CheckIPAddress accept.
 func FuzzCheckCSR(f *testing.F) {
-	entries, err := os.ReadDir("testdata")
-	require.NoError(f, err)
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), "csr-") {
-			data, err := os.ReadFile(filepath.Join("testdata", e.Name()))
-			require.NoError(f, err)
-			f.Add(data)
-		}
-	}
+	addCSRSeeds(f)
 	f.Add([]byte{0x30, 0x00})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		csr, err := provider.CheckCSR(data, nil)

@@ -2,11 +2,8 @@ package provider_test
 
 import (
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"testing"
 	"time"
 
@@ -15,28 +12,6 @@ import (
 
 	"github.com/kvmpki/kvmpki/provider"
 )
-
-// sub returns an intermediate CA signed by p; its pool is p's (the roots).
-func (p *testPKI) sub(t testing.TB) *testPKI {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          randomSerial(t),
-		Subject:               pkix.Name{CommonName: "provider test intermediate CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(12 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, key.Public(), p.key)
-	require.NoError(t, err)
-	cert, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	return &testPKI{cert: cert, key: key, pool: p.pool}
-}
 
 func TestVerifyChain(t *testing.T) {
 	root := newTestPKI(t)

@@ -70,7 +70,7 @@ func ExampleClassify() {
 }
 
 func ExamplePreflight() {
-	cfg, err := migration.LoadPreflightOptions("/etc/kvmpki/pki/kvm1")
+	cfg, err := migration.LoadPreflightOptions(context.Background(), "/etc/kvmpki/pki/kvm1")
 	if err != nil {
 		fmt.Println(err)
 		return

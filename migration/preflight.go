@@ -176,8 +176,8 @@ func Preflight(ctx context.Context, dst Host, opts *PreflightOptions) error {
 // libvirt pkipath directory: libvirttls.PKIPathCACert,
 // PKIPathClientCert, PKIPathClientKey and, if present, PKIPathCRL. For
 // root's default paths, pass the files to LoadPreflightOptionsFiles.
-func LoadPreflightOptions(dir string) (*PreflightOptions, error) {
-	return LoadPreflightOptionsFiles(filepath.Join(dir, libvirttls.PKIPathCACert), filepath.Join(dir, libvirttls.PKIPathClientCert),
+func LoadPreflightOptions(ctx context.Context, dir string) (*PreflightOptions, error) {
+	return LoadPreflightOptionsFiles(ctx, filepath.Join(dir, libvirttls.PKIPathCACert), filepath.Join(dir, libvirttls.PKIPathClientCert),
 		filepath.Join(dir, libvirttls.PKIPathClientKey), filepath.Join(dir, libvirttls.PKIPathCRL))
 }
 
@@ -187,8 +187,12 @@ func LoadPreflightOptions(dir string) (*PreflightOptions, error) {
 // /etc/pki/CA/cacert.pem, /etc/pki/libvirt/clientcert.pem,
 // /etc/pki/libvirt/private/clientkey.pem and /etc/pki/CA/cacrl.pem. Each
 // file may hold at most 1 MiB. The CRLs' signatures and times are checked
-// by Preflight.
-func LoadPreflightOptionsFiles(caFile, certFile, keyFile, crlFile string) (*PreflightOptions, error) {
+// by Preflight. It returns ctx.Err() when ctx is done before the files
+// are read.
+func LoadPreflightOptionsFiles(ctx context.Context, caFile, certFile, keyFile, crlFile string) (*PreflightOptions, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	caPEM, err := readPKIFile(caFile)
 	if err != nil {
 		return nil, err

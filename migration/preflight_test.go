@@ -250,23 +250,23 @@ func TestLoadPreflightOptions(t *testing.T) {
 	write(libvirttls.PKIPathCACert, ca.bundle)
 	write(libvirttls.PKIPathClientCert, source.certPEM)
 	write(libvirttls.PKIPathClientKey, source.keyPEM)
-	cfg, err := migration.LoadPreflightOptions(dir)
+	cfg, err := migration.LoadPreflightOptions(t.Context(), dir)
 	require.NoError(t, err)
 	assert.Empty(t, cfg.CRLs)
 	assert.Equal(t, source.cert.Raw, cfg.Certificate.Certificate[0])
 
 	write(libvirttls.PKIPathCRL, ca.revoke(t, source))
-	cfg, err = migration.LoadPreflightOptions(dir)
+	cfg, err = migration.LoadPreflightOptions(t.Context(), dir)
 	require.NoError(t, err)
 	require.Len(t, cfg.CRLs, 1)
 	err = migration.Preflight(t.Context(), migration.Host{Address: "10.0.0.2", State: migration.StateSecured}, cfg)
 	assert.ErrorIs(t, err, migration.ErrRevoked, "the CRL loaded from cacrl.pem is used")
 
 	write(libvirttls.PKIPathCRL, []byte("not a CRL"))
-	_, err = migration.LoadPreflightOptions(dir)
+	_, err = migration.LoadPreflightOptions(t.Context(), dir)
 	assert.ErrorContains(t, err, "neither a PEM X509 CRL block nor a DER CRL")
 	require.NoError(t, os.Remove(filepath.Join(dir, "clientkey.pem")))
-	_, err = migration.LoadPreflightOptions(dir)
+	_, err = migration.LoadPreflightOptions(t.Context(), dir)
 	assert.ErrorContains(t, err, "clientkey.pem")
 }
 

@@ -193,7 +193,7 @@ func run(ctx context.Context, out io.Writer, opts options) (err error) {
 	defer destroyGuest(work, pkiPath, hosts)
 	fmt.Fprintf(out, "guest:         %s running on kvm1 (64 MiB, TCG, marker page at %#x)\n", guestName, markerAddr)
 
-	pre, err := migration.LoadPreflightOptions(pkiPath)
+	pre, err := migration.LoadPreflightOptions(ctx, pkiPath)
 	if err != nil {
 		return err
 	}

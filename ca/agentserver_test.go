@@ -39,6 +39,13 @@ type agentServer struct {
 
 func (e *env) serveAgents(t testing.TB, cfg *ca.AgentServerConfig) *agentServer {
 	t.Helper()
+	return e.serveAgentsMode(t, cfg, false)
+}
+
+// serveAgentsMode runs the server; with once, a connection is closed
+// after its first pong (for clients that wait for the server to close).
+func (e *env) serveAgentsMode(t testing.TB, cfg *ca.AgentServerConfig, once bool) *agentServer {
+	t.Helper()
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	ln, err := e.m.NewAgentListener(inner, cfg)
@@ -65,6 +72,9 @@ func (e *env) serveAgents(t testing.TB, cfg *ca.AgentServerConfig) *agentServer 
 					}
 					if line == "ping\n" {
 						_, _ = c.Write([]byte("pong\n"))
+						if once {
+							return
+						}
 					}
 				}
 			}()

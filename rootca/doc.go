@@ -8,23 +8,36 @@
 // GnuTLS, QEMU's tls-creds-x509, Go, OpenSSL 3 and Java 17 all accept.
 // CRLs are RFC 5280 v2 CRLs with a CRL number.
 //
-// For the common case, open a CA kept in a directory:
+// For the common case, keep the CA in an SQLite database in a directory
+// of its own (package rootca/sqlstore/sqlite), create it once at
+// deployment, and open it at every later start:
 //
-//	ca, err := rootca.OpenDir(ctx, "/var/lib/kvmpki/ca", &rootca.Options{
-//		Password: func() ([]byte, error) { return password, nil },
-//	})
+//	store, err := sqlite.OpenDir(ctx, "/var/lib/kvmpki/ca")
+//	defer store.Close()
+//	opts := rootca.Options{Password: func() ([]byte, error) { return password, nil }}
+//	ca, err := rootca.Create(ctx, store, &rootca.CreateOptions{Options: opts}) // first start only
+//	ca, err := rootca.Open(ctx, store, &opts)                                 // every later start
+//	defer ca.Close()
 //	res, err := ca.Issue(ctx, &provider.IssueRequest{CSR: csrPEM, Role: provider.RoleHost,
 //		DNSNames: []string{"kvm1.example.org"}, IPAddresses: []net.IP{ip}})
 //
 // # The CA itself
 //
-// At first start [Open] creates a self-signed root (by default ECDSA P-256,
-// ten years) or, with [Options.Parent], an intermediate signed by a root
-// that stays offline ([NewRoot] makes one). Later starts load it. The CA key
+// [Create] makes a self-signed root (by default ECDSA P-256, ten years)
+// or, with [CreateOptions.Parent], an intermediate signed by a root that
+// stays offline ([NewRoot] makes one), and stores it; it fails with
+// [ErrAuthorityExists] when the store holds a CA already, and of several
+// processes creating one in a shared database at once exactly one wins.
+// [Open] loads the stored CA and never creates one: on an empty store it
+// fails with an error matching provider.ErrNotFound, so that a server
+// pointed at a wrong or empty database does not mint a new root. The CA key
 // is used through crypto.Signer: either a key held outside (an HSM or KMS
 // key in [Options.Signer]), or a key kept in the store as a PKCS #8 PEM
 // block encrypted with [Options.Password] (PBES2, PBKDF2-HMAC-SHA256,
-// AES-256-CBC).
+// AES-256-CBC, 600,000 iterations). A stored key is checked before it is
+// decrypted (algorithms, IV and ciphertext lengths, an iteration count of
+// at most 2,000,000), so that whoever can write the database cannot crash
+// or stall the servers that open it: a bad key is a [*StoredKeyError].
 //
 // With an intermediate, give peers the whole CA bundle (provider.CABundle:
 // the intermediate, then the root) as libvirt's cacert.pem and QEMU's
@@ -102,18 +115,23 @@
 // # State
 //
 // State lives behind the small [Store] interface: [MemStore] for tests,
-// and [SQLStore] on database/sql. Every issuance and revocation is durable
-// when its call returns, and TestCrashSafety kills an issuing process with
-// SIGKILL to prove that nothing acknowledged is lost.
+// and the SQL store of package rootca/sqlstore on database/sql. Every
+// issuance and revocation is durable when its call returns, and
+// TestCrashSafety kills an issuing process with SIGKILL to prove that
+// nothing acknowledged is lost. The caller owns the store: a CA never
+// closes it. Each database has a backend package, so that a program links
+// only the driver it uses (package rootca itself links none):
 //
-//   - [OpenSQLite] (what [OpenDir] uses): one embedded database file (WAL,
+//   - rootca/sqlstore/sqlite: one embedded database file (WAL,
 //     synchronous=FULL, busy timeout) for a single management server.
 //     Concurrent issuances are committed together, one fsync for all.
-//   - [OpenPostgres] (pgx) and [OpenMySQL] (MariaDB or MySQL): one database
-//     that every management server of a cluster shares, as CloudStack's
-//     root CA plugin shares its database. [OpenURL] takes either as a URL.
+//   - rootca/sqlstore/postgres (pgx) and rootca/sqlstore/mysql (MariaDB or
+//     MySQL): one database that every management server of a cluster
+//     shares, as CloudStack's root CA plugin shares its database.
+//     sqlstore.OpenURL opens any of them from a URL, with the backends the
+//     program passes.
 //
-// Each store creates and upgrades its own schema, in version steps
+// Each SQL store creates and upgrades its own schema, in version steps
 // recorded in the database, under a lock, so several servers may start at
 // once. The database enforces what a cluster must never break: one CA,
 // unique serials (a primary key), strictly increasing CRL numbers (a
@@ -134,8 +152,8 @@
 // background catch-up, work again without a restart of the process.
 // Close the CA to stop its background work.
 //
-//	store, err := rootca.OpenPostgres(ctx, "postgres://ca@db.example.org/kvmpki?sslmode=verify-full")
-//	ca, err := rootca.Open(ctx, store, &rootca.Options{Signer: hsmKey})
+//	store, err := postgres.Open(ctx, "postgres://ca@db.example.org/kvmpki?sslmode=verify-full")
 //	defer store.Close()
+//	ca, err := rootca.Open(ctx, store, &rootca.Options{Signer: hsmKey})
 //	defer ca.Close()
 package rootca

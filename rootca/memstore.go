@@ -264,7 +264,7 @@ func cloneAuthority(a *Authority) *Authority {
 }
 
 // cloneRecord deep-copies rec, with times in UTC, empty lists as nil and
-// IPv4 addresses in their 4-byte form, the form SQLStore returns too.
+// IPv4 addresses in their 4-byte form, the form sqlstore.Store returns too.
 func cloneRecord(rec *provider.CertificateRecord) *provider.CertificateRecord {
 	c := *rec
 	c.Serial = new(big.Int).Set(rec.Serial)

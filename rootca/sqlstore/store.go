@@ -22,7 +22,7 @@ var (
 )
 
 // BUG(sqlstore): SQLite in WAL mode needs memory shared between the
-// processes using the database, so OpenSQLite's file must not be on a
+// processes using the database, so sqlite.Open's file must not be on a
 // network file system.
 
 // BUG(sqlstore): Upgrade every process sharing a database at once. A process

@@ -26,7 +26,7 @@
 // relies on: one CA, serials unique and CRL numbers increasing across the
 // two stores, and a revocation made through a CA on one store refused by a
 // CA on the other within PropagationLimit (one second). kvmpki runs it over
-// MemStore and SQLStore on SQLite, PostgreSQL and MariaDB.
+// MemStore and sqlstore.Store on SQLite, PostgreSQL and MariaDB.
 //
 // Run the suite with -race: several subtests exist to give the race
 // detector something to find.

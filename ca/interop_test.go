@@ -182,4 +182,3 @@ func TestInteropOpenSSLSClient(t *testing.T) {
 		})
 	}
 }
-

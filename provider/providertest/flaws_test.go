@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -17,7 +18,7 @@ import (
 // the suite must catch, and providers that lack features, whose checks the
 // suite must skip rather than fail. Each runs in a child process, since a
 // failing suite fails its test.
-var flawCases = []struct {
+type flawCase struct {
 	name  string
 	flaws flaws
 	// wrap turns the toy into the provider under test; nil uses it as
@@ -29,7 +30,9 @@ var flawCases = []struct {
 	// skipped, when non-nil, is exactly the set of checks the run must
 	// skip.
 	skipped []string
-}{
+}
+
+var flawCases = []flawCase{
 	{name: "unchecked CSR signature", flaws: flaws{noCSRSignatureCheck: true}, run: "Refusals",
 		fail: []string{"Refusals/BadCSRSignature", "Refusals/SHA1CSR"}},
 	{name: "IP literal as DNS name", flaws: flaws{ipLiteralNames: true}, run: "Refusals",
@@ -100,42 +103,58 @@ func TestFlawsChild(t *testing.T) {
 	t.Fatalf("no flaw case %q", name)
 }
 
-// TestFlaws proves that the suite finds the bugs it is meant to find.
+// TestFlaws proves that the suite finds the bugs it is meant to find,
+// and skips what a provider without a feature cannot do.
 func TestFlaws(t *testing.T) {
+	for _, tc := range flawCases {
+		if tc.name == "bare" {
+			continue // TestRunBare
+		}
+		t.Run(tc.name, func(t *testing.T) { runFlawCase(t, tc.name) })
+	}
+}
+
+// TestRunBare runs the suite against a provider without optional
+// capabilities: exactly their groups (and the key types, with
+// NoKeyGeneration) must skip, and everything else pass.
+func TestRunBare(t *testing.T) { runFlawCase(t, "bare") }
+
+// runFlawCase runs the suite on the flaw case called name in a child
+// process and checks the checks that failed and were skipped.
+func runFlawCase(t *testing.T, name string) {
 	if testing.Short() {
 		t.Skip("starts child processes")
 	}
+	i := slices.IndexFunc(flawCases, func(c flawCase) bool { return c.name == name })
+	require.GreaterOrEqual(t, i, 0, "no flaw case %q", name)
+	tc := flawCases[i]
 	exe, err := os.Executable()
 	require.NoError(t, err)
-	for _, tc := range flawCases {
-		t.Run(tc.name, func(t *testing.T) {
-			run := "^TestFlawsChild$"
-			if tc.run != "" {
-				run += "/^" + tc.run + "$"
-			}
-			cmd := exec.CommandContext(t.Context(), exe, "-test.run="+run, "-test.v", "-test.count=1")
-			// GORACE: a race-enabled child would otherwise sleep a second
-			// before exiting.
-			cmd.Env = append(os.Environ(), flawEnv+"="+tc.name, "GORACE=atexit_sleep_ms=0")
-			out, err := cmd.CombinedOutput()
-			if tc.skipped != nil {
-				assert.ElementsMatch(t, tc.skipped, skippedChecks(string(out)), "skipped checks:\n%s", out)
-			}
-			if len(tc.fail) == 0 {
-				assert.NoError(t, err, "the suite must pass:\n%s", out)
-				assert.Contains(t, string(out), "--- PASS: TestFlawsChild ", "the suite must have run")
-				return
-			}
-			var exit *exec.ExitError
-			require.ErrorAs(t, err, &exit, "the suite must fail:\n%s", out)
-			for _, check := range tc.fail {
-				name := "TestFlawsChild"
-				if check != "" {
-					name += "/" + check
-				}
-				assert.Contains(t, string(out), "--- FAIL: "+name+" ", "check %q must fail", check)
-			}
-		})
+	run := "^TestFlawsChild$"
+	if tc.run != "" {
+		run += "/^" + tc.run + "$"
+	}
+	cmd := exec.CommandContext(t.Context(), exe, "-test.run="+run, "-test.v", "-test.count=1")
+	// GORACE: a race-enabled child would otherwise sleep a second before
+	// exiting.
+	cmd.Env = append(os.Environ(), flawEnv+"="+tc.name, "GORACE=atexit_sleep_ms=0")
+	out, err := cmd.CombinedOutput()
+	if tc.skipped != nil {
+		assert.ElementsMatch(t, tc.skipped, skippedChecks(string(out)), "skipped checks:\n%s", out)
+	}
+	if len(tc.fail) == 0 {
+		assert.NoError(t, err, "the suite must pass:\n%s", out)
+		assert.Contains(t, string(out), "--- PASS: TestFlawsChild ", "the suite must have run")
+		return
+	}
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit, "the suite must fail:\n%s", out)
+	for _, check := range tc.fail {
+		name := "TestFlawsChild"
+		if check != "" {
+			name += "/" + check
+		}
+		assert.Contains(t, string(out), "--- FAIL: "+name+" ", "check %q must fail", check)
 	}
 }
 

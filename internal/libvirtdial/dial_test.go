@@ -222,3 +222,50 @@ func TestErrorMessage(t *testing.T) {
 	err = &Error{Addr: "h:1", Reason: ErrPortClosed, Err: errors.New("connect: refused")}
 	assert.Equal(t, "h:1: port closed: connect: refused", err.Error())
 }
+
+// TestDialIntermediateFromCAFile: libvirtd sends its leaf only and the
+// intermediate is in the CA file, as GnuTLS accepts; the dial needs the
+// CA file's intermediates, and checks them against the root's CRL.
+func TestDialIntermediateFromCAFile(t *testing.T) {
+	t.Parallel()
+	peers.Require(t, "libvirtd")
+	root := mint(t, "kvmpki dial root", nil, true)
+	inter := mint(t, "kvmpki dial intermediate", root, true)
+	server := mint(t, "kvm1.example.org", inter, false)
+	client := mint(t, "kvm2.example.org", root, false)
+	d, err := peers.StartLibvirtd(t, peers.PKI{CACert: pemOf(root.cert, inter.cert), Cert: pemOf(server.cert), Key: server.keyPEM(t)},
+		peers.LibvirtdOptions{})
+	require.NoError(t, err)
+
+	roots, inters := SplitCAs([]*x509.Certificate{root.cert, inter.cert})
+	require.Len(t, inters, 1)
+	revoked, err := revocation.NewSet([]*x509.RevocationList{root.crl(t, time.Now().Add(-time.Minute), inter.cert)},
+		[]*x509.Certificate{root.cert, inter.cert}, time.Now())
+	require.NoError(t, err)
+	tests := []struct {
+		name          string
+		intermediates []*x509.Certificate
+		crls          *revocation.Set
+		reason        error
+	}{
+		{name: "with the CA file's intermediate", intermediates: inters},
+		{name: "without it", reason: pkicore.ErrUnknownAuthority},
+		{name: "intermediate revoked", intermediates: inters, crls: revoked, reason: pkicore.ErrRevoked},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Dial(t.Context(), &Options{
+				Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(d.Port)), Roots: roots, Intermediates: tc.intermediates,
+				Certificate: client.tlsCertificate(), CRLs: tc.crls,
+			})
+			if tc.reason == nil {
+				assert.NoError(t, err)
+				return
+			}
+			assert.ErrorIs(t, err, tc.reason)
+			var de *Error
+			require.ErrorAs(t, err, &de)
+			assert.Equal(t, SideServer, de.Side)
+		})
+	}
+}

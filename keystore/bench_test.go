@@ -3,13 +3,15 @@ package keystore
 import (
 	"bytes"
 	"context"
-	"io/fs"
+	"errors"
 	"slices"
 	"syscall"
 	"testing"
 	"time"
 
 	jks "github.com/pavlo-v-chernykh/keystore-go/v4"
+
+	"github.com/kvmpki/kvmpki/internal/safefs"
 )
 
 func median(d []time.Duration) time.Duration {

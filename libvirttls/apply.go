@@ -63,6 +63,9 @@ func (p *Plan) Apply(ctx context.Context, opts *ApplyOptions) error {
 	if opts == nil {
 		opts = &ApplyOptions{}
 	}
+	if p.groupErr != nil {
+		return p.groupErr
+	}
 	root, err := safefs.OpenRoot(p.root)
 	if err != nil {
 		return fmt.Errorf("libvirttls: %w", err)

@@ -19,6 +19,9 @@ func (p *Plan) Diff() string {
 		return "no changes\n"
 	}
 	var b strings.Builder
+	if p.groupErr != nil {
+		fmt.Fprintf(&b, "# %v\n# Apply refuses this plan until the group exists.\n", p.groupErr)
+	}
 	for _, ch := range p.Changes {
 		verb := "create"
 		if ch.before.exists {

@@ -71,10 +71,11 @@
 // link dangles. [InstallCopies], the default, copies everything.
 //
 // QEMU's group is looked up (with [Options.LookupGroup]) only when the
-// plan runs as root. For the real host (Root "/") a missing group fails
-// with [ErrQEMUGroupMissing], naming the Debian package that creates
-// libvirt-qemu, libvirt-daemon-system; under another root QEMU's keys get
-// the caller's group, so a dry run works on a machine without libvirt.
+// plan runs as root. For the real host (Root "/") a missing group makes
+// [Plan.Apply] fail with [ErrQEMUGroupMissing], naming the Debian package
+// that creates libvirt-qemu, libvirt-daemon-system (the plan and its Diff
+// are still made, for a dry run); under another root QEMU's keys get the
+// caller's group, so plans work on a machine without libvirt.
 //
 // [WritePKIPath] writes the layout of a libvirt client's pkipath URI
 // parameter (cacert.pem, clientcert.pem, clientkey.pem, cacrl.pem), for

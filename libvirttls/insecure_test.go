@@ -249,9 +249,9 @@ func TestCheckPriority(t *testing.T) {
 
 // TestQEMUGroupMissing: on a machine without libvirt (no libvirt-qemu
 // group) a plan under a temporary root gives QEMU's keys the caller's
-// group, and a plan for the real host says which package creates the
-// group (issue 10). The group database is injected: no result depends on
-// the machine's groups.
+// group, and a plan for the real host is made (a dry run) but not
+// applied, naming the package that creates the group (issue 10). The
+// group database is injected: no result depends on the machine's groups.
 func TestQEMUGroupMissing(t *testing.T) {
 	ca := newTestCA(t)
 	creds, _ := ca.host(t, "kvm1.example.org")
@@ -275,11 +275,18 @@ func TestQEMUGroupMissing(t *testing.T) {
 			looked = name
 			return nil, user.UnknownGroupError(name)
 		}, Units: fakeUnits{}}
-		_, err := NewPlan(t.Context(), creds, o)
+		plan, err := NewPlan(t.Context(), creds, o)
+		require.NoError(t, err, "a dry run of the real host works without the group")
+		assert.Equal(t, "libvirt-qemu", looked)
+		assert.Contains(t, plan.Diff(), "install libvirt-daemon-system")
+		assert.Contains(t, plan.Diff(), "Apply refuses this plan")
+		// Should Apply not refuse, let it write under a temporary root
+		// rather than the machine's /etc (it then fails as stale).
+		plan.root = t.TempDir()
+		err = plan.Apply(t.Context(), nil)
 		require.ErrorIs(t, err, ErrQEMUGroupMissing)
 		assert.ErrorContains(t, err, `"libvirt-qemu"`)
 		assert.ErrorContains(t, err, "install libvirt-daemon-system")
-		assert.Equal(t, "libvirt-qemu", looked)
 	})
 	t.Run("found", func(t *testing.T) {
 		if os.Geteuid() != 0 {

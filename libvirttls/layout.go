@@ -42,8 +42,9 @@ var ErrQEMUGroupMissing = errors.New("libvirttls: QEMU group missing")
 // owners resolves root and QEMU's group. A caller that is not root can
 // own files only as itself, so the layout is then made for the caller's
 // user and group: fine for tests and dry runs, not for a real host. As
-// root, QEMU's group is looked up; a missing group is an error for the
-// real host (Root "/") and the caller's group under another root.
+// root, QEMU's group is looked up; a missing group is an error wrapping
+// ErrQEMUGroupMissing for the real host (Root "/"), and the caller's
+// group under another root.
 func (o *Options) owners(group string) (rootOwner, qemuOwner owner, err error) {
 	if os.Geteuid() != 0 {
 		w := callerOwner()

@@ -28,6 +28,10 @@ type Plan struct {
 	rootInfo  fs.FileInfo // the root when planned; Apply checks it is the same
 	rootOwner owner
 	stepHook  stepHook // nil; tests fail one file-system step of Apply
+
+	// groupErr, when set, is why QEMU's group could not be resolved for
+	// the real host: Diff says so and Apply refuses the plan.
+	groupErr error
 }
 
 // Empty reports whether the host needs no change.
@@ -86,8 +90,14 @@ func NewPlan(ctx context.Context, c *Credentials, o *Options) (*Plan, error) {
 			return nil, inFile(err, QEMUConfPath)
 		}
 	}
-	rootOwner, qemuOwner, err := o.owners(o.qemuGroup(qemuConf))
-	if err != nil {
+	group := o.qemuGroup(qemuConf)
+	rootOwner, qemuOwner, err := o.owners(group)
+	if errors.Is(err, ErrQEMUGroupMissing) {
+		// It matters only when the plan is applied: a dry run still
+		// shows what would change.
+		p.groupErr = err
+		rootOwner, qemuOwner = owner{uid: 0, gid: 0, user: "root", grp: "root"}, owner{uid: 0, gid: -1, user: "root", grp: group + " (missing)"}
+	} else if err != nil {
 		return nil, err
 	}
 	p.rootOwner = rootOwner

@@ -55,10 +55,11 @@ type Options struct {
 	// qemu.conf, "+GID" names a group by number.
 	//
 	// The group is looked up only when it matters, when the plan runs as
-	// root. If it does not exist, a plan for the real host (Root "/")
-	// fails with [ErrQEMUGroupMissing] (Debian's libvirt-daemon-system
-	// creates libvirt-qemu), and a plan under another root gives QEMU's
-	// keys the caller's group instead.
+	// root. If it does not exist, a plan for the real host (Root "/") is
+	// still made, and its Diff shown, but [Plan.Apply] refuses it with
+	// [ErrQEMUGroupMissing] (Debian's libvirt-daemon-system creates
+	// libvirt-qemu); a plan under another root gives QEMU's keys the
+	// caller's group instead.
 	QEMUGroup string
 
 	// LookupGroup resolves a group name, as os/user.LookupGroup does. If

@@ -34,7 +34,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"math"
 	"net"
 	"os"
@@ -42,6 +41,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kvmpki/kvmpki/internal/safefs"
 	"github.com/kvmpki/kvmpki/provider"
 	"github.com/kvmpki/kvmpki/rootca"
 	"github.com/kvmpki/kvmpki/rootca/sqlstore/sqlite"
@@ -418,20 +418,22 @@ func (c *command) issue(ctx context.Context, args []string) error {
 	// Claim the output files before issuing: the CA records every
 	// certificate it issues, so one must not be issued for a key or
 	// certificate that then cannot be written (an existing -key-out, a
-	// missing directory).
-	var keyFile *outputFile
+	// missing directory). Each is written to a temporary file next to it
+	// and renamed over it: a link planted at the path is replaced, never
+	// written through, and a key never replaces an existing file.
+	var keyFile *safefs.Pending
 	if *keyOut != "" {
-		if keyFile, err = createOutput(*keyOut, 0o600, true); err != nil {
+		if keyFile, err = safefs.NewPending(*keyOut, 0o600, &safefs.Options{NoReplace: true}); err != nil {
 			return err
 		}
-		defer keyFile.abort()
+		defer keyFile.Abort()
 	}
-	certFile, err := createOutput(*out, 0o644, false)
+	certFile, err := safefs.NewPending(*out, 0o644, nil)
 	if err != nil {
 		return err
 	}
-	defer certFile.abort()
-	if keyFile != nil && keyFile.sameFile(certFile) {
+	defer certFile.Abort()
+	if keyFile != nil && keyFile.SameTarget(certFile) {
 		return &usageError{"-out and -key-out name the same file"}
 	}
 	ca, err := c.open(ctx)
@@ -448,7 +450,7 @@ func (c *command) issue(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		err = keyFile.commit(keyPEM)
+		err = keyFile.Commit(keyPEM)
 		clear(keyPEM)
 		if err != nil {
 			return err
@@ -458,7 +460,7 @@ func (c *command) issue(ctx context.Context, args []string) error {
 	if *chain {
 		certs = append(certs, res.Chain...)
 	}
-	if err := certFile.commit(provider.EncodeCertificates(certs...)); err != nil {
+	if err := certFile.Commit(provider.EncodeCertificates(certs...)); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.stdout, "issued %s serial %s, valid until %s\n", res.Certificate.Subject,
@@ -481,78 +483,6 @@ func readLimited(name string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s is larger than %d bytes", name, limit)
 	}
 	return b, nil
-}
-
-// outputFile is an output file opened before the work that fills it, so
-// that a file that cannot be written fails the command before it changes
-// the CA. Until commit, abort removes the file if it was created.
-type outputFile struct {
-	name    string
-	f       *os.File
-	created bool
-	done    bool
-}
-
-// createOutput opens name for writing. With exclusive it refuses an
-// existing file: a private key must never replace another silently.
-// Otherwise an existing file is replaced at commit.
-func createOutput(name string, perm os.FileMode, exclusive bool) (*outputFile, error) {
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err == nil {
-		return &outputFile{name: name, f: f, created: true}, nil
-	}
-	if exclusive || !errors.Is(err, fs.ErrExist) {
-		return nil, err
-	}
-	// Not O_TRUNC: the old contents stay until commit.
-	if f, err = os.OpenFile(name, os.O_WRONLY, perm); err != nil {
-		return nil, err
-	}
-	return &outputFile{name: name, f: f}, nil
-}
-
-// sameFile reports whether o and p are the same file.
-func (o *outputFile) sameFile(p *outputFile) bool {
-	a, err1 := o.f.Stat()
-	b, err2 := p.f.Stat()
-	return err1 == nil && err2 == nil && os.SameFile(a, b)
-}
-
-// commit replaces the file's contents with data and closes it.
-func (o *outputFile) commit(data []byte) error {
-	o.done = true
-	err := o.write(data)
-	if cerr := o.f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil && o.created {
-		os.Remove(o.name)
-	}
-	return err
-}
-
-func (o *outputFile) write(data []byte) error {
-	// Truncate only regular files: -out may be /dev/stdout.
-	if fi, err := o.f.Stat(); err == nil && fi.Mode().IsRegular() && !o.created {
-		if err := o.f.Truncate(0); err != nil {
-			return err
-		}
-	}
-	_, err := o.f.Write(data)
-	return err
-}
-
-// abort closes the file unless it was committed, and removes it if it was
-// created.
-func (o *outputFile) abort() {
-	if o.done {
-		return
-	}
-	o.done = true
-	o.f.Close()
-	if o.created {
-		os.Remove(o.name)
-	}
 }
 
 // withCA parses the common flags only, opens the CA and runs do on it.
@@ -636,7 +566,9 @@ func (c *command) crl(ctx context.Context, args []string) error {
 	if *der {
 		data = crl.Raw
 	}
-	if err := os.WriteFile(*out, data, 0o644); err != nil {
+	// Through a temporary file renamed over *out: a link planted there is
+	// replaced, not written through.
+	if err := safefs.WriteFile(*out, data, 0o644, nil); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.stdout, "CRL number %s with %d entries, next update %s\n", crl.Number,

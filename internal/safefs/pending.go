@@ -37,7 +37,7 @@ func NewPending(path string, perm fs.FileMode, o *Options) (*Pending, error) {
 	p.t, err = openTarget(&Entry{Dir: d, Path: filepath.Base(path), Mode: perm})
 	if err == nil && p.o.NoReplace {
 		if _, lerr := lstatAt(p.t.dirfd, p.t.name); lerr == nil {
-			err = p.t.err("create", fs.ErrExist)
+			err = p.t.err("create", unix.EEXIST)
 		}
 	}
 	if err == nil {

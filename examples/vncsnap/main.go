@@ -28,9 +28,9 @@ import (
 	"image/png"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
+	"github.com/kvmpki/kvmpki/internal/safefs"
 	"github.com/kvmpki/kvmpki/rfb"
 )
 
@@ -164,24 +164,13 @@ func readPassword(path string, stdin io.Reader) ([]byte, error) {
 	return b, nil
 }
 
-// writePNG writes img to path through a temporary file, so that a failure
-// leaves no half-written screenshot.
+// writePNG writes img to path through a temporary file renamed over it,
+// so that a failure leaves no half-written screenshot and a link at path
+// is replaced, not written through.
 func writePNG(path string, img image.Image) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".vncsnap-*.png")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // after a successful rename, a no-op
-	if err := png.Encode(tmp, img); err != nil {
-		tmp.Close()
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
 		return fmt.Errorf("encoding PNG: %w", err)
 	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return safefs.WriteFile(path, buf.Bytes(), 0o644, nil)
 }

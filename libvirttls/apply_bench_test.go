@@ -66,7 +66,7 @@ func BenchmarkApply(b *testing.B) {
 	var ours, base []time.Duration
 	for b.Loop() {
 		b.StopTimer()
-		opts := goldenOptions()
+		opts := goldenConfig()
 		opts.Root = newRoot(b)
 		plan, err := NewPlan(b.Context(), creds, opts)
 		if err != nil {

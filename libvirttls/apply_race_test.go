@@ -34,7 +34,7 @@ func TestApplyRacesLinkSwaps(t *testing.T) {
 	var applied, refused int
 	for i := range iterations {
 		root := newRoot(t)
-		opts := &Options{LookupGroup: fakeGroups, Root: root}
+		opts := &Config{LookupGroup: fakeGroups, Root: root}
 		first, err := NewPlan(t.Context(), creds, opts)
 		require.NoError(t, err)
 		require.NoError(t, first.Apply(t.Context(), nil))

@@ -35,7 +35,7 @@ func sedEdit(src []byte, settings []libvirtconf.Setting, res []*regexp.Regexp) [
 // scanner beats Go's regexp engine running one multi-line pattern per key
 // over 18-37 KB (measured about 0.4-0.5x, under 1 ms per file).
 func BenchmarkEditStockConfig(b *testing.B) {
-	libvirtdSettings, err := goldenOptions().LibvirtdSettings(true)
+	libvirtdSettings, err := goldenConfig().LibvirtdSettings(true)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func BenchmarkEditStockConfig(b *testing.B) {
 		res      []*regexp.Regexp
 	}{
 		{src: stock(b, "libvirtd.conf"), settings: libvirtdSettings},
-		{src: stock(b, "qemu.conf"), settings: goldenOptions().QEMUSettings()},
+		{src: stock(b, "qemu.conf"), settings: goldenConfig().QEMUSettings()},
 	}
 	for i := range files {
 		for _, s := range files[i].settings {

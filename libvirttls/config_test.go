@@ -36,10 +36,10 @@ func golden(t *testing.T, name string, got []byte) {
 	assert.Equal(t, string(want), string(got))
 }
 
-// goldenOptions are the options of the golden files: host paths, a CRL,
+// goldenConfig is the host of the golden files: host paths, a CRL,
 // an allow list, a listen address and migrate_tls_force.
-func goldenOptions() *Options {
-	return &Options{
+func goldenConfig() *Config {
+	return &Config{
 		LookupGroup:     fakeGroups,
 		ListenAddr:      "192.0.2.10",
 		AllowedDNs:      []string{"CN=kvm1.example.org", "CN=kvm2.example.org"},
@@ -48,7 +48,7 @@ func goldenOptions() *Options {
 }
 
 func TestGoldenStockFiles(t *testing.T) {
-	libvirtdSettings, err := goldenOptions().LibvirtdSettings(true)
+	libvirtdSettings, err := goldenConfig().LibvirtdSettings(true)
 	require.NoError(t, err)
 	for _, tc := range []struct {
 		name     string
@@ -56,7 +56,7 @@ func TestGoldenStockFiles(t *testing.T) {
 		settings []libvirtconf.Setting
 	}{
 		{name: "libvirtd.conf", file: "libvirtd.conf", settings: libvirtdSettings},
-		{name: "qemu.conf", file: "qemu.conf", settings: goldenOptions().QEMUSettings()},
+		{name: "qemu.conf", file: "qemu.conf", settings: goldenConfig().QEMUSettings()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := stock(t, tc.file)

@@ -4,7 +4,7 @@ import "io/fs"
 
 // Host paths of the libvirt and QEMU PKI, as libvirt and QEMU read them on
 // Debian and Ubuntu (and, but for the QEMU group, on Fedora and RHEL).
-// [Options.Root] prefixes them where files are written.
+// [Config.Root] prefixes them where files are written.
 const (
 	CACertPath     = "/etc/pki/CA/cacert.pem"
 	CRLPath        = "/etc/pki/CA/cacrl.pem" // libvirt's default crl_file
@@ -44,7 +44,7 @@ const (
 	AgentCRL    = "cloud.crl"
 )
 
-// Defaults of [Options].
+// Defaults of [Config].
 const (
 	defaultTLSPort   = 16514
 	defaultTCPPort   = 16509

@@ -18,7 +18,7 @@
 // For the common case, plan and apply from the agent's credentials:
 //
 //	creds, err := libvirttls.LoadCredentials(ctx, "/etc/cloudstack/agent")
-//	opts := &libvirttls.Options{AllowedClients: hostCerts} // or AllowedDNs
+//	opts := &libvirttls.Config{AllowedClients: hostCerts} // or AllowedDNs
 //	plan, err := libvirttls.NewPlan(ctx, creds, opts)
 //	fmt.Print(plan.Diff())
 //	err = plan.Apply(ctx, &libvirttls.ApplyOptions{RunAction: libvirttls.ExecAction})
@@ -27,8 +27,8 @@
 // # The configuration
 //
 // The files are edited with package libvirtconf, which keeps every byte
-// an edit does not need to change. [Options.LibvirtdSettings] and
-// [Options.QEMUSettings] list what a secured host needs: listen_tls=1,
+// an edit does not need to change. [Config.LibvirtdSettings] and
+// [Config.QEMUSettings] list what a secured host needs: listen_tls=1,
 // listen_tcp=0, tls_port, tcp_port, auth_tls="none", key_file, cert_file,
 // ca_file, crl_file, tls_allowed_dn_list, and tls_no_verify_certificate=0
 // and tls_no_sanity_certificate=0 in libvirtd.conf; vnc_tls,
@@ -58,9 +58,9 @@
 //
 // /etc/pki/qemu serves migration because Debian's AppArmor abstraction for
 // QEMU allows /etc/pki/qemu but denies /etc/pki/libvirt-migrate. Every
-// path is written under [Options.Root], so tests and dry runs never touch
+// path is written under [Config.Root], so tests and dry runs never touch
 // the real /etc; the configuration names the host paths (or, with
-// [Options.RootedConfigPaths], the paths under Root, for a daemon started
+// [Config.RootedConfigPaths], the paths under Root, for a daemon started
 // from a temporary root).
 //
 // With [InstallSymlinks], certificates and the root-only keys are symbolic links
@@ -70,7 +70,7 @@
 // unless the agent's files under Root are the given credentials, so no
 // link dangles. [InstallCopies], the default, copies everything.
 //
-// QEMU's group is looked up (with [Options.LookupGroup]) only when the
+// QEMU's group is looked up (with [Config.LookupGroup]) only when the
 // plan runs as root. For the real host (Root "/") a missing group makes
 // [Plan.Apply] fail with [ErrQEMUGroupMissing], naming the Debian package
 // that creates libvirt-qemu, libvirt-daemon-system (the plan and its Diff
@@ -95,7 +95,7 @@
 // disabling and masking it before libvirtd restarts. A socket-activated
 // libvirtd serves every socket systemd hands it, libvirtd-tcp.socket
 // included and unencrypted, whatever listen_tcp says. The units' state
-// comes from [Options.Units]: [Systemctl] on a host booted with systemd,
+// comes from [Config.Units]: [Systemctl] on a host booted with systemd,
 // [UnitFiles] under another root.
 // [Plan.Diff] shows it as a readable diff (keys are never shown).
 // [Plan.Apply] first writes every new file next to its target, then renames
@@ -134,8 +134,8 @@
 // not verify, the certificate is expired, revoked by the given CRL or
 // signed with SHA-1, or the RSA key is under 2048 bits.
 //
-// tls_allowed_dn_list is left unset unless [Options.AllowedClients] or
-// [Options.AllowedDNs] is given; while it is unset, any certificate from
+// tls_allowed_dn_list is left unset unless [Config.AllowedClients] or
+// [Config.AllowedDNs] is given; while it is unset, any certificate from
 // the CA may drive libvirtd, as with CloudStack. [AllowedDN] renders a certificate's DN in the order GnuTLS
 // compares (the certificate's RDN order, "O=Example,CN=kvm1", not the
 // reversed RFC 4514 form Go's pkix.Name.String prints).

@@ -48,7 +48,7 @@ func ExampleNewPlan() {
 		fmt.Println(err)
 		return
 	}
-	opts := &libvirttls.Options{
+	opts := &libvirttls.Config{
 		AllowedDNs:      []string{"CN=kvm*.example.org"},
 		MigrateTLSForce: true,
 	}

@@ -31,7 +31,7 @@ func (brokenUnits) UnitState(context.Context, string) (UnitState, error) {
 }
 
 // editConf sets settings in the configuration file at hostPath under o.
-func editConf(t *testing.T, o *Options, hostPath string, settings ...libvirtconf.Setting) {
+func editConf(t *testing.T, o *Config, hostPath string, settings ...libvirtconf.Setting) {
 	t.Helper()
 	b, err := libvirtconf.Edit(readFile(t, o.DiskPath(hostPath)), settings...)
 	require.NoError(t, err)
@@ -56,48 +56,48 @@ func TestCheckHostRefusesInsecureSettings(t *testing.T) {
 	creds, _ := ca.host(t, "kvm1.example.org")
 	for _, tc := range []struct {
 		name  string
-		spoil func(t *testing.T, o *Options)
+		spoil func(t *testing.T, o *Config)
 		msg   string
 	}{
-		{name: "libvirtd-tcp.socket enabled", spoil: func(t *testing.T, o *Options) {
+		{name: "libvirtd-tcp.socket enabled", spoil: func(t *testing.T, o *Config) {
 			enableUnit(t, o.Root, libvirtdTCPSocket)
 		}, msg: "libvirtd-tcp.socket is enabled"},
-		{name: "libvirtd-tcp.socket active", spoil: func(t *testing.T, o *Options) {
+		{name: "libvirtd-tcp.socket active", spoil: func(t *testing.T, o *Config) {
 			o.Units = fakeUnits{libvirtdTCPSocket: {Exists: true, Active: true}}
 		}, msg: "libvirtd-tcp.socket is active"},
-		{name: "libvirtd-tcp.socket masked but still listening", spoil: func(t *testing.T, o *Options) {
+		{name: "libvirtd-tcp.socket masked but still listening", spoil: func(t *testing.T, o *Config) {
 			o.Units = fakeUnits{libvirtdTCPSocket: {Exists: true, Masked: true, Active: true}}
 		}, msg: "libvirtd-tcp.socket is active"},
-		{name: "unit state unknown", spoil: func(t *testing.T, o *Options) {
+		{name: "unit state unknown", spoil: func(t *testing.T, o *Config) {
 			o.Units = brokenUnits{}
 		}, msg: "cannot tell whether libvirtd-tcp.socket is open: systemd unreachable"},
-		{name: "listen_tcp on", spoil: func(t *testing.T, o *Options) {
+		{name: "listen_tcp on", spoil: func(t *testing.T, o *Config) {
 			editConf(t, o, LibvirtdConfPath, libvirtconf.Setting{Key: "listen_tcp", Value: libvirtconf.IntValue(1)})
 		}, msg: "listen_tcp is on"},
-		{name: `auth_tcp "none"`, spoil: func(t *testing.T, o *Options) {
+		{name: `auth_tcp "none"`, spoil: func(t *testing.T, o *Config) {
 			editConf(t, o, LibvirtdConfPath, libvirtconf.Setting{Key: "auth_tcp", Value: libvirtconf.StringValue("none")})
 		}, msg: `auth_tcp = "none"`},
-		{name: "tls_no_verify_certificate", spoil: func(t *testing.T, o *Options) {
+		{name: "tls_no_verify_certificate", spoil: func(t *testing.T, o *Config) {
 			editConf(t, o, LibvirtdConfPath, libvirtconf.Setting{Key: "tls_no_verify_certificate", Value: libvirtconf.IntValue(1)})
 		}, msg: "tls_no_verify_certificate is on"},
-		{name: "tls_no_sanity_certificate", spoil: func(t *testing.T, o *Options) {
+		{name: "tls_no_sanity_certificate", spoil: func(t *testing.T, o *Config) {
 			editConf(t, o, LibvirtdConfPath, libvirtconf.Setting{Key: "tls_no_sanity_certificate", Value: libvirtconf.IntValue(1)})
 		}, msg: "tls_no_sanity_certificate is on"},
-		{name: "tls_priority with TLS 1.0", spoil: func(t *testing.T, o *Options) {
+		{name: "tls_priority with TLS 1.0", spoil: func(t *testing.T, o *Config) {
 			editConf(t, o, LibvirtdConfPath, libvirtconf.Setting{Key: "tls_priority", Value: libvirtconf.StringValue("NORMAL:+VERS-TLS1.0")})
 		}, msg: "+VERS-TLS1.0"},
-		{name: "tls_priority NONE", spoil: func(t *testing.T, o *Options) {
+		{name: "tls_priority NONE", spoil: func(t *testing.T, o *Config) {
 			editConf(t, o, LibvirtdConfPath, libvirtconf.Setting{Key: "tls_priority", Value: libvirtconf.StringValue("NONE:+VERS-TLS1.2:+AES-256-GCM")})
 		}, msg: `base "NONE"`},
-		{name: "qemu.conf migrate_tls_x509_verify = 0", spoil: func(t *testing.T, o *Options) {
+		{name: "qemu.conf migrate_tls_x509_verify = 0", spoil: func(t *testing.T, o *Config) {
 			editConf(t, o, QEMUConfPath, libvirtconf.Setting{Key: "migrate_tls_x509_verify", Value: libvirtconf.IntValue(0)})
 		}, msg: "migrate_tls_x509_verify = 0: QEMU accepts clients without a certificate"},
-		{name: "qemu.conf weak migrate_tls_priority", spoil: func(t *testing.T, o *Options) {
+		{name: "qemu.conf weak migrate_tls_priority", spoil: func(t *testing.T, o *Config) {
 			editConf(t, o, QEMUConfPath, libvirtconf.Setting{Key: "migrate_tls_priority", Value: libvirtconf.StringValue("NORMAL:%VERIFY_ALLOW_BROKEN")})
 		}, msg: "%VERIFY_ALLOW_BROKEN"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := &Options{LookupGroup: fakeGroups, Root: newRoot(t)}
+			o := &Config{LookupGroup: fakeGroups, Root: newRoot(t)}
 			plan, err := NewPlan(t.Context(), creds, o)
 			require.NoError(t, err)
 			require.NoError(t, plan.Apply(t.Context(), nil))
@@ -143,7 +143,7 @@ func TestPlanClosesTCPSocket(t *testing.T) {
 			want: nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := &Options{LookupGroup: fakeGroups, Root: newRoot(t)}
+			o := &Config{LookupGroup: fakeGroups, Root: newRoot(t)}
 			first, err := NewPlan(t.Context(), creds, o)
 			require.NoError(t, err)
 			require.NoError(t, first.Apply(t.Context(), nil))
@@ -167,7 +167,7 @@ func TestPlanClosesTCPSocket(t *testing.T) {
 func TestPlanUndoesInsecureSettings(t *testing.T) {
 	ca := newTestCA(t)
 	creds, _ := ca.host(t, "kvm1.example.org")
-	o := &Options{LookupGroup: fakeGroups, Root: newRoot(t)}
+	o := &Config{LookupGroup: fakeGroups, Root: newRoot(t)}
 	editConf(t, o, LibvirtdConfPath,
 		libvirtconf.Setting{Key: "tls_no_verify_certificate", Value: libvirtconf.IntValue(1)},
 		libvirtconf.Setting{Key: "tls_no_sanity_certificate", Value: libvirtconf.IntValue(1)},
@@ -256,7 +256,7 @@ func TestQEMUGroupMissing(t *testing.T) {
 	ca := newTestCA(t)
 	creds, _ := ca.host(t, "kvm1.example.org")
 	t.Run("temporary root", func(t *testing.T) {
-		o := &Options{LookupGroup: noGroups, Root: newRoot(t)}
+		o := &Config{LookupGroup: noGroups, Root: newRoot(t)}
 		plan, err := NewPlan(t.Context(), creds, o)
 		require.NoError(t, err)
 		require.NoError(t, plan.Apply(t.Context(), nil))
@@ -271,7 +271,7 @@ func TestQEMUGroupMissing(t *testing.T) {
 			t.Skip("as non-root no group is looked up: the plan is a dry run owned by the caller")
 		}
 		looked := ""
-		o := &Options{Root: "/", LookupGroup: func(name string) (*user.Group, error) {
+		o := &Config{Root: "/", LookupGroup: func(name string) (*user.Group, error) {
 			looked = name
 			return nil, user.UnknownGroupError(name)
 		}, Units: fakeUnits{}}
@@ -292,7 +292,7 @@ func TestQEMUGroupMissing(t *testing.T) {
 		if os.Geteuid() != 0 {
 			t.Skip("ownership is resolved only as root")
 		}
-		o := &Options{LookupGroup: fakeGroups, Root: newRoot(t)}
+		o := &Config{LookupGroup: fakeGroups, Root: newRoot(t)}
 		plan, err := NewPlan(t.Context(), creds, o)
 		require.NoError(t, err)
 		for _, ch := range plan.Changes {

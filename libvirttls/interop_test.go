@@ -33,7 +33,7 @@ func pkiOf(c *Credentials) peers.PKI {
 
 // layoutClient reads the client side of the layout under o.Root, as
 // virsh on that host would use it.
-func layoutClient(t testing.TB, o *Options) peers.PKI {
+func layoutClient(t testing.TB, o *Config) peers.PKI {
 	t.Helper()
 	read := func(p string) []byte {
 		b, err := os.ReadFile(o.DiskPath(p))
@@ -46,7 +46,7 @@ func layoutClient(t testing.TB, o *Options) peers.PKI {
 // startSecuredLibvirtd plans and applies opts (with the port, socket
 // directory and log the daemon needs) into a fresh root and starts
 // libvirtd from the libvirtd.conf libvirttls rendered there.
-func startSecuredLibvirtd(t *testing.T, creds *Credentials, base Options) (*peers.Libvirtd, *Options) {
+func startSecuredLibvirtd(t *testing.T, creds *Credentials, base Config) (*peers.Libvirtd, *Config) {
 	t.Helper()
 	opts := base
 	opts.Root = newRoot(t)
@@ -87,7 +87,7 @@ func TestLibvirtdInterop(t *testing.T) {
 	// The revoked host is on the allow list, so that its refusal proves
 	// the CRL; the console proxy is from the same CA but not on it. The
 	// peer host is allowed by a glob pattern.
-	d, opts := startSecuredLibvirtd(t, host, Options{LookupGroup: fakeGroups,
+	d, opts := startSecuredLibvirtd(t, host, Config{LookupGroup: fakeGroups,
 		AllowedClients: []*x509.Certificate{hostCert, revokedCert},
 		AllowedDNs:     []string{"CN=kvm2.*"},
 	})
@@ -131,7 +131,7 @@ func TestLibvirtdInterop(t *testing.T) {
 		// against the daemon: the handshake completes, then libvirtd
 		// closes instead of confirming.
 		proxyHost, _ := ca.host(t, "kvm9.example.org")
-		o := &Options{LookupGroup: fakeGroups, Root: newRoot(t)}
+		o := &Config{LookupGroup: fakeGroups, Root: newRoot(t)}
 		plan, err := NewPlan(t.Context(), proxyHost, o)
 		require.NoError(t, err)
 		require.NoError(t, plan.Apply(t.Context(), nil))
@@ -160,7 +160,7 @@ func TestQEMUVNCInterop(t *testing.T) {
 	ca.revoke(t, revokedCert)
 	host.CRL = ca.crl(t)
 
-	opts := &Options{LookupGroup: fakeGroups, Root: newRoot(t)}
+	opts := &Config{LookupGroup: fakeGroups, Root: newRoot(t)}
 	plan, err := NewPlan(t.Context(), host, opts)
 	require.NoError(t, err)
 	require.NoError(t, plan.Apply(t.Context(), nil))
@@ -283,7 +283,7 @@ func TestHostPathsAndReload(t *testing.T) {
 	host.CRL = ca.crl(t)
 
 	var sockDir string
-	opts := Options{LookupGroup: fakeGroups, Root: newRoot(t), ListenAddr: "127.0.0.1"}
+	opts := Config{LookupGroup: fakeGroups, Root: newRoot(t), ListenAddr: "127.0.0.1"}
 	d, err := peers.StartLibvirtdOnHostPaths(t, opts.DiskPath("/etc/pki"), func(c peers.LibvirtdConfig) (string, error) {
 		sockDir = c.SockDir
 		opts.TLSPort = c.Port

@@ -45,7 +45,7 @@ var ErrQEMUGroupMissing = errors.New("libvirttls: QEMU group missing")
 // root, QEMU's group is looked up; a missing group is an error wrapping
 // ErrQEMUGroupMissing for the real host (Root "/"), and the caller's
 // group under another root.
-func (o *Options) owners(group string) (rootOwner, qemuOwner owner, err error) {
+func (o *Config) owners(group string) (rootOwner, qemuOwner owner, err error) {
 	if os.Geteuid() != 0 {
 		w := callerOwner()
 		return w, w, nil
@@ -74,7 +74,7 @@ func (o *Options) owners(group string) (rootOwner, qemuOwner owner, err error) {
 		if group == defaultQEMUGroup {
 			hint = "; install " + qemuGroupPackage + ", which creates it,"
 		}
-		return owner{}, owner{}, fmt.Errorf("%w: %q: %w%s or name QEMU's group in Options.QEMUGroup", ErrQEMUGroupMissing, group, err, hint)
+		return owner{}, owner{}, fmt.Errorf("%w: %q: %w%s or name QEMU's group in Config.QEMUGroup", ErrQEMUGroupMissing, group, err, hint)
 	}
 	gid, err := strconv.Atoi(g.Gid)
 	if err != nil {
@@ -101,7 +101,7 @@ func callerOwner() owner {
 }
 
 // qemuGroup returns the group QEMU's keys are readable by.
-func (o *Options) qemuGroup(qemuConf *libvirtconf.Config) string {
+func (o *Config) qemuGroup(qemuConf *libvirtconf.Config) string {
 	if o != nil && o.QEMUGroup != "" {
 		return o.QEMUGroup
 	}
@@ -125,7 +125,7 @@ func (o *Options) qemuGroup(qemuConf *libvirtconf.Config) string {
 }
 
 // layout returns the wanted PKI directories and files, parents first.
-func (o *Options) layout(c *Credentials, rootOwner, qemuOwner owner) ([]entry, error) {
+func (o *Config) layout(c *Credentials, rootOwner, qemuOwner owner) ([]entry, error) {
 	var out []entry
 	dir := func(p string, mode fs.FileMode, w owner) {
 		out = append(out, entry{hostPath: p, dir: true, mode: mode, owner: w})

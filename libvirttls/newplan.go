@@ -42,19 +42,19 @@ func (p *Plan) Empty() bool { return len(p.Changes) == 0 && len(p.Actions) == 0 
 // edits of libvirtd.conf and qemu.conf, and the service actions (see
 // [Plan.Actions]). It changes nothing on disk. A missing libvirtd.conf or
 // qemu.conf is planned as a new file holding only the settings. If o is
-// nil, the zero Options are used.
+// nil, the zero Config is used.
 //
 // NewPlan refuses, with an error wrapping [ErrInsecureConfig], to plan a
 // configuration that would still be insecure once edited, such as a
 // tls_priority enabling TLS 1.0 that ExtraLibvirtd does not replace. An
 // auth_tcp = "none" (which earlier versions of this package wrote) is
 // set back to libvirt's default, "sasl".
-func NewPlan(ctx context.Context, c *Credentials, o *Options) (*Plan, error) {
+func NewPlan(ctx context.Context, c *Credentials, o *Config) (*Plan, error) {
 	if c == nil {
 		return nil, fmt.Errorf("%w: nil Credentials", ErrCredentialsMissing)
 	}
 	if o == nil {
-		o = &Options{}
+		o = &Config{}
 	}
 	if _, err := c.Verify(o.now()); err != nil {
 		return nil, err
@@ -145,7 +145,7 @@ func NewPlan(ctx context.Context, c *Credentials, o *Options) (*Plan, error) {
 }
 
 // add appends the change e needs, if any.
-func (p *Plan) add(o *Options, e entry) error {
+func (p *Plan) add(o *Config, e entry) error {
 	if p.planned(e.hostPath) {
 		return nil
 	}
@@ -193,7 +193,7 @@ func (p *Plan) planned(hostPath string) bool {
 
 // addParents plans the missing ancestors of a path (0755 root), such as
 // /etc in a fresh temporary root.
-func (p *Plan) addParents(o *Options, hostPath string) error {
+func (p *Plan) addParents(o *Config, hostPath string) error {
 	if hostPath == "/" || hostPath == "." || p.planned(hostPath) || exists(o.DiskPath(hostPath)) {
 		return nil
 	}
@@ -202,7 +202,7 @@ func (p *Plan) addParents(o *Options, hostPath string) error {
 
 // addConfig plans the edit of one configuration file and reports whether
 // it changes. It refuses an edited file that insecure finds fault with.
-func (p *Plan) addConfig(o *Options, hostPath string, st fileState, settings []libvirtconf.Setting, rootOwner owner, insecure func(*libvirtconf.Config) []error) (bool, error) {
+func (p *Plan) addConfig(o *Config, hostPath string, st fileState, settings []libvirtconf.Setting, rootOwner owner, insecure func(*libvirtconf.Config) []error) (bool, error) {
 	if st.exists && (st.isDir || st.link != "") {
 		return false, fmt.Errorf("libvirttls: %s is not a regular file", o.DiskPath(hostPath))
 	}
@@ -218,7 +218,7 @@ func (p *Plan) addConfig(o *Options, hostPath string, st fileState, settings []l
 		return false, inFile(err, hostPath)
 	}
 	if errs := insecure(conf); len(errs) > 0 {
-		return false, fmt.Errorf("libvirttls: %s would stay insecure after the edit; fix it or override it in the Options' Extra settings: %w", hostPath, errors.Join(errs...))
+		return false, fmt.Errorf("libvirttls: %s would stay insecure after the edit; fix it or override it in the Config's Extra settings: %w", hostPath, errors.Join(errs...))
 	}
 	if st.exists && bytes.Equal(edited, st.data) {
 		return false, nil
@@ -250,7 +250,7 @@ func (p *Plan) addConfig(o *Options, hostPath string, st fileState, settings []l
 // masked, and libvirtd restarted: a socket-activated libvirtd serves that
 // socket whatever listen_tcp says, and keeps serving an fd it was handed
 // until it restarts.
-func (o *Options) actions(ctx context.Context, configChanged, anyChange bool) ([]Action, error) {
+func (o *Config) actions(ctx context.Context, configChanged, anyChange bool) ([]Action, error) {
 	units, err := unitStates(ctx, o.units(), libvirtdSocket, libvirtdTLSSocket, libvirtdTCPSocket)
 	if err != nil {
 		return nil, err

@@ -44,7 +44,7 @@ func (k ChangeKind) String() string {
 type Change struct {
 	Kind ChangeKind
 	// Path is the host path (/etc/pki/...); the file is at
-	// Options.DiskPath(Path).
+	// Config.DiskPath(Path).
 	Path string
 	// Mode and Owner ("user:group") are what the file or directory will
 	// have. For links, Mode is 0.

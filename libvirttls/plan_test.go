@@ -101,7 +101,7 @@ func TestPlanApply(t *testing.T) {
 	creds.CRL = ca.crl(t)
 	root := newRoot(t)
 	gid := qemuGID(t)
-	opts := goldenOptions()
+	opts := goldenConfig()
 	opts.Root = root
 
 	plan, err := NewPlan(t.Context(), creds, opts)
@@ -210,7 +210,7 @@ func TestPlanSymlinks(t *testing.T) {
 	ca := newTestCA(t)
 	creds, _ := ca.host(t, "kvm1.example.org")
 	root := newRoot(t)
-	opts := &Options{LookupGroup: fakeGroups, Root: root, Install: InstallSymlinks}
+	opts := &Config{LookupGroup: fakeGroups, Root: root, Install: InstallSymlinks}
 	_, err := NewPlan(t.Context(), creds, opts)
 	assert.ErrorContains(t, err, "InstallSymlinks needs the credentials", "links would dangle")
 
@@ -250,7 +250,7 @@ func TestApplyRollsBack(t *testing.T) {
 	ca := newTestCA(t)
 	creds, _ := ca.host(t, "kvm1.example.org")
 	root := newRoot(t)
-	opts := &Options{LookupGroup: fakeGroups, Root: root}
+	opts := &Config{LookupGroup: fakeGroups, Root: root}
 	// A host that already has an older layout: the rollback must bring
 	// back those files, not merely delete the new ones.
 	first, err := NewPlan(t.Context(), creds, opts)
@@ -305,7 +305,7 @@ func TestPlanActions(t *testing.T) {
 	root := newRoot(t)
 	require.NoError(t, os.MkdirAll(filepath.Join(root, "lib/systemd/system"), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(root, "lib/systemd/system/libvirtd-tls.socket"), []byte("[Socket]\n"), 0o644))
-	plan, err := NewPlan(t.Context(), creds, &Options{LookupGroup: fakeGroups, Root: root})
+	plan, err := NewPlan(t.Context(), creds, &Config{LookupGroup: fakeGroups, Root: root})
 	require.NoError(t, err)
 	var cmds []string
 	for _, a := range plan.Actions {
@@ -316,7 +316,7 @@ func TestPlanActions(t *testing.T) {
 	masked := filepath.Join(root, "etc/systemd/system")
 	require.NoError(t, os.MkdirAll(masked, 0o755))
 	require.NoError(t, os.Symlink("/dev/null", filepath.Join(masked, "libvirtd.socket")))
-	legacy, err := NewPlan(t.Context(), creds, &Options{LookupGroup: fakeGroups, Root: root})
+	legacy, err := NewPlan(t.Context(), creds, &Config{LookupGroup: fakeGroups, Root: root})
 	require.NoError(t, err)
 	require.Len(t, legacy.Actions, 1, "masked sockets: CloudStack's legacy --listen mode")
 	assert.Equal(t, []string{"systemctl", "restart", "libvirtd.service"}, legacy.Actions[0].Command)
@@ -358,7 +358,7 @@ func TestNewPlanRefusesBadCredentials(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			root := newRoot(t)
 			before := snapshot(t, root)
-			opts := &Options{LookupGroup: fakeGroups, Root: root}
+			opts := &Config{LookupGroup: fakeGroups, Root: root}
 			if !tc.now.IsZero() {
 				opts.Time = func() time.Time { return tc.now }
 			}
@@ -375,7 +375,7 @@ func TestNewPlanRefusesBadCredentials(t *testing.T) {
 func TestNewPlanNeedsRoot(t *testing.T) {
 	ca := newTestCA(t)
 	creds, _ := ca.host(t, "kvm1.example.org")
-	_, err := NewPlan(t.Context(), creds, &Options{LookupGroup: fakeGroups, Root: filepath.Join(t.TempDir(), "missing")})
+	_, err := NewPlan(t.Context(), creds, &Config{LookupGroup: fakeGroups, Root: filepath.Join(t.TempDir(), "missing")})
 	assert.ErrorContains(t, err, "is not a directory")
 	_, err = NewPlan(t.Context(), nil, nil)
 	assert.ErrorIs(t, err, ErrCredentialsMissing)
@@ -403,15 +403,15 @@ func TestQEMUGroup(t *testing.T) {
 	require.NoError(t, err)
 	for _, tc := range []struct {
 		name string
-		opts *Options
+		opts *Config
 		conf *libvirtconf.Config
 		want string
 	}{
 		{name: "default", opts: nil, want: defaultQEMUGroup},
-		{name: "qemu.conf", opts: &Options{}, conf: conf, want: "kvm"},
-		{name: "numeric in qemu.conf", opts: &Options{}, conf: plus, want: "+64055"},
-		{name: "ExtraQEMU over qemu.conf", opts: &Options{ExtraQEMU: []libvirtconf.Setting{{Key: "group", Value: libvirtconf.StringValue("root")}}}, conf: conf, want: "root"},
-		{name: "QEMUGroup over all", opts: &Options{QEMUGroup: "qemu", ExtraQEMU: []libvirtconf.Setting{{Key: "group", Value: libvirtconf.StringValue("root")}}}, conf: conf, want: "qemu"},
+		{name: "qemu.conf", opts: &Config{}, conf: conf, want: "kvm"},
+		{name: "numeric in qemu.conf", opts: &Config{}, conf: plus, want: "+64055"},
+		{name: "ExtraQEMU over qemu.conf", opts: &Config{ExtraQEMU: []libvirtconf.Setting{{Key: "group", Value: libvirtconf.StringValue("root")}}}, conf: conf, want: "root"},
+		{name: "QEMUGroup over all", opts: &Config{QEMUGroup: "qemu", ExtraQEMU: []libvirtconf.Setting{{Key: "group", Value: libvirtconf.StringValue("root")}}}, conf: conf, want: "qemu"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			assert.Equal(t, tc.want, tc.opts.qemuGroup(tc.conf))
@@ -451,7 +451,7 @@ func TestNewPlanNamesTheBrokenConfig(t *testing.T) {
 	creds, _ := ca.host(t, "kvm1.example.org")
 	root := newRoot(t)
 	require.NoError(t, os.WriteFile(filepath.Join(root, "etc/libvirt/qemu.conf"), []byte("user = \"root\"\ngroup = root\n"), 0o644))
-	_, err := NewPlan(t.Context(), creds, &Options{LookupGroup: fakeGroups, Root: root})
+	_, err := NewPlan(t.Context(), creds, &Config{LookupGroup: fakeGroups, Root: root})
 	var se *libvirtconf.SyntaxError
 	require.ErrorAs(t, err, &se)
 	assert.Equal(t, "libvirtconf: /etc/libvirt/qemu.conf line 2: expecting a value, found 'r'", err.Error())

@@ -27,7 +27,7 @@ func TestPlanRefusesSymlinkedAncestors(t *testing.T) {
 			require.NoError(t, os.RemoveAll(d))
 			require.NoError(t, os.Symlink(outside, d))
 			before := snapshot(t, root)
-			opts := goldenOptions()
+			opts := goldenConfig()
 			opts.Root = root
 			plan, err := NewPlan(t.Context(), creds, opts)
 			if err == nil {
@@ -48,7 +48,7 @@ func TestApplyRefusesLinkSwappedIn(t *testing.T) {
 	ca := newTestCA(t)
 	creds, _ := ca.host(t, "kvm1.example.org")
 	root := newRoot(t)
-	opts := goldenOptions()
+	opts := goldenConfig()
 	opts.Root = root
 	plan, err := NewPlan(t.Context(), creds, opts)
 	require.NoError(t, err)
@@ -87,7 +87,7 @@ func TestApplyReplacesLinkAtKeyPath(t *testing.T) {
 	keyPath := filepath.Join(root, "etc/pki/qemu", QEMUServerKey)
 	require.NoError(t, os.MkdirAll(filepath.Dir(keyPath), 0o750))
 	require.NoError(t, os.Symlink(victim, keyPath))
-	opts := goldenOptions()
+	opts := goldenConfig()
 	opts.Root = root
 	plan, err := NewPlan(t.Context(), creds, opts)
 	require.NoError(t, err)
@@ -121,7 +121,7 @@ func TestCRLWithOtherBlocksRefused(t *testing.T) {
 			c.CRL = data
 			root := newRoot(t)
 			before := snapshot(t, root)
-			opts := goldenOptions()
+			opts := goldenConfig()
 			opts.Root = root
 			_, err := NewPlan(t.Context(), &c, opts)
 			require.ErrorIs(t, err, ErrCredentialsInvalid)
@@ -131,7 +131,7 @@ func TestCRLWithOtherBlocksRefused(t *testing.T) {
 	}
 	c := *creds
 	c.CRL = append(append([]byte{}, crl...), crl...)
-	opts := goldenOptions()
+	opts := goldenConfig()
 	opts.Root = newRoot(t)
 	_, err := NewPlan(t.Context(), &c, opts)
 	assert.NoError(t, err, "several CRL blocks are fine")
@@ -153,16 +153,16 @@ func TestNumericQEMUGroup(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("ownership is resolved only as root")
 	}
-	_, w, err := (&Options{}).owners("+4242")
+	_, w, err := (&Config{}).owners("+4242")
 	require.NoError(t, err)
 	assert.Equal(t, 4242, w.gid)
-	_, _, err = (&Options{}).owners("+x")
+	_, _, err = (&Config{}).owners("+x")
 	assert.ErrorContains(t, err, "not a number")
 
 	ca := newTestCA(t)
 	creds, _ := ca.host(t, "kvm1.example.org")
 	root := newRoot(t)
-	opts := goldenOptions()
+	opts := goldenConfig()
 	opts.Root = root
 	opts.ExtraQEMU = []libvirtconf.Setting{{Key: "group", Value: libvirtconf.StringValue("+4242")}}
 	plan, err := NewPlan(t.Context(), creds, opts)

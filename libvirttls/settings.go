@@ -20,16 +20,17 @@ const (
 	// works under AppArmor, which checks a link's target.
 	InstallCopies InstallMode = iota
 	// InstallSymlinks links certificates and root-only keys to the files
-	// in Options.CredentialsDir, as CloudStack does; the keys QEMU reads
+	// in Config.CredentialsDir, as CloudStack does; the keys QEMU reads
 	// stay copies (see the package documentation).
 	InstallSymlinks
 )
 
-// Options describe a host to secure. The zero value secures the real host
-// at "/" with copies, the default ports and QEMU group, any client
-// certificate from the CA, and migrate_tls_force left alone. Options must
-// not be modified after being passed to a function of this package.
-type Options struct {
+// Config describes a host to secure, for [NewPlan] and [CheckHost] alike.
+// The zero value secures the real host at "/" with copies, the default
+// ports and QEMU group, any client certificate from the CA, and
+// migrate_tls_force left alone. A Config must not be modified after being
+// passed to a function of this package; derive others with Clone.
+type Config struct {
 	// Root is the directory the host's filesystem is rooted at: every
 	// file is read and written under it. If empty, "/" is used.
 	Root string
@@ -109,14 +110,14 @@ type Options struct {
 	Units Units
 }
 
-func (o *Options) root() string {
+func (o *Config) root() string {
 	if o == nil || o.Root == "" {
 		return "/"
 	}
 	return o.Root
 }
 
-func (o *Options) now() time.Time {
+func (o *Config) now() time.Time {
 	if o == nil || o.Time == nil {
 		return time.Now()
 	}
@@ -125,20 +126,20 @@ func (o *Options) now() time.Time {
 
 // DiskPath returns where the host path hostPath (such as [CACertPath]) is
 // on disk: under Root.
-func (o *Options) DiskPath(hostPath string) string {
+func (o *Config) DiskPath(hostPath string) string {
 	return filepath.Join(o.root(), hostPath)
 }
 
 // ConfigPath returns the path the configuration names for hostPath: the
 // host path itself, or the path under Root with RootedConfigPaths.
-func (o *Options) ConfigPath(hostPath string) string {
+func (o *Config) ConfigPath(hostPath string) string {
 	if o != nil && o.RootedConfigPaths {
 		return o.DiskPath(hostPath)
 	}
 	return hostPath
 }
 
-func (o *Options) credentialsDir() string {
+func (o *Config) credentialsDir() string {
 	if o == nil || o.CredentialsDir == "" {
 		return "/etc/cloudstack/agent"
 	}
@@ -160,9 +161,9 @@ func portOr(p, def int) int {
 // tls_no_sanity_certificate = 0) and tls_allowed_dn_list when the options
 // name allowed clients; then ExtraLibvirtd. Unlike "cloudstack-setup-agent
 // -s" it does not write auth_tcp="none".
-func (o *Options) LibvirtdSettings(withCRL bool) ([]libvirtconf.Setting, error) {
+func (o *Config) LibvirtdSettings(withCRL bool) ([]libvirtconf.Setting, error) {
 	if o == nil {
-		o = &Options{}
+		o = &Config{}
 	}
 	tls, tcp := portOr(o.TLSPort, defaultTLSPort), portOr(o.TCPPort, defaultTCPPort)
 	if tls < 1 || tls > 65535 || tcp < 1 || tcp > 65535 {
@@ -210,9 +211,9 @@ func (o *Options) LibvirtdSettings(withCRL bool) ([]libvirtconf.Setting, error) 
 // vnc_tls_x509_verify), native TLS for migration streams
 // (migrate_tls_x509_cert_dir, migrate_tls_x509_verify) and, with
 // MigrateTLSForce, migrate_tls_force=1; then ExtraQEMU.
-func (o *Options) QEMUSettings() []libvirtconf.Setting {
+func (o *Config) QEMUSettings() []libvirtconf.Setting {
 	if o == nil {
-		o = &Options{}
+		o = &Config{}
 	}
 	s := []libvirtconf.Setting{
 		{Key: "vnc_tls", Value: libvirtconf.IntValue(1)},
@@ -229,7 +230,7 @@ func (o *Options) QEMUSettings() []libvirtconf.Setting {
 
 // Clone returns a copy of o that shares no slice with it, to derive
 // options for another host or port without touching o.
-func (o *Options) Clone() *Options {
+func (o *Config) Clone() *Config {
 	if o == nil {
 		return nil
 	}

@@ -81,9 +81,9 @@ func (s *Status) String() string {
 // and verifies. The units are asked through o.Units. It is secured only when
 // every check passes, which is stricter than CloudStack's "cloud.crt
 // exists and qemu+tls:// opens".
-func CheckHost(ctx context.Context, o *Options, check *CheckHostOptions) *Status {
+func CheckHost(ctx context.Context, o *Config, check *CheckHostOptions) *Status {
 	if o == nil {
-		o = &Options{}
+		o = &Config{}
 	}
 	if check == nil {
 		check = &CheckHostOptions{}
@@ -161,7 +161,7 @@ func CheckHost(ctx context.Context, o *Options, check *CheckHostOptions) *Status
 // checkLibvirtdConf checks that libvirtd serves TLS with the layout, and
 // nothing else: no plain TCP (listen_tcp, or libvirtd-tcp.socket enabled
 // or active), no certificate check turned off, no weakened tls_priority.
-func (o *Options) checkLibvirtdConf(ctx context.Context, withCRL bool) []error {
+func (o *Config) checkLibvirtdConf(ctx context.Context, withCRL bool) []error {
 	data, err := readBounded(o.DiskPath(LibvirtdConfPath))
 	if err != nil {
 		return []error{fmt.Errorf("%w: %s: %w", ErrNotConfigured, LibvirtdConfPath, err)}
@@ -204,7 +204,7 @@ func (o *Options) checkLibvirtdConf(ctx context.Context, withCRL bool) []error {
 
 // checkQEMUConf checks that qemu.conf enables VNC and migration TLS with
 // the layout's directories, and weakens neither.
-func (o *Options) checkQEMUConf() []error {
+func (o *Config) checkQEMUConf() []error {
 	data, err := readBounded(o.DiskPath(QEMUConfPath))
 	if err != nil {
 		return []error{fmt.Errorf("%w: %s: %w", ErrNotConfigured, QEMUConfPath, err)}
@@ -266,7 +266,7 @@ func rawChain(certs []*x509.Certificate) [][]byte {
 // readHostFile reads a host file under Root, resolving a symbolic link in
 // its last component the way the host will: an absolute target is a host
 // path, so it is looked up under Root too.
-func (o *Options) readHostFile(hostPath string) ([]byte, error) {
+func (o *Config) readHostFile(hostPath string) ([]byte, error) {
 	for range maxLinkHops {
 		disk := o.DiskPath(hostPath)
 		target, err := os.Readlink(disk)

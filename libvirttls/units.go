@@ -139,9 +139,9 @@ func (u UnitFiles) UnitState(_ context.Context, unit string) (UnitState, error) 
 	return st, nil
 }
 
-// units returns the Units to ask: Options.Units, else systemctl on a
+// units returns the Units to ask: Config.Units, else systemctl on a
 // real host booted with systemd, else the unit files under Root.
-func (o *Options) units() Units {
+func (o *Config) units() Units {
 	if o != nil && o.Units != nil {
 		return o.Units
 	}

@@ -46,7 +46,7 @@ func securedHostTB(t testing.TB, trust []byte, id identity, crl []byte) (root, q
 		require.NoError(t, os.MkdirAll(filepath.Join(root, d), 0o755))
 	}
 	creds := &libvirttls.Credentials{CACert: trust, Cert: id.certPEM, Key: id.keyPEM, CRL: crl}
-	opts := &libvirttls.Options{Root: root, RootedConfigPaths: true, LookupGroup: ownGroup}
+	opts := &libvirttls.Config{Root: root, RootedConfigPaths: true, LookupGroup: ownGroup}
 	plan, err := libvirttls.NewPlan(t.Context(), creds, opts)
 	require.NoError(t, err)
 	require.NoError(t, plan.Apply(t.Context(), nil))

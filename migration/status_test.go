@@ -28,7 +28,7 @@ func TestHostFromStatus(t *testing.T) {
 	require.NoError(t, os.MkdirAll(filepath.Join(bare, "etc/libvirt"), 0o755))
 
 	check := func(root string) *libvirttls.Status {
-		return libvirttls.CheckHost(t.Context(), &libvirttls.Options{Root: root, RootedConfigPaths: true}, nil)
+		return libvirttls.CheckHost(t.Context(), &libvirttls.Config{Root: root, RootedConfigPaths: true}, nil)
 	}
 	st1, st2, st3 := check(root1), check(root2), check(bare)
 	require.True(t, st1.Secured, "%v", st1.Err())
@@ -83,7 +83,7 @@ func TestHostFromStatusFailing(t *testing.T) {
 	}
 
 	check := func(root string, now time.Time) *libvirttls.Status {
-		return libvirttls.CheckHost(t.Context(), &libvirttls.Options{Root: root, RootedConfigPaths: true, LookupGroup: ownGroup,
+		return libvirttls.CheckHost(t.Context(), &libvirttls.Config{Root: root, RootedConfigPaths: true, LookupGroup: ownGroup,
 			Time: func() time.Time { return now }}, nil)
 	}
 	now := time.Now()

@@ -62,7 +62,7 @@ func libvirttlsSection(ctx context.Context, out io.Writer, ca *rootca.CA, dir st
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return err
 	}
-	opts := &libvirttls.Options{
+	opts := &libvirttls.Config{
 		Root:            root,
 		AllowedClients:  []*x509.Certificate{res.Certificate},
 		MigrateTLSForce: true,

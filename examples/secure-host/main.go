@@ -93,7 +93,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			absCreds = filepath.Join("/", rel)
 		}
 	}
-	opts := &libvirttls.Options{
+	opts := &libvirttls.Config{
 		Root:            *root,
 		CredentialsDir:  absCreds,
 		QEMUGroup:       *qemuGroup,

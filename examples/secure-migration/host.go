@@ -90,7 +90,7 @@ func (h *host) secure(ctx context.Context, ca *rootca.CA, bundle []byte, work st
 
 // configure secures h's root with libvirttls: plan, apply, check.
 func (h *host) configure(ctx context.Context) error {
-	opts := &libvirttls.Options{
+	opts := &libvirttls.Config{
 		Root:              h.root,
 		RootedConfigPaths: true,
 		QEMUGroup:         "root", // QEMU runs as root:root below

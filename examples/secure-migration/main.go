@@ -290,7 +290,7 @@ func run(ctx context.Context, out io.Writer, opts options) (err error) {
 	if err := os.WriteFile(filepath.Join(kvm3Root, "etc", "libvirt", "libvirtd.conf"), []byte("listen_tls = 0\nlisten_tcp = 1\n"), 0o644); err != nil {
 		return err
 	}
-	kvm3Status := libvirttls.CheckHost(ctx, &libvirttls.Options{Root: kvm3Root, RootedConfigPaths: true}, nil)
+	kvm3Status := libvirttls.CheckHost(ctx, &libvirttls.Config{Root: kvm3Root, RootedConfigPaths: true}, nil)
 	kvm3 := migration.HostFromStatus("kvm3", "127.0.0.6", kvm3Status)
 	_, err = migration.NewPlan(kvm1.migrationHost(""), kvm3, nil)
 	if !errors.Is(err, migration.ErrSecurityMismatch) {

@@ -15,28 +15,35 @@ import (
 // valid MAC (digest) for the test password, as anyone who knows a store's
 // password can give it.
 func FuzzAuthenticatedSafe(f *testing.F) {
-	kdfBudget, writeIterations = 100, 1
-	f.Cleanup(func() { kdfBudget, writeIterations = MaxKDFIterations, pkcs12Iterations })
-	data, err := os.ReadFile(filepath.Join("testdata", "fuzz-seed.p12"))
-	if err != nil {
-		f.Fatal(err)
+	fuzzBudgets(f)
+	files := []string{"fuzz-seed.p12"}
+	for _, s := range hostileSeeds { // issue 11 item 5
+		files = append(files, s.file)
 	}
-	var pfx pfxPDU
-	if err := unmarshalDER(data, &pfx, "seed"); err != nil {
-		f.Fatal(err)
+	for _, name := range files {
+		data, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		var pfx pfxPDU
+		if err := unmarshalDER(data, &pfx, "seed"); err != nil {
+			f.Fatal(err)
+		}
+		inner, err := unwrapExplicit(pfx.AuthSafe.Content, "seed")
+		if err != nil {
+			f.Fatal(err)
+		}
+		var content []byte
+		if err := unmarshalDER(inner, &content, "seed"); err != nil {
+			f.Fatal(err)
+		}
+		if name == "fuzz-seed.p12" {
+			if _, err := Parse(data, testPassword); err != nil {
+				f.Fatalf("the seed must open with the test password: %v", err)
+			}
+		}
+		f.Add(content)
 	}
-	inner, err := unwrapExplicit(pfx.AuthSafe.Content, "seed")
-	if err != nil {
-		f.Fatal(err)
-	}
-	var content []byte
-	if err := unmarshalDER(inner, &content, "seed"); err != nil {
-		f.Fatal(err)
-	}
-	if _, err := Parse(data, testPassword); err != nil {
-		f.Fatalf("the seed must open with the test password: %v", err)
-	}
-	f.Add(content)
 	f.Fuzz(func(t *testing.T, content []byte) {
 		wrapped, err := marshalPFX(content, testPassword, rand.Reader, writeIterations)
 		if err != nil {
@@ -47,8 +54,7 @@ func FuzzAuthenticatedSafe(f *testing.F) {
 }
 
 func FuzzAuthenticatedJKS(f *testing.F) {
-	kdfBudget, writeIterations = 100, 1
-	f.Cleanup(func() { kdfBudget, writeIterations = MaxKDFIterations, pkcs12Iterations })
+	fuzzBudgets(f)
 	data, err := os.ReadFile(filepath.Join("testdata", "fuzz-seed.jks"))
 	if err != nil {
 		f.Fatal(err)

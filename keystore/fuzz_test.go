@@ -19,9 +19,12 @@ func FuzzLoad(f *testing.F) {
 	// out: its RSA key is slow to parse under instrumentation, and
 	// TestReadKeytoolTestdata reads it. Seeds are files, not generated,
 	// because the fuzzing engine needs the same seeds in every process.
-	kdfBudget, writeIterations = 100, 1
-	f.Cleanup(func() { kdfBudget, writeIterations = MaxKDFIterations, pkcs12Iterations })
-	for _, name := range []string{"keytool-default.jks", "fuzz-seed.jks", "fuzz-seed.p12"} {
+	fuzzBudgets(f)
+	names := []string{"keytool-default.jks", "fuzz-seed.jks", "fuzz-seed.p12"}
+	for _, s := range hostileSeeds { // issue 11 item 5
+		names = append(names, s.file)
+	}
+	for _, name := range names {
 		data, err := os.ReadFile(filepath.Join("testdata", name))
 		if err != nil {
 			f.Fatal(err)

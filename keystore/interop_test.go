@@ -54,8 +54,8 @@ func TestKeytoolReadsOurStores(t *testing.T) {
 	}{
 		{"JKS", full, FormatJKS, "JKS", map[string]string{"cloud": "PrivateKeyEntry", "cloudca.1": "trustedCertEntry", "cloudca.2": "trustedCertEntry"}},
 		{"PKCS12", full, FormatPKCS12, "PKCS12", map[string]string{"cloud": "PrivateKeyEntry", "cloudca.1": "trustedCertEntry", "cloudca.2": "trustedCertEntry"}},
-		// Trust-only stores come from go-pkcs12's Modern encoder
-		// (PBES2/AES-256 cert bag, HMAC-SHA256 MAC): JDK 17 reads them.
+		// Trust-only stores come from the same writer, with one
+		// (encrypted) safe and no key safe: JDK 17 reads them.
 		{"PKCS12 trust store", trustOnly, FormatPKCS12, "PKCS12", map[string]string{"cloudca.1": "trustedCertEntry"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

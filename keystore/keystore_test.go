@@ -95,8 +95,9 @@ func TestTrustStoreOnly(t *testing.T) {
 			require.NoError(t, err)
 			assertSameStore(t, ks, back)
 			if f == FormatPKCS12 {
-				// Written by go-pkcs12's Modern encoder: its own
-				// reader agrees.
+				// One encrypted safe of certificate bags with Java's
+				// trust attribute: go-pkcs12's trust store reader
+				// agrees.
 				certs, err := pkcs12.DecodeTrustStore(data, string(testPassword))
 				require.NoError(t, err)
 				require.Len(t, certs, 1)

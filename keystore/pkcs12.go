@@ -440,6 +440,8 @@ func (p *p12Parser) assemble() (*KeyStore, error) {
 // one CA among many certificates bearing its name then cost one check per
 // key, not one per key and namesake; a file that still needs more than
 // MaxSignatureChecks is refused with ErrWorkLimit.
+//
+// signatureBudget is MaxSignatureChecks; the fuzz targets lower it.
 type certSet struct {
 	certs     []*x509.Certificate
 	byRaw     map[string]int
@@ -453,6 +455,8 @@ type certSet struct {
 	// checks counts the signature checks made.
 	checks int
 }
+
+var signatureBudget = MaxSignatureChecks
 
 const (
 	issuerUnknown = -2
@@ -514,8 +518,8 @@ func (s *certSet) issuerOf(i int) (int, error) {
 	name := string(c.RawIssuer)
 	// signed reports whether cand signed c, counting the check.
 	signed := func(cand int) (bool, error) {
-		if s.checks >= MaxSignatureChecks {
-			return false, fmt.Errorf("%w: building the chains takes more than %d signature checks", ErrWorkLimit, MaxSignatureChecks)
+		if s.checks >= signatureBudget {
+			return false, fmt.Errorf("%w: building the chains takes more than %d signature checks", ErrWorkLimit, signatureBudget)
 		}
 		s.checks++
 		if c.CheckSignatureFrom(s.certs[cand]) != nil {

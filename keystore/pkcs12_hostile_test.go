@@ -11,6 +11,9 @@ import (
 	"encoding/asn1"
 	"fmt"
 	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -283,4 +286,54 @@ func compare(b *testing.B, candidate, baseline func()) {
 	b.ReportMetric(float64(mc.Nanoseconds()), "ns/parse")
 	b.ReportMetric(float64(mb.Nanoseconds()), "ns/before")
 	b.ReportMetric(float64(mc)/float64(mb), "x-before")
+}
+
+// hostileSeeds are the fuzz seeds of the two attacks, small enough for
+// the fuzz targets' lowered budgets (fuzzBudgets): safes of 50 PBKDF2
+// iterations sharing their salt (which read) or not (which exceed the
+// budget), and 6 keys among 6 namesakes of their CA, with real leaves
+// (which read in 11 checks) or forged ones (which exceed the budget).
+var hostileSeeds = []struct {
+	file  string
+	build func(t testing.TB) []byte
+}{
+	{"hostile-safes-shared.p12", func(t testing.TB) []byte { return manySafesPFX(t, 16, 50, true) }},
+	{"hostile-safes-distinct.p12", func(t testing.TB) []byte { return manySafesPFX(t, 16, 50, false) }},
+	{"hostile-chain.p12", chainAttack{keys: 6, namesakes: 6}.build},
+	{"hostile-forged.p12", chainAttack{keys: 6, namesakes: 6, forged: true}.build},
+}
+
+// TestHostileSeeds checks the seed files under the fuzz targets' budget;
+// KVMPKI_UPDATE_TESTDATA=1 writes them anew.
+func TestHostileSeeds(t *testing.T) {
+	fuzzBudgets(t)
+	for _, s := range hostileSeeds {
+		t.Run(s.file, func(t *testing.T) {
+			path := filepath.Join("testdata", s.file)
+			if os.Getenv("KVMPKI_UPDATE_TESTDATA") == "1" {
+				require.NoError(t, os.WriteFile(path, s.build(t), 0o644))
+			}
+			p := newP12Parser(testPassword)
+			defer p.close()
+			_, err := p.parse(readFile(t, path))
+			if strings.Contains(s.file, "distinct") || strings.Contains(s.file, "forged") {
+				require.ErrorIs(t, err, ErrWorkLimit)
+			} else {
+				require.NoError(t, err)
+			}
+			assert.LessOrEqual(t, p.kdf.derived, 2)
+			assert.LessOrEqual(t, p.certs.checks, signatureBudget)
+		})
+	}
+}
+
+// fuzzBudgets lowers the work budgets for the fuzz targets, so that they
+// spend their time on structure rather than on hashing and signature
+// checks, and lowers the iterations written to match; t's cleanup puts
+// them back.
+func fuzzBudgets(t testing.TB) {
+	kdfBudget, writeIterations, signatureBudget = 100, 1, 32
+	t.Cleanup(func() {
+		kdfBudget, writeIterations, signatureBudget = MaxKDFIterations, pkcs12Iterations, MaxSignatureChecks
+	})
 }

@@ -20,7 +20,7 @@
 //	res, err := keystore.Setup(ctx, "/etc/cloudstack/agent", nil)
 //	// ... the management server issues a certificate for res.CSR ...
 //	_, err = keystore.Import(ctx, "/etc/cloudstack/agent", certPEM, caPEM, nil)
-//	creds, err := keystore.CheckSecured("/etc/cloudstack/agent", nil) // err says why not
+//	creds, err := keystore.CheckSecured(ctx, "/etc/cloudstack/agent", nil) // err says why not
 //
 // Parse, Load and KeyStore.Marshal read and write keystores directly, and
 // convert between the formats keeping aliases, chains and trusted entries.
@@ -31,16 +31,20 @@
 // choosing by content, never by file name: keytool has written PKCS #12
 // into files named .jks since JDK 9. KeyStore.Marshal writes either format.
 //
-// JKS is written by keystore-go (with sorted, lower-case aliases) and read
-// by a bounded reader of this package, because keystore-go's reader
-// allocates whatever length a file claims. PKCS #12 files with a key entry
-// are written by this package: go-pkcs12 cannot name the key entry (Java
-// would call it "1") nor put trusted entries beside it. They use PBES2
-// (PBKDF2-HMAC-SHA256, AES-256-CBC), an HMAC-SHA256 MAC, friendlyName and
-// localKeyId attributes and Java's trusted-certificate attribute, which JDK
-// 12 and later read. Trust-only PKCS #12 files are written by go-pkcs12's
-// Modern encoder. Parse reads PBES2 and the legacy
-// pbeWithSHAAnd3-KeyTripleDES-CBC encryption; see the BUG notes.
+// Each format has one reader and one writer. JKS is written by
+// keystore-go (with sorted, lower-case aliases) and read by a bounded
+// reader of this package, because keystore-go's reader allocates whatever
+// length a file claims. PKCS #12 is read and written by this package, key
+// stores and trust stores alike: go-pkcs12's encoders cannot name a key
+// entry (Java would call it "1") nor put trusted entries beside it, and
+// its decoders read one key at most and lose aliases. Files are written
+// with PBES2 (PBKDF2-HMAC-SHA256 from crypto/pbkdf2, AES-256-CBC), an
+// HMAC-SHA256 MAC, friendlyName and localKeyId attributes and Java's
+// trusted-certificate attribute, which JDK 12 and later read, at 10,000
+// iterations as keytool writes them: Setup keeps 2,048 for a passphrase it
+// has just generated, whose 130 random bits no stretching can improve.
+// Parse reads PBES2 and the legacy pbeWithSHAAnd3-KeyTripleDES-CBC
+// encryption; see the BUG notes.
 //
 // Aliases are lower-cased, as Java's keystores do. PKCS #12 key entries
 // without a friendlyName are named "1", "2", ... as Java names them.
@@ -72,9 +76,17 @@
 // properties files over MaxPropertiesSize are refused, and entry counts are
 // capped at MaxEntries.
 //
+// The work a PKCS #12 file can ask of Parse is bounded too (ErrWorkLimit
+// beyond it): all its key derivations together (MAC, encrypted safes,
+// shrouded keys) run at most MaxKDFIterations iterations, and keys derived
+// once are reused for every safe or key with the same salt, iteration
+// count and function. Certificates repeated in several bags are parsed
+// once, each certificate's issuer is looked for once, and building the
+// chains takes at most MaxSignatureChecks signature checks.
+//
 // BUG(keystore): Parse does not read PKCS #12 files encrypted with RC2
 // (OpenSSL's pre-3.0 default, JDK 11 and older keytool), JCEKS, or PBMAC1
-// MACs; it returns ErrUnsupported for them.
+// MACs; its errors for them wrap errors.ErrUnsupported.
 //
 // BUG(keystore): Import and Setup replace their files one rename at a
 // time. An error they return leaves the previous files in place (a failed

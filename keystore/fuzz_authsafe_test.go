@@ -16,28 +16,12 @@ import (
 // password can give it.
 func FuzzAuthenticatedSafe(f *testing.F) {
 	fuzzBudgets(f)
-	files := []string{"fuzz-seed.p12"}
-	for _, s := range hostileSeeds { // issue 11 item 5
-		files = append(files, s.file)
-	}
-	for _, name := range files {
-		data, err := os.ReadFile(filepath.Join("testdata", name))
+	for i, data := range seedFiles(f, "fuzz-seed.p12") {
+		_, content, err := unmarshalPFX(data)
 		if err != nil {
 			f.Fatal(err)
 		}
-		var pfx pfxPDU
-		if err := unmarshalDER(data, &pfx, "seed"); err != nil {
-			f.Fatal(err)
-		}
-		inner, err := unwrapExplicit(pfx.AuthSafe.Content, "seed")
-		if err != nil {
-			f.Fatal(err)
-		}
-		var content []byte
-		if err := unmarshalDER(inner, &content, "seed"); err != nil {
-			f.Fatal(err)
-		}
-		if name == "fuzz-seed.p12" {
+		if i == 0 {
 			if _, err := Parse(data, testPassword); err != nil {
 				f.Fatalf("the seed must open with the test password: %v", err)
 			}

@@ -20,15 +20,7 @@ func FuzzLoad(f *testing.F) {
 	// TestReadKeytoolTestdata reads it. Seeds are files, not generated,
 	// because the fuzzing engine needs the same seeds in every process.
 	fuzzBudgets(f)
-	names := []string{"keytool-default.jks", "fuzz-seed.jks", "fuzz-seed.p12"}
-	for _, s := range hostileSeeds { // issue 11 item 5
-		names = append(names, s.file)
-	}
-	for _, name := range names {
-		data, err := os.ReadFile(filepath.Join("testdata", name))
-		if err != nil {
-			f.Fatal(err)
-		}
+	for _, data := range seedFiles(f, "keytool-default.jks", "fuzz-seed.jks", "fuzz-seed.p12") {
 		f.Add(data, testPassword)
 		f.Add(data, []byte("wrong-password"))
 	}
@@ -156,4 +148,21 @@ func parseAndRead(t *testing.T, data, password []byte) *KeyStore {
 		}
 	}
 	return ks
+}
+
+// seedFiles reads the named files of testdata and the hostile PKCS #12
+// files of issue 11 item 5 (hostileSeeds), in that order.
+func seedFiles(f *testing.F, names ...string) [][]byte {
+	for _, s := range hostileSeeds {
+		names = append(names, s.file)
+	}
+	var files [][]byte
+	for _, name := range names {
+		data, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		files = append(files, data)
+	}
+	return files
 }

@@ -18,12 +18,8 @@ import (
 // PKCS #12 file written by this package.
 func writtenIterations(t testing.TB, data []byte) (mac int, pbes2 []int) {
 	t.Helper()
-	var pfx pfxPDU
-	require.NoError(t, unmarshalDER(data, &pfx, "pfx"))
-	inner, err := unwrapExplicit(pfx.AuthSafe.Content, "authSafe")
+	pfx, content, err := unmarshalPFX(data)
 	require.NoError(t, err)
-	var content []byte
-	require.NoError(t, unmarshalDER(inner, &content, "authSafe data"))
 	var safes []contentInfo
 	require.NoError(t, unmarshalDER(content, &safes, "safes"))
 	iterations := func(algo pkix.AlgorithmIdentifier) int {

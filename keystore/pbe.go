@@ -106,11 +106,11 @@ func (k *kdf) derive(in kdfInput, blocks int, f func() ([]byte, error)) ([]byte,
 		return nil, err
 	}
 	// iterations <= kdfBudget and blocks is a few: no overflow.
-	if cost := in.iterations * blocks; cost > k.left {
+	cost := in.iterations * blocks
+	if cost > k.left {
 		return nil, fmt.Errorf("%w: the file asks for more than %d key-derivation iterations in total", ErrWorkLimit, kdfBudget)
-	} else {
-		k.left -= cost
 	}
+	k.left -= cost
 	key, err := f()
 	if err != nil {
 		return nil, err

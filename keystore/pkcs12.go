@@ -187,22 +187,8 @@ func (p *p12Parser) parse(data []byte) (*KeyStore, error) {
 	if err := checkPasswordChars(p.kdf.password, FormatPKCS12); err != nil {
 		return nil, err
 	}
-	var pfx pfxPDU
-	if err := unmarshalDER(data, &pfx, "PKCS #12 PFX"); err != nil {
-		return nil, err
-	}
-	if pfx.Version != 3 {
-		return nil, unsupported("PKCS #12 version %d", pfx.Version)
-	}
-	if !pfx.AuthSafe.ContentType.Equal(oidData) {
-		return nil, unsupported("public-key integrity mode (%v)", pfx.AuthSafe.ContentType)
-	}
-	inner, err := unwrapExplicit(pfx.AuthSafe.Content, "authSafe")
+	pfx, content, err := unmarshalPFX(data)
 	if err != nil {
-		return nil, err
-	}
-	var content []byte
-	if err := unmarshalDER(inner, &content, "authSafe data"); err != nil {
 		return nil, err
 	}
 	if err := p.verifyMAC(&pfx.MacData, content); err != nil {
@@ -227,6 +213,30 @@ func (p *p12Parser) parse(data []byte) (*KeyStore, error) {
 		}
 	}
 	return p.assemble()
+}
+
+// unmarshalPFX parses the outer PFX of a password-integrity PKCS #12 file
+// and returns it with the authenticated safe's bytes, the MAC's input.
+func unmarshalPFX(data []byte) (*pfxPDU, []byte, error) {
+	var pfx pfxPDU
+	if err := unmarshalDER(data, &pfx, "PKCS #12 PFX"); err != nil {
+		return nil, nil, err
+	}
+	if pfx.Version != 3 {
+		return nil, nil, unsupported("PKCS #12 version %d", pfx.Version)
+	}
+	if !pfx.AuthSafe.ContentType.Equal(oidData) {
+		return nil, nil, unsupported("public-key integrity mode (%v)", pfx.AuthSafe.ContentType)
+	}
+	inner, err := unwrapExplicit(pfx.AuthSafe.Content, "authSafe")
+	if err != nil {
+		return nil, nil, err
+	}
+	var content []byte
+	if err := unmarshalDER(inner, &content, "authSafe data"); err != nil {
+		return nil, nil, err
+	}
+	return &pfx, content, nil
 }
 
 // verifyMAC checks the MAC over the authenticated safe. A file without a

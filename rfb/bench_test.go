@@ -172,7 +172,7 @@ func BenchmarkRawUpdate(b *testing.B) {
 			base := readFullPipe(b, msg, tc.chunk)
 			buf := make([]byte, len(msg))
 			// Warm up: the first update sizes the reused buffers.
-			_, err := c.ReadMessage(fb)
+			_, err := c.ReadMessage(context.Background(), fb)
 			require.NoError(b, err)
 
 			var clientTimes, baseTimes []time.Duration
@@ -180,7 +180,7 @@ func BenchmarkRawUpdate(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				start := time.Now()
-				if _, err := c.ReadMessage(fb); err != nil {
+				if _, err := c.ReadMessage(context.Background(), fb); err != nil {
 					b.Fatal(err)
 				}
 				clientTimes = append(clientTimes, time.Since(start))
@@ -213,12 +213,12 @@ func TestRawUpdateAllocs(t *testing.T) {
 		c := pipeClient(t, w, h, pf, msg, 1<<30)
 		fb := rfb.NewFramebuffer(w, h)
 		for range 2 {
-			_, err := c.ReadMessage(fb)
+			_, err := c.ReadMessage(context.Background(), fb)
 			require.NoError(t, err)
 		}
 		allocs := testing.AllocsPerRun(20, func() {
 			for range 2 {
-				if _, err := c.ReadMessage(fb); err != nil {
+				if _, err := c.ReadMessage(context.Background(), fb); err != nil {
 					t.Fatal(err)
 				}
 			}

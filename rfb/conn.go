@@ -2,11 +2,13 @@ package rfb
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Conn is an RFB client connection after a successful handshake.
@@ -28,9 +30,16 @@ type Conn struct {
 	pfSet  bool // the caller chose pf with SetPixelFormat
 
 	closeOnce sync.Once
+	dl        deadlines // the caller's deadlines on raw
 
-	wmu  sync.Mutex // serialises writes
+	wsem chan struct{} // holds one token while a write is in progress
 	wbuf []byte
+	werr error // set by a failed write, which closed the connection
+
+	// rerr is set when a read failed inside a message: the stream is out
+	// of step, and every later ReadMessage returns it. Only the reader
+	// touches it.
+	rerr error
 
 	// Reused by ReadMessage, so the steady state allocates nothing.
 	update  FramebufferUpdate
@@ -92,6 +101,8 @@ func newConn(h *handshake, init ServerInit) *Conn {
 		pf:     init.PixelFormat,
 		state:  ConnectionState{ProtocolVersion: h.versionString(), Security: h.sec},
 	}
+	c.dl.conn = h.raw
+	c.wsem = make(chan struct{}, 1)
 	c.limits.maxPixels = h.cfg.maxPixels()
 	c.limits.maxCutText = h.cfg.maxCutText()
 	if h.tls != nil {
@@ -167,13 +178,53 @@ func (c *Conn) Close() error {
 	return err
 }
 
+// SetDeadline sets the read and write deadlines of the connection, as
+// net.Conn's SetDeadline does; the zero time means none. A context
+// passed to a call interrupts it earlier, and the deadline set here
+// applies again after.
+//
+// A read that misses its deadline while waiting for a message leaves the
+// connection usable (ReadMessage returns an error wrapping
+// os.ErrDeadlineExceeded); one that misses it inside a message leaves the
+// stream out of step, and every later ReadMessage fails. A write that
+// misses its deadline closes the connection: part of a message may have
+// gone out, and TLS cannot resume after a write timeout.
+func (c *Conn) SetDeadline(t time.Time) error { return c.dl.set(true, true, t) }
+
+// SetReadDeadline sets the read deadline; see SetDeadline.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.dl.set(true, false, t) }
+
+// SetWriteDeadline sets the write deadline; see SetDeadline.
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.dl.set(false, true, t) }
+
 // write sends one client message built by build into the reused buffer.
-func (c *Conn) write(build func([]byte) []byte) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
+// ctx and the write deadline bound it; a write that fails for any reason
+// closes the connection, since the server may have received part of the
+// message.
+func (c *Conn) write(ctx context.Context, what string, build func([]byte) []byte) error {
+	// Waiting behind another writer honours ctx too.
+	select {
+	case c.wsem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("rfb: %s: %w", what, ctx.Err())
+	}
+	defer func() { <-c.wsem }()
+	if c.werr != nil {
+		return c.werr
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("rfb: %s: %w", what, err)
+	}
 	c.wbuf = build(c.wbuf[:0])
-	if _, err := c.conn.Write(c.wbuf); err != nil {
-		return fmt.Errorf("rfb: write: %w", err)
+	stop := c.dl.watch(ctx, true)
+	_, err := c.conn.Write(c.wbuf)
+	if stop() && err != nil {
+		err = fmt.Errorf("%w (%w)", ctx.Err(), err)
+	}
+	if err != nil {
+		c.Close()
+		c.werr = fmt.Errorf("rfb: %s: %w; the connection is closed", what, err)
+		return c.werr
 	}
 	return nil
 }

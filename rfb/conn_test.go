@@ -57,7 +57,7 @@ func TestRelay(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Relay did not return after the viewer left")
 	}
-	_, err = c.ReadMessage(nil)
+	_, err = c.ReadMessage(t.Context(), nil)
 	assert.Error(t, err)
 }
 
@@ -80,7 +80,7 @@ func TestCloseWakesReader(t *testing.T) {
 
 	done := make(chan error, 1)
 	go func() {
-		_, err := c.ReadMessage(nil)
+		_, err := c.ReadMessage(t.Context(), nil)
 		done <- err
 	}()
 	time.Sleep(50 * time.Millisecond)

@@ -1,9 +1,6 @@
 package rfb
 
-import (
-	"crypto/tls"
-	"time"
-)
+import "crypto/tls"
 
 // Limits on what a server may make the client read or allocate. A hostile
 // or broken server that exceeds one ends the session with an error wrapping
@@ -42,10 +39,6 @@ const readBufferSize = 16 << 10
 // handshakeBufferSize is the size of the buffered reader used before the
 // TLS switch: the pre-TLS messages are a few dozen bytes.
 const handshakeBufferSize = 512
-
-// closeWait bounds how long Relay waits for the second direction to end
-// after the first has ended.
-const closeWait = 5 * time.Second
 
 // defaultSecurity returns the security methods accepted when
 // Config.Security is empty, in order of preference: only VeNCrypt with a

@@ -4,11 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
-	"fmt"
 	"image"
 	"image/color"
 	"io"
-	"time"
 )
 
 // Framebuffer is a client-side copy of the server's screen. Pass it to
@@ -202,11 +200,11 @@ func Screenshot(ctx context.Context, c *Conn) (*Image, error) {
 	if _, ok := layoutOf(c.PixelFormat()); !ok && !c.pixelFormatSet() {
 		// The server's own format would need converting: ask for
 		// one that is the image's memory order.
-		if err := c.SetPixelFormat(PixelFormatRGBA()); err != nil {
+		if err := c.SetPixelFormat(ctx, PixelFormatRGBA()); err != nil {
 			return nil, err
 		}
 	}
-	if err := c.SetEncodings(EncodingRaw, EncodingDesktopSize); err != nil {
+	if err := c.SetEncodings(ctx, EncodingRaw, EncodingDesktopSize); err != nil {
 		return nil, err
 	}
 	w, h := c.Size()
@@ -222,33 +220,18 @@ func Screenshot(ctx context.Context, c *Conn) (*Image, error) {
 // advertised the encodings (at least Raw) with SetEncodings. ctx bounds
 // the wait, as for Screenshot.
 func (fb *Framebuffer) Capture(ctx context.Context, c *Conn) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("rfb: capture: %w", err)
-	}
-	stop := context.AfterFunc(ctx, func() { _ = c.raw.SetReadDeadline(time.Unix(1, 0)) })
-	defer func() {
-		if !stop() {
-			// The deadline was set: clear it, so that the
-			// connection stays usable (a TLS read timeout is
-			// recoverable).
-			_ = c.raw.SetReadDeadline(time.Time{})
-		}
-	}()
 	w, h := c.Size()
 	fb.resize(w, h)
 	if w == 0 || h == 0 {
 		return nil
 	}
-	if err := c.RequestUpdate(image.Rect(0, 0, w, h), false); err != nil {
+	if err := c.RequestUpdate(ctx, image.Rect(0, 0, w, h), false); err != nil {
 		return err
 	}
 	covered := 0
 	for covered < w*h {
-		msg, err := c.ReadMessage(fb)
+		msg, err := c.ReadMessage(ctx, fb)
 		if err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("rfb: capture: %w (%w)", ctx.Err(), err)
-			}
 			return err
 		}
 		u, ok := msg.(*FramebufferUpdate)
@@ -263,7 +246,7 @@ func (fb *Framebuffer) Capture(ctx context.Context, c *Conn) error {
 			if w == 0 || h == 0 {
 				return nil
 			}
-			if err := c.RequestUpdate(image.Rect(0, 0, w, h), false); err != nil {
+			if err := c.RequestUpdate(ctx, image.Rect(0, 0, w, h), false); err != nil {
 				return err
 			}
 			continue

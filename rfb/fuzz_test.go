@@ -64,12 +64,34 @@ func messageSeeds() map[string][]byte {
 	}
 }
 
+// viewerSeeds are viewer byte streams for FuzzAcceptViewer: the
+// handshake of each version, then client messages, and hostile lengths.
+func viewerSeeds() map[string][]byte {
+	pf, _ := rfb.PixelFormatRGBA().AppendBinary([]byte{0, 0, 0, 0})
+	encodings := []byte{2, 0, 0, 3, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x21, 0xff, 0xff, 0xfe, 0xcc}
+	update := []byte{3, 0, 0, 0, 0, 0, 0, 64, 0, 48}
+	v38 := []byte("RFB 003.008\n\x01\x01")
+	return map[string][]byte{
+		"noVNC-3.8":            append(append(append(append(v38, pf...), encodings...), update...), 4, 1, 0, 0, 0, 0, 0xff, 0x0d, 5, 1, 0, 10, 0, 10),
+		"3.7":                  []byte("RFB 003.007\n\x01\x00\x03\x01\x00\x00\x00\x00\x00\x08\x00\x08"),
+		"3.3":                  []byte("RFB 003.003\n\x01\x06\x00\x00\x00\x00\x00\x00\x02hi"),
+		"wrong-security":       []byte("RFB 003.008\n\x02"),
+		"encodings-count-only": append(v38, 2, 0, 0xff, 0xff, 0, 0, 0, 0),
+		"cut-text-huge":        append(v38, 6, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff, 'x'),
+		"cut-text-extended":    append(v38, 6, 0, 0, 0, 0xff, 0xff, 0xff, 0xf0),
+		"pixel-format-24bpp":   append(v38, 0, 0, 0, 0, 24, 24, 0, 1, 0, 0xff, 0, 0xff, 0, 0xff, 16, 8, 0, 0, 0, 0),
+		"unknown-message":      append(v38, 0xff, 0, 0, 0),
+		"version-not-rfb":      []byte("GET / HTTP/1.1\r\n\r\n"),
+	}
+}
+
 // TestFuzzSeeds keeps testdata/fuzz in step with the seed builders;
 // go test -run TestFuzzSeeds -update rewrites it.
 func TestFuzzSeeds(t *testing.T) {
 	for target, seeds := range map[string]map[string][]byte{
 		"FuzzHandshake":      handshakeSeeds(),
 		"FuzzServerMessages": messageSeeds(),
+		"FuzzAcceptViewer":   viewerSeeds(),
 	} {
 		dir := filepath.Join("testdata", "fuzz", target)
 		for name, seed := range seeds {
@@ -113,7 +135,7 @@ func checkFuzzError(t *testing.T, err error) {
 func readAll(t *testing.T, c *rfb.Conn) {
 	fb := rfb.NewFramebuffer(c.Size())
 	for range 1 << 16 {
-		if _, err := c.ReadMessage(fb); err != nil {
+		if _, err := c.ReadMessage(context.Background(), fb); err != nil {
 			checkFuzzError(t, err)
 			return
 		}
@@ -153,5 +175,41 @@ func FuzzServerMessages(f *testing.F) {
 			t.Fatalf("handshake: %v", err)
 		}
 		readAll(t, c)
+	})
+}
+
+// FuzzAcceptViewer runs the viewer side of a console proxy against
+// arbitrary viewer bytes: the handshake, then ReadMessage until the
+// script runs out. It must end with the package's error, never a panic,
+// and allocate only what the limits allow (cut text is bounded by
+// MaxCutText and grows with the bytes that arrive; the encodings list by
+// its U16 count).
+func FuzzAcceptViewer(f *testing.F) {
+	for _, seed := range viewerSeeds() {
+		f.Add(seed)
+	}
+	init := rfb.ServerInit{Width: 64, Height: 48, PixelFormat: rfb.PixelFormatRGBA(), Name: "fuzz"}
+	f.Fuzz(func(t *testing.T, script []byte) {
+		v, err := rfb.AcceptViewer(context.Background(), newScriptConn(script), init, &rfb.AcceptViewerOptions{MaxCutText: 1 << 10})
+		if err != nil {
+			checkFuzzError(t, err)
+			return
+		}
+		for range 1 << 16 {
+			m, err := v.ReadMessage(context.Background())
+			if err != nil {
+				checkFuzzError(t, err)
+				return
+			}
+			if len(m.Text) > 1<<10 || len(m.Encodings) > 0xffff {
+				t.Fatalf("a message over the limits: %d bytes of text, %d encodings", len(m.Text), len(m.Encodings))
+			}
+			if m.Type == rfb.ClientSetPixelFormat {
+				if err := m.PixelFormat.Validate(); err != nil {
+					t.Fatalf("an invalid pixel format accepted: %v", err)
+				}
+			}
+		}
+		t.Fatal("more messages than the script can hold")
 	})
 }

@@ -72,7 +72,7 @@ func TestFramebufferLayoutFollowsPixelFormat(t *testing.T) {
 	require.NoError(t, err)
 	defer c.Close()
 	fb := rfb.NewFramebuffer(c.Size())
-	require.NoError(t, c.SetEncodings(rfb.EncodingRaw))
+	require.NoError(t, c.SetEncodings(t.Context(), rfb.EncodingRaw))
 
 	steps := []struct {
 		name       string
@@ -86,9 +86,9 @@ func TestFramebufferLayoutFollowsPixelFormat(t *testing.T) {
 		{"back to BGRX, right half only", rfbtest.QEMUPixelFormat(), image.Rect(w/2, 0, w, h), rfb.LayoutBGRX},
 	}
 	for _, st := range steps {
-		require.NoError(t, c.SetPixelFormat(st.pf), st.name)
-		require.NoError(t, c.RequestUpdate(st.rect, false), st.name)
-		_, err := c.ReadMessage(fb)
+		require.NoError(t, c.SetPixelFormat(t.Context(), st.pf), st.name)
+		require.NoError(t, c.RequestUpdate(t.Context(), st.rect, false), st.name)
+		_, err := c.ReadMessage(t.Context(), fb)
 		require.NoError(t, err, st.name)
 		assert.Equal(t, st.wantLayout, fb.Image().Layout, st.name)
 	}

@@ -1,6 +1,7 @@
 package rfb
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"image"
@@ -41,14 +42,14 @@ const (
 // SetPixelFormat asks the server to send pixels in pf from now on. Do not
 // call it while an update request is outstanding: a server may answer
 // that request in either format.
-func (c *Conn) SetPixelFormat(pf PixelFormat) error {
+func (c *Conn) SetPixelFormat(ctx context.Context, pf PixelFormat) error {
 	if err := pf.Validate(); err != nil {
 		return fmt.Errorf("rfb: SetPixelFormat: %w", err)
 	}
 	c.mu.Lock()
 	c.pf, c.pfSet = pf, true
 	c.mu.Unlock()
-	return c.write(func(b []byte) []byte {
+	return c.write(ctx, "SetPixelFormat", func(b []byte) []byte {
 		b = append(b, msgSetPixelFormat, 0, 0, 0)
 		b, _ = pf.AppendBinary(b)
 		return b
@@ -57,11 +58,11 @@ func (c *Conn) SetPixelFormat(pf PixelFormat) error {
 
 // SetEncodings tells the server which encodings the client accepts, in
 // order of preference.
-func (c *Conn) SetEncodings(encodings ...Encoding) error {
+func (c *Conn) SetEncodings(ctx context.Context, encodings ...Encoding) error {
 	if len(encodings) > 0xffff {
 		return fmt.Errorf("rfb: SetEncodings: %d encodings, at most 65535", len(encodings))
 	}
-	return c.write(func(b []byte) []byte {
+	return c.write(ctx, "SetEncodings", func(b []byte) []byte {
 		b = append(b, msgSetEncodings, 0)
 		b = binary.BigEndian.AppendUint16(b, uint16(len(encodings)))
 		for _, e := range encodings {
@@ -74,11 +75,11 @@ func (c *Conn) SetEncodings(encodings ...Encoding) error {
 // RequestUpdate sends a FramebufferUpdateRequest for r. An incremental
 // request is answered only when something in r changes; a full one
 // always.
-func (c *Conn) RequestUpdate(r image.Rectangle, incremental bool) error {
+func (c *Conn) RequestUpdate(ctx context.Context, r image.Rectangle, incremental bool) error {
 	if r.Min.X < 0 || r.Min.Y < 0 || r.Max.X > 0xffff || r.Max.Y > 0xffff || r.Empty() {
 		return fmt.Errorf("rfb: RequestUpdate: rectangle %v out of range", r)
 	}
-	return c.write(func(b []byte) []byte {
+	return c.write(ctx, "FramebufferUpdateRequest", func(b []byte) []byte {
 		b = append(b, msgFramebufferUpdateRequest, boolByte(incremental))
 		b = binary.BigEndian.AppendUint16(b, uint16(r.Min.X))
 		b = binary.BigEndian.AppendUint16(b, uint16(r.Min.Y))
@@ -88,8 +89,8 @@ func (c *Conn) RequestUpdate(r image.Rectangle, incremental bool) error {
 }
 
 // KeyEvent presses (down) or releases an X11 keysym.
-func (c *Conn) KeyEvent(keysym uint32, down bool) error {
-	return c.write(func(b []byte) []byte {
+func (c *Conn) KeyEvent(ctx context.Context, keysym uint32, down bool) error {
+	return c.write(ctx, "KeyEvent", func(b []byte) []byte {
 		b = append(b, msgKeyEvent, boolByte(down), 0, 0)
 		return binary.BigEndian.AppendUint32(b, keysym)
 	})
@@ -97,8 +98,8 @@ func (c *Conn) KeyEvent(keysym uint32, down bool) error {
 
 // PointerEvent moves the pointer to (x, y) with the buttons in mask
 // pressed (bit 0 is the left button).
-func (c *Conn) PointerEvent(mask uint8, x, y uint16) error {
-	return c.write(func(b []byte) []byte {
+func (c *Conn) PointerEvent(ctx context.Context, mask uint8, x, y uint16) error {
+	return c.write(ctx, "PointerEvent", func(b []byte) []byte {
 		b = append(b, msgPointerEvent, mask)
 		b = binary.BigEndian.AppendUint16(b, x)
 		return binary.BigEndian.AppendUint16(b, y)
@@ -107,7 +108,7 @@ func (c *Conn) PointerEvent(mask uint8, x, y uint16) error {
 
 // CutText sends clipboard text (ClientCutText). RFB carries Latin-1:
 // characters outside it are sent as '?'.
-func (c *Conn) CutText(text string) error {
+func (c *Conn) CutText(ctx context.Context, text string) error {
 	latin1 := make([]byte, 0, len(text))
 	for _, r := range text {
 		if r > 0xff {
@@ -118,7 +119,7 @@ func (c *Conn) CutText(text string) error {
 	if uint64(len(latin1)) > 0x7fffffff {
 		return fmt.Errorf("rfb: CutText: %d bytes is too long", len(latin1))
 	}
-	return c.write(func(b []byte) []byte {
+	return c.write(ctx, "ClientCutText", func(b []byte) []byte {
 		b = append(b, msgClientCutText, 0, 0, 0)
 		b = binary.BigEndian.AppendUint32(b, uint32(len(latin1)))
 		return append(b, latin1...)
@@ -184,24 +185,50 @@ func (*ServerCutText) serverMessage()       {}
 // framebuffer, ends the session with an error wrapping ErrProtocol: RFB
 // has no framing to skip what it cannot parse.
 //
-// It blocks until a message arrives; Close from another goroutine stops
-// it.
-func (c *Conn) ReadMessage(fb *Framebuffer) (ServerMessage, error) {
+// It blocks until a message arrives, ctx is done, the read deadline
+// passes (see SetDeadline) or Close is called from another goroutine.
+// When ctx or the deadline interrupts the wait for a message, the
+// connection stays usable; when it interrupts a message half read, or
+// after any other error inside a message, the stream is out of step and
+// every later call returns the same error.
+func (c *Conn) ReadMessage(ctx context.Context, fb *Framebuffer) (ServerMessage, error) {
+	if c.rerr != nil {
+		return nil, c.rerr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("rfb: reading a server message: %w", err)
+	}
+	stop := c.dl.watch(ctx, false)
+	msg, started, err := c.readMessage(fb)
+	if stop() && err != nil {
+		err = fmt.Errorf("rfb: reading a server message: %w (%w)", ctx.Err(), err)
+	}
+	if err != nil && started {
+		c.rerr = err
+	}
+	return msg, err
+}
+
+// readMessage reads one message; started reports whether its first byte
+// was consumed.
+func (c *Conn) readMessage(fb *Framebuffer) (msg ServerMessage, started bool, err error) {
 	t, err := c.br.ReadByte()
 	if err != nil {
-		return nil, c.readError("server message", err)
+		return nil, false, c.readError("server message", err)
 	}
 	switch t {
 	case msgFramebufferUpdate:
-		return c.readFramebufferUpdate(fb)
+		msg, err = c.readFramebufferUpdate(fb)
 	case msgSetColourMapEntries:
-		return c.readColourMap(fb)
+		msg, err = c.readColourMap(fb)
 	case msgBell:
-		return Bell{}, nil
+		msg = Bell{}
 	case msgServerCutText:
-		return c.readCutText()
+		msg, err = c.readCutText()
+	default:
+		err = protocolError("unknown server message type %d", t)
 	}
-	return nil, protocolError("unknown server message type %d", t)
+	return msg, true, err
 }
 
 // readError is readError for an established connection, where EOF is
@@ -339,23 +366,9 @@ func (c *Conn) readCutText() (ServerMessage, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := binary.BigEndian.Uint32(h[3:])
-	if n&0x80000000 != 0 {
-		// Negative lengths are the Extended Clipboard pseudo-encoding,
-		// which the client never advertises.
-		return nil, protocolError("ServerCutText with length %#x (Extended Clipboard was not negotiated)", n)
+	text, truncated, err := readCutText(c.br, binary.BigEndian.Uint32(h[3:]), c.limits.maxCutText, "ServerCutText")
+	if err != nil {
+		return nil, err
 	}
-	keep := min(int(n), c.limits.maxCutText)
-	text := make([]byte, keep)
-	if _, err := io.ReadFull(c.br, text); err != nil {
-		return nil, readError("ServerCutText", err)
-	}
-	msg := &ServerCutText{Text: text}
-	if rest := int(n) - keep; rest > 0 {
-		msg.Truncated = true
-		if _, err := c.br.Discard(rest); err != nil {
-			return nil, readError("ServerCutText", err)
-		}
-	}
-	return msg, nil
+	return &ServerCutText{Text: text, Truncated: truncated}, nil
 }

@@ -116,7 +116,7 @@ func TestReadMessage(t *testing.T) {
 			fb := rfb.NewFramebuffer(c.Size())
 			var got []rfb.ServerMessage
 			for {
-				msg, err := c.ReadMessage(fb)
+				msg, err := c.ReadMessage(t.Context(), fb)
 				if err != nil {
 					if tc.wantErr == "" {
 						assert.ErrorIs(t, err, io.EOF)
@@ -158,12 +158,12 @@ func TestReadMessagePrefixes(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			c, err := scriptedClient(msg, noneConfig())
 			require.NoError(t, err)
-			_, err = c.ReadMessage(rfb.NewFramebuffer(c.Size()))
+			_, err = c.ReadMessage(t.Context(), rfb.NewFramebuffer(c.Size()))
 			require.NoError(t, err, "the whole message parses")
 			for n := 1; n < len(msg); n++ {
 				c, err := scriptedClient(msg[:n], noneConfig())
 				require.NoError(t, err)
-				_, err = c.ReadMessage(rfb.NewFramebuffer(c.Size()))
+				_, err = c.ReadMessage(t.Context(), rfb.NewFramebuffer(c.Size()))
 				assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "prefix of %d bytes", n)
 			}
 		})
@@ -198,7 +198,7 @@ func TestPixelFormats(t *testing.T) {
 			c, err := rfb.Dial(testContext(t), "tcp", srv.Addr, noneConfig())
 			require.NoError(t, err)
 			defer c.Close()
-			require.NoError(t, c.SetPixelFormat(tc.pf))
+			require.NoError(t, c.SetPixelFormat(t.Context(), tc.pf))
 			img, err := rfb.Screenshot(testContext(t), c)
 			require.NoError(t, err)
 			tol := func(max uint16) int { return 255/int(max) + 1 }
@@ -252,14 +252,14 @@ func TestClientMessages(t *testing.T) {
 	c, err := rfb.Dial(testContext(t), "tcp", srv.Addr, noneConfig())
 	require.NoError(t, err)
 	pf := rfb.PixelFormatRGBA()
-	require.NoError(t, c.SetPixelFormat(pf))
-	require.NoError(t, c.SetEncodings(rfb.EncodingRaw, rfb.EncodingDesktopSize))
-	require.NoError(t, c.RequestUpdate(image.Rect(3, 4, 13, 24), true))
-	require.NoError(t, c.KeyEvent(0xff0d, true))
-	require.NoError(t, c.PointerEvent(5, 300, 200))
-	require.NoError(t, c.CutText("héllo€"))
-	assert.Error(t, c.RequestUpdate(image.Rect(-1, 0, 5, 5), false))
-	assert.ErrorIs(t, c.SetPixelFormat(rfb.PixelFormat{BitsPerPixel: 24, Depth: 24, TrueColour: true}), rfb.ErrProtocol)
+	require.NoError(t, c.SetPixelFormat(t.Context(), pf))
+	require.NoError(t, c.SetEncodings(t.Context(), rfb.EncodingRaw, rfb.EncodingDesktopSize))
+	require.NoError(t, c.RequestUpdate(t.Context(), image.Rect(3, 4, 13, 24), true))
+	require.NoError(t, c.KeyEvent(t.Context(), 0xff0d, true))
+	require.NoError(t, c.PointerEvent(t.Context(), 5, 300, 200))
+	require.NoError(t, c.CutText(t.Context(), "héllo€"))
+	assert.Error(t, c.RequestUpdate(t.Context(), image.Rect(-1, 0, 5, 5), false))
+	assert.ErrorIs(t, c.SetPixelFormat(t.Context(), rfb.PixelFormat{BitsPerPixel: 24, Depth: 24, TrueColour: true}), rfb.ErrProtocol)
 	c.Close()
 
 	want := []*rfbtest.ClientMessage{

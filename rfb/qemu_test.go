@@ -93,15 +93,15 @@ func TestQEMU(t *testing.T) {
 
 		// QEMU accepts input and serves a second frame in another
 		// pixel format.
-		require.NoError(t, c.PointerEvent(1, 10, 10))
-		require.NoError(t, c.KeyEvent(0xff0d, true))
-		require.NoError(t, c.KeyEvent(0xff0d, false))
-		require.NoError(t, c.CutText("kvmpki"))
+		require.NoError(t, c.PointerEvent(t.Context(), 1, 10, 10))
+		require.NoError(t, c.KeyEvent(t.Context(), 0xff0d, true))
+		require.NoError(t, c.KeyEvent(t.Context(), 0xff0d, false))
+		require.NoError(t, c.CutText(t.Context(), "kvmpki"))
 		for _, pf := range []rfb.PixelFormat{
 			rfb.PixelFormatRGBA(),
 			{BitsPerPixel: 16, Depth: 16, BigEndian: true, TrueColour: true, RedMax: 31, GreenMax: 63, BlueMax: 31, RedShift: 11, GreenShift: 5, BlueShift: 0},
 		} {
-			require.NoError(t, c.SetPixelFormat(pf))
+			require.NoError(t, c.SetPixelFormat(t.Context(), pf))
 			img, err := rfb.Screenshot(testContext(t), c)
 			require.NoError(t, err, "format %v", pf)
 			if pf.BitsPerPixel == 16 {

@@ -77,7 +77,7 @@ func TestRawRectangles(t *testing.T) {
 					)
 					c := pipeClient(t, w, h, pf, msg, wr.chunk)
 					fb := rfb.NewFramebuffer(w, h)
-					_, err := c.ReadMessage(fb)
+					_, err := c.ReadMessage(t.Context(), fb)
 					require.NoError(t, err)
 
 					tol := func(max uint16) int { return 255/int(max) + 1 }

@@ -58,7 +58,7 @@ func TestDesktopSizeFloodAllocation(t *testing.T) {
 			var before, after runtime.MemStats
 			runtime.GC()
 			runtime.ReadMemStats(&before)
-			u, err := c.ReadMessage(fb)
+			u, err := c.ReadMessage(t.Context(), fb)
 			runtime.ReadMemStats(&after)
 			require.NoError(t, err)
 

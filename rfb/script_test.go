@@ -1,6 +1,7 @@
 package rfb_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -77,3 +78,5 @@ func cutText(n uint32, text string) []byte {
 }
 
 var _ io.Reader = (*scriptConn)(nil)
+
+func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }

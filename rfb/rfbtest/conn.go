@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"image"
 	"io"
 	"net"
@@ -35,102 +34,23 @@ type ServerConn struct {
 // Conn returns the connection (TLS or not), for writing scripted bytes.
 func (sc *ServerConn) Conn() net.Conn { return sc.conn }
 
-// ClientMessage is a decoded client-to-server message.
-type ClientMessage struct {
-	// Type is the message type: 0 SetPixelFormat, 2 SetEncodings, 3
-	// FramebufferUpdateRequest, 4 KeyEvent, 5 PointerEvent, 6
-	// ClientCutText.
-	Type uint8
-	// PixelFormat is set by SetPixelFormat.
-	PixelFormat rfb.PixelFormat
-	// Encodings is set by SetEncodings.
-	Encodings []rfb.Encoding
-	// Rect and Incremental are set by FramebufferUpdateRequest.
-	Rect        image.Rectangle
-	Incremental bool
-	// Key and Down are set by KeyEvent.
-	Key  uint32
-	Down bool
-	// Buttons, X and Y are set by PointerEvent.
-	Buttons uint8
-	X, Y    int
-	// Text is set by ClientCutText.
-	Text []byte
-}
+// ClientMessage is a decoded client-to-server message; Type is one of
+// the rfb.Client* message types.
+type ClientMessage = rfb.ClientMessage
 
-// ReadClientMessage reads the next client message. SetPixelFormat and
-// SetEncodings also update the ServerConn's fields.
+// ReadClientMessage reads the next client message with
+// rfb.ReadClientMessage. SetPixelFormat and SetEncodings also update the
+// ServerConn's fields.
 func (sc *ServerConn) ReadClientMessage() (*ClientMessage, error) {
-	t, err := sc.br.ReadByte()
+	m, err := rfb.ReadClientMessage(sc.br, maxPlainField<<4)
 	if err != nil {
 		return nil, err
 	}
-	m := &ClientMessage{Type: t}
-	read := func(n int) ([]byte, error) {
-		b := make([]byte, n)
-		_, err := io.ReadFull(sc.br, b)
-		return b, err
-	}
-	switch t {
-	case 0:
-		b, err := read(19)
-		if err != nil {
-			return nil, err
-		}
-		if err := m.PixelFormat.UnmarshalBinary(b[3:]); err != nil {
-			return nil, err
-		}
+	switch m.Type {
+	case rfb.ClientSetPixelFormat:
 		sc.PixelFormat = m.PixelFormat
-	case 2:
-		b, err := read(3)
-		if err != nil {
-			return nil, err
-		}
-		n := int(binary.BigEndian.Uint16(b[1:]))
-		e, err := read(4 * n)
-		if err != nil {
-			return nil, err
-		}
-		for i := range n {
-			m.Encodings = append(m.Encodings, rfb.Encoding(int32(binary.BigEndian.Uint32(e[4*i:]))))
-		}
+	case rfb.ClientSetEncodings:
 		sc.Encodings = m.Encodings
-	case 3:
-		b, err := read(9)
-		if err != nil {
-			return nil, err
-		}
-		m.Incremental = b[0] != 0
-		x, y := int(binary.BigEndian.Uint16(b[1:])), int(binary.BigEndian.Uint16(b[3:]))
-		m.Rect = image.Rect(x, y, x+int(binary.BigEndian.Uint16(b[5:])), y+int(binary.BigEndian.Uint16(b[7:])))
-	case 4:
-		b, err := read(7)
-		if err != nil {
-			return nil, err
-		}
-		m.Down = b[0] != 0
-		m.Key = binary.BigEndian.Uint32(b[3:])
-	case 5:
-		b, err := read(5)
-		if err != nil {
-			return nil, err
-		}
-		m.Buttons = b[0]
-		m.X, m.Y = int(binary.BigEndian.Uint16(b[1:])), int(binary.BigEndian.Uint16(b[3:]))
-	case 6:
-		b, err := read(7)
-		if err != nil {
-			return nil, err
-		}
-		n := binary.BigEndian.Uint32(b[3:])
-		if n > maxPlainField<<4 {
-			return nil, fmt.Errorf("rfbtest: ClientCutText of %d bytes", n)
-		}
-		if m.Text, err = read(int(n)); err != nil {
-			return nil, err
-		}
-	default:
-		return nil, fmt.Errorf("rfbtest: unknown client message type %d", t)
 	}
 	return m, nil
 }
@@ -264,7 +184,7 @@ func ServeFramebuffer(sc *ServerConn) error {
 			}
 			return err
 		}
-		if m.Type != 3 || m.Incremental {
+		if m.Type != rfb.ClientFramebufferUpdateRequest || m.Incremental {
 			continue
 		}
 		r := m.Rect.Intersect(image.Rect(0, 0, sc.width, sc.height))

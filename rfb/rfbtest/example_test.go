@@ -37,7 +37,7 @@ func ExampleNewServer() {
 	defer c.Close()
 	fb := rfb.NewFramebuffer(c.Size())
 	for range 4 {
-		msg, err := c.ReadMessage(fb)
+		msg, err := c.ReadMessage(context.Background(), fb)
 		if err != nil {
 			fmt.Println(err)
 			return

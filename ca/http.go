@@ -162,6 +162,12 @@ func (m *Manager) OCSPHandler(resp *OCSPResponder) (http.Handler, error) {
 			m.writeOCSP(w, ocsp.MalformedRequestErrorResponse, http.StatusBadRequest)
 			return
 		}
+		// The fast path: a request seen before (clients without a nonce
+		// send the same bytes) whose serial's answer is still cached.
+		if out := m.cachedOCSP(der); out != nil {
+			m.writeOCSP(w, out, http.StatusOK)
+			return
+		}
 		req, err := ocsp.ParseRequest(der)
 		if err != nil {
 			m.writeOCSP(w, ocsp.MalformedRequestErrorResponse, http.StatusOK)
@@ -169,7 +175,7 @@ func (m *Manager) OCSPHandler(resp *OCSPResponder) (http.Handler, error) {
 		}
 		var out []byte
 		err = m.with(func(h *handle) error {
-			out, err = h.ocspAnswer(r.Context(), resp, req)
+			out, err = h.ocspAnswer(r.Context(), resp, req, der)
 			return err
 		})
 		switch {
@@ -225,7 +231,7 @@ func readOCSPRequest(r *http.Request) ([]byte, error) {
 
 // ocspAnswer returns the signed answer for req, from the cache when it is
 // fresh.
-func (h *handle) ocspAnswer(ctx context.Context, resp *OCSPResponder, req *ocsp.Request) ([]byte, error) {
+func (h *handle) ocspAnswer(ctx context.Context, resp *OCSPResponder, req *ocsp.Request, reqDER []byte) ([]byte, error) {
 	st, err := h.caCerts(ctx, false)
 	if err != nil {
 		return nil, err
@@ -241,6 +247,7 @@ func (h *handle) ocspAnswer(ctx context.Context, resp *OCSPResponder, req *ocsp.
 	e := p.ocsp[key]
 	p.ocspMu.Unlock()
 	if e != nil && now.Before(e.refreshAt) {
+		p.rememberRequest(reqDER, key)
 		return e.der, nil
 	}
 	rev := p.rev.Load()
@@ -266,6 +273,7 @@ func (h *handle) ocspAnswer(ctx context.Context, resp *OCSPResponder, req *ocsp.
 		p.ocsp[key] = &ocspEntry{der: der, refreshAt: now.Add(ocspValidity / 2)}
 	}
 	p.ocspMu.Unlock()
+	p.rememberRequest(reqDER, key)
 	return der, nil
 }
 
@@ -311,4 +319,26 @@ func matchesIssuer(req *ocsp.Request, issuer *x509.Certificate) bool {
 	keyHash := req.HashAlgorithm.New()
 	keyHash.Write(pub)
 	return bytes.Equal(nameHash.Sum(nil), req.IssuerNameHash) && bytes.Equal(keyHash.Sum(nil), req.IssuerKeyHash)
+}
+
+// cachedOCSP returns the cached answer to a request seen before, or nil.
+func (m *Manager) cachedOCSP(reqDER []byte) []byte {
+	h, err := m.acquire()
+	if err != nil {
+		return nil
+	}
+	defer m.release(h)
+	p := h.publisher()
+	now := m.s.now()
+	p.ocspMu.Lock()
+	defer p.ocspMu.Unlock()
+	key, ok := p.ocspReqs[string(reqDER)]
+	if !ok {
+		return nil
+	}
+	e := p.ocsp[key]
+	if e == nil || !now.Before(e.refreshAt) {
+		return nil
+	}
+	return e.der
 }

@@ -32,6 +32,10 @@ type publisher struct {
 
 	ocspMu sync.Mutex
 	ocsp   map[string]*ocspEntry // by serial, hex; guarded by ocspMu
+	// ocspReqs maps requests already answered (DER) to their serial,
+	// so a repeated request skips parsing; guarded by ocspMu. Only
+	// requests about this CA's certificates get in.
+	ocspReqs map[string]string
 
 	closed atomic.Bool
 }
@@ -48,7 +52,7 @@ type crlState struct {
 }
 
 func (h *handle) publisher() *publisher {
-	h.pubOnce.Do(func() { h.pub = &publisher{h: h, ocsp: map[string]*ocspEntry{}} })
+	h.pubOnce.Do(func() { h.pub = &publisher{h: h, ocsp: map[string]*ocspEntry{}, ocspReqs: map[string]string{}} })
 	return h.pub
 }
 
@@ -59,6 +63,19 @@ func (h *handle) publisherNoted(cert *x509.Certificate) {
 }
 
 func (p *publisher) close() { p.closed.Store(true) }
+
+// rememberRequest records that reqDER asks about serial key.
+func (p *publisher) rememberRequest(reqDER []byte, key string) {
+	p.ocspMu.Lock()
+	defer p.ocspMu.Unlock()
+	if _, ok := p.ocspReqs[string(reqDER)]; ok {
+		return
+	}
+	if len(p.ocspReqs) >= maxOCSPCache {
+		clear(p.ocspReqs)
+	}
+	p.ocspReqs[string(reqDER)] = key
+}
 
 func (p *publisher) invalidate(serial *big.Int) {
 	p.rev.Add(1)

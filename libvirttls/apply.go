@@ -51,10 +51,14 @@ type stepHook = func(safefs.Step) error
 // (such as a directory replaced by a symbolic link).
 //
 // Every path is resolved beneath the root without following a symbolic
-// link, and every file is created, renamed, chmod-ed and chown-ed through
-// the descriptor of its directory (see the package documentation's
-// Security section): a user who can write under the root, even while
-// Apply runs, cannot make it write or chmod anything outside the root.
+// link in any position (openat2 with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS
+// where the kernel has it, else one directory at a time with
+// O_NOFOLLOW), and every file and directory is created, renamed, chmod-ed
+// and chown-ed through the descriptor of its directory: a user who can
+// write under the root, or an ancestor of it, even while Apply runs,
+// cannot make it write or chmod anything outside the root. A link met on
+// the way fails Apply (before any change, with [ErrStalePlan]); a link
+// where a file or link of the plan goes is replaced, not followed.
 //
 // After the files, the actions run through opts.RunAction, if set. A
 // failed action leaves the new files in place (they are consistent) and

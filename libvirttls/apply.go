@@ -56,9 +56,11 @@ type stepHook = func(safefs.Step) error
 // O_NOFOLLOW), and every file and directory is created, renamed, chmod-ed
 // and chown-ed through the descriptor of its directory: a user who can
 // write under the root, or an ancestor of it, even while Apply runs,
-// cannot make it write or chmod anything outside the root. A link met on
-// the way fails Apply (before any change, with [ErrStalePlan]); a link
-// where a file or link of the plan goes is replaced, not followed.
+// cannot make it write or chmod anything outside the root. A link on the
+// way found before any change makes the plan stale ([ErrStalePlan]); one
+// that appears while Apply runs fails it, and the changes made are rolled
+// back. A link where a file or link of the plan goes is replaced, not
+// followed.
 //
 // After the files, the actions run through opts.RunAction, if set. A
 // failed action leaves the new files in place (they are consistent) and

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kvmpki/kvmpki/internal/safefs"
+	"github.com/kvmpki/kvmpki/internal/safefs/safefstest"
 	"github.com/kvmpki/kvmpki/libvirtconf"
 	"github.com/kvmpki/kvmpki/provider"
 )
@@ -36,39 +37,7 @@ func newRoot(t testing.TB) string {
 
 // snapshot describes every file under root: type, mode, owner, content
 // or link target.
-func snapshot(t testing.TB, root string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	require.NoError(t, filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		desc := fmt.Sprintf("%v %d:%d", fi.Mode(), st.Uid, st.Gid)
-		switch {
-		case fi.Mode()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			desc += " -> " + target
-		case fi.Mode().IsRegular():
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			desc += " " + string(b)
-		}
-		rel, _ := filepath.Rel(root, p)
-		out[rel] = desc
-		return nil
-	}))
-	return out
-}
+func snapshot(t testing.TB, root string) map[string]string { return safefstest.Snapshot(t, root) }
 
 // testQEMUGID is the gid fakeGroups gives libvirt-qemu: no unit test
 // depends on the users and groups of the machine running it.

@@ -17,6 +17,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kvmpki/kvmpki/internal/safefs/safefstest"
 )
 
 // tree makes root/a/b/c/file and returns root and a directory outside it
@@ -33,41 +35,8 @@ func tree(t *testing.T) (root, outside string) {
 	return root, outside
 }
 
-// snapshot describes every file under dir: mode, owner, content or link
-// target.
-func snapshot(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	require.NoError(t, filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		desc := fmt.Sprintf("%v %d:%d", fi.Mode(), st.Uid, st.Gid)
-		switch {
-		case fi.Mode()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			desc += " -> " + target
-		case fi.Mode().IsRegular():
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			desc += " " + string(data)
-		}
-		rel, _ := filepath.Rel(dir, p)
-		out[rel] = desc
-		return nil
-	}))
-	return out
-}
+// snapshot describes every file under dir (safefstest.Snapshot).
+func snapshot(t *testing.T, dir string) map[string]string { return safefstest.Snapshot(t, dir) }
 
 func openRoot(t *testing.T, dir string) *Dir {
 	t.Helper()

@@ -1,28 +1,88 @@
 // Package ca is the management-plane framework around a certificate
-// authority provider ([provider.Provider]): what CloudStack's CAManager
-// and CAService do, without their weaknesses.
-//
-// A platform builds one [Manager] from its [provider.Registry] and a
-// [Settings] value mapping CloudStack's ca.framework.* keys, and then:
-//
-//   - issues and revokes certificates ([Manager.Issue], [Manager.Revoke]),
-//     lists providers and serves the CA bundle (CloudStack's
-//     issueCertificate, revokeCertificate, listCAProviders and
-//     listCaCertificate APIs);
-//   - gives the management server its own certificate ([Manager.NewIdentity]),
-//     never the CA key, renewed in place;
-//   - runs the agent port with [Manager.NewAgentListener] (or
-//     [Manager.AgentServerTLSConfig]);
-//   - runs the cluster port between management servers with
-//     [Manager.PeerServerTLSConfig] and [Manager.PeerClientTLSConfig];
-//   - serves the CA bundle, the CRL and OCSP over HTTP
-//     ([Manager.CABundleHandler], [Manager.CRLHandler],
-//     [Manager.OCSPHandler]).
-//
-// Agents use [LoadAgentCredentials] and [Dialer] to reach the management
-// servers.
+// authority provider ([provider.Provider]): what Apache CloudStack's
+// CAManager and CAService do, without their weaknesses. It implements the
+// TLS policy of the management server's agent port, of the agents and of
+// the cluster port between management servers, and publishes revocation
+// as RFC 5280 CRLs and RFC 6960 OCSP.
 //
 // Package ca imports provider, never a particular provider: the built-in
 // rootca, or a third-party ACME or Vault provider, plug in through the
-// registry.
+// platform's [provider.Registry]. A capability the provider lacks gives an
+// error matching [errors.ErrUnsupported], never a panic.
+//
+// # Wiring it into a platform
+//
+// At start, the management server:
+//
+//  1. registers its providers on a [provider.Registry] (rootca.Factory for
+//     the built-in CA) and calls [New] with a [Settings] value mapping its
+//     ca.framework.* configuration keys; bad values are refused with a
+//     *[SettingError] naming the key;
+//  2. gets its own certificate with [Manager.NewIdentity] (host name,
+//     addresses inside management.network.cidr, plus the management
+//     marker name) and runs [Identity.Run] to renew it in place;
+//  3. listens on the agent port with [Manager.NewAgentListener], which
+//     verifies every agent's certificate on every handshake and lists the
+//     connected agents in [Manager.ActiveCertificates];
+//  4. serves the cluster port with [Manager.PeerServerTLSConfig] and dials
+//     its peers with [Manager.PeerClientTLSConfig];
+//  5. mounts [Manager.CABundleHandler], [Manager.CRLHandler] and
+//     [Manager.OCSPHandler] on its HTTP server (for instance at /ca.pem,
+//     /crl and /ocsp, as examples/kvmpki-ca serve does);
+//  6. maps its API calls onto [Manager.Providers] (listCAProviders),
+//     [Manager.CABundle] (listCaCertificate), [Manager.Issue]
+//     (issueCertificate) and [Manager.Revoke] (revokeCertificate), and an
+//     administrator's change of ca.framework.provider.plugin onto
+//     [Manager.SetProvider], which needs no restart.
+//
+// On each host, the agent loads the files keystore-cert-import wrote with
+// [LoadAgentCredentials] and connects with a [Dialer] over its host=
+// list.
+//
+// # Security
+//
+// Everything fails closed by default:
+//
+//   - The agent port admits a client only with a certificate that chains
+//     to the provider's CA, has the client role, is valid and is not
+//     revoked (CloudStack never verified the chain). The checks run in
+//     tls.Config.VerifyConnection, so resumed TLS 1.2 and 1.3 sessions
+//     are judged again. The only relaxations are
+//     AgentServerConfig.InsecureAllowMissingClientCert and
+//     InsecureAllowExpired, and each waived refusal is still logged and
+//     passed to AgentServerConfig.OnRefusal.
+//   - The management server presents a certificate of its own whose key
+//     never leaves the process, never the CA key, and whose NotAfter
+//     never exceeds the CA's.
+//   - An agent's issue request naming the management marker
+//     (Settings.ManagementSAN) is refused, and the cluster port accepts
+//     only certificates that carry it.
+//   - Agents verify the management server's chain and name or address,
+//     and fail with [ErrNoCredentials] instead of trusting any server.
+//   - Issued validity is capped by Settings.MaxValidity.
+//
+// The identity check CloudStack makes (a SAN equal to the client's source
+// address) is AgentServerConfig.RequireSourceIP, off by default because it
+// breaks agents behind NAT and multi-homed hosts.
+//
+// Keys are never logged; refusals are logged with the certificate's
+// subject and serial through Settings.Logger.
+//
+// # Revocation over HTTP
+//
+// The CRL is signed when a revocation goes through [Manager.Revoke] and
+// when half its lifetime has passed, never per request; OCSP answers are
+// signed once per serial and cached until a revocation or issuance
+// through the Manager touches that serial. A revocation made through the
+// Manager is in both before Revoke returns.
+//
+// BUG(ca): A revocation made by another management server (through the
+// provider's shared store) reaches the agent port at once with rootca
+// (its in-memory set follows the store), but reaches this server's CRL
+// and cached OCSP answers only when the CRL is next signed (at half its
+// lifetime) and the answer is next refreshed (half an hour at most).
+//
+// BUG(ca): The provider contract has no way to sign OCSP responses or to
+// issue an OCSP-signing certificate, so [OCSPResponder] takes a key from
+// the platform.
 package ca

@@ -26,8 +26,6 @@ var (
 	// more than MaxSignatureChecks signature checks to build its chains.
 	ErrWorkLimit = errors.New("keystore: keystore needs too much work to read")
 
-	// ErrEntryNotFound means the keystore has no entry with the alias.
-	ErrEntryNotFound = errors.New("keystore: no such entry")
 	// ErrWrongEntryType means the alias names the other kind of entry.
 	ErrWrongEntryType = errors.New("keystore: wrong entry type")
 
@@ -47,9 +45,9 @@ var (
 	ErrUnsupportedKey = errors.New("keystore: unsupported key")
 )
 
-// The certificate conditions every kvmpki package reports with the same
-// values, so that errors.Is(err, provider.ErrExpired) holds for an expiry
-// found here too.
+// The conditions every kvmpki package reports with the same values, so
+// that errors.Is(err, provider.ErrExpired) holds for an expiry found here
+// too.
 var (
 	// ErrKeyMismatch means a certificate's public key is not the key in the
 	// keystore (or in cloud.key).
@@ -57,6 +55,9 @@ var (
 	// ErrExpired means a certificate of the host's credentials has expired
 	// or is not valid yet.
 	ErrExpired = pkicore.ErrExpired
+	// ErrEntryNotFound means the keystore has no entry with the alias: the
+	// module's ErrNotFound.
+	ErrEntryNotFound = pkicore.ErrNotFound
 	// ErrUnknownAuthority means a certificate does not chain to the CA
 	// bundle; a *ChainError wraps it (or ErrExpired, ErrIncompatibleUsage).
 	ErrUnknownAuthority = pkicore.ErrUnknownAuthority

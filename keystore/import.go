@@ -59,6 +59,9 @@ func importCert(ctx context.Context, dir string, certPEM, caPEM []byte, opts *Im
 	if opts == nil {
 		opts = &ImportOptions{}
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	now := time.Now
 	if opts.Time != nil {
 		now = opts.Time

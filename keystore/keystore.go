@@ -252,7 +252,7 @@ func (ks *KeyStore) set(alias string, e *entry) error {
 func (ks *KeyStore) lookup(alias string) (*entry, error) {
 	e, ok := ks.entries[normalizeAlias(alias)]
 	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrEntryNotFound, alias)
+		return nil, fmt.Errorf("keystore: entry %q: %w", alias, ErrEntryNotFound)
 	}
 	return e, nil
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvmpki/kvmpki/provider"
 	jks "github.com/pavlo-v-chernykh/keystore-go/v4"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -215,6 +216,8 @@ func TestEntryErrors(t *testing.T) {
 	ks, key := testStore(t, ca, FormatPKCS12, 1)
 	_, _, err := ks.PrivateKey("missing")
 	assert.ErrorIs(t, err, ErrEntryNotFound)
+	assert.ErrorIs(t, err, provider.ErrNotFound, "the sentinel every package shares")
+	assert.EqualError(t, err, `keystore: entry "missing": not found`)
 	_, _, err = ks.PrivateKey("cloudca.1")
 	assert.ErrorIs(t, err, ErrWrongEntryType)
 	_, err = ks.TrustedCert(KeyAlias)

@@ -147,3 +147,33 @@ func expiredCA(t *testing.T) *x509.Certificate {
 	require.NoError(t, err)
 	return cert
 }
+
+// TestCanceledContext: every call that does I/O takes a context first and
+// stops before any I/O when it is done.
+func TestCanceledContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{name: "Load", call: func() error { _, err := Load(ctx, filepath.Join(dir, KeystoreFile), testPassword); return err }},
+		{name: "LoadProperties", call: func() error { _, err := LoadProperties(ctx, filepath.Join(dir, PropertiesFile)); return err }},
+		{name: "CheckSecured", call: func() error { _, err := CheckSecured(ctx, dir, nil); return err }},
+		{name: "HostAddresses", call: func() error { _, err := HostAddresses(ctx); return err }},
+		{name: "Import", call: func() error { _, err := Import(ctx, dir, nil, nil, nil); return err }},
+		{name: "Setup", call: func() error {
+			_, err := Setup(ctx, dir, hostSetupOptions(FormatPKCS12, KeyAlgorithmDefault))
+			return err
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.ErrorIs(t, tc.call(), context.Canceled)
+		})
+	}
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "nothing written")
+}

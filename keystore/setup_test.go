@@ -77,6 +77,10 @@ func TestSetupKeysAndFormats(t *testing.T) {
 		{"RSA 3072", KeyAlgorithmRSA, 3072, FormatPKCS12, nil},
 		{"RSA 1024 refused", KeyAlgorithmRSA, 1024, FormatPKCS12, ErrUnsupportedKey},
 		{"ECDSA JKS", KeyAlgorithmECDSA, 0, FormatJKS, nil},
+		{"default is ECDSA P-256", KeyAlgorithmDefault, 0, FormatPKCS12, nil},
+		{"ECDSA P-384", KeyAlgorithmECDSA, 384, FormatPKCS12, nil},
+		{"ECDSA 521 refused", KeyAlgorithmECDSA, 521, FormatPKCS12, ErrUnsupportedKey},
+		{"unknown algorithm refused", KeyAlgorithm(9), 0, FormatPKCS12, ErrUnsupportedKey},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -100,7 +104,39 @@ func TestSetupKeysAndFormats(t *testing.T) {
 					want = defaultRSABits
 				}
 				assert.Equal(t, want, res.Request.PublicKey.(*rsa.PublicKey).N.BitLen())
+			} else {
+				want := tc.bits
+				if want == 0 {
+					want = 256
+				}
+				assert.Equal(t, want, res.Request.PublicKey.(*ecdsa.PublicKey).Curve.Params().BitSize)
 			}
+		})
+	}
+}
+
+func TestParseKeyAlgorithm(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    KeyAlgorithm
+		wantErr bool
+	}{
+		{name: "rsa", in: "rsa", want: KeyAlgorithmRSA},
+		{name: "ecdsa", in: "ecdsa", want: KeyAlgorithmECDSA},
+		{name: "ec", in: "EC", want: KeyAlgorithmECDSA},
+		{name: "empty", in: "", want: KeyAlgorithmDefault},
+		{name: "dsa", in: "dsa", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseKeyAlgorithm(tc.in)
+			if tc.wantErr {
+				assert.ErrorContains(t, err, `keystore: unknown key algorithm "dsa"`)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
 		})
 	}
 }

@@ -1,7 +1,7 @@
 // Package safefs writes files atomically and resolves paths beneath a
 // directory without ever following a symbolic link. It is the one copy of
-// these rules in kvmpki: libvirttls, keystore, rootca and the examples use
-// it instead of their own temporary-file-and-rename code.
+// these rules in kvmpki: libvirttls, keystore and the examples use it
+// instead of their own temporary-file-and-rename code.
 //
 // # Paths beneath a root
 //

@@ -92,9 +92,8 @@ func TestSymlinkInEveryPosition(t *testing.T) {
 						root, outside := tree(t)
 						dst := filepath.Join(outside, strings.Repeat("b/", strings.Count(pos, "/")))
 						if target == "inside" {
-							dst = filepath.Join(root, "a")
-							require.NoError(t, os.MkdirAll(filepath.Join(root, "elsewhere"), 0o755))
 							dst = filepath.Join(root, "elsewhere")
+							require.NoError(t, os.MkdirAll(filepath.Join(dst, "c"), 0o755))
 						}
 						require.NoError(t, os.RemoveAll(filepath.Join(root, pos)))
 						require.NoError(t, os.Symlink(dst, filepath.Join(root, pos)))

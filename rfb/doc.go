@@ -28,8 +28,23 @@
 // pseudo-encoding), SetColourMapEntries, Bell and ServerCutText. A
 // Framebuffer applies updates to an Image, an image.Image over the
 // server's own RGBX or BGRX bytes into which Raw pixels are read with no
-// second pass; Relay hands the authenticated session to a proxy's viewer
-// as raw bytes.
+// second pass.
+//
+// # Console proxies
+//
+// A proxy dials the VM's server with Dial, accepts its viewer (noVNC
+// behind a WebSocket, a desktop viewer) with AcceptViewer, which runs the
+// server side of RFB 3.8 with security None and presents the back end's
+// ServerInit, then joins the two with Relay:
+//
+//	c, err := rfb.Dial(ctx, "tcp", vm.VNCAddr, cfg)
+//	...
+//	v, err := rfb.AcceptViewer(ctx, viewerConn, c.ServerInit(), nil)
+//	...
+//	err = c.Relay(ctx, v) // returns when either side leaves or ctx ends
+//
+// The proxy writes no protocol by hand. Security None means the proxy has
+// authenticated the viewer before and carries the session in TLS.
 //
 // # Connecting securely
 //
@@ -74,15 +89,22 @@
 // Every length the server sends is bounded before anything is allocated:
 // reason strings and the desktop name (64 KiB), the framebuffer size
 // (Config.MaxFramebufferPixels), rectangles (inside the framebuffer), and
-// clipboard text (Config.MaxCutText, beyond which it is dropped). A
-// context bounds Dial, Client and Screenshot; once established, a Conn is
-// stopped with Close.
+// clipboard text (Config.MaxCutText, beyond which it is dropped, and
+// kept only as it arrives). A FramebufferUpdate applies at most one size
+// change and the framebuffer reuses its memory, so a server announcing
+// many sizes costs at most one framebuffer of the largest allowed.
+//
+// Every call that does I/O takes a context first; Conn also has
+// SetDeadline. A read interrupted while waiting for a message leaves the
+// connection usable; one interrupted inside a message, and any failed
+// write, end it. Close wakes every blocked call and is idempotent.
 //
 // # Compatibility
 //
 // Tested against QEMU 7.2 (tls-creds-x509 with verify-peer=on and a VNC
 // password) and Xtigervnc 1.12 (-SecurityTypes X509Vnc), and against the
-// in-process server of package rfbtest. With QEMU, always ask for a
+// in-process server of package rfbtest. AcceptViewer and Relay are tested
+// with gtk-vnc 1.3's gvnccapture as the viewer. With QEMU, always ask for a
 // shared session (the default): QEMU's default share policy disconnects
 // the other viewers of a client that asks for exclusive access.
 //

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"image/png"
+	"net"
 	"os"
 	"time"
 
@@ -54,6 +55,56 @@ func ExampleDial() {
 	}
 	defer f.Close()
 	if err := png.Encode(f, img); err != nil {
+		fmt.Println(err)
+	}
+}
+
+// A console proxy: it authenticates to the VM's VNC server as in
+// ExampleDial, presents the VM's desktop to its own viewer with
+// AcceptViewer, and relays until either side leaves.
+func ExampleAcceptViewer() {
+	ctx := context.Background()
+	caPEM, _ := os.ReadFile("/etc/pki/CA/cacert.pem")
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	proxyCert, err := tls.LoadX509KeyPair("/etc/pki/proxy/clientcert.pem", "/etc/pki/proxy/private/clientkey.pem")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	// Viewers reach the proxy over a channel it has authenticated and
+	// encrypted (a WebSocket over HTTPS with a one-time token); a local
+	// listener stands in for it here.
+	ln, err := net.Listen("tcp", "127.0.0.1:5999")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer ln.Close()
+	viewerConn, err := ln.Accept()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer viewerConn.Close()
+
+	c, err := rfb.Dial(ctx, "tcp", "kvm1.example.org:5901", &rfb.Config{
+		TLSConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{proxyCert}},
+		Password: func() ([]byte, error) {
+			return os.ReadFile("/run/console-proxy/vm-42.vncpasswd")
+		},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	v, err := rfb.AcceptViewer(ctx, viewerConn, c.ServerInit(), nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	if err := c.Relay(ctx, v); err != nil {
 		fmt.Println(err)
 	}
 }

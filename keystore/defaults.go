@@ -73,9 +73,10 @@ const (
 	// and safes that share salt and iteration count derive once.
 	MaxKDFIterations = 1_000_000
 	// MaxSignatureChecks bounds the certificate signature checks one Parse
-	// of a PKCS #12 file makes to build its chains (about 0.4 s of ECDSA
-	// P-256 verification on one slow core, less on most). Each certificate's issuer is looked for once,
-	// so an ordinary store needs one check per chain link.
+	// of a PKCS #12 file makes to build its chains: about 0.4 s of ECDSA
+	// P-256 verification on a slow, shared core. Each certificate's issuer
+	// is looked for once, so an ordinary store needs one check per chain
+	// link.
 	MaxSignatureChecks = 1024
 	// maxPEMSize bounds certificate and CA bundle input to Import.
 	maxPEMSize = 4 << 20

@@ -72,9 +72,8 @@ func unsupported(format string, args ...any) error {
 
 // ChainError reports a certificate that does not verify against the CA
 // bundle (unknown authority, expired, wrong signature, ...). Err wraps the
-// error from crypto/x509 in the matching sentinel (ErrUnknownAuthority,
-// ErrExpired or ErrIncompatibleUsage), so errors.Is works on a
-// *ChainError.
+// error from crypto/x509 in the matching sentinel (ErrExpired, else
+// ErrUnknownAuthority), so errors.Is works on a *ChainError.
 type ChainError struct {
 	Subject string
 	Err     error

@@ -1,7 +1,6 @@
 package rootca
 
 import (
-	"crypto/x509"
 	"time"
 
 	"github.com/kvmpki/kvmpki/provider"
@@ -81,18 +80,3 @@ const (
 // defaultSubject is the subject of a CA Create makes when
 // CreateOptions.Subject is empty. An O attribute keeps zlint quiet.
 const defaultSubject = "CN=kvmpki root CA,O=kvmpki"
-
-// allowedSignatureAlgorithms lists the signature algorithms the CA signs
-// with and accepts on CSRs. SHA-1 and MD5 are refused everywhere: GnuTLS
-// and Go reject such chains.
-var allowedSignatureAlgorithms = map[x509.SignatureAlgorithm]bool{
-	x509.SHA256WithRSA:    true,
-	x509.SHA384WithRSA:    true,
-	x509.SHA512WithRSA:    true,
-	x509.SHA256WithRSAPSS: true,
-	x509.SHA384WithRSAPSS: true,
-	x509.SHA512WithRSAPSS: true,
-	x509.ECDSAWithSHA256:  true,
-	x509.ECDSAWithSHA384:  true,
-	x509.ECDSAWithSHA512:  true,
-}

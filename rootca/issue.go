@@ -90,7 +90,7 @@ func (ca *CA) addRequestNames(names *nameSet, req *provider.IssueRequest) error 
 // csrPolicy is the policy provider.CheckCSR and CheckIssueRequest apply
 // for this CA.
 func (ca *CA) csrPolicy() *provider.CSRPolicy {
-	return &provider.CSRPolicy{MinRSAKeySize: minRSAKeySize, MaxRSAKeySize: maxRSAKeySize, MaxNames: ca.opts.maxNames()}
+	return &provider.CSRPolicy{MinRSAKeySize: keyPolicy.MinRSAKeySize, MaxRSAKeySize: keyPolicy.MaxRSAKeySize, MaxNames: ca.opts.maxNames()}
 }
 
 // checkCSR parses a CSR and applies the signature, key, extension and

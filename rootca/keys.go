@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
-	"errors"
 	"fmt"
 	"io"
 
@@ -55,41 +54,20 @@ func curveForSize(bits int) (elliptic.Curve, error) {
 	return nil, fmt.Errorf("unsupported ECDSA curve size %d (want 256, 384 or 521)", bits)
 }
 
-// checkPublicKey enforces the key policy on a key to be certified: RSA of
-// minRSAKeySize..MaxRSAKeySize bits with a sane exponent, or ECDSA on
-// P-256, P-384 or P-521. Everything else is refused.
-func checkPublicKey(pub crypto.PublicKey) error {
-	switch k := pub.(type) {
-	case *rsa.PublicKey:
-		bits := k.N.BitLen()
-		if bits < minRSAKeySize {
-			return fmt.Errorf("RSA key of %d bits is too weak (minimum %d)", bits, minRSAKeySize)
-		}
-		if bits > maxRSAKeySize {
-			return fmt.Errorf("RSA key of %d bits is too large (maximum %d)", bits, maxRSAKeySize)
-		}
-		if k.E < 65537 || k.E%2 == 0 {
-			return fmt.Errorf("RSA public exponent %d is not allowed (want an odd value of at least 65537)", k.E)
-		}
-		return nil
-	case *ecdsa.PublicKey:
-		switch k.Curve {
-		case elliptic.P256(), elliptic.P384(), elliptic.P521():
-			return nil
-		}
-		return fmt.Errorf("ECDSA curve %s is not allowed", k.Curve.Params().Name)
-	case nil:
-		return errors.New("no public key")
-	}
-	return fmt.Errorf("public key type %T is not allowed (want RSA or ECDSA)", pub)
-}
+// keyPolicy is the key policy rootca applies to every key it certifies,
+// its own included: provider's, with rootca's RSA bounds.
+var keyPolicy = &provider.CSRPolicy{MinRSAKeySize: minRSAKeySize, MaxRSAKeySize: maxRSAKeySize}
+
+// checkPublicKey enforces keyPolicy through the one implementation of the
+// rule, provider.CheckPublicKey.
+func checkPublicKey(pub crypto.PublicKey) error { return provider.CheckPublicKey(pub, keyPolicy) }
 
 // signatureAlgorithmFor returns the signature algorithm for a CA key, or
 // checks the configured one.
 func signatureAlgorithmFor(pub crypto.PublicKey, configured x509.SignatureAlgorithm) (x509.SignatureAlgorithm, error) {
 	if configured != x509.UnknownSignatureAlgorithm {
-		if !allowedSignatureAlgorithms[configured] {
-			return 0, fmt.Errorf("rootca: signature algorithm %v is not allowed", configured)
+		if err := provider.CheckSignatureAlgorithm(configured); err != nil {
+			return 0, fmt.Errorf("rootca: %w", err)
 		}
 		return configured, nil
 	}

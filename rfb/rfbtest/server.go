@@ -26,16 +26,17 @@ type Config struct {
 	Security []rfb.Security
 
 	// ExtraTypes are RFB security type numbers offered after Security's,
-	// to check that clients skip what they do not support (e.g. 16, Tight).
+	// to check that clients skip what they do not support (e.g. 16,
+	// Tight). Nil offers none.
 	ExtraTypes []uint8
 
 	// ExtraSubtypes are VeNCrypt subtype numbers offered after
-	// Security's subtypes, e.g. anonymous TLS ones.
+	// Security's subtypes, e.g. anonymous TLS ones. Nil offers none.
 	ExtraSubtypes []uint32
 
 	// TLSConfig is the server's TLS configuration for the X509 subtypes:
 	// its certificate, and ClientAuth/ClientCAs to demand a client
-	// certificate.
+	// certificate. Nil refuses every client that picks an X509 subtype.
 	TLSConfig *tls.Config
 
 	// RejectClientAfterTLS, when set, makes the server behave as QEMU with
@@ -44,9 +45,10 @@ type Config struct {
 	// returns an error for the client's certificates.
 	RejectClientAfterTLS func(tls.ConnectionState) error
 
-	// Password is the VNC password, or the Plain password.
+	// Password is the VNC password, or the Plain password. Nil is the
+	// empty password.
 	Password []byte
-	// Username is the Plain user name.
+	// Username is the Plain user name. Empty is the empty name.
 	Username string
 
 	// Width and Height are the framebuffer size. Zero means 64x48.
@@ -204,7 +206,7 @@ func (s *Server) Err() error {
 }
 
 // Close stops the listener, closes open connections and waits for their
-// handlers to return.
+// handlers to return. Later calls do nothing.
 func (s *Server) Close() {
 	s.Listener.Close()
 	s.mu.Lock()

@@ -26,6 +26,11 @@ type IdentityOptions struct {
 	// and first DNS name. Required.
 	Hostname string
 
+	// DNSNames are further names of the server (an alias, a load
+	// balancer's name), after Hostname. Empty and duplicate entries are
+	// dropped; none may be the management marker.
+	DNSNames []string
+
 	// Addresses are the server's IP addresses (the caller lists its
 	// interfaces). Link-local, unspecified and multicast addresses are
 	// left out (CloudStack puts link-local IPv6 in, issue #10319).
@@ -67,7 +72,16 @@ func (m *Manager) NewIdentity(ctx context.Context, opts *IdentityOptions) (*Iden
 	if m.s.isMarker(host) {
 		return nil, fmt.Errorf("ca: identity host name %q is the management marker", host)
 	}
-	id := &Identity{m: m, dns: []string{host, m.s.managementSAN}, ips: managementAddresses(opts.Addresses, opts.ManagementCIDRs)}
+	extra, _ := normalizeNames(append([]string{host}, opts.DNSNames...), nil)
+	for _, n := range extra[1:] {
+		if _, err := provider.CheckDNSName(n); err != nil {
+			return nil, fmt.Errorf("ca: identity name: %w", err)
+		}
+		if m.s.isMarker(n) {
+			return nil, fmt.Errorf("ca: identity name %q is the management marker", n)
+		}
+	}
+	id := &Identity{m: m, dns: append(extra, m.s.managementSAN), ips: managementAddresses(opts.Addresses, opts.ManagementCIDRs)}
 	if err := id.Renew(ctx); err != nil {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ func TestIdentityNames(t *testing.T) {
 	require.NoError(t, err)
 	id, err := e.m.NewIdentity(context.Background(), &ca.IdentityOptions{
 		Hostname: "MS1.example.org",
+		DNSNames: []string{"", "ms.example.org", "ms1.example.org"},
 		Addresses: []net.IP{
 			net.ParseIP("10.1.2.3"), net.ParseIP("192.0.2.1"), net.ParseIP("fe80::1"),
 			net.ParseIP("169.254.0.9"), net.ParseIP("10.1.2.3"),
@@ -28,14 +29,14 @@ func TestIdentityNames(t *testing.T) {
 	})
 	require.NoError(t, err)
 	c := id.Certificate()
-	assert.Equal(t, []string{"ms1.example.org", "cloudstack.internal"}, c.DNSNames)
+	assert.Equal(t, []string{"ms1.example.org", "ms.example.org", "cloudstack.internal"}, c.DNSNames)
 	require.Len(t, c.IPAddresses, 1, "only the address inside the management CIDR, link-local excluded")
 	assert.Equal(t, "10.1.2.3", c.IPAddresses[0].String())
 	assert.Equal(t, provider.RoleHost, provider.RoleOf(c))
 	assert.False(t, c.IsCA)
 	assert.NotEqual(t, e.caCert.PublicKey, c.PublicKey, "never the CA key")
 
-	for _, bad := range []*ca.IdentityOptions{nil, {}, {Hostname: "cloudstack.internal"}, {Hostname: "bad name"}} {
+	for _, bad := range []*ca.IdentityOptions{nil, {}, {Hostname: "cloudstack.internal"}, {Hostname: "bad name"}, {Hostname: "ms1.example.org", DNSNames: []string{"x.cloudstack.internal"}}, {Hostname: "ms1.example.org", DNSNames: []string{"bad_name"}}} {
 		_, err := e.m.NewIdentity(context.Background(), bad)
 		assert.Error(t, err)
 	}

@@ -108,6 +108,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return c.crl(ctx, args)
 	case "list":
 		return c.list(ctx, args)
+	case "serve":
+		return c.serve(ctx, args)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

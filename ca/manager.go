@@ -97,6 +97,10 @@ func (m *Manager) open(ctx context.Context, name string) (*handle, error) {
 // the previous provider, which is closed when the last of them returns.
 // No restart is needed (CloudStack needs one). On error the current
 // provider stays.
+//
+// A provider with another CA invalidates the certificates the previous
+// one issued, the management server's own included: renew the
+// [Identity] (Identity.Renew) and re-provision the hosts.
 func (m *Manager) SetProvider(ctx context.Context, name string) error {
 	h, err := m.open(ctx, name)
 	if err != nil {

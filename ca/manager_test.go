@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -270,4 +272,83 @@ func TestAgentServerWithCRLSource(t *testing.T) {
 	// OCSP from the CRL when there is no inventory.
 	h := e.ocspHandler(t)
 	assert.Equal(t, ocsp.Revoked, ocspQuery(t, h, e.caCert, res.Certificate.SerialNumber, true).Status)
+}
+
+// Calls and handshakes running while the provider changes finish on one
+// provider or the other, never on a closed one.
+func TestSetProviderConcurrent(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	var opened, closed atomic.Int64
+	require.NoError(t, e.reg.Register("tracked", "", func(context.Context) (provider.Provider, error) {
+		opened.Add(1)
+		return &tracked{nopClose: nopClose{e.root}, closed: &closed}, nil
+	}))
+	id := e.identity(t)
+	_, cert := e.issue(t, provider.RoleHost, []string{"agent.example"}, nil)
+	s := e.serveAgents(t, &ca.AgentServerConfig{Identity: id})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for i := 0; i < 3; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := e.m.Issue(ctx, &ca.IssueRequest{DNSNames: []string{"h.example"}}); err != nil {
+					errs <- err
+					return
+				}
+				c, err := ping(s.addr, e.clientConfig(&cert))
+				if err != nil {
+					errs <- err
+					return
+				}
+				c.Close()
+			}
+		}()
+	}
+	for i := 0; i < 20; i++ {
+		require.NoError(t, e.m.SetProvider(ctx, map[bool]string{true: "tracked", false: "root"}[i%2 == 0]))
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	assert.Equal(t, opened.Load(), closed.Load(), "every replaced provider was closed once")
+}
+
+// tracked fails every call made after Close.
+type tracked struct {
+	nopClose
+	closed   *atomic.Int64
+	isClosed atomic.Bool
+}
+
+func (p *tracked) Name() string { return "tracked" }
+func (p *tracked) Close() error {
+	if p.isClosed.CompareAndSwap(false, true) {
+		p.closed.Add(1)
+	}
+	return nil
+}
+func (p *tracked) Issue(ctx context.Context, req *provider.IssueRequest) (*provider.IssueResult, error) {
+	if p.isClosed.Load() {
+		return nil, errors.New("issue on a closed provider")
+	}
+	return p.nopClose.Issue(ctx, req)
+}
+func (p *tracked) VerifyPeer(ctx context.Context, req *provider.VerifyRequest) error {
+	if p.isClosed.Load() {
+		return errors.New("verify on a closed provider")
+	}
+	return p.nopClose.VerifyPeer(ctx, req)
 }

@@ -91,7 +91,7 @@ func rfbSection(ctx context.Context, out io.Writer, ca *rootca.CA, dir string) e
 			Certificates:     []tls.Certificate{proxyCert},
 			VerifyConnection: provider.VerifyServerConnection(ca, "kvm1.example.org", nil),
 		},
-		Password: func() ([]byte, error) { return append([]byte(nil), password...), nil },
+		Password: func() ([]byte, error) { return password, nil }, // rfb copies it, and never clears this slice
 	}
 	dialCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

@@ -121,7 +121,9 @@ func snap(ctx context.Context, o *options, stdin io.Reader, stdout io.Writer) er
 			return err
 		}
 		defer clear(password)
-		cfg.Password = func() ([]byte, error) { return bytes.Clone(password), nil }
+		// rfb copies the password and clears only its copy; this
+		// buffer is cleared by the deferred clear above.
+		cfg.Password = func() ([]byte, error) { return password, nil }
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)

@@ -57,17 +57,15 @@ const (
 // File modes of the layout. Certificates and CRLs are public; keys are
 // readable by root, and by QEMU's group in the directories QEMU reads.
 const (
-	publicFileMode     fs.FileMode = 0o644
-	rootKeyMode        fs.FileMode = 0o600
-	groupKeyMode       fs.FileMode = 0o640
-	publicDirMode      fs.FileMode = 0o755
-	privateDirMode     fs.FileMode = 0o700
-	qemuDirMode        fs.FileMode = 0o750
-	configFileMode     fs.FileMode = 0o644
-	maxConfigSize                  = 1 << 20
-	maxListDepth                   = 32
-	maxCommentedLines              = 64
-	maxPEMSize                     = 1 << 20
-	dialTimeoutDefault             = 10 // seconds
-	maxLinkHops                    = 8
+	publicFileMode    fs.FileMode = 0o644
+	rootKeyMode       fs.FileMode = 0o600
+	groupKeyMode      fs.FileMode = 0o640
+	publicDirMode     fs.FileMode = 0o755
+	privateDirMode    fs.FileMode = 0o700
+	qemuDirMode       fs.FileMode = 0o750
+	configFileMode    fs.FileMode = 0o644
+	maxConfigSize                 = 1 << 20
+	maxListDepth                  = 32
+	maxCommentedLines             = 64
+	maxLinkHops                   = 8
 )

@@ -208,12 +208,12 @@ func WritePKIPath(ctx context.Context, dir string, c *Credentials) error {
 	}
 	defer d.Close()
 	files := []safefs.Entry{
-		{Dir: d, Path: "cacert.pem", Data: c.CACert, Mode: publicFileMode},
-		{Dir: d, Path: "clientcert.pem", Data: c.Cert, Mode: publicFileMode},
-		{Dir: d, Path: "clientkey.pem", Data: c.Key, Mode: rootKeyMode},
+		{Dir: d, Path: PKIPathCACert, Data: c.CACert, Mode: publicFileMode},
+		{Dir: d, Path: PKIPathClientCert, Data: c.Cert, Mode: publicFileMode},
+		{Dir: d, Path: PKIPathClientKey, Data: c.Key, Mode: rootKeyMode},
 	}
 	if len(c.CRL) > 0 {
-		files = append(files, safefs.Entry{Dir: d, Path: "cacrl.pem", Data: crlPEM(c.CRL), Mode: publicFileMode})
+		files = append(files, safefs.Entry{Dir: d, Path: PKIPathCRL, Data: crlPEM(c.CRL), Mode: publicFileMode})
 	}
 	// All or nothing: a client never sees a new key with an old
 	// certificate.

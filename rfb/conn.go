@@ -23,7 +23,7 @@ type Conn struct {
 	name   string
 	limits struct{ maxPixels, maxCutText int }
 
-	mu     sync.Mutex // guards the fields below, shared by reader and senders
+	mu     sync.Mutex // guards width, height, pf and pfSet, shared by reader and senders
 	width  int
 	height int
 	pf     PixelFormat

@@ -18,12 +18,14 @@ import (
 // src/go/build/deps_test.go: it fails when a package imports what the
 // layering of kvmpki forbids.
 //
-//	provider                       standard library only: the contract
+//	provider                       standard library and internal/pkicore only: the contract
 //	provider/providertest          provider (+ testify)
-//	rootca                         provider, never ca
-//	ca                             provider only, never rootca
-//	keystore, libvirttls, rfb      leaves: no other kvmpki package
-//	migration                      libvirttls only
+//	rootca, rootca/...             provider and the shared internal packages, never ca
+//	ca                             provider and the shared internal packages, never rootca
+//	keystore, libvirtconf, rfb     leaves: only the shared internal packages
+//	libvirttls                     libvirtconf and the shared internal packages
+//	migration                      libvirttls, libvirtconf and the shared internal packages
+//	internal/...                   each its own short list below
 //	examples/...                   anything; nothing imports them
 //	internal/peers                 test support: imported by _test.go files only
 //

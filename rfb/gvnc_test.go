@@ -16,23 +16,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kvmpki/kvmpki/internal/peers"
 	"github.com/kvmpki/kvmpki/rfb"
 	"github.com/kvmpki/kvmpki/rfb/rfbtest"
 )
-
-// requireBinary skips t when bin is missing, naming the Debian package,
-// or fails it under KVMPKI_INTEROP=require (the rule of internal/peers,
-// whose package table does not know gvnccapture yet).
-func requireBinary(t *testing.T, bin, debianPackage string) {
-	t.Helper()
-	if _, err := exec.LookPath(bin); err == nil {
-		return
-	}
-	if os.Getenv("KVMPKI_INTEROP") == "require" {
-		t.Fatalf("%s not found in PATH (Debian package %s); KVMPKI_INTEROP=require forbids skipping", bin, debianPackage)
-	}
-	t.Skipf("%s not found in PATH (Debian package %s); skipping interop test (set KVMPKI_INTEROP=require to fail instead)", bin, debianPackage)
-}
 
 // TestAcceptViewerGvnccapture puts a real viewer behind AcceptViewer and
 // Relay: gvnccapture (gtk-vnc 1.3, the library of virt-manager and
@@ -41,7 +28,7 @@ func requireBinary(t *testing.T, bin, debianPackage string) {
 // pixel for pixel.
 func TestAcceptViewerGvnccapture(t *testing.T) {
 	t.Parallel()
-	requireBinary(t, "gvnccapture", "gvncviewer")
+	peers.Require(t, "gvnccapture")
 	p := getCA(t, "rfb test CA")
 	const w, h = 64, 48
 	backend := rfbtest.NewServer(&rfbtest.Config{

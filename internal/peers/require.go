@@ -32,6 +32,7 @@ var debianPackages = map[string]string{
 	"runuser":            "util-linux",
 	"Xtigervnc":          "tigervnc-standalone-server",
 	"vncpasswd":          "tigervnc-tools",
+	"gvnccapture":        "gvncviewer",
 }
 
 // Require skips t unless every binary in bins is on PATH. The skip message

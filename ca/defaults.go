@@ -33,6 +33,8 @@ const (
 	maxOCSPCache = 200000
 	// maxOCSPRequest bounds an OCSP request body or GET path.
 	maxOCSPRequest = 4096
+	// maxOCSPGetTries bounds the path tails tried as a GET request.
+	maxOCSPGetTries = 16
 
 	// Dialer backoff.
 	defaultDialInitialBackoff = 500 * time.Millisecond

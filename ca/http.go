@@ -212,21 +212,48 @@ func readOCSPRequest(r *http.Request) ([]byte, error) {
 		return body, nil
 	case http.MethodGet:
 		raw := r.URL.EscapedPath()
-		if i := strings.LastIndexByte(raw, '/'); i >= 0 {
-			raw = raw[i+1:]
-		}
 		if len(raw) > 2*maxOCSPRequest {
 			return nil, errors.New("request too large")
 		}
-		s, err := url.PathUnescape(raw)
-		if err != nil {
-			return nil, err
+		// The request is the path's tail, base64 (whose alphabet has '/')
+		// and URL-escaped, after the handler's own prefix, which the
+		// handler does not know: try the last segment first (clients that
+		// escape '/'), then ever shorter tails.
+		// At most maxOCSPGetTries tails, so that a path of slashes costs
+		// little.
+		cands := []int{strings.LastIndexByte(raw, '/')}
+		for i := 0; i < len(raw) && len(cands) < maxOCSPGetTries; i++ {
+			if raw[i] == '/' && i != cands[0] {
+				cands = append(cands, i)
+			}
 		}
-		// Some clients send the raw base64 with '+' turned into ' '.
-		s = strings.ReplaceAll(s, " ", "+")
-		return base64.StdEncoding.DecodeString(s)
+		for _, i := range cands {
+			if der, ok := decodeOCSPGet(raw[i+1:]); ok {
+				return der, nil
+			}
+		}
+		return nil, errors.New("no OCSP request in the path")
 	}
 	return nil, errors.New("method not allowed")
+}
+
+// decodeOCSPGet decodes a GET request's path tail, and reports whether
+// it holds an OCSP request.
+func decodeOCSPGet(tail string) ([]byte, bool) {
+	s, err := url.PathUnescape(tail)
+	if err != nil || s == "" {
+		return nil, false
+	}
+	// Some clients send the raw base64 with '+' turned into ' '.
+	s = strings.ReplaceAll(s, " ", "+")
+	der, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, false
+	}
+	if _, err := ocsp.ParseRequest(der); err != nil {
+		return nil, false
+	}
+	return der, true
 }
 
 // ocspAnswer returns the signed answer for req, from the cache when it is

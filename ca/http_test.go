@@ -147,6 +147,27 @@ func TestOCSPHandler(t *testing.T) {
 	good, _ := e.issue(t, provider.RoleHost, []string{"good.example"}, nil)
 	bad, _ := e.issue(t, provider.RoleHost, []string{"bad.example"}, nil)
 
+	t.Run("GET with unescaped slashes", func(t *testing.T) {
+		// Find a serial whose request's base64 holds a '/'.
+		for i := int64(1); i < 5000; i++ {
+			der, err := ocsp.CreateRequest(&x509.Certificate{SerialNumber: big.NewInt(i)}, e.caCert, nil)
+			require.NoError(t, err)
+			b64 := base64.StdEncoding.EncodeToString(der)
+			if !strings.Contains(b64, "/") {
+				continue
+			}
+			for _, prefix := range []string{"/ocsp/", "/", "/a/b/"} {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, prefix+b64, nil))
+				resp, err := ocsp.ParseResponse(rec.Body.Bytes(), e.caCert)
+				require.NoError(t, err, prefix)
+				assert.Equal(t, ocsp.Unknown, resp.Status)
+				assert.Equal(t, big.NewInt(i), resp.SerialNumber)
+			}
+			return
+		}
+		t.Fatal("no request with a '/' in its base64")
+	})
 	for _, post := range []bool{false, true} {
 		name := map[bool]string{false: "GET", true: "POST"}[post]
 		t.Run(name, func(t *testing.T) {

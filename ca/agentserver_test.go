@@ -317,3 +317,40 @@ func TestAgentServerTLSVersions(t *testing.T) {
 	_, err = e.m.AgentServerTLSConfig(&ca.AgentServerConfig{})
 	assert.Error(t, err, "an identity is required")
 }
+
+// A connection whose peer went away leaves the active set at the read
+// that finds it dead, even if the server has not closed it yet.
+func TestActiveCertificatesPeerGone(t *testing.T) {
+	e := newEnv(t, nil)
+	id := e.identity(t)
+	_, cert := e.issue(t, provider.RoleHost, []string{"agent.example"}, nil)
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ln, err := e.m.NewAgentListener(inner, &ca.AgentServerConfig{Identity: id})
+	require.NoError(t, err)
+	defer ln.Close()
+	client := make(chan *tls.Conn, 1)
+	go func() {
+		c, err := tls.Dial("tcp", inner.Addr().String(), e.clientConfig(&cert))
+		if err == nil {
+			_, _ = c.Write([]byte("x"))
+		}
+		client <- c
+	}()
+	conn, err := ln.Accept()
+	require.NoError(t, err)
+	defer conn.Close()
+	buf := make([]byte, 1)
+	_, err = conn.Read(buf)
+	require.NoError(t, err)
+	require.Len(t, e.m.ActiveCertificates(), 1)
+	c := <-client
+	require.NotNil(t, c)
+	c.Close()
+	_, err = conn.Read(buf)
+	require.Error(t, err)
+	assert.Empty(t, e.m.ActiveCertificates(), "a dead connection is not listed")
+	// Reading again does not list it again.
+	_, _ = conn.Read(buf)
+	assert.Empty(t, e.m.ActiveCertificates())
+}

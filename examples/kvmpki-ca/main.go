@@ -13,6 +13,12 @@
 //	kvmpki-ca revoke -dir DIR -serial HEX [-reason NAME]
 //	kvmpki-ca crl    -dir DIR -out FILE [-der]
 //	kvmpki-ca list   -dir DIR
+//	kvmpki-ca serve  -dir DIR -listen ADDR -agent-listen ADDR [-names a,b] [-ips x,y]
+//
+// serve runs package ca's HTTP handlers (the CA bundle at /ca.pem, the CRL
+// at /crl, OCSP at /ocsp) on -listen, and a strict agent-port TLS listener
+// on -agent-listen that answers a line "ping" with "pong" after a verified
+// handshake and logs each refusal with its reason; SIGTERM stops it.
 //
 // Every command takes -db URL instead of -dir, for a CA that several
 // management servers share in PostgreSQL (postgres://USER@HOST/DATABASE)
@@ -59,6 +65,7 @@ commands:
   revoke   revoke a certificate by serial
   crl      write a signed CRL
   list     list issued certificates
+  serve    serve the CA bundle, CRL and OCSP over HTTP and a strict agent port
 
 The CA key password is read from $KVMPKI_CA_PASSWORD or -password-file.
 With -db postgres://USER@HOST/DB or -db mysql://USER@tcp(HOST:PORT)/DB the

@@ -33,6 +33,7 @@ var debianPackages = map[string]string{
 	"Xtigervnc":          "tigervnc-standalone-server",
 	"vncpasswd":          "tigervnc-tools",
 	"gvnccapture":        "gvncviewer",
+	"curl":               "curl",
 }
 
 // Require skips t unless every binary in bins is on PATH. The skip message

@@ -1,6 +1,9 @@
 package libvirttls
 
-import "io/fs"
+import (
+	"io/fs"
+	"time"
+)
 
 // Host paths of the libvirt and QEMU PKI, as libvirt and QEMU read them on
 // Debian and Ubuntu (and, but for the QEMU group, on Fedora and RHEL).
@@ -68,4 +71,14 @@ const (
 	maxListDepth                  = 32
 	maxCommentedLines             = 64
 	maxLinkHops                   = 8
+)
+
+// Bounds of the VNC reload ([ReloadVNC], [ReloadVNCQMP]).
+const (
+	defaultReloadTimeout = 10 * time.Second
+	maxQMPLine           = 64 << 10 // one QMP reply, greeting or event
+	maxQMPEvents         = 1000     // events skipped while awaiting a reply
+	maxQMPDesc           = 1024     // QEMU's error text kept in an error
+	maxVirshList         = 1 << 20  // virsh list --name output
+	maxDomainName        = 1024
 )

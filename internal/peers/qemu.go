@@ -37,6 +37,10 @@ type QEMUVNCOptions struct {
 	// NoVerifyPeer sets verify-peer=off: QEMU then neither requests nor
 	// checks a client certificate.
 	NoVerifyPeer bool
+
+	// QMP adds a QMP monitor on a UNIX socket (server=on,wait=off), whose
+	// path is then [QEMUVNC.QMPSocket]. If false, QEMU has no monitor.
+	QMP bool
 }
 
 // QEMUVNC is a throwaway QEMU whose only device is a VNC server with
@@ -47,6 +51,9 @@ type QEMUVNC struct {
 	Addr string
 	// Display is the VNC display number: PORT is 5900 + Display.
 	Display int
+	// QMPSocket is the path of QEMU's QMP socket when
+	// [QEMUVNCOptions.QMP] was set, and empty otherwise.
+	QMPSocket string
 
 	tracePath string
 	proc      *process
@@ -101,6 +108,10 @@ func startQEMUVNC(t testing.TB, dir, credsDir, passwordFile string, opts QEMUVNC
 		args := []string{
 			"-nodefaults", "-no-user-config", "-display", "none", "-machine", "none",
 			"-object", "tls-creds-x509,id=tls0,endpoint=server,verify-peer=" + verify + ",dir=" + qemuOptValue(credsDir),
+		}
+		if opts.QMP {
+			q.QMPSocket = qmpSocketPath(t)
+			args = append(args, "-qmp", "unix:"+qemuOptValue(q.QMPSocket)+",server=on,wait=off")
 		}
 		vnc := fmt.Sprintf("127.0.0.1:%d,tls-creds=tls0", q.Display)
 		if passwordFile != "" {

@@ -174,6 +174,21 @@ func (q *QEMUVNC) Probe(t testing.TB, cfg *tls.Config) error {
 	if cfg == nil {
 		return errors.New("peers: Probe needs a tls.Config")
 	}
+	cfg = probeConfig(cfg)
+	ctx, cancel := context.WithTimeout(t.Context(), probeTimeout)
+	defer cancel()
+	before := q.traceSize()
+	err := probeVNC(ctx, q.Addr, cfg)
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w\n-- QEMU log --\n%s", err, q.traceSince(before))
+}
+
+// probeConfig returns a copy of cfg that verifies "127.0.0.1" when
+// ServerName is empty and always presents its one certificate (see
+// [QEMUVNC.Probe]).
+func probeConfig(cfg *tls.Config) *tls.Config {
 	cfg = cfg.Clone()
 	if cfg.ServerName == "" {
 		cfg.ServerName = "127.0.0.1"
@@ -184,14 +199,7 @@ func (q *QEMUVNC) Probe(t testing.TB, cfg *tls.Config) error {
 			return &cert, nil
 		}
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), probeTimeout)
-	defer cancel()
-	before := q.traceSize()
-	err := probeVNC(ctx, q.Addr, cfg)
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf("%w\n-- QEMU log --\n%s", err, q.traceSince(before))
+	return cfg
 }
 
 // traceSize returns the current size of the trace file.

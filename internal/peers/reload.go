@@ -1,6 +1,9 @@
 package peers
 
 import (
+	"context"
+	"crypto/tls"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -45,5 +48,28 @@ func (p *process) exited() bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// ProbeVNC is [QEMUVNC.Probe] for a VNC server the test did not start
+// with this package, such as a guest's display started by libvirt, at
+// addr ("127.0.0.1:5900"). Its error does not hold QEMU's log.
+func ProbeVNC(t testing.TB, addr string, cfg *tls.Config) error {
+	t.Helper()
+	if cfg == nil {
+		return errors.New("peers: ProbeVNC needs a tls.Config")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), probeTimeout)
+	defer cancel()
+	return probeVNC(ctx, addr, probeConfig(cfg))
+}
+
+// WriteDHParams writes the fixed ffdhe2048 DH parameters as dh-params.pem
+// in a tls-creds-x509 directory, which spares QEMU generating them each
+// time it loads the directory (at start, and at every display-reload).
+func WriteDHParams(t testing.TB, dir string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "dh-params.pem"), []byte(ffdhe2048), 0o644); err != nil {
+		t.Fatalf("peers: %v", err)
 	}
 }

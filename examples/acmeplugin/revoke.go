@@ -103,8 +103,12 @@ const (
 // well, an already revoked certificate provider.ErrAlreadyRevoked and an
 // unknown one provider.ErrNotFound. Anything else is returned as it is.
 func mapError(err error) error {
-	if d, ok := acme.RateLimit(err); ok {
-		return &provider.RetryLaterError{After: retryAt(d), Err: err}
+	var e *acme.Error
+	// acme.RateLimit looks at err itself, not at what it wraps.
+	if errors.As(err, &e) {
+		if d, ok := acme.RateLimit(e); ok {
+			return &provider.RetryLaterError{After: retryAt(d), Err: err}
+		}
 	}
 	var oe *acme.OrderError
 	if errors.As(err, &oe) && oe.Problem != nil {
@@ -114,8 +118,7 @@ func mapError(err error) error {
 	if errors.As(err, &ae) {
 		return &provider.RequestError{Field: "names", Reason: fmt.Sprintf("the CA did not validate control of %s", ae.Identifier), Err: err}
 	}
-	var e *acme.Error
-	if !errors.As(err, &e) {
+	if e == nil {
 		return err
 	}
 	switch e.ProblemType {

@@ -1,0 +1,238 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/acme"
+
+	"github.com/kvmpki/kvmpki/provider"
+)
+
+// TestMapError: ACME problems become the contract's errors, so that a
+// platform branches on them without knowing ACME.
+func TestMapError(t *testing.T) {
+	header := func(kv ...string) http.Header {
+		h := http.Header{}
+		for i := 0; i < len(kv); i += 2 {
+			h.Set(kv[i], kv[i+1])
+		}
+		return h
+	}
+	tests := []struct {
+		name        string
+		err         error
+		want        []error // errors.Is must hold for each
+		retryAfter  time.Duration
+		unsupported bool
+	}{
+		{name: "rateLimited", err: &acme.Error{StatusCode: 429, ProblemType: problemPrefix + "rateLimited", Header: header("Retry-After", "120")},
+			want: []error{provider.ErrRetryLater}, retryAfter: 120 * time.Second},
+		{name: "unavailable", err: &acme.Error{StatusCode: 503, ProblemType: problemPrefix + "serverInternal", Header: header("Retry-After", "30")},
+			want: []error{provider.ErrRetryLater}, retryAfter: 30 * time.Second},
+		{name: "rejectedIdentifier", err: &acme.Error{StatusCode: 400, ProblemType: problemPrefix + "rejectedIdentifier"},
+			want: []error{provider.ErrInvalidRequest}},
+		{name: "badCSR", err: &acme.Error{StatusCode: 400, ProblemType: problemPrefix + "badCSR"},
+			want: []error{provider.ErrInvalidRequest}},
+		{name: "unsupportedIdentifier", err: &acme.Error{StatusCode: 400, ProblemType: problemPrefix + "unsupportedIdentifier"},
+			want: []error{provider.ErrInvalidRequest, errors.ErrUnsupported}, unsupported: true},
+		{name: "badRevocationReason", err: &acme.Error{StatusCode: 400, ProblemType: problemPrefix + "badRevocationReason"},
+			want: []error{provider.ErrInvalidRequest, errors.ErrUnsupported}, unsupported: true},
+		{name: "alreadyRevoked", err: &acme.Error{StatusCode: 400, ProblemType: problemPrefix + "alreadyRevoked"},
+			want: []error{provider.ErrAlreadyRevoked}},
+		{name: "notFound", err: &acme.Error{StatusCode: 404, ProblemType: problemPrefix + "malformed"},
+			want: []error{provider.ErrNotFound}},
+		{name: "orderInvalid", err: &acme.OrderError{OrderURL: "https://ca/order/1", Status: "invalid",
+			Problem: &acme.Error{StatusCode: 403, ProblemType: problemPrefix + "unauthorized"}},
+			want: []error{provider.ErrInvalidRequest}},
+		{name: "authorizationFailed", err: &acme.AuthorizationError{URI: "https://ca/authz/1", Identifier: "kvm1.example.org"},
+			want: []error{provider.ErrInvalidRequest}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := time.Now()
+			got := mapError(fmt.Errorf("wrapped: %w", tc.err))
+			for _, w := range tc.want {
+				assert.ErrorIs(t, got, w)
+			}
+			assert.Equal(t, tc.unsupported, errors.Is(got, errors.ErrUnsupported), "errors.ErrUnsupported")
+			var rl *provider.RetryLaterError
+			if tc.retryAfter > 0 && assert.ErrorAs(t, got, &rl) {
+				assert.WithinRange(t, rl.After, before.Add(tc.retryAfter), time.Now().Add(tc.retryAfter))
+			}
+		})
+	}
+	t.Run("other", func(t *testing.T) {
+		err := errors.New("connection refused")
+		assert.Same(t, err, mapError(err))
+	})
+}
+
+// TestSameNames: with a CSR, the request must vouch for exactly the CSR's
+// names, since an ACME CA certifies the CSR's names and adds none.
+func TestSameNames(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	csr := func(cn string, dns []string, ips []net.IP) *x509.CertificateRequest {
+		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+			Subject: pkix.Name{CommonName: cn}, DNSNames: dns, IPAddresses: ips,
+		}, key)
+		require.NoError(t, err)
+		c, err := x509.ParseCertificateRequest(der)
+		require.NoError(t, err)
+		return c
+	}
+	ip := net.ParseIP("192.0.2.7").To4()
+	tests := []struct {
+		name        string
+		csr         *x509.CertificateRequest
+		dns         []string
+		ips         []net.IP
+		cn          string
+		ok          bool
+		unsupported bool
+	}{
+		{name: "same", csr: csr("a.example", []string{"a.example", "B.example"}, []net.IP{ip}), dns: []string{"b.example", "a.example"}, ips: []net.IP{ip}, ok: true},
+		{name: "unvouchedCSRName", csr: csr("", []string{"a.example", "evil.example"}, nil), dns: []string{"a.example"}},
+		{name: "unvouchedCSRIP", csr: csr("", []string{"a.example"}, []net.IP{ip}), dns: []string{"a.example"}},
+		{name: "nameToAdd", csr: csr("", []string{"a.example"}, nil), dns: []string{"a.example", "b.example"}, unsupported: true},
+		{name: "ipToAdd", csr: csr("", []string{"a.example"}, nil), dns: []string{"a.example"}, ips: []net.IP{ip}, unsupported: true},
+		{name: "noNames", csr: csr("a.example", nil, nil)},
+		{name: "unvouchedCommonName", csr: csr("evil.example", []string{"a.example"}, nil), dns: []string{"a.example"}},
+		{name: "otherRequestedCommonName", csr: csr("a.example", []string{"a.example", "b.example"}, nil), dns: []string{"a.example", "b.example"}, cn: "b.example", unsupported: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dns, ips := normalize(tc.dns, tc.ips)
+			err := sameNames(tc.csr, dns, ips, tc.cn)
+			if tc.ok {
+				assert.NoError(t, err)
+				return
+			}
+			assert.ErrorIs(t, err, provider.ErrInvalidRequest)
+			assert.Equal(t, tc.unsupported, errors.Is(err, errors.ErrUnsupported), "errors.ErrUnsupported: %v", err)
+		})
+	}
+}
+
+// TestNewRefusesConfig: a Config missing what the provider cannot guess
+// is refused before any request to the CA.
+func TestNewRefusesConfig(t *testing.T) {
+	root, inter := testChain(t)
+	good := func() *Config {
+		return &Config{DirectoryURL: "https://127.0.0.1:1/dir", AccountKey: newAccountKey(t),
+			CACertificates: []*x509.Certificate{inter, root}, Solver: &HTTP01Solver{}}
+	}
+	tests := []struct {
+		name string
+		edit func(c *Config)
+		want string
+	}{
+		{name: "directory", edit: func(c *Config) { c.DirectoryURL = "" }, want: "DirectoryURL"},
+		{name: "accountKey", edit: func(c *Config) { c.AccountKey = nil }, want: "AccountKey"},
+		{name: "solver", edit: func(c *Config) { c.Solver = nil }, want: "Solver"},
+		{name: "noChain", edit: func(c *Config) { c.CACertificates = nil }, want: "CACertificates is required"},
+		{name: "noRoot", edit: func(c *Config) { c.CACertificates = c.CACertificates[:1] }, want: "not a self-signed root"},
+		{name: "wrongOrder", edit: func(c *Config) { slices.Reverse(c.CACertificates) }, want: "not signed by the next"},
+		{name: "role", edit: func(c *Config) { c.Role = 9 }, want: "Role"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := good()
+			tc.edit(c)
+			p, err := New(t.Context(), c)
+			assert.ErrorContains(t, err, tc.want)
+			assert.Nil(t, p)
+		})
+	}
+}
+
+// testChain returns a root and an intermediate CA it signed.
+func testChain(t *testing.T) (root, inter *x509.Certificate) {
+	t.Helper()
+	mk := func(cn string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		require.NoError(t, err)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+		if parent == nil {
+			parent, parentKey = tmpl, key
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), parentKey)
+		require.NoError(t, err)
+		c, err := x509.ParseCertificate(der)
+		require.NoError(t, err)
+		return c, key
+	}
+	root, rootKey := mk("root", nil, nil)
+	inter, _ = mk("intermediate", root, rootKey)
+	return root, inter
+}
+
+// TestRevokeOnPebble: a revocation reaches the CA (Pebble's management
+// port reports it), goes by certificate only, refuses a certificate of
+// another CA as unknown, and the provider refuses work after Close.
+func TestRevokeOnPebble(t *testing.T) {
+	pb := startPebble(t)
+	p := newPebbleProvider(t, pb)
+	ctx := t.Context()
+	res, err := p.Issue(ctx, &provider.IssueRequest{DNSNames: []string{"kvm1.kvm.example.test"}, Role: provider.RoleHost})
+	require.NoError(t, err)
+	c := res.Certificate
+	require.Equal(t, "Valid", pb.status(t, c.SerialNumber))
+
+	err = p.Revoke(ctx, &provider.RevokeRequest{Serial: c.SerialNumber, Reason: provider.ReasonKeyCompromise})
+	assert.ErrorIs(t, err, errors.ErrUnsupported, "a serial alone")
+	assert.ErrorIs(t, err, provider.ErrInvalidRequest, "a serial alone")
+	assert.Equal(t, "Valid", pb.status(t, c.SerialNumber))
+
+	err = p.Revoke(ctx, &provider.RevokeRequest{Certificate: c, Reason: provider.RevocationReason(7)})
+	assert.ErrorIs(t, err, provider.ErrInvalidRequest, "reason 7")
+
+	require.NoError(t, p.Revoke(ctx, &provider.RevokeRequest{Certificate: c, Reason: provider.ReasonKeyCompromise}))
+	assert.Equal(t, "Revoked", pb.status(t, c.SerialNumber))
+	assert.ErrorIs(t, p.Revoke(ctx, &provider.RevokeRequest{Certificate: c}), provider.ErrAlreadyRevoked)
+
+	root, _ := testChain(t)
+	assert.ErrorIs(t, p.Revoke(ctx, &provider.RevokeRequest{Certificate: root}), provider.ErrNotFound, "another CA's certificate")
+
+	require.NoError(t, p.Close())
+	require.NoError(t, p.Close(), "Close twice")
+	_, err = p.Issue(ctx, &provider.IssueRequest{DNSNames: []string{"kvm2.kvm.example.test"}, Role: provider.RoleHost})
+	assert.ErrorIs(t, err, errClosed)
+	_, err = p.CACertificates(ctx)
+	assert.ErrorIs(t, err, errClosed)
+}
+
+// TestIssueLatency measures the time to issue one certificate through
+// Pebble: order, authorization, finalization and download, for a
+// generated ECDSA P-256 key and a name never ordered before.
+func TestIssueLatency(t *testing.T) {
+	pb := startPebble(t)
+	p := newPebbleProvider(t, pb)
+	const n = 21
+	times := make([]time.Duration, 0, n)
+	for i := range n {
+		start := time.Now()
+		_, err := p.Issue(t.Context(), &provider.IssueRequest{DNSNames: []string{fmt.Sprintf("lat-%d.kvm.example.test", i)}, Role: provider.RoleHost})
+		require.NoError(t, err)
+		times = append(times, time.Since(start))
+	}
+	slices.Sort(times)
+	t.Logf("issue through Pebble, %d certificates: min %v, median %v, max %v", n, times[0], times[n/2], times[n-1])
+	assert.Less(t, times[n/2], 5*time.Second, "median issue time")
+}

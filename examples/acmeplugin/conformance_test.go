@@ -45,5 +45,8 @@ func TestConformance(t *testing.T) {
 		// Pebble 2.4 refuses an order with IPv4 and IPv6 addresses
 		// together; one family works.
 		IPAddresses: []net.IP{net.ParseIP("192.0.2.1").To4()},
+		Skip: map[string]string{
+			"Renew/Successor": "an ACME CA certifies a key only on a CSR signed with it (RFC 8555 section 7.4), and a provider does not hold its hosts' keys: a successor for the same key without a CSR cannot be ordered (Renew/NewKey renews with a CSR)",
+		},
 	})
 }

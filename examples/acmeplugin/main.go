@@ -117,16 +117,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *directory == "" || *chainFile == "" || *keyFile == "" || *out == "" || (*dnsList == "" && *ipList == "") {
 		return usageError{errors.New("-directory, -ca-chain, -account-key, -out and -dns or -ip are required")}
 	}
-	req := &provider.IssueRequest{Role: provider.RoleHost}
-	for _, n := range splitList(*dnsList) {
-		req.DNSNames = append(req.DNSNames, n)
-	}
+	req := &provider.IssueRequest{Role: provider.RoleHost, DNSNames: splitList(*dnsList)}
 	for _, s := range splitList(*ipList) {
 		ip := net.ParseIP(s)
 		if ip == nil {
 			return usageError{fmt.Errorf("-ip: %q is not an IP address", s)}
 		}
 		req.IPAddresses = append(req.IPAddresses, ip)
+	}
+	// Refuse to overwrite before ordering anything.
+	for _, name := range []string{*out + ".key", *out + ".crt"} {
+		switch _, err := os.Lstat(name); {
+		case err == nil:
+			return fmt.Errorf("%s: %w", name, fs.ErrExist)
+		case !errors.Is(err, fs.ErrNotExist):
+			return err
+		}
 	}
 	chain, err := readCertificates(*chainFile)
 	if err != nil {

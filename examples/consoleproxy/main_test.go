@@ -1,0 +1,76 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestServeFlags: the contract flags are enough on a loopback address;
+// elsewhere the proxy wants an HTTPS certificate or the explicit
+// -insecure-http; usage errors exit with status 2.
+func TestServeFlags(t *testing.T) {
+	contract := []string{"-ca", "ca.pem", "-cert", "c.pem", "-key", "k.pem", "-token-key", "t.key"}
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{name: "contract on loopback", args: append([]string{"-listen", "127.0.0.1:8443"}, contract...)},
+		{name: "contract on localhost", args: append([]string{"-listen", "localhost:8443"}, contract...)},
+		{name: "https", args: append([]string{"-listen", ":8443", "-web-cert", "w.pem", "-web-key", "w.key"}, contract...)},
+		{name: "explicit insecure http", args: append([]string{"-listen", ":8080", "-insecure-http"}, contract...)},
+		{name: "plain http on all interfaces", args: append([]string{"-listen", ":8080"}, contract...), wantErr: "-web-cert and -web-key are required on a non-loopback -listen"},
+		{name: "web cert without key", args: append([]string{"-listen", ":8443", "-web-cert", "w.pem"}, contract...), wantErr: "go together"},
+		{name: "insecure with cert", args: append([]string{"-listen", ":8443", "-insecure-http", "-web-cert", "w.pem", "-web-key", "w.key"}, contract...), wantErr: "exclude each other"},
+		{name: "missing token key", args: []string{"-listen", "127.0.0.1:1", "-ca", "a", "-cert", "b", "-key", "c"}, wantErr: "-token-key are required"},
+		{name: "extra argument", args: append([]string{"-listen", "127.0.0.1:1", "extra"}, contract...), wantErr: `unexpected argument`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseServeFlags(tc.args, new(bytes.Buffer))
+			if tc.wantErr == "" {
+				assert.NoError(t, err)
+				return
+			}
+			assert.ErrorIs(t, err, errUsage)
+			assert.ErrorContains(t, err, tc.wantErr)
+			var stderr bytes.Buffer
+			assert.Equal(t, 2, run(t.Context(), tc.args, nil, new(bytes.Buffer), &stderr))
+			assert.True(t, strings.HasPrefix(stderr.String(), "consoleproxy: usage: "), stderr.String())
+		})
+	}
+}
+
+// TestMintTokenCommand: the platform's subcommand prints a token the
+// proxy opens, with the password read from standard input.
+func TestMintTokenCommand(t *testing.T) {
+	dir := t.TempDir()
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	keyFile := filepath.Join(dir, "token.key")
+	require.NoError(t, os.WriteFile(keyFile, secret, 0o600))
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"mint-token", "-token-key", keyFile, "-host", "10.0.0.5", "-port", "5901",
+		"-server-name", "kvm1.example.org", "-password-file", "-", "-ttl", "30s"}, strings.NewReader("pw12345\n"), &stdout, &stderr)
+	require.Equal(t, 0, code, stderr.String())
+	k, err := NewTokens(secret)
+	require.NoError(t, err)
+	target, err := k.Open(strings.TrimSpace(stdout.String()), time.Now())
+	require.NoError(t, err)
+	assert.Equal(t, Target{Host: "10.0.0.5", Port: 5901, ServerName: "kvm1.example.org", Password: "pw12345"}, target)
+
+	stdout.Reset()
+	stderr.Reset()
+	code = run(context.Background(), []string{"mint-token", "-token-key", keyFile, "-host", "h", "-port", "1", "-ttl", "1h"}, nil, &stdout, &stderr)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr.String(), "lifetime 1h0m0s not in (0, 10m0s]")
+	assert.Empty(t, stdout.String())
+}

@@ -233,6 +233,14 @@ func TestIssueLatency(t *testing.T) {
 		times = append(times, time.Since(start))
 	}
 	slices.Sort(times)
-	t.Logf("issue through Pebble, %d certificates: min %v, median %v, max %v", n, times[0], times[n/2], times[n-1])
+	// x/crypto/acme's WaitOrder sleeps a second when Pebble is still
+	// finalizing at its first poll (Pebble sends no Retry-After), so the
+	// times cluster at a few milliseconds and at one second.
+	slow := len(times) - slices.IndexFunc(times, func(d time.Duration) bool { return d >= 900*time.Millisecond })
+	if slow > len(times) {
+		slow = 0
+	}
+	t.Logf("issue through Pebble, %d certificates: min %v, median %v, max %v; %d of %d waited for x/crypto's one-second poll",
+		n, times[0], times[n/2], times[n-1], slow, n)
 	assert.Less(t, times[n/2], 5*time.Second, "median issue time")
 }

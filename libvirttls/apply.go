@@ -25,8 +25,12 @@ type ApplyOptions struct {
 	Logger *slog.Logger
 }
 
-// ExecAction runs a.Command, for [ApplyOptions.RunAction] on a real host.
+// ExecAction runs a.Command (or a.Run, if set), for
+// [ApplyOptions.RunAction] on a real host.
 func ExecAction(ctx context.Context, a Action) error {
+	if a.Run != nil {
+		return a.Run(ctx)
+	}
 	if len(a.Command) == 0 {
 		return errors.New("libvirttls: empty action")
 	}

@@ -141,6 +141,7 @@ func NewPlan(ctx context.Context, c *Credentials, o *Config) (*Plan, error) {
 	if p.Actions, err = o.actions(ctx, configChanged, len(p.Changes) > 0); err != nil {
 		return nil, err
 	}
+	p.Actions = append(p.Actions, reloadVNCActions(p.Changes)...)
 	return p, nil
 }
 

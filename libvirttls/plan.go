@@ -2,6 +2,7 @@ package libvirttls
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -68,6 +69,10 @@ type Action struct {
 	Command []string
 	// Why says what the action is for.
 	Why string
+	// Run, if set, carries the action out in the calling process and
+	// Command only describes it (for Diff and logs); [ExecAction] calls
+	// Run instead of running Command. Nil for plain commands.
+	Run func(ctx context.Context) error
 }
 
 // fileState is what was on disk at a path when the plan was made.

@@ -170,8 +170,10 @@ func TestPlanApply(t *testing.T) {
 		assert.ElementsMatch(t, []string{ServerCertPath, ClientCertPath, ServerKeyPath, ClientKeyPath,
 			VNCDir + "/server-cert.pem", VNCDir + "/server-key.pem",
 			QEMUDir + "/server-cert.pem", QEMUDir + "/server-key.pem", QEMUDir + "/client-cert.pem", QEMUDir + "/client-key.pem"}, paths)
-		require.Len(t, plan.Actions, 1)
+		require.Len(t, plan.Actions, 2)
 		assert.Equal(t, []string{"virt-admin", "server-update-tls", "libvirtd"}, plan.Actions[0].Command)
+		assert.Equal(t, []string{"virsh", "qemu-monitor-command"}, plan.Actions[1].Command[:2], "running guests' VNC servers reload too")
+		assert.NotNil(t, plan.Actions[1].Run)
 	})
 }
 

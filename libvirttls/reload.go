@@ -220,3 +220,34 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 	}
 	return b.Buffer.Write(p)
 }
+
+// reloadVNCActions returns the action that reloads running guests' VNC
+// credentials when changes write a file into an existing VNC directory (a
+// renewed certificate or key, a new or first CRL, a new CA bundle), and
+// nothing when the directory is new: a first install has no running guest
+// with VNC TLS to reload. A libvirtd restart or server-update-tls does
+// not reach running guests, which would otherwise keep the old
+// certificate and, with a new CRL, keep accepting a revoked console
+// proxy.
+func reloadVNCActions(changes []Change) []Action {
+	written := false
+	for _, ch := range changes {
+		switch {
+		case ch.Kind == ChangeMkdir && ch.Path == VNCDir && !ch.before.exists:
+			return nil
+		case ch.Kind == ChangeFile && strings.HasPrefix(ch.Path, VNCDir+"/"):
+			written = true
+		}
+	}
+	if !written {
+		return nil
+	}
+	return []Action{{
+		Command: []string{"virsh", "qemu-monitor-command", "--domain", "<each running guest>", displayReloadVNC},
+		Why:     "running guests' VNC servers load the new certificates and CRL without stopping (QEMU display-reload); libvirtd's reload does not reach them",
+		Run: func(ctx context.Context) error {
+			_, err := ReloadVNC(ctx, nil)
+			return err
+		},
+	}}
+}

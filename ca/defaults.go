@@ -45,3 +45,28 @@ const (
 	// inside the CA's.
 	identityMargin = time.Minute
 )
+
+// Provisioning over SSH ([SSHHost]).
+const (
+	defaultRemoteDir      = "/etc/cloudstack/agent"
+	defaultSSHDialTimeout = 30 * time.Second
+	defaultSSHStepTimeout = 5 * time.Minute
+	// defaultReloadCommand makes libvirtd and every running guest's VNC
+	// server read their TLS files again; a guest without VNC TLS answers
+	// display-reload with an error, which is not the host's failure.
+	defaultReloadCommand = `virt-admin server-update-tls libvirtd || exit; ` +
+		`for d in $(virsh list --name); do virsh qemu-monitor-command "$d" ` +
+		`'{"execute":"display-reload","arguments":{"type":"vnc","tls-certs":true}}' >/dev/null 2>&1 || ` +
+		`echo "display-reload refused by $d (no VNC TLS?)" >&2; done; exit 0`
+
+	// maxInstallInput bounds the certificate and bundle sent to a host.
+	maxInstallInput = 1 << 20
+	// maxRemoteStdout bounds what a host's command may print (a CSR).
+	maxRemoteStdout = 64 << 10
+	// killGrace is how long a host's command killed at its timeout has
+	// to report its end before its session is closed.
+	killGrace = time.Second
+	// maxRemoteStderr is how much of a host's standard error an error
+	// keeps.
+	maxRemoteStderr = 4 << 10
+)

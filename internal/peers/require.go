@@ -34,6 +34,7 @@ var debianPackages = map[string]string{
 	"vncpasswd":          "tigervnc-tools",
 	"gvnccapture":        "gvncviewer",
 	"curl":               "curl",
+	"sshd":               "openssh-server",
 }
 
 // Require skips t unless every binary in bins is on PATH. The skip message

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -73,4 +76,68 @@ func TestMintTokenCommand(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr.String(), "lifetime 1h0m0s not in (0, 10m0s]")
 	assert.Empty(t, stdout.String())
+}
+
+// TestServe runs the command with the contract flags on a loopback
+// address: it serves the page with its security headers and the noVNC
+// bundle (revalidated by its hash), and stops cleanly when its context
+// ends.
+func TestServe(t *testing.T) {
+	novncDir := requireNoVNC(t)
+	f := newPKI(t)
+	dir := t.TempDir()
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	args := []string{"-listen", addr,
+		"-ca", writeFile(t, dir, "ca.pem", f.caPEM, 0o644),
+		"-cert", writeFile(t, dir, "proxy.pem", f.proxyPEM, 0o644),
+		"-key", writeFile(t, dir, "proxy-key.pem", f.proxyKey, 0o600),
+		"-token-key", writeFile(t, dir, "token.key", secret, 0o600),
+		"-novnc", novncDir}
+	ctx, cancel := context.WithCancel(t.Context())
+	// The proxy writes stderr until run returns; the test reads it after.
+	var stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, args, nil, new(bytes.Buffer), &stderr) }()
+
+	base := "http://" + addr
+	var resp *http.Response
+	require.Eventually(t, func() bool {
+		resp, err = http.Get(base + "/console")
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond, "proxy did not serve")
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Contains(t, string(body), `<script src="/novnc.js" defer></script>`)
+	assert.Contains(t, resp.Header.Get("Content-Security-Policy"), "default-src 'self'")
+	assert.Equal(t, "no-referrer", resp.Header.Get("Referrer-Policy"))
+
+	resp, err = http.Get(base + "/novnc.js")
+	require.NoError(t, err)
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Contains(t, string(body), "window.NoVNC = ")
+	etag := resp.Header.Get("ETag")
+	require.NotEmpty(t, etag)
+	req, _ := http.NewRequest("GET", base+"/novnc.js", nil)
+	req.Header.Set("If-None-Match", etag)
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusNotModified, resp.StatusCode)
+
+	cancel()
+	select {
+	case code := <-done:
+		assert.Equal(t, 0, code, stderr.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("proxy did not stop")
+	}
+	assert.Contains(t, stderr.String(), "serving consoles")
 }

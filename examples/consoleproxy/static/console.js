@@ -5,7 +5,10 @@
 // speaks RFB with security None to the proxy.
 "use strict";
 (function () {
-	var console_ = window.consoleState = { phase: "connecting", error: "", status: null };
+	// consoleState is for tests and support: the phase, the error shown,
+	// the proxy's status, and when (performance.now(), ms since the
+	// navigation began) each step happened.
+	var console_ = window.consoleState = { phase: "connecting", error: "", status: null, times: { script: performance.now() } };
 	var token = decodeURIComponent(location.hash.replace(/^#/, ""));
 	history.replaceState(null, "", location.pathname);
 
@@ -30,6 +33,7 @@
 	var scheme = location.protocol === "https:" ? "wss:" : "ws:";
 	var ws = new WebSocket(scheme + "//" + location.host + "/websockify?token=" + encodeURIComponent(token));
 	ws.binaryType = "arraybuffer";
+	ws.onopen = function () { console_.times.open = performance.now(); };
 	ws.onclose = function (e) {
 		showError(e.reason || "the console proxy closed the connection");
 	};
@@ -43,6 +47,7 @@
 		var st;
 		try { st = JSON.parse(e.data); } catch (err) { st = { error: "unreadable status from the console proxy" }; }
 		console_.status = st;
+		console_.times.status = performance.now();
 		if (st.error) {
 			ws.onclose = null;
 			ws.close();
@@ -70,6 +75,7 @@
 			return;
 		}
 		rfb.addEventListener("connect", function () {
+			console_.times.connected = performance.now();
 			setState("connected", "Connected");
 		});
 		rfb.addEventListener("disconnect", function (ev) {

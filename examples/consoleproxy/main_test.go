@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"io"
 	"net"
 	"net/http"
@@ -79,12 +82,20 @@ func TestMintTokenCommand(t *testing.T) {
 }
 
 // TestServe runs the command with the contract flags on a loopback
-// address: it serves the page with its security headers and the noVNC
-// bundle (revalidated by its hash), and stops cleanly when its context
-// ends.
+// address (plain HTTP), and with an HTTPS certificate: it serves the page
+// with its security headers and the noVNC bundle (revalidated by its
+// hash), and stops cleanly when its context ends.
 func TestServe(t *testing.T) {
 	novncDir := requireNoVNC(t)
 	f := newPKI(t)
+	for _, https := range []bool{false, true} {
+		t.Run(map[bool]string{false: "http on loopback", true: "https"}[https], func(t *testing.T) {
+			testServe(t, f, novncDir, https)
+		})
+	}
+}
+
+func testServe(t *testing.T, f *pkiFixture, novncDir string, https bool) {
 	dir := t.TempDir()
 	secret := make([]byte, 32)
 	rand.Read(secret)
@@ -98,16 +109,27 @@ func TestServe(t *testing.T) {
 		"-key", writeFile(t, dir, "proxy-key.pem", f.proxyKey, 0o600),
 		"-token-key", writeFile(t, dir, "token.key", secret, 0o600),
 		"-novnc", novncDir}
+	client := http.DefaultClient
+	base := "http://" + addr
+	if https {
+		certDER := f.webCert.Certificate[0]
+		keyDER, err := x509.MarshalPKCS8PrivateKey(f.webCert.PrivateKey)
+		require.NoError(t, err)
+		args = append(args,
+			"-web-cert", writeFile(t, dir, "web.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: certDER}), 0o644),
+			"-web-key", writeFile(t, dir, "web-key.pem", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600))
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: f.roots}}}
+		base = "https://" + addr
+	}
 	ctx, cancel := context.WithCancel(t.Context())
 	// The proxy writes stderr until run returns; the test reads it after.
 	var stderr bytes.Buffer
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, args, nil, new(bytes.Buffer), &stderr) }()
 
-	base := "http://" + addr
 	var resp *http.Response
 	require.Eventually(t, func() bool {
-		resp, err = http.Get(base + "/console")
+		resp, err = client.Get(base + "/console")
 		return err == nil
 	}, 10*time.Second, 20*time.Millisecond, "proxy did not serve")
 	body, _ := io.ReadAll(resp.Body)
@@ -117,7 +139,7 @@ func TestServe(t *testing.T) {
 	assert.Contains(t, resp.Header.Get("Content-Security-Policy"), "default-src 'self'")
 	assert.Equal(t, "no-referrer", resp.Header.Get("Referrer-Policy"))
 
-	resp, err = http.Get(base + "/novnc.js")
+	resp, err = client.Get(base + "/novnc.js")
 	require.NoError(t, err)
 	body, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -127,7 +149,7 @@ func TestServe(t *testing.T) {
 	require.NotEmpty(t, etag)
 	req, _ := http.NewRequest("GET", base+"/novnc.js", nil)
 	req.Header.Set("If-None-Match", etag)
-	resp, err = http.DefaultClient.Do(req)
+	resp, err = client.Do(req)
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusNotModified, resp.StatusCode)
@@ -140,4 +162,5 @@ func TestServe(t *testing.T) {
 		t.Fatal("proxy did not stop")
 	}
 	assert.Contains(t, stderr.String(), "serving consoles")
+	assert.Contains(t, stderr.String(), base+"/console#TOKEN")
 }

@@ -34,6 +34,9 @@ type proxy struct {
 	dialTimeout time.Duration
 }
 
+// maxViewerMessage bounds one WebSocket message from the browser.
+const maxViewerMessage = 1<<20 + 64
+
 // status is the first WebSocket message, a text frame sent before any
 // RFB byte: the back end's real security state, or why there is no
 // session. The page's "encrypted" indicator shows only what this says.
@@ -131,6 +134,10 @@ func (p *proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer ws.CloseNow()
+	// A viewer's messages are small but for ClientCutText, which
+	// AcceptViewer's ReadMessage bounds at 1 MiB; WebSocket frames from
+	// noVNC carry one message each.
+	ws.SetReadLimit(maxViewerMessage)
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 

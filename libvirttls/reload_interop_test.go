@@ -244,6 +244,30 @@ func TestReloadVNCLibvirtInterop(t *testing.T) {
 	assert.Equal(t, []string{"console1"}, res.Reloaded)
 }
 
+// hostPathsLibvirtd starts libvirtd on the host paths of a layout that
+// libvirttls applies from creds (see TestHostPathsAndReload) and returns
+// it, the plan's options and the URI of its admin socket for virt-admin.
+func hostPathsLibvirtd(t testing.TB, creds *Credentials) (*peers.Libvirtd, *Config, string) {
+	t.Helper()
+	var sockDir string
+	opts := &Config{LookupGroup: fakeGroups, Root: newRoot(t), ListenAddr: "127.0.0.1"}
+	d, err := peers.StartLibvirtdOnHostPaths(t, opts.DiskPath("/etc/pki"), func(c peers.LibvirtdConfig) (string, error) {
+		sockDir = c.SockDir
+		opts.TLSPort = c.Port
+		opts.ExtraLibvirtd = []libvirtconf.Setting{
+			{Key: "unix_sock_dir", Value: libvirtconf.StringValue(c.SockDir)},
+			{Key: "log_outputs", Value: libvirtconf.StringValue("3:file:" + c.LogPath)},
+		}
+		plan, err := NewPlan(t.Context(), creds, opts)
+		if err != nil {
+			return "", err
+		}
+		return opts.DiskPath(LibvirtdConfPath), plan.Apply(t.Context(), nil)
+	})
+	require.NoError(t, err)
+	return d, opts, "libvirtd:///system?socket=" + filepath.Join(sockDir, "libvirt-admin-sock")
+}
+
 // TestServerUpdateTLSNewCertificate proves the plan's libvirtd action on
 // a renewal: after a new host certificate is applied and "virt-admin
 // server-update-tls libvirtd" runs, a new TLS connection to the running
@@ -258,22 +282,7 @@ func TestServerUpdateTLSNewCertificate(t *testing.T) {
 	peer, _ := ca.host(t, "kvm2.example.org")
 	host.CRL = ca.crl(t) // crl_file set from the start: the renewal changes files only
 
-	var sockDir string
-	opts := Config{LookupGroup: fakeGroups, Root: newRoot(t), ListenAddr: "127.0.0.1"}
-	d, err := peers.StartLibvirtdOnHostPaths(t, opts.DiskPath("/etc/pki"), func(c peers.LibvirtdConfig) (string, error) {
-		sockDir = c.SockDir
-		opts.TLSPort = c.Port
-		opts.ExtraLibvirtd = []libvirtconf.Setting{
-			{Key: "unix_sock_dir", Value: libvirtconf.StringValue(c.SockDir)},
-			{Key: "log_outputs", Value: libvirtconf.StringValue("3:file:" + c.LogPath)},
-		}
-		plan, err := NewPlan(t.Context(), host, &opts)
-		if err != nil {
-			return "", err
-		}
-		return opts.DiskPath(LibvirtdConfPath), plan.Apply(t.Context(), nil)
-	})
-	require.NoError(t, err)
+	d, opts, adminURI := hostPathsLibvirtd(t, host)
 	pid := d.PID()
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(d.Port))
 
@@ -291,7 +300,7 @@ func TestServerUpdateTLSNewCertificate(t *testing.T) {
 	renewed, newCert := ca.host(t, "kvm1.example.org")
 	ca.revoke(t, oldCert)
 	renewed.CRL = ca.crl(t)
-	plan, err := NewPlan(t.Context(), renewed, &opts)
+	plan, err := NewPlan(t.Context(), renewed, opts)
 	require.NoError(t, err)
 	require.NotEmpty(t, plan.Actions)
 	require.Equal(t, []string{"virt-admin", "server-update-tls", "libvirtd"}, plan.Actions[0].Command)
@@ -303,7 +312,6 @@ func TestServerUpdateTLSNewCertificate(t *testing.T) {
 	assert.Equal(t, oldCert.SerialNumber, seen, "new files alone change nothing")
 	assert.ErrorContains(t, d.Connect(t, strict, "localhost"), "revoked", "virsh refuses the old server certificate")
 
-	adminURI := "libvirtd:///system?socket=" + filepath.Join(sockDir, "libvirt-admin-sock")
 	a := plan.Actions[0]
 	require.NoError(t, ExecAction(t.Context(), Action{Command: append([]string{a.Command[0], "-c", adminURI}, a.Command[1:]...)}))
 

@@ -1,5 +1,7 @@
 package main
 
+import "time"
+
 const (
 	defaultName = "acme"
 	userAgent   = "kvmpki-acmeplugin"
@@ -13,4 +15,7 @@ const (
 	// asked for.
 	defaultRSAKeySize = 2048
 	maxRSAKeySize     = 8192
+
+	// maxRetryAfter bounds the wait a CA's Retry-After can ask for.
+	maxRetryAfter = 7 * 24 * time.Hour
 )

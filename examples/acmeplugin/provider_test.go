@@ -11,7 +11,10 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"regexp"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,6 +78,16 @@ func TestMapError(t *testing.T) {
 			}
 		})
 	}
+	t.Run("rateLimitedHugeRetryAfter", func(t *testing.T) {
+		for _, v := range []string{"9227000000", "1000000000000"} {
+			got := mapError(&acme.Error{StatusCode: 429, ProblemType: problemPrefix + "rateLimited", Header: header("Retry-After", v)})
+			var rl *provider.RetryLaterError
+			require.ErrorAs(t, got, &rl)
+			if !rl.After.IsZero() {
+				assert.WithinRange(t, rl.After, time.Now(), time.Now().Add(maxRetryAfter), "Retry-After %s", v)
+			}
+		}
+	})
 	t.Run("other", func(t *testing.T) {
 		err := errors.New("connection refused")
 		assert.Same(t, err, mapError(err))
@@ -243,4 +256,71 @@ func TestIssueLatency(t *testing.T) {
 	t.Logf("issue through Pebble, %d certificates: min %v, median %v, max %v; %d of %d waited for x/crypto's one-second poll",
 		n, times[0], times[n/2], times[n-1], slow, n)
 	assert.Less(t, times[n/2], 5*time.Second, "median issue time")
+}
+
+// TestIssueRefusals: what the CA decides, or cannot certify, is refused
+// before any order, as provider.Unsupported when the request is valid
+// but needs what an ACME CA does not offer.
+func TestIssueRefusals(t *testing.T) {
+	pb := startPebble(t)
+	p := newPebbleProvider(t, pb)
+	name := "kvm1.kvm.example.test"
+	tests := []struct {
+		name        string
+		req         provider.IssueRequest
+		unsupported bool
+	}{
+		{name: "clientRole", req: provider.IssueRequest{DNSNames: []string{name}, Role: provider.RoleClient}, unsupported: true},
+		{name: "serverRole", req: provider.IssueRequest{DNSNames: []string{name}, Role: provider.RoleServer}, unsupported: true},
+		{name: "validity", req: provider.IssueRequest{DNSNames: []string{name}, Role: provider.RoleHost, Validity: time.Hour}, unsupported: true},
+		{name: "commonNameNotAName", req: provider.IssueRequest{DNSNames: []string{name}, CommonName: "other.kvm.example.test", Role: provider.RoleHost}, unsupported: true},
+		{name: "curveP521", req: provider.IssueRequest{DNSNames: []string{name}, Role: provider.RoleHost, KeyAlgorithm: provider.KeyAlgorithmECDSA, KeySize: 521}, unsupported: true},
+		{name: "rsa1024", req: provider.IssueRequest{DNSNames: []string{name}, Role: provider.RoleHost, KeyAlgorithm: provider.KeyAlgorithmRSA, KeySize: 1024}},
+		{name: "noNames", req: provider.IssueRequest{Role: provider.RoleHost}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := p.Issue(t.Context(), &tc.req)
+			assert.Nil(t, res)
+			assert.ErrorIs(t, err, provider.ErrInvalidRequest)
+			assert.Equal(t, tc.unsupported, errors.Is(err, errors.ErrUnsupported), "errors.ErrUnsupported: %v", err)
+		})
+	}
+}
+
+// TestIssueChecksWhatCAReturns: a certificate the CA issued in another
+// role than the configured one (here Pebble 2.4's host role for a
+// provider configured for server) is not handed out but revoked at the
+// CA.
+func TestIssueChecksWhatCAReturns(t *testing.T) {
+	pb := startPebble(t)
+	p, err := New(t.Context(), &Config{DirectoryURL: pb.Directory, AccountKey: newAccountKey(t), HTTPClient: pb.Client,
+		CACertificates: pb.Chain, Solver: &HTTP01Solver{}, Role: provider.RoleServer})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+	res, err := p.Issue(t.Context(), &provider.IssueRequest{DNSNames: []string{"kvm1.kvm.example.test"}, Role: provider.RoleServer})
+	assert.Nil(t, res)
+	require.ErrorContains(t, err, "has the host role, not the configured server")
+	m := regexp.MustCompile(`serial ([0-9a-f]+)`).FindStringSubmatch(err.Error())
+	require.Len(t, m, 2, "the error names the serial: %v", err)
+	serial, ok := new(big.Int).SetString(m[1], 16)
+	require.True(t, ok)
+	assert.Equal(t, "Revoked", pb.status(t, serial))
+}
+
+// FuzzRetryAfter: a CA's Retry-After header, as seconds or an HTTP date,
+// never panics, and seconds never yield a time in the past or beyond
+// maxRetryAfter (9227000000 seconds once overflowed into 1734).
+func FuzzRetryAfter(f *testing.F) {
+	for _, s := range []string{"120", "0", "-5", "Wed, 21 Oct 2015 07:28:00 GMT", "", "99999999999999999999", " 7 "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		before := time.Now()
+		got := retryAfter(http.Header{"Retry-After": []string{v}})
+		if _, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && !got.IsZero() {
+			assert.False(t, got.Before(before), "Retry-After %q gave %v", v, got)
+			assert.False(t, got.After(time.Now().Add(maxRetryAfter)), "Retry-After %q gave %v", v, got)
+		}
+	})
 }

@@ -140,12 +140,14 @@ func mapError(err error) error {
 	return err
 }
 
-// retryAt returns the moment d from now, or zero for d zero.
+// retryAt returns the moment d from now, at most maxRetryAfter, or zero
+// for d zero or negative (x/crypto/acme's own parsing of a huge
+// Retry-After overflows into one).
 func retryAt(d time.Duration) time.Time {
 	if d <= 0 {
 		return time.Time{}
 	}
-	return time.Now().Add(d)
+	return time.Now().Add(min(d, maxRetryAfter))
 }
 
 // retryAfter reads a Retry-After header (seconds or an HTTP date).
@@ -155,7 +157,8 @@ func retryAfter(h http.Header) time.Time {
 		return time.Time{}
 	}
 	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && secs > 0 {
-		return time.Now().Add(time.Duration(secs) * time.Second)
+		// Bounded before the multiplication, which would overflow.
+		return retryAt(time.Duration(min(secs, int(maxRetryAfter/time.Second))) * time.Second)
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		return t

@@ -107,6 +107,39 @@
 // outside Root. A link where a PKI file goes is replaced, not followed;
 // a libvirtd.conf or qemu.conf that is a link is refused.
 //
+// # Reload instead of restart
+//
+// After renewed credentials land (a plan that only replaces PKI files),
+// nothing that runs guests needs a restart, where CloudStack restarts
+// libvirtd and the agent and still leaves running guests on their old VNC
+// certificates (CloudStack issues #9718 and #12982):
+//
+//   - libvirtd: "virt-admin server-update-tls libvirtd" (the plan's
+//     action; libvirt >= 6.2) loads the new certificate, key, CA and CRL
+//     into the running daemon; new connections see them, open ones are
+//     kept.
+//   - running guests' VNC servers: QEMU's display-reload (QEMU >= 6.0)
+//     loads the guest's tls-creds-x509 directory again.
+//     [ReloadVNC] sends it to every running guest through libvirt
+//     (virsh qemu-monitor-command; guests without VNC TLS are skipped,
+//     failures name the guest); [ReloadVNCQMP] sends it on a QMP socket
+//     of a QEMU that libvirt does not manage, with a small QMP client
+//     whose every read is bounded. A plan that writes into an existing
+//     VNC directory (renewal, new CRL or CA) ends with this action
+//     ([Action.Run], which [ExecAction] runs): without it a running guest
+//     would keep its old certificate and, after a CRL update, keep
+//     accepting a revoked console proxy.
+//   - migration TLS: nothing. libvirt creates QEMU's tls-creds-x509
+//     object for each migration and deletes it after, so each migration
+//     reads /etc/pki/qemu afresh (see package migration).
+//
+// The reload takes milliseconds (display-reload about 3 ms against about
+// 250 ms for a QEMU to start, before its guest boots; server-update-tls
+// about as long as virt-admin itself takes to run), and the PIDs stay the
+// same. QEMU 7.2 generates 2048-bit DH parameters each time it loads a
+// directory without dh-params.pem, at start and at every display-reload
+// (about 1 s); the layout does not write one.
+//
 // # Secured state
 //
 // [CheckHost] reports a host secured when its credentials are complete,
@@ -143,6 +176,7 @@
 // BUG(libvirttls): by default the QEMU group is resolved with os/user on
 // the machine running the plan, not from Root's /etc/group.
 //
-// BUG(libvirttls): Running VMs keep the VNC certificates they started
-// with; QEMU's display-reload is not issued.
+// BUG(libvirttls): ReloadVNC and the plan's VNC reload action use virsh
+// qemu-monitor-command, after which libvirt marks each guest tainted
+// ("custom-monitor"); libvirt 9.0 has no API for display-reload.
 package libvirttls

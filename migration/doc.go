@@ -75,6 +75,23 @@
 // connection), so it checks the source's certificate locally first and
 // names the likely causes otherwise.
 //
+// # Renewed credentials
+//
+// Migration TLS needs no reload and no restart after a host's credentials
+// are renewed (libvirttls writing new files into /etc/pki/qemu): libvirt
+// creates QEMU's tls-creds-x509 object for each migration
+// (qemuMigrationParamsEnableTLS, object objlibvirt_migrate_tls0) and
+// deletes it afterwards (qemuMigrationParamsResetTLS), so every migration
+// reads the directory afresh, on both ends, in a source QEMU that has run
+// for months as in a destination just started. The package's tests prove
+// it with one source QEMU process: it migrates, its files are renewed and
+// the old certificate revoked, and its next migration presents the new
+// certificate (read from the handshake on the wire) to a destination that
+// refuses the old one; an object that outlives the renewal, which libvirt
+// never makes, would still present the old certificate. (libvirtd's own
+// TLS and running guests' VNC servers do need a reload: see package
+// libvirttls.)
+//
 // # Compatibility
 //
 // The flags are libvirt's ABI values. VIR_MIGRATE_TLS needs libvirt 3.2

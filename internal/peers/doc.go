@@ -28,6 +28,12 @@
 //     [StartQEMUVNCFromDir] QEMU on a directory the test laid out.
 //   - For package migration: [StartQEMUMigration] starts a QEMU as a
 //     migration source or destination, driven over QMP.
+//   - For reload tests (package libvirttls): [QEMUVNCOptions].QMP gives a
+//     VNC QEMU a QMP socket for display-reload; [ProbeVNC] probes any VNC
+//     server, such as a guest's started by libvirt; [WriteDHParams] spares
+//     QEMU generating DH parameters at each load of a directory; PID and
+//     Exited on [QEMUVNC], [Libvirtd] and [QEMUMigration] let a test show
+//     a reload kept the same process.
 //   - For package rfb: [StartQEMUVNCPassword] (VNC password through a
 //     secret file) and [StartXtigervnc] (TigerVNC 1.12, X509Vnc).
 //   - PostgreSQL 15 and MariaDB 10.11, started by .ci/start-databases:

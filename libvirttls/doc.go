@@ -178,5 +178,7 @@
 //
 // BUG(libvirttls): ReloadVNC and the plan's VNC reload action use virsh
 // qemu-monitor-command, after which libvirt marks each guest tainted
-// ("custom-monitor"); libvirt 9.0 has no API for display-reload.
+// ("custom-monitor"): libvirt 9.0 has no API for display-reload. libvirt
+// 10.2 added one (virDomainGraphicsReload, virsh domdisplay-reload),
+// which ReloadVNC does not use yet.
 package libvirttls

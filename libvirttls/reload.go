@@ -28,7 +28,7 @@ const displayReloadVNC = `{"execute":"display-reload","arguments":{"type":"vnc",
 // theirs.
 //
 // The dial, QEMU's greeting, capabilities negotiation and the command
-// share ctx's deadline, or 10 seconds if ctx has none. An error reply is a
+// share one deadline: ctx's, and at most 10 seconds. An error reply is a
 // *[QMPError]; a guest without VNC TLS gives one wrapping [ErrNoVNCTLS].
 //
 // The monitor must be free: QEMU serves one client per QMP socket, and a
@@ -57,7 +57,8 @@ type ReloadVNCOptions struct {
 	// running guest is reloaded (virsh list --name --state-running).
 	Domains []string
 
-	// Timeout bounds each virsh command. If zero, 10 seconds.
+	// Timeout bounds each virsh command (within ctx). If zero, 10
+	// seconds.
 	Timeout time.Duration
 
 	// Virsh is the virsh program. If empty, "virsh" is looked up in PATH.

@@ -52,6 +52,7 @@ func unavailable(t *testing.T, why string) {
 type pkiFixture struct {
 	caPEM               []byte
 	hostPEM, hostKey    []byte // the hypervisor: localhost, 127.0.0.1
+	hostTLSCertificate  tls.Certificate
 	proxyPEM, proxyKey  []byte // the proxy's client identity towards QEMU
 	webCert             tls.Certificate
 	webSPKIHash         string // base64 SHA-256 of the web server's SubjectPublicKeyInfo
@@ -80,7 +81,7 @@ func newPKI(t *testing.T) *pkiFixture {
 			pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
 			tls.Certificate{Certificate: [][]byte{res.Certificate.Raw}, PrivateKey: res.PrivateKey, Leaf: res.Certificate}
 	}
-	f.hostPEM, f.hostKey, _ = issue(&provider.IssueRequest{DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, Role: provider.RoleHost})
+	f.hostPEM, f.hostKey, f.hostTLSCertificate = issue(&provider.IssueRequest{DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, Role: provider.RoleHost})
 	f.proxyPEM, f.proxyKey, f.proxyTLSCertificate = issue(&provider.IssueRequest{CommonName: "console-proxy", Role: provider.RoleClient})
 	_, _, f.webCert = issue(&provider.IssueRequest{CommonName: "console.example.org", IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, Role: provider.RoleServer})
 	sum := sha256.Sum256(f.webCert.Leaf.RawSubjectPublicKeyInfo)

@@ -216,6 +216,8 @@ func userMessage(err error) string {
 	case errors.Is(err, rfb.ErrUnknownAuthority), errors.Is(err, rfb.ErrNameMismatch),
 		errors.Is(err, rfb.ErrExpired), errors.Is(err, rfb.ErrIncompatibleUsage):
 		return "the VM's console server presented an untrusted certificate"
+	case errors.As(err, new(*rfb.NoSecurityError)):
+		return "the VM's console server offers no encrypted connection"
 	case errors.Is(err, rfb.ErrTLSClientRejected):
 		return "the VM's console server refused the proxy's certificate"
 	case errors.Is(err, rfb.ErrAuthFailed):

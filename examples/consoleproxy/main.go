@@ -76,16 +76,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	} else {
 		err = serve(ctx, args, stderr)
 	}
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
+	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return 0
-	case errors.Is(err, errUsage):
-		fmt.Fprintln(stderr, "consoleproxy:", err)
-		return 2
-	default:
-		fmt.Fprintln(stderr, "consoleproxy:", err)
-		return 1
 	}
+	// Errors of this package's functions carry the prefix already.
+	fmt.Fprintln(stderr, "consoleproxy:", strings.TrimPrefix(err.Error(), "consoleproxy: "))
+	if errors.Is(err, errUsage) {
+		return 2
+	}
+	return 1
 }
 
 // serveOptions are the flags of the proxy.
@@ -151,7 +150,7 @@ func loopback(addr string) bool {
 func newProxy(o serveOptions, log *slog.Logger) (*proxy, error) {
 	caPEM, err := os.ReadFile(o.ca)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("-ca: %w", err)
 	}
 	roots := x509.NewCertPool()
 	if !roots.AppendCertsFromPEM(caPEM) {

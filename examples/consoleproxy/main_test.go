@@ -77,7 +77,7 @@ func TestMintTokenCommand(t *testing.T) {
 	stderr.Reset()
 	code = run(context.Background(), []string{"mint-token", "-token-key", keyFile, "-host", "h", "-port", "1", "-ttl", "1h"}, nil, &stdout, &stderr)
 	assert.Equal(t, 1, code)
-	assert.Contains(t, stderr.String(), "lifetime 1h0m0s not in (0, 10m0s]")
+	assert.Equal(t, "consoleproxy: minting a token: lifetime 1h0m0s not in (0, 10m0s]\n", stderr.String())
 	assert.Empty(t, stdout.String())
 }
 

@@ -41,6 +41,13 @@ const (
 	defaultDialMaxBackoff     = 30 * time.Second
 	defaultDialTimeout        = 10 * time.Second
 
+	// Background task: renewals in flight, renewals started per second,
+	// first retry delay, and how often one host's alert may repeat.
+	defaultRenewalConcurrency = 4
+	defaultRenewalRate        = 10.0
+	defaultRetryBackoff       = time.Minute
+	alertRepeat               = 24 * time.Hour
+
 	// identityMargin keeps the management certificate's NotAfter this far
 	// inside the CA's.
 	identityMargin = time.Minute

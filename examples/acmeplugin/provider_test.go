@@ -8,9 +8,11 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strconv"
@@ -323,4 +325,49 @@ func FuzzRetryAfter(f *testing.F) {
 			assert.False(t, got.After(time.Now().Add(maxRetryAfter)), "Retry-After %q gave %v", v, got)
 		}
 	})
+}
+
+// TestHTTP01Solver: a presented token is served with its key
+// authorization at /.well-known/acme-challenge/TOKEN until withdrawn, and
+// nothing else is.
+func TestHTTP01Solver(t *testing.T) {
+	client := &acme.Client{Key: newAccountKey(t)}
+	s := &HTTP01Solver{}
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	withdraw, err := s.Present(t.Context(), client, acme.AuthzID{Type: "dns", Value: "kvm1.example.org"}, &acme.Challenge{Type: "http-01", Token: "tok-1"})
+	require.NoError(t, err)
+	want, err := client.HTTP01ChallengeResponse("tok-1")
+	require.NoError(t, err)
+	get := func(method, path string) (int, string) {
+		req, err := http.NewRequestWithContext(t.Context(), method, srv.URL+path, nil)
+		require.NoError(t, err)
+		res, err := srv.Client().Do(req)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		body, err := io.ReadAll(res.Body)
+		require.NoError(t, err)
+		return res.StatusCode, string(body)
+	}
+	tests := []struct {
+		name, method, path string
+		status             int
+	}{
+		{name: "presented", method: http.MethodGet, path: http01Prefix + "tok-1", status: http.StatusOK},
+		{name: "unknownToken", method: http.MethodGet, path: http01Prefix + "tok-2", status: http.StatusNotFound},
+		{name: "otherPath", method: http.MethodGet, path: "/tok-1", status: http.StatusNotFound},
+		{name: "post", method: http.MethodPost, path: http01Prefix + "tok-1", status: http.StatusNotFound},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			status, body := get(tc.method, tc.path)
+			assert.Equal(t, tc.status, status)
+			if tc.status == http.StatusOK {
+				assert.Equal(t, want, body)
+			}
+		})
+	}
+	withdraw()
+	status, _ := get(http.MethodGet, http01Prefix+"tok-1")
+	assert.Equal(t, http.StatusNotFound, status, "after withdraw")
 }

@@ -68,6 +68,31 @@
 // Keys are never logged; refusals are logged with the certificate's
 // subject and serial through Settings.Logger.
 //
+// # Renewal and alerts
+//
+// [Manager.NewBackground] returns the background task (CloudStack's
+// CABackgroundTask); run [Background.Run] next to the agent listener. It
+// wakes every Settings.BackgroundInterval (plus or minus a tenth) and
+// reads the provider's inventory, so a host that has not connected since
+// this server started is renewed too (CloudStack walks only the hosts
+// that handshook since its start, issue #4129); a provider without an
+// inventory makes Run fail with an error matching [errors.ErrUnsupported].
+// Each valid certificate is renewed through [Manager.Provision], with the
+// host that BackgroundOptions.HostFor names, at a moment of its own in the
+// first half of its alert window (a hash of its serial picks it, so a
+// restart keeps it, and hosts issued on the same day renew over days);
+// starts are spaced over the wake interval when more than one a minute is
+// due, and bounded by BackgroundOptions.Concurrency and RatePerSecond.
+// The replaced certificate is revoked as superseded once the host has
+// reloaded. What is not renewed is alerted, at most once a day per host:
+// renewal off, no host, or an issuing CA that ends inside the window. A
+// failed renewal is an [Alert] naming the host and the cause, retried
+// after a backoff that doubles up to the wake interval. The task also
+// alerts a CA certificate nearing its end and renews the management
+// server's [Identity] in place. Alerts go to BackgroundOptions.Alert and
+// to Settings.Logger. Time comes from Settings.Time and waiting from
+// BackgroundOptions.Sleep, so a test runs a year in seconds.
+//
 // # Revocation over HTTP
 //
 // The CRL is signed when a revocation goes through [Manager.Revoke] and

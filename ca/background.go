@@ -60,7 +60,9 @@ type BackgroundOptions struct {
 	// without re-signing the CRL at once) when its host has installed the
 	// new certificate and reloaded, so that a key the host replaced opens
 	// nothing any more. A certificate whose host failed to reload is
-	// never revoked.
+	// never revoked. With KeepSuperseded, the task remembers the renewed
+	// certificates in memory only: after a restart, a replaced
+	// certificate still in its window is renewed once more.
 	KeepSuperseded bool
 
 	// Sleep waits for d, or until ctx is done and then returns ctx's
@@ -83,6 +85,9 @@ type BackgroundOptions struct {
 // When more than one renewal per minute is due, starts are also spaced
 // evenly over the wake interval; RatePerSecond and Concurrency bound them
 // further. The second half of the window is left for retries.
+//
+// Run the task on one management server at a time: two would each renew
+// the same hosts.
 type Background struct {
 	m        *Manager
 	o        BackgroundOptions

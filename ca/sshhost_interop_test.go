@@ -8,7 +8,6 @@ import (
 	"encoding/pem"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,18 +23,11 @@ import (
 	"github.com/kvmpki/kvmpki/provider"
 )
 
-// buildHostTools builds the host-side programs the SSH transport runs
+// hostTools builds the host-side programs the SSH transport runs
 // (examples/keystore-setup and examples/keystore-cert-import) into a
 // fresh directory, the "remote" bin directory.
-func buildHostTools(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	for _, name := range []string{"keystore-setup", "keystore-cert-import"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), "github.com/kvmpki/kvmpki/examples/"+name)
-		out, err := cmd.CombinedOutput()
-		require.NoError(t, err, "go build %s: %s", name, out)
-	}
-	return dir
+func hostTools(t *testing.T) string {
+	return peers.BuildCommands(t, "github.com/kvmpki/kvmpki/examples/keystore-setup", "github.com/kvmpki/kvmpki/examples/keystore-cert-import")
 }
 
 // sshFixture is a loopback sshd, the host tools, and a keystore directory
@@ -49,7 +41,7 @@ type sshFixture struct {
 func newSSHFixture(t *testing.T) *sshFixture {
 	t.Helper()
 	sshd := peers.StartSSHD(t)
-	return &sshFixture{sshd: sshd, bin: buildHostTools(t), keyDir: t.TempDir()}
+	return &sshFixture{sshd: sshd, bin: hostTools(t), keyDir: t.TempDir()}
 }
 
 // config is an SSHConfig for the fixture; Reload touches a file.

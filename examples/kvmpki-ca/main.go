@@ -14,6 +14,13 @@
 //	kvmpki-ca crl    -dir DIR -out FILE [-der]
 //	kvmpki-ca list   -dir DIR
 //	kvmpki-ca serve  -dir DIR -listen ADDR -agent-listen ADDR [-names a,b] [-ips x,y]
+//	kvmpki-ca provision -dir DIR -ssh USER@HOST:PORT -identity KEYFILE -known-hosts FILE -remote-bin DIR
+//	                 [-names a,b] [-ips x,y] [-remote-dir DIR] [-reload-command CMD]
+//
+// provision provisions one KVM host over SSH (package ca's SSHHost): the
+// host key is checked against -known-hosts, keystore-setup and
+// keystore-cert-import run from -remote-bin on the host, and no secret or
+// PEM is ever on a command line.
 //
 // serve runs package ca's HTTP handlers (the CA bundle at /ca.pem, the CRL
 // at /crl, OCSP at /ocsp) on -listen, and a strict agent-port TLS listener
@@ -66,6 +73,7 @@ commands:
   crl      write a signed CRL
   list     list issued certificates
   serve    serve the CA bundle, CRL and OCSP over HTTP and a strict agent port
+  provision  provision a KVM host's certificate over SSH
 
 The CA key password is read from $KVMPKI_CA_PASSWORD or -password-file.
 With -db postgres://USER@HOST/DB or -db mysql://USER@tcp(HOST:PORT)/DB the
@@ -105,6 +113,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	switch cmd {
 	case "init":
 		return c.init(ctx, args)
+	case "provision":
+		return c.provision(ctx, args)
 	case "issue":
 		return c.issue(ctx, args)
 	case "bundle":

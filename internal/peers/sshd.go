@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -176,4 +177,17 @@ func writeOpenSSHKey(t testing.TB, path string, key ed25519.PrivateKey) {
 	block, err := ssh.MarshalPrivateKey(key, "")
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(path, pem.EncodeToMemory(block), 0o600))
+}
+
+// BuildCommands builds the main packages pkgs (import paths) with go
+// build into a fresh directory and returns it: for a test that runs a
+// module's own commands on an SSHD "host".
+func BuildCommands(t testing.TB, pkgs ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, pkg := range pkgs {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, path.Base(pkg)), pkg).CombinedOutput()
+		require.NoError(t, err, "go build %s: %s", pkg, out)
+	}
+	return dir
 }

@@ -133,10 +133,10 @@
 //     object for each migration and deletes it after, so each migration
 //     reads /etc/pki/qemu afresh (see package migration).
 //
-// The reload takes milliseconds (display-reload about 3 ms against about
-// 250 ms for a QEMU to start, before its guest boots; server-update-tls
-// about as long as virt-admin itself takes to run), and the PIDs stay the
-// same. QEMU 7.2 generates 2048-bit DH parameters each time it loads a
+// The reload takes milliseconds (display-reload 3-7 ms against
+// 170-300 ms for a QEMU to start, before its guest boots;
+// server-update-tls about as long as virt-admin itself takes to run,
+// 50-110 ms), and the PIDs stay the same. QEMU 7.2 generates 2048-bit DH parameters each time it loads a
 // directory without dh-params.pem, at start and at every display-reload
 // (about 1 s); the layout does not write one.
 //

@@ -144,6 +144,9 @@ func CheckIssueRequest(req *IssueRequest, policy *CSRPolicy) error {
 	if req.Validity < 0 {
 		return &RequestError{Field: "validity", Reason: "negative"}
 	}
+	if req.MaxValidity < 0 {
+		return &RequestError{Field: "max validity", Reason: "negative"}
+	}
 	if req.CommonName != "" {
 		if err := checkCommonName("common name", req.CommonName); err != nil {
 			return err

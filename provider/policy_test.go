@@ -115,6 +115,7 @@ func TestCheckIssueRequest(t *testing.T) {
 		{name: "ipv6 literal as DNS name", edit: func(r *provider.IssueRequest) { r.DNSNames = []string{"2001:db8::9"} }, field: "dns"},
 		{name: "no role", edit: func(r *provider.IssueRequest) { r.Role = provider.RoleUnspecified }, field: "role"},
 		{name: "negative validity", edit: func(r *provider.IssueRequest) { r.Validity = -time.Hour }, field: "validity"},
+		{name: "negative max validity", edit: func(r *provider.IssueRequest) { r.MaxValidity = -time.Hour }, field: "max validity"},
 		{name: "long common name", edit: func(r *provider.IssueRequest) { r.CommonName = strings.Repeat("a", 65) }, field: "common name"},
 		{name: "malformed common name", edit: func(r *provider.IssueRequest) { r.CommonName = "kvm 1" }, field: "common name"},
 		{name: "multicast address", edit: func(r *provider.IssueRequest) { r.IPAddresses = []net.IP{net.ParseIP("ff02::1")} }, field: "ip"},

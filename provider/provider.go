@@ -26,7 +26,10 @@ type Provider interface {
 	Description() string
 	// CACertificates returns the certificates peers must trust: the
 	// issuing CA first, then its issuers up to the root. During a CA
-	// rollover further self-signed roots follow.
+	// rollover further self-signed roots follow. A CA that issues from
+	// several intermediates (Let's Encrypt) lists all of them, each
+	// before the root it chains to; every [IssueResult.Chain] is a path
+	// through these certificates.
 	CACertificates(ctx context.Context) ([]*x509.Certificate, error)
 	// Issue issues a certificate. A request the provider refuses yields
 	// an error matching ErrInvalidRequest and changes no state.
@@ -56,9 +59,12 @@ type CRLSigner interface {
 // CRLSource is a provider whose CRLs are fetched, not signed: the CA (an
 // ACME CA, Vault) publishes them and the provider downloads the latest.
 type CRLSource interface {
-	// CRLs returns the latest CRL of each CA certificate that issues
+	// CRLs returns the latest CRLs of each CA certificate that issues
 	// the provider's certificates, checked against its issuer. A CA
-	// that has not published one yet yields an error matching
+	// may partition its CRL into shards (Let's Encrypt), so one issuer
+	// may have several CRLs, each with its own IssuingDistributionPoint;
+	// callers take a certificate's status from all of its issuer's CRLs.
+	// A CA that has not published one yet yields an error matching
 	// ErrRetryLater.
 	CRLs(ctx context.Context) ([]*x509.RevocationList, error)
 }
@@ -77,7 +83,8 @@ type Renewer interface {
 	// Renew issues a successor with the same names and role. A
 	// certificate the provider did not issue, or a bad CSR or validity,
 	// yields an error matching ErrInvalidRequest; a revoked certificate
-	// one matching ErrRevoked.
+	// one matching ErrRevoked. A provider that needs proof of possession
+	// of the key refuses a request without a CSR with [Unsupported].
 	Renew(ctx context.Context, req *RenewRequest) (*IssueResult, error)
 }
 

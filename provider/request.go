@@ -64,11 +64,22 @@ type IssueRequest struct {
 	DNSNames    []string
 	IPAddresses []net.IP
 
-	// Validity is how long the certificate is valid, counted from the
-	// moment of issue (a provider may backdate NotBefore a little to
-	// absorb clock skew). Zero means the provider's default. A provider refuses, rather than shortens, a
-	// validity that outlives its CA.
+	// Validity is how long the certificate is valid, exactly, counted
+	// from the moment of issue (a provider may backdate NotBefore a
+	// little to absorb clock skew). Zero means the provider's default,
+	// bounded by MaxValidity. A provider refuses, rather than shortens, a
+	// validity that outlives its CA; a CA that decides the validity
+	// itself (ACME) refuses any non-zero Validity with [Unsupported].
 	Validity time.Duration
+
+	// MaxValidity, if non-zero, is the longest validity the requester
+	// accepts when Validity is zero: a provider that chooses the
+	// validity issues at most this long (rootca: the shorter of its
+	// default and MaxValidity), and a CA that decides the validity
+	// itself issues when its own validity fits, refusing with
+	// [Unsupported] otherwise. Zero means no bound. It is ignored when
+	// Validity is set, and a negative value is refused.
+	MaxValidity time.Duration
 
 	// Role decides the key usages. It must be set.
 	Role Role
@@ -79,7 +90,11 @@ type IssueResult struct {
 	// Certificate is the issued leaf certificate.
 	Certificate *x509.Certificate
 	// Chain holds the issuing CA certificates, from the issuer of
-	// Certificate up to and including the root.
+	// Certificate up to and including the root. A CA with several
+	// issuing intermediates (Let's Encrypt) returns the path of this
+	// certificate, which need not be the first of
+	// [Provider.CACertificates]; every certificate of Chain is among
+	// them.
 	Chain []*x509.Certificate
 	// PrivateKey is the generated key when the request had no CSR, and
 	// nil otherwise.
@@ -130,15 +145,19 @@ type RenewRequest struct {
 	// issued by the provider and not be revoked.
 	Certificate *x509.Certificate
 	// CSR, if set, carries a new key for the successor. If nil, the
-	// successor certifies the same public key.
+	// successor certifies the same public key; a CA that certifies a
+	// key only on a CSR signed with it (proof of possession: ACME, RFC
+	// 8555 section 7.4) refuses a nil CSR with [Unsupported], and the
+	// caller renews with a CSR instead.
 	//
 	// A certificate is public: before renewing with a CSR, the caller
 	// must have authenticated the holder of Certificate's key (for
 	// instance as the TLS peer that presented it), or anyone could move
 	// another host's names onto a key of their own.
 	CSR []byte
-	// Validity as in IssueRequest.
-	Validity time.Duration
+	// Validity and MaxValidity as in IssueRequest.
+	Validity    time.Duration
+	MaxValidity time.Duration
 }
 
 // VerifyRequest asks a provider to judge a peer's certificate at a TLS

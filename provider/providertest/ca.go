@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/x509"
 	"encoding/pem"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -26,17 +27,47 @@ func (s *suite) testIdentity(t *testing.T, p provider.Provider) {
 type caInfo struct {
 	// certs is CACertificates as returned.
 	certs []*x509.Certificate
-	// chain is the prefix of certs from the issuing CA up to the first
-	// self-signed certificate, the expected IssueResult.Chain; the
-	// certificates after it are further roots (a rollover).
-	chain []*x509.Certificate
 	// roots holds the self-signed certificates of certs, intermediates
-	// the others.
+	// the others. A CA may issue from several intermediates (Let's
+	// Encrypt), each listed before the root it chains to.
 	roots, intermediates *x509.CertPool
 }
 
-// issuer returns the issuing CA certificate.
-func (c *caInfo) issuer() *x509.Certificate { return c.chain[0] }
+// issuer returns the first CA certificate, the issuing CA of a CA with
+// one.
+func (c *caInfo) issuer() *x509.Certificate { return c.certs[0] }
+
+// issuerOf returns the certificate of certs that signed leaf, failing t
+// if none did.
+func (c *caInfo) issuerOf(t *testing.T, leaf *x509.Certificate) *x509.Certificate {
+	t.Helper()
+	for _, ca := range c.certs {
+		if bytes.Equal(ca.RawSubject, leaf.RawIssuer) && leaf.CheckSignatureFrom(ca) == nil {
+			return ca
+		}
+	}
+	require.Failf(t, "unknown issuer", "%s (serial %s) is signed by none of CACertificates", leaf.Subject, provider.FormatSerial(leaf.SerialNumber))
+	return nil
+}
+
+// checkChain checks that chain is a path from leaf up to a self-signed
+// root through certificates of CACertificates, as IssueResult.Chain must
+// be, and that leaf verifies against the roots for usage.
+func (c *caInfo) checkChain(t *testing.T, leaf *x509.Certificate, chain []*x509.Certificate) {
+	t.Helper()
+	require.NotEmpty(t, chain, "Chain must hold the issuing CA up to the root")
+	child := leaf
+	for i, ca := range chain {
+		require.NotNil(t, ca, "Chain[%d] is nil", i)
+		assert.True(t, slices.ContainsFunc(c.certs, ca.Equal), "Chain[%d] (%s) must be among CACertificates", i, ca.Subject)
+		assert.Equal(t, ca.RawSubject, child.RawIssuer, "Chain[%d] must be the issuer of the certificate before it", i)
+		assert.NoError(t, child.CheckSignatureFrom(ca), "Chain[%d] (%s) must have signed the certificate before it", i, ca.Subject)
+		child = ca
+	}
+	assert.True(t, isSelfSigned(chain[len(chain)-1]), "Chain must end with a self-signed root")
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: c.roots, Intermediates: c.intermediates, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	assert.NoError(t, err, "the certificate must verify to a root among CACertificates")
+}
 
 // verifyOptions returns options to verify a leaf for usage at the time
 // the suite runs.
@@ -64,18 +95,17 @@ func (s *suite) caCertificates(t *testing.T, p provider.Provider) *caInfo {
 		roots:         x509.NewCertPool(),
 		intermediates: x509.NewCertPool(),
 	}
+	root := false
 	for i, c := range certs {
 		require.NotNil(t, c, "CACertificates()[%d] is nil", i)
 		if isSelfSigned(c) {
 			info.roots.AddCert(c)
-			if info.chain == nil {
-				info.chain = certs[:i+1]
-			}
+			root = true
 		} else {
 			info.intermediates.AddCert(c)
 		}
 	}
-	require.NotNil(t, info.chain, "CACertificates holds no self-signed root")
+	require.True(t, root, "CACertificates holds no self-signed root")
 	return info
 }
 
@@ -90,18 +120,19 @@ func (s *suite) testCACertificates(t *testing.T, p provider.Provider) {
 	})
 
 	s.run(t, "Chain", func(t *testing.T) {
-		for i, c := range ca.chain[:len(ca.chain)-1] {
-			next := ca.chain[i+1]
-			assert.NoError(t, c.CheckSignatureFrom(next), "certificate %d (%s) must be signed by certificate %d (%s)", i, c.Subject, i+1, next.Subject)
-			assert.Equal(t, next.RawSubject, c.RawIssuer, "certificate %d must name certificate %d as issuer", i, i+1)
-		}
+		// Each CA certificate but a root is signed by one listed after
+		// it: several issuing CAs each come before the root they chain
+		// to, and rollover roots follow.
 		for i, c := range ca.certs {
 			assert.True(t, c.BasicConstraintsValid && c.IsCA, "certificate %d (%s) must be a CA", i, c.Subject)
 			assertNoWeakSignature(t, c)
-		}
-		// The rest, past the chain, are rollover roots.
-		for i, c := range ca.certs[len(ca.chain):] {
-			assert.True(t, isSelfSigned(c), "certificate %d after the root must be another self-signed root", len(ca.chain)+i)
+			if isSelfSigned(c) {
+				continue
+			}
+			signed := slices.ContainsFunc(ca.certs[i+1:], func(next *x509.Certificate) bool {
+				return bytes.Equal(next.RawSubject, c.RawIssuer) && c.CheckSignatureFrom(next) == nil
+			})
+			assert.True(t, signed, "certificate %d (%s) must be signed by a certificate listed after it", i, c.Subject)
 		}
 		_, err := ca.issuer().Verify(x509.VerifyOptions{
 			Roots:         ca.roots,

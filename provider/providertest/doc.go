@@ -58,17 +58,22 @@
 //   - Identity: Name, Description: non-empty.
 //   - CACertificates: IssuingCA (the first certificate is a CA with
 //     keyCertSign and a subject key identifier); Chain (each certificate
-//     is signed by the next up to a self-signed root, all are CAs, none is
-//     signed with SHA-1, and any further certificates are rollover roots);
+//     but a self-signed root is signed by one listed after it, so several
+//     issuing CAs each come before their root and rollover roots follow;
+//     all are CAs, none is signed with SHA-1);
 //     Bundle (CABundle parses back to the same certificates).
 //   - Issue, with a generated key: host, client, server (the leaf verifies
 //     against the CA certificates for the usages of its role and only
-//     those, PrivateKey matches it, Chain is the CA chain, the requested
+//     those, PrivateKey matches it, Chain is a path from the leaf's issuer to a
+//     self-signed root through CACertificates, the requested
 //     names are in the SAN, it is not a CA, it does not outlive its
 //     issuer, its serial is positive and at most 20 octets, it has a
 //     subject key identifier and an authority key identifier equal to the
 //     issuer's, it is not signed with SHA-1); CommonName; Validity (the
-//     requested validity is honoured); UniqueSerials (50 issues);
+//     requested validity is honoured); MaxValidity (the certificate ends
+//     within a 36-hour IssueRequest.MaxValidity; with
+//     [Options.FixedValidity], 100 years is accepted and a minute refused
+//     with [provider.Unsupported]); UniqueSerials (50 issues);
 //     KeyTypes/<type> (one per [Options.KeyTypes]); LibvirtKeyUsage (a
 //     host or server leaf, generated or from an RSA CSR, has no keyUsage
 //     or one with both digitalSignature and keyEncipherment, as libvirt
@@ -109,7 +114,9 @@
 //   - Inventory ([provider.Inventory]): Lookup, Revoked, List, Filters,
 //     UnknownSerial.
 //   - Renew ([provider.Renewer]): Successor (new serial, same names and
-//     role, later NotAfter, same key), NewKey (with a CSR), Revoked
+//     role, later NotAfter, same key; a provider refusing the request
+//     without a CSR with [provider.Unsupported] gets one for the same key,
+//     as a CA needing proof of possession does), NewKey (with a CSR), Revoked
 //     ([provider.ErrRevoked]) and Foreign ([provider.ErrInvalidRequest]).
 //   - Concurrency: IssueRevoke: 8 goroutines issue and revoke at once,
 //     next to readers; every serial is distinct.

@@ -74,6 +74,10 @@ var flawCases = []flawCase{
 		},
 		skipped: []string{"Issue/host", "Issue/client", "Issue/KeyTypes", "Revoke/UnknownSerial",
 			"CRL/Entry", "VerifyPeer/MutualTLS", "Inventory"}},
+	// A CA listing a second issuing CA before its own: each Chain
+	// verifies to a root among CACertificates, without being a prefix
+	// of them.
+	{name: "several issuing CAs", flaws: flaws{severalIssuers: true}},
 	// The same CA with the default options: the suite fails, loudly.
 	{name: "acme-like without options", flaws: flaws{acme: true}, wrap: func(ca *toyCA) provider.Provider { return acmeToy{ca} },
 		run: "Issue", fail: []string{"Issue/host", "Issue/client", "Issue/Validity"}},

@@ -92,12 +92,8 @@ func (s *suite) issueRequest(t *testing.T, p provider.Provider, req *provider.Is
 func (s *suite) checkLeaf(t *testing.T, ca *caInfo, it *issued) {
 	t.Helper()
 	c := it.cert()
-	issuer := ca.issuer()
-
-	require.Len(t, it.res.Chain, len(ca.chain), "Chain must hold the CA certificates up to the root")
-	for i := range ca.chain {
-		assert.True(t, ca.chain[i].Equal(it.res.Chain[i]), "Chain[%d] must be CACertificates()[%d]", i, i)
-	}
+	ca.checkChain(t, c, it.res.Chain)
+	issuer := it.res.Chain[0]
 
 	assert.False(t, c.IsCA, "a leaf must not be a CA")
 	assert.Zero(t, c.KeyUsage&(x509.KeyUsageCertSign|x509.KeyUsageCRLSign), "a leaf must not sign certificates or CRLs")
@@ -225,6 +221,37 @@ func (s *suite) testIssue(t *testing.T, p provider.Provider) {
 		fromNotBefore := span > validity-validityTolerance && span < validity+validityTolerance
 		assert.True(t, fromIssue || fromNotBefore,
 			"requested validity %v; got NotBefore %v, NotAfter %v, issued at %v", validity, c.NotBefore, c.NotAfter, it.start)
+	})
+
+	s.run(t, "MaxValidity", func(t *testing.T) {
+		// An upper bound, not a validity: a provider that chooses the
+		// validity stays within it, one that decides it (ACME) issues
+		// when its own validity fits and refuses when it does not.
+		const bound = 36 * time.Hour
+		if s.fixedValidity {
+			const long = 100 * 365 * 24 * time.Hour
+			it := s.issue(t, p, s.anyRole(), func(req *provider.IssueRequest) { req.MaxValidity = long })
+			assert.LessOrEqual(t, it.cert().NotAfter.Sub(it.start), long, "NotAfter beyond MaxValidity")
+			req := s.request(t, s.anyRole())
+			req.MaxValidity = time.Minute
+			if s.noKeyGen {
+				req.CSR = s.csrFor(t, newECDSAKey(t), req)
+			}
+			res, err := p.Issue(t.Context(), req)
+			if err == nil {
+				assert.LessOrEqual(t, res.Certificate.NotAfter.Sub(res.Certificate.NotBefore), time.Minute+validityTolerance,
+					"a MaxValidity the CA's validity exceeds must be refused with provider.Unsupported, or honoured")
+				return
+			}
+			assert.ErrorIs(t, err, errors.ErrUnsupported, "a MaxValidity shorter than the CA's validity must be refused with provider.Unsupported")
+			assert.ErrorIs(t, err, provider.ErrInvalidRequest, "a MaxValidity shorter than the CA's validity must be refused with provider.Unsupported")
+			return
+		}
+		it := s.issue(t, p, s.anyRole(), func(req *provider.IssueRequest) { req.MaxValidity = bound })
+		c := it.cert()
+		assert.False(t, c.NotAfter.After(it.end.Add(bound+validityTolerance)),
+			"MaxValidity %v; got NotAfter %v, issued at %v", bound, c.NotAfter, it.start)
+		assert.True(t, c.NotAfter.After(it.end), "NotAfter %v is in the past", c.NotAfter)
 	})
 
 	s.run(t, "UniqueSerials", func(t *testing.T) {

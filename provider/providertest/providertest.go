@@ -73,7 +73,10 @@ type Options struct {
 	// or RenewRequest.Validity, except in Issue/Validity, which instead
 	// expects a request for a validity to be refused with
 	// [provider.Unsupported] (matching both provider.ErrInvalidRequest
-	// and errors.ErrUnsupported).
+	// and errors.ErrUnsupported). Issue/MaxValidity then expects a
+	// MaxValidity of 100 years to be accepted and one of a minute to be
+	// refused the same way (or honoured); without FixedValidity, it
+	// expects a certificate within a 36-hour MaxValidity.
 	FixedValidity bool
 
 	// Skip maps check names, as "Refusals/SHA1CSR" or a whole group as
@@ -156,7 +159,7 @@ var checkNames = []string{
 	"Identity", "Identity/Name", "Identity/Description",
 	"CACertificates", "CACertificates/IssuingCA", "CACertificates/Chain", "CACertificates/Bundle",
 	"Issue", "Issue/host", "Issue/client", "Issue/server", "Issue/CommonName", "Issue/Validity",
-	"Issue/UniqueSerials", "Issue/KeyTypes", "Issue/LibvirtKeyUsage",
+	"Issue/MaxValidity", "Issue/UniqueSerials", "Issue/KeyTypes", "Issue/LibvirtKeyUsage",
 	"IssueCSR", "IssueCSR/rsa-2048", "IssueCSR/ecdsa-p256",
 	"Refusals", "Refusals/NoRole", "Refusals/BadCSRSignature", "Refusals/WeakRSAKey",
 	"Refusals/CSRRequestsCA", "Refusals/SHA1CSR", "Refusals/MalformedCSR",

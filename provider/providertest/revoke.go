@@ -104,9 +104,10 @@ func (s *suite) testCRL(t *testing.T, p provider.Provider) {
 	require.NotNil(t, crl)
 
 	s.run(t, "Signature", func(t *testing.T) {
-		assert.NoError(t, crl.CheckSignatureFrom(ca.issuer()), "the CRL must be signed by the issuing CA")
-		assert.Equal(t, ca.issuer().RawSubject, crl.RawIssuer, "CRL issuer")
-		assert.Equal(t, ca.issuer().SubjectKeyId, crl.AuthorityKeyId, "CRL authority key identifier")
+		issuer := ca.issuerOf(t, revoked)
+		assert.NoError(t, crl.CheckSignatureFrom(issuer), "the CRL must be signed by the issuing CA")
+		assert.Equal(t, issuer.RawSubject, crl.RawIssuer, "CRL issuer")
+		assert.Equal(t, issuer.SubjectKeyId, crl.AuthorityKeyId, "CRL authority key identifier")
 	})
 	s.run(t, "Entry", func(t *testing.T) {
 		i := slices.IndexFunc(crl.RevokedCertificateEntries, func(e x509.RevocationListEntry) bool {
@@ -149,9 +150,11 @@ func (s *suite) testCRLSource(t *testing.T, p provider.Provider, ca *caInfo) {
 			require.NotNil(t, crl, "CRLs()[%d]", i)
 			signed := slices.ContainsFunc(ca.certs, func(c *x509.Certificate) bool { return crl.CheckSignatureFrom(c) == nil })
 			assert.True(t, signed, "CRL %d must be signed by one of the CA certificates", i)
-			issuing = issuing || crl.CheckSignatureFrom(ca.issuer()) == nil
+			issuing = issuing || slices.ContainsFunc(ca.certs, func(c *x509.Certificate) bool {
+				return !isSelfSigned(c) && crl.CheckSignatureFrom(c) == nil
+			}) || crl.CheckSignatureFrom(ca.issuer()) == nil
 		}
-		assert.True(t, issuing, "one CRL must be the issuing CA's")
+		assert.True(t, issuing, "one CRL must be an issuing CA's")
 	})
 	s.run(t, "Entry", func(t *testing.T) { t.Skip("a CRLSource publishes revocations on the CA's schedule") })
 	s.run(t, "Number", func(t *testing.T) {
@@ -268,16 +271,24 @@ func (s *suite) testRenew(t *testing.T, p provider.Provider) {
 
 	s.run(t, "Successor", func(t *testing.T) {
 		for _, role := range s.roles {
-			old := s.issue(t, p, role, func(req *provider.IssueRequest) {
+			it := s.issue(t, p, role, func(req *provider.IssueRequest) {
 				if !s.fixedValidity {
 					req.Validity = time.Hour
 				}
-			}).cert()
+			})
+			old := it.cert()
 			req := &provider.RenewRequest{Certificate: old}
 			if !s.fixedValidity {
 				req.Validity = 2 * time.Hour
 			}
 			res, err := r.Renew(t.Context(), req)
+			if errors.Is(err, errors.ErrUnsupported) && errors.Is(err, provider.ErrInvalidRequest) && it.key != nil {
+				// A CA that certifies a key only on a CSR signed with it
+				// (ACME, RFC 8555 section 7.4) may refuse the form
+				// without a CSR: prove possession of the same key.
+				req.CSR = s.csrFor(t, it.key, it.req)
+				res, err = r.Renew(t.Context(), req)
+			}
 			require.NoError(t, err, "Renew")
 			require.NotNil(t, res)
 			require.NotNil(t, res.Certificate)
@@ -295,8 +306,8 @@ func (s *suite) testRenew(t *testing.T, p provider.Provider) {
 			} else {
 				assert.True(t, c.NotAfter.After(old.NotAfter), "the successor's NotAfter %v must be after %v", c.NotAfter, old.NotAfter)
 			}
-			assert.True(t, publicKeysEqual(old.PublicKey, c.PublicKey), "without a CSR the successor certifies the same key")
-			assert.NoError(t, c.CheckSignatureFrom(ca.issuer()), "the successor must be signed by the issuing CA")
+			assert.True(t, publicKeysEqual(old.PublicKey, c.PublicKey), "the successor certifies the same key")
+			ca.checkChain(t, c, res.Chain)
 		}
 	})
 	s.run(t, "NewKey", func(t *testing.T) {

@@ -26,8 +26,9 @@ import (
 // to test the conformance suite.
 type toyCA struct {
 	root, issuer *x509.Certificate
-	key          crypto.Signer // the issuer's key
-	flaws        flaws         // deliberate bugs, to prove the suite finds them
+	other        *x509.Certificate // a second issuing CA, listed with flaws.severalIssuers
+	key          crypto.Signer     // the issuer's key
+	flaws        flaws             // deliberate bugs, to prove the suite finds them
 
 	mu        sync.Mutex
 	certs     map[string]*toyRecord // by serial in hexadecimal
@@ -51,6 +52,12 @@ type flaws struct {
 	// certificate only, and refuses the rest with provider.Unsupported.
 	// Wrap it in acmeToy for the capabilities of an ACME provider.
 	acme bool
+
+	// severalIssuers makes the toy list a second issuing intermediate
+	// in CACertificates, before its own, as Let's Encrypt lists R10 and
+	// R11: every Chain is then a path through CACertificates, not a
+	// prefix of it.
+	severalIssuers bool
 }
 
 type toyRecord struct {
@@ -111,7 +118,23 @@ func newToyCA(f flaws) (*toyCA, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &toyCA{root: root, issuer: issuer, key: key, flaws: f, certs: make(map[string]*toyRecord)}, nil
+	otherKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	other, err := toySign(&x509.Certificate{
+		Subject:               pkix.Name{Organization: []string{"kvmpki"}, CommonName: "toy second issuing CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(5 * 365 * 24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		MaxPathLenZero:        true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}, root, otherKey.Public(), rootKey)
+	if err != nil {
+		return nil, err
+	}
+	return &toyCA{root: root, issuer: issuer, other: other, key: key, flaws: f, certs: make(map[string]*toyRecord)}, nil
 }
 
 // toySign signs tmpl with a fresh serial; a nil parent self-signs.
@@ -136,6 +159,9 @@ func (ca *toyCA) Close() error        { return nil }
 func (ca *toyCA) Description() string { return "in-memory CA for testing the conformance suite" }
 
 func (ca *toyCA) CACertificates(context.Context) ([]*x509.Certificate, error) {
+	if ca.flaws.severalIssuers {
+		return []*x509.Certificate{ca.other, ca.issuer, ca.root}, nil
+	}
 	return []*x509.Certificate{ca.issuer, ca.root}, nil
 }
 
@@ -163,6 +189,8 @@ func (ca *toyCA) Issue(ctx context.Context, req *provider.IssueRequest) (*provid
 			return nil, provider.Unsupported("role", "this CA issues server certificates only")
 		case req.Validity != 0:
 			return nil, provider.Unsupported("validity", "this CA decides the validity")
+		case req.MaxValidity != 0 && req.MaxValidity < toyDefaultValidity:
+			return nil, provider.Unsupported("max validity", "this CA's validity is longer")
 		case len(req.IPAddresses) > 0:
 			return nil, provider.Unsupported("ip", "this CA certifies DNS names only")
 		}
@@ -191,7 +219,11 @@ func (ca *toyCA) Issue(ctx context.Context, req *provider.IssueRequest) (*provid
 		}
 		pub = priv.Public()
 	}
-	cert, err := ca.sign(pub, cn, dnsNames, ips, req.Role, req.Validity)
+	validity := req.Validity
+	if validity == 0 && req.MaxValidity > 0 {
+		validity = min(toyDefaultValidity, req.MaxValidity)
+	}
+	cert, err := ca.sign(pub, cn, dnsNames, ips, req.Role, validity)
 	if err != nil {
 		return nil, err
 	}

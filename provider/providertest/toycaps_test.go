@@ -119,6 +119,9 @@ func (ca *toyCA) Renew(ctx context.Context, req *provider.RenewRequest) (*provid
 			Err: &provider.RevokedError{Serial: rec.cert.SerialNumber, Reason: rec.reason, RevokedAt: rec.revokedAt}}
 	}
 	pub := rec.cert.PublicKey
+	if req.CSR == nil && ca.flaws.acme {
+		return nil, provider.Unsupported("csr", "this CA certifies a key only on a CSR signed with it")
+	}
 	if req.CSR != nil {
 		csr, err := ca.checkCSR(req.CSR)
 		if err != nil {

@@ -102,12 +102,26 @@ func newToyCA(f flaws) (*toyCA, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	issuer, key, err := toyIntermediate("toy issuing CA", root, rootKey)
 	if err != nil {
 		return nil, err
 	}
-	issuer, err := toySign(&x509.Certificate{
-		Subject:               pkix.Name{Organization: []string{"kvmpki"}, CommonName: "toy issuing CA"},
+	other, _, err := toyIntermediate("toy second issuing CA", root, rootKey)
+	if err != nil {
+		return nil, err
+	}
+	return &toyCA{root: root, issuer: issuer, other: other, key: key, flaws: f, certs: make(map[string]*toyRecord)}, nil
+}
+
+// toyIntermediate makes an issuing CA named cn under root.
+func toyIntermediate(cn string, root *x509.Certificate, rootKey crypto.Signer) (*x509.Certificate, crypto.Signer, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	now := time.Now()
+	cert, err := toySign(&x509.Certificate{
+		Subject:               pkix.Name{Organization: []string{"kvmpki"}, CommonName: cn},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(5 * 365 * 24 * time.Hour),
 		IsCA:                  true,
@@ -115,26 +129,7 @@ func newToyCA(f flaws) (*toyCA, error) {
 		MaxPathLenZero:        true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 	}, root, key.Public(), rootKey)
-	if err != nil {
-		return nil, err
-	}
-	otherKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	other, err := toySign(&x509.Certificate{
-		Subject:               pkix.Name{Organization: []string{"kvmpki"}, CommonName: "toy second issuing CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(5 * 365 * 24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		MaxPathLenZero:        true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}, root, otherKey.Public(), rootKey)
-	if err != nil {
-		return nil, err
-	}
-	return &toyCA{root: root, issuer: issuer, other: other, key: key, flaws: f, certs: make(map[string]*toyRecord)}, nil
+	return cert, key, err
 }
 
 // toySign signs tmpl with a fresh serial; a nil parent self-signs.

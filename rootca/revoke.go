@@ -21,6 +21,9 @@ type revocationSet struct {
 	mu   sync.RWMutex
 	m    map[string]Revocation // key: big-endian serial bytes
 	list []Revocation          // the same, in order of revocation time
+
+	// notify tells subscribers when the set grows (notify.go).
+	notify notifier
 }
 
 func (s *revocationSet) lookup(serial *big.Int) (Revocation, bool) {
@@ -41,21 +44,30 @@ func (s *revocationSet) lookup(serial *big.Int) (Revocation, bool) {
 func (s *revocationSet) add(r Revocation) {
 	key := string(r.Serial.Bytes())
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.m == nil {
 		s.m = make(map[string]Revocation)
 	}
 	if _, dup := s.m[key]; dup {
+		s.mu.Unlock()
 		return
 	}
 	s.m[key] = r
 	s.list = append(s.list, r)
+	s.mu.Unlock()
+	s.notify.fire()
 }
 
 // merge adds the revocations in all that the set lacks. Revocations are
 // never undone, so a snapshot read from the store before a concurrent
 // Revoke must not drop that revocation: the set only grows.
 func (s *revocationSet) merge(all []Revocation) {
+	if s.grow(all) {
+		s.notify.fire()
+	}
+}
+
+// grow is merge, reporting whether the set grew.
+func (s *revocationSet) grow(all []Revocation) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil {
@@ -75,6 +87,7 @@ func (s *revocationSet) merge(all []Revocation) {
 	if len(s.list) > start && !slices.IsSortedFunc(s.list[max(start-1, 0):], byTime) {
 		slices.SortStableFunc(s.list, byTime)
 	}
+	return len(s.list) > start
 }
 
 // entries returns the CRL entries of the revocations whose certificate has

@@ -2,6 +2,7 @@ package libvirttls
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"math/big"
 	"net"
@@ -44,6 +45,21 @@ func applyCreds(t testing.TB, creds *Credentials, opts *Config) *Plan {
 	return plan
 }
 
+// vncHost lays out a host's PKI from a first certificate, plus
+// dh-params.pem in its VNC directory, and returns the CA, that
+// certificate, a console proxy's credentials and the plan's options.
+func vncHost(t *testing.T) (*testCA, *x509.Certificate, *Credentials, *Config) {
+	t.Helper()
+	ca := newTestCA(t)
+	host, cert := ca.host(t, "kvm1.example.org")
+	proxy, _ := ca.issue(t, provider.RoleClient, "consoleproxy.example.org")
+	proxy.CACert = host.CACert
+	opts := &Config{LookupGroup: fakeGroups, Root: newRoot(t)}
+	applyCreds(t, host, opts)
+	peers.WriteDHParams(t, opts.DiskPath(VNCDir))
+	return ca, cert, proxy, opts
+}
+
 // TestReloadVNCQMPInterop proves display-reload on a real QEMU VNC-TLS
 // server: after the VNC directory's files are replaced by a plan, QEMU
 // keeps serving the old certificate until ReloadVNCQMP, and then a new
@@ -52,15 +68,8 @@ func applyCreds(t testing.TB, creds *Credentials, opts *Config) *Plan {
 func TestReloadVNCQMPInterop(t *testing.T) {
 	t.Parallel()
 	peers.Require(t, "qemu-system-x86_64")
-	ca := newTestCA(t)
-	host, oldCert := ca.host(t, "kvm1.example.org")
-	proxy, _ := ca.issue(t, provider.RoleClient, "consoleproxy.example.org")
-	proxy.CACert = host.CACert
-
-	opts := &Config{LookupGroup: fakeGroups, Root: newRoot(t)}
-	applyCreds(t, host, opts)
+	ca, oldCert, proxy, opts := vncHost(t)
 	vncDir := opts.DiskPath(VNCDir)
-	peers.WriteDHParams(t, vncDir)
 	q, err := peers.StartQEMUVNCFromDir(t, vncDir, peers.QEMUVNCOptions{QMP: true})
 	require.NoError(t, err)
 	pid := q.PID()
@@ -202,14 +211,8 @@ func (e *embeddedLibvirt) vncAddr(t testing.TB, name string) string {
 // running guest without VNC is skipped, not failed.
 func TestReloadVNCLibvirtInterop(t *testing.T) {
 	t.Parallel()
-	ca := newTestCA(t)
-	host, oldCert := ca.host(t, "kvm1.example.org")
-	proxy, _ := ca.issue(t, provider.RoleClient, "consoleproxy.example.org")
-	proxy.CACert = host.CACert
-	opts := &Config{LookupGroup: fakeGroups, Root: newRoot(t)}
-	applyCreds(t, host, opts)
+	ca, oldCert, proxy, opts := vncHost(t)
 	vncDir := opts.DiskPath(VNCDir)
-	peers.WriteDHParams(t, vncDir)
 
 	lv := startEmbeddedLibvirt(t, vncDir)
 	pid := lv.startGuest(t, "console1", true)

@@ -68,6 +68,39 @@
 // Keys are never logged; refusals are logged with the certificate's
 // subject and serial through Settings.Logger.
 //
+// # Provisioning hosts
+//
+// [Manager.Provision] runs CloudStack's flow for one host through a
+// [Host]: the host sets up its keystore and returns a CSR, the provider
+// issues a host certificate with the platform's names for the host, the
+// host installs it with the CA bundle, and reloads its services instead
+// of restarting them. A host whose setup or install fails keeps its
+// previous credentials byte for byte. Two transports implement Host:
+//
+//   - [SSHHost] (host add): x/crypto/ssh with key authentication and the
+//     host key checked against known_hosts before anything is sent
+//     ([ErrUnknownHostKey], [ErrHostKeyChanged]; only
+//     SSHConfig.InsecureIgnoreHostKey skips the check). It runs the
+//     host-side programs keystore-setup and keystore-cert-import of this
+//     module's examples from SSHConfig.RemoteBinDir. CloudStack puts the
+//     keystore password and the PEMs on the SSH command line; here the
+//     passphrase never leaves the host (it stays in agent.properties) and
+//     the certificate and CA bundle travel on the session's standard input
+//     into a private temporary directory. Each step is bounded by
+//     SSHConfig.StepTimeout, and a failed one is a *[RemoteCommandError]
+//     with the end of the host's standard error. Reload runs
+//     SSHConfig.ReloadCommand: by default virt-admin server-update-tls
+//     for libvirtd and QEMU's display-reload for each running guest's VNC.
+//   - [NewAgentHost] (in-band): the platform implements [AgentChannel]
+//     over its own agent connection, carrying [SetupKeystoreCommand],
+//     [SetupCertificateCommand] and [ReloadCommand]; the agent answers
+//     them with package keystore's Setup and Import.
+//
+// examples/kvmpki-ca provision drives an SSHHost from the command line.
+// The tests prove both transports with the real keystore package, and
+// the SSH one against a real OpenSSH sshd, whose recorded commands and
+// DEBUG3 log hold no passphrase, PEM or key material.
+//
 // # Renewal and alerts
 //
 // [Manager.NewBackground] returns the background task (CloudStack's

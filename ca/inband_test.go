@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kvmpki/kvmpki/ca"
+	"github.com/kvmpki/kvmpki/internal/peers"
 	"github.com/kvmpki/kvmpki/keystore"
 	"github.com/kvmpki/kvmpki/provider"
 )
@@ -91,7 +92,7 @@ func TestAgentHostFailedImportKeepsCredentials(t *testing.T) {
 	h := ca.NewAgentHost(agent)
 	_, err := e.m.Provision(t.Context(), &ca.ProvisionRequest{Name: "kvm1", Host: h, DNSNames: []string{"kvm1.example.org"}})
 	require.NoError(t, err)
-	before := snapshot(t, agent.dir)
+	before := peers.ReadFiles(t, agent.dir)
 
 	other, _ := e.issue(t, provider.RoleHost, []string{"kvm2.example.org"}, nil)
 	bundle, err := e.m.CABundle(t.Context())
@@ -99,7 +100,7 @@ func TestAgentHostFailedImportKeepsCredentials(t *testing.T) {
 	err = h.InstallCertificate(t.Context(), &ca.CertificateInstall{CertificatePEM: provider.EncodeCertificates(other.Certificate), CABundlePEM: bundle})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "ca: agent: SetupCertificateCommand: ")
-	assert.Equal(t, before, snapshot(t, agent.dir))
+	assert.Equal(t, before, peers.ReadFiles(t, agent.dir))
 }
 
 // channelFunc is an AgentChannel from a function.

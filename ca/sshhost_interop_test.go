@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/pem"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -65,22 +66,6 @@ func (f *sshFixture) host(t *testing.T, cfg *ca.SSHConfig) *ca.SSHHost {
 	return h
 }
 
-// snapshot reads every file of dir.
-func snapshot(t *testing.T, dir string) map[string][]byte {
-	t.Helper()
-	out := map[string][]byte{}
-	entries, err := os.ReadDir(dir)
-	require.NoError(t, err)
-	for _, e := range entries {
-		if e.Type().IsRegular() {
-			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-			require.NoError(t, err)
-			out[e.Name()] = b
-		}
-	}
-	return out
-}
-
 // secretsOf lists what must never appear in sshd's log: the keystore
 // passphrase and the base64 of every key, certificate and CSR on the host,
 // in the 40-character pieces a PEM body or an argument would show.
@@ -104,9 +89,9 @@ func secretsOf(t *testing.T, dir string) map[string]string {
 			}
 			enc := base64.StdEncoding.EncodeToString(b.Bytes)
 			for j := 0; j+40 <= len(enc) && j < 400; j += 40 {
-				out[name+" base64"+string(rune('0'+i))+" at "+string(rune('0'+j/40))] = enc[j : j+40]
+				out[fmt.Sprintf("%s block %d base64 at %d", name, i, j)] = enc[j : j+40]
 			}
-			out[name+" DER"+string(rune('0'+i))] = string(b.Bytes[:32])
+			out[fmt.Sprintf("%s block %d DER", name, i)] = string(b.Bytes[:32])
 		}
 	}
 	ks, err := os.ReadFile(filepath.Join(dir, keystore.KeystoreFile))
@@ -169,9 +154,9 @@ func TestSSHHostProvision(t *testing.T) {
 	// up in what sshd recorded.
 	secrets := secretsOf(t, f.keyDir)
 	cfg := f.config()
-	cfg.ReloadCommand = "true " + secrets["cloud.crt base640 at 0"]
+	cfg.ReloadCommand = "true " + secrets["cloud.crt block 0 base64 at 0"]
 	require.NoError(t, f.host(t, cfg).Reload(t.Context()))
-	assert.Contains(t, f.sshd.Commands(), secrets["cloud.crt base640 at 0"])
+	assert.Contains(t, f.sshd.Commands(), secrets["cloud.crt block 0 base64 at 0"])
 }
 
 // waitLog waits until sshd's log holds want (its per-connection
@@ -275,7 +260,7 @@ func TestSSHHostSetupFailureKeepsCredentials(t *testing.T) {
 			if tc.prepare != nil {
 				tc.prepare(t)
 			}
-			before := snapshot(t, f.keyDir)
+			before := peers.ReadFiles(t, f.keyDir)
 			require.Contains(t, before, keystore.KeystoreFile)
 			require.Contains(t, before, "cloud.key")
 			if tc.setup != nil {
@@ -291,7 +276,7 @@ func TestSSHHostSetupFailureKeepsCredentials(t *testing.T) {
 			assert.Equal(t, "keystore-setup", rce.Program)
 			assert.Equal(t, 1, rce.ExitStatus)
 			assert.Contains(t, rce.Stderr, tc.stderr)
-			assert.Equal(t, before, snapshot(t, f.keyDir), "the host's files are unchanged")
+			assert.Equal(t, before, peers.ReadFiles(t, f.keyDir), "the host's files are unchanged")
 			_, err = keystore.CheckSecured(t.Context(), f.keyDir, nil)
 			assert.NoError(t, err, "the host is still secured")
 		})
@@ -333,7 +318,7 @@ func TestSSHHostInstallRefusesWrongCertificate(t *testing.T) {
 	h := f.host(t, f.config())
 	_, err := e.m.Provision(t.Context(), &ca.ProvisionRequest{Name: "kvm1", Host: h, DNSNames: []string{"kvm1.example.org"}})
 	require.NoError(t, err)
-	before := snapshot(t, f.keyDir)
+	before := peers.ReadFiles(t, f.keyDir)
 
 	other, _ := e.issue(t, provider.RoleHost, []string{"kvm2.example.org"}, nil)
 	bundle, err := e.m.CABundle(t.Context())
@@ -347,5 +332,5 @@ func TestSSHHostInstallRefusesWrongCertificate(t *testing.T) {
 	assert.Equal(t, "keystore-cert-import", rce.Program)
 	assert.Equal(t, 1, rce.ExitStatus)
 	assert.Contains(t, rce.Stderr, "keystore-cert-import:")
-	assert.Equal(t, before, snapshot(t, f.keyDir))
+	assert.Equal(t, before, peers.ReadFiles(t, f.keyDir))
 }

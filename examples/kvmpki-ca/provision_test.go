@@ -61,7 +61,7 @@ func TestProvision(t *testing.T) {
 		require.NoError(t, err)
 		kh := filepath.Join(t.TempDir(), "known_hosts")
 		sshd.WriteKnownHosts(t, kh, otherKey)
-		before := snapshotFiles(t, hostDir)
+		before := peers.ReadFiles(t, hostDir)
 		ran := sshd.Commands()
 		a := args()
 		for i := range a {
@@ -73,7 +73,7 @@ func TestProvision(t *testing.T) {
 		require.Error(t, r.err)
 		assert.Contains(t, r.err.Error(), "host key changed")
 		assert.Equal(t, ran, sshd.Commands(), "no command ran")
-		assert.Equal(t, before, snapshotFiles(t, hostDir))
+		assert.Equal(t, before, peers.ReadFiles(t, hostDir))
 	})
 	t.Run("reload fails", func(t *testing.T) {
 		r := runCLI(t, pwEnv, args("-reload-command", "echo no libvirtd here >&2; exit 3")...)
@@ -125,20 +125,4 @@ func TestProvisionUsage(t *testing.T) {
 		assert.Contains(t, r.err.Error(), "host key unknown")
 		assert.False(t, strings.Contains(r.stdout, "provisioned"))
 	})
-}
-
-// snapshotFiles reads every regular file of dir.
-func snapshotFiles(t *testing.T, dir string) map[string][]byte {
-	t.Helper()
-	out := map[string][]byte{}
-	entries, err := os.ReadDir(dir)
-	require.NoError(t, err)
-	for _, e := range entries {
-		if e.Type().IsRegular() {
-			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-			require.NoError(t, err)
-			out[e.Name()] = b
-		}
-	}
-	return out
 }

@@ -191,3 +191,20 @@ func BuildCommands(t testing.TB, pkgs ...string) string {
 	}
 	return dir
 }
+
+// ReadFiles returns the content of every regular file directly in dir,
+// by name: what a test compares to prove a host's files did not change.
+func ReadFiles(t testing.TB, dir string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	for _, e := range entries {
+		if e.Type().IsRegular() {
+			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+			require.NoError(t, err)
+			out[e.Name()] = b
+		}
+	}
+	return out
+}

@@ -106,7 +106,7 @@ func BenchmarkIssueCSR(b *testing.B) {
 			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 			DNSNames:    csr.DNSNames, BasicConstraintsValid: true,
 		}
-		if _, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, csr.PublicKey, ca.signer); err != nil {
+		if _, err := x509.CreateCertificate(rand.Reader, tmpl, ca.auth.Load().current.cert, csr.PublicKey, ca.auth.Load().current.signer); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -219,8 +219,8 @@ func BenchmarkSignCRL(b *testing.B) {
 		t := time.Now().UTC().Truncate(time.Second)
 		der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
 			Number: number, ThisUpdate: t, NextUpdate: t.Add(defaultCRLValidity),
-			RevokedCertificateEntries: entries, SignatureAlgorithm: ca.sigAlg,
-		}, ca.cert, ca.signer)
+			RevokedCertificateEntries: entries, SignatureAlgorithm: ca.auth.Load().current.sigAlg,
+		}, ca.auth.Load().current.cert, ca.auth.Load().current.signer)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -8,21 +8,24 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/kvmpki/kvmpki/provider"
 )
 
 // CA is the built-in certificate authority. It is safe for concurrent use.
 type CA struct {
-	opts   Options
-	store  Store // the caller's: never closed here
-	signer crypto.Signer
-	sigAlg x509.SignatureAlgorithm
+	opts  Options
+	store Store // the caller's: never closed here
 
-	cert   *x509.Certificate   // the issuing certificate
-	chain  []*x509.Certificate // cert, then its issuers up to the root
-	issuer *x509.CertPool      // ca.cert alone: the anchor for peers
+	// auth is the CA's generations: the one that issues and the
+	// previous ones peers still trust (see BeginRotation). It is
+	// replaced whole when a rotation changes them.
+	auth  atomic.Pointer[authSet]
+	rot   RotationStore // ca.store if it is one, else nil
+	genMu sync.Mutex    // serialises replacements of auth
 
 	revoked revocationSet
 	sync    revocationSync
@@ -34,6 +37,7 @@ type CA struct {
 var (
 	_ provider.Provider     = (*CA)(nil)
 	_ provider.CRLSigner    = (*CA)(nil)
+	_ provider.CRLSource    = (*CA)(nil)
 	_ provider.PeerVerifier = (*CA)(nil)
 	_ provider.Renewer      = (*CA)(nil)
 	_ provider.Inventory    = (*CA)(nil)
@@ -111,12 +115,27 @@ func newCA(store Store, opts *Options) (*CA, error) {
 	return ca, nil
 }
 
-// start installs the stored CA material, learns the store's revocations
-// and starts watching for more.
+// start installs the stored CA material (every generation peers trust,
+// on a RotationStore), learns the store's revocations and starts
+// watching for more. key, if set, is the key Create made for auth.
 func (ca *CA) start(ctx context.Context, auth *Authority, key crypto.Signer) (*CA, error) {
-	if err := ca.load(auth, key); err != nil {
+	ca.rot, _ = ca.store.(RotationStore)
+	gens := []Generation{{Number: 1, Authority: *auth}}
+	var stamp int64
+	if ca.rot != nil {
+		var err error
+		if stamp, err = ca.rot.GenerationStamp(ctx); err != nil {
+			return nil, err
+		}
+		if gens, err = ca.rot.Generations(ctx); err != nil {
+			return nil, err
+		}
+	}
+	set, err := ca.newAuthSet(gens, stamp, nil, key)
+	if err != nil {
 		return nil, err
 	}
+	ca.auth.Store(set)
 	ca.sync.feed, _ = ca.store.(RevocationFeed)
 	if err := ca.catchUp(ctx); err != nil {
 		return nil, err
@@ -159,6 +178,23 @@ func (ca *CA) password() ([]byte, error) {
 
 // create makes the CA's key and certificate and stores them.
 func (ca *CA) create(ctx context.Context, o *CreateOptions) (*Authority, crypto.Signer, error) {
+	auth, key, err := ca.newAuthority(o)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := ca.store.CreateAuthority(ctx, auth); err != nil {
+		if errors.Is(err, ErrAuthorityExists) {
+			return nil, nil, fmt.Errorf("rootca: create CA: %w (open it with Open)", err)
+		}
+		return nil, nil, err
+	}
+	return auth, key, nil
+}
+
+// newAuthority makes a CA key (or takes o.Signer) and its certificate, a
+// root or signed by o.Parent, with the key encrypted under
+// Options.Password unless it is o.Signer.
+func (ca *CA) newAuthority(o *CreateOptions) (*Authority, crypto.Signer, error) {
 	key := o.Signer
 	if key == nil {
 		var err error
@@ -202,81 +238,77 @@ func (ca *CA) create(ctx context.Context, o *CreateOptions) (*Authority, crypto.
 			return nil, nil, err
 		}
 	}
-	if err := ca.store.CreateAuthority(ctx, auth); err != nil {
-		if errors.Is(err, ErrAuthorityExists) {
-			return nil, nil, fmt.Errorf("rootca: create CA: %w (open it with Open)", err)
-		}
-		return nil, nil, err
-	}
 	return auth, key, nil
 }
 
-// load installs stored CA material.
-func (ca *CA) load(auth *Authority, key crypto.Signer) error {
-	if len(auth.Certificates) == 0 {
-		return errors.New("rootca: stored CA has no certificate")
+// loadGeneration parses and checks a stored generation and finds its
+// key: key if it matches, else the stored key decrypted, else
+// Options.Signer. issuing says whether the generation issues, which
+// Options.Signer must then match.
+func (ca *CA) loadGeneration(g *Generation, key crypto.Signer, issuing bool) (*generation, error) {
+	if len(g.Certificates) == 0 {
+		return nil, errors.New("rootca: stored CA has no certificate")
 	}
-	for i, der := range auth.Certificates {
+	out := &generation{number: g.Number}
+	for i, der := range g.Certificates {
 		c, err := x509.ParseCertificate(der)
 		if err != nil {
-			return fmt.Errorf("rootca: stored CA certificate %d: %w", i, err)
+			return nil, fmt.Errorf("rootca: stored CA certificate %d: %w", i, err)
 		}
 		if !c.IsCA || c.KeyUsage&x509.KeyUsageCertSign == 0 {
-			return fmt.Errorf("rootca: stored certificate %d (%s) is not a CA", i, c.Subject)
+			return nil, fmt.Errorf("rootca: stored certificate %d (%s) is not a CA", i, c.Subject)
 		}
-		ca.chain = append(ca.chain, c)
+		out.chain = append(out.chain, c)
 	}
-	ca.cert = ca.chain[0]
-	ca.issuer = x509.NewCertPool()
-	ca.issuer.AddCert(ca.cert)
+	out.cert = out.chain[0]
 	roots, intermediates := x509.NewCertPool(), x509.NewCertPool()
-	for _, c := range ca.chain {
+	for _, c := range out.chain {
 		if isSelfSigned(c) {
 			roots.AddCert(c)
 		} else {
 			intermediates.AddCert(c)
 		}
 	}
-	if _, err := ca.cert.Verify(x509.VerifyOptions{
+	if _, err := out.cert.Verify(x509.VerifyOptions{
 		Roots: roots, Intermediates: intermediates,
-		CurrentTime: ca.cert.NotBefore, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+		CurrentTime: out.cert.NotBefore, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	}); err != nil {
-		return fmt.Errorf("rootca: stored CA chain does not verify: %w", err)
+		return nil, fmt.Errorf("rootca: stored CA chain does not verify: %w", err)
 	}
 
 	switch {
-	case key != nil:
-		ca.signer = key
-	case auth.Key != nil:
+	case key != nil && samePublicKey(key.Public(), out.cert.PublicKey):
+		out.signer = key
+	case g.Key != nil:
 		if ca.opts.Password == nil {
-			return errors.New("rootca: the stored CA key is encrypted: Options.Password is needed")
+			return nil, errors.New("rootca: the stored CA key is encrypted: Options.Password is needed")
 		}
 		pw, err := ca.password()
 		if err != nil {
-			return err
+			return nil, err
 		}
-		ca.signer, err = decryptKey(auth.Key, pw)
+		out.signer, err = decryptKey(g.Key, pw)
 		clear(pw)
 		if err != nil {
-			return err
+			return nil, err
 		}
 	case ca.opts.Signer != nil:
-		ca.signer = ca.opts.Signer
+		out.signer = ca.opts.Signer
 	default:
-		return errors.New("rootca: stored CA has no key and Options.Signer is nil")
+		return nil, errors.New("rootca: stored CA has no key and Options.Signer is nil")
 	}
-	if !samePublicKey(ca.signer.Public(), ca.cert.PublicKey) {
-		return errors.New("rootca: CA key does not match the CA certificate")
+	if !samePublicKey(out.signer.Public(), out.cert.PublicKey) {
+		return nil, errors.New("rootca: CA key does not match the CA certificate")
 	}
-	if ca.opts.Signer != nil && !samePublicKey(ca.opts.Signer.Public(), ca.cert.PublicKey) {
-		return errors.New("rootca: Options.Signer does not match the stored CA certificate")
+	if issuing && ca.opts.Signer != nil && !samePublicKey(ca.opts.Signer.Public(), out.cert.PublicKey) {
+		return nil, errors.New("rootca: Options.Signer does not match the stored CA certificate")
 	}
-	alg, err := signatureAlgorithmFor(ca.signer.Public(), ca.opts.SignatureAlgorithm)
+	alg, err := signatureAlgorithmFor(out.signer.Public(), ca.opts.SignatureAlgorithm)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ca.sigAlg = alg
-	return nil
+	out.sigAlg = alg
+	return out, nil
 }
 
 func isSelfSigned(c *x509.Certificate) bool {
@@ -291,13 +323,16 @@ func (ca *CA) Description() string {
 	return "kvmpki built-in CA: the platform is its own certificate authority"
 }
 
-// Certificate returns the issuing CA certificate.
-func (ca *CA) Certificate() *x509.Certificate { return ca.cert }
+// Certificate returns the issuing CA certificate: during a rotation, the
+// successor's.
+func (ca *CA) Certificate() *x509.Certificate { return ca.auth.Load().current.cert }
 
-// CACertificates returns the issuing certificate followed by its issuers up
-// to the root.
+// CACertificates returns the certificates peers must trust: the issuing
+// certificate followed by its issuers up to the root, then, during a
+// rotation (see BeginRotation), the previous CA's chain (its certificates
+// not already listed), until it is retired.
 func (ca *CA) CACertificates(ctx context.Context) ([]*x509.Certificate, error) {
-	return append([]*x509.Certificate(nil), ca.chain...), nil
+	return slices.Clone(ca.auth.Load().bundle), nil
 }
 
 // LookupCertificate returns the inventory record of serial.

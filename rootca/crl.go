@@ -25,7 +25,49 @@ import (
 // CRL sees it: Raw, RawTBSRevocationList, Signature, Issuer,
 // AuthorityKeyId, Extensions and RevokedCertificateEntries with their
 // Raw and Extensions.
+//
+// During a rotation SignCRL signs with the issuing CA, the successor;
+// SignCRLs signs one CRL for every CA peers trust.
 func (ca *CA) SignCRL(ctx context.Context) (*x509.RevocationList, error) {
+	if err := ca.refreshGenerations(ctx); err != nil {
+		return nil, err
+	}
+	return ca.signCRL(ctx, ca.auth.Load().current)
+}
+
+// SignCRLs signs a CRL, as SignCRL does, for every CA peers trust: the
+// issuing CA's first, then during a rotation (see BeginRotation) the
+// previous CA's, until it is retired. After a forced retirement no CRL is
+// signed for the retired CA: peers no longer trust it at all.
+//
+// Each CRL lists every revocation of the store that SignCRL would. Serials
+// are unique across the CAs of a store (one primary key holds the leaves
+// of all of them), so an entry for a leaf another CA issued names no
+// certificate of the CRL's issuer and revokes nothing there.
+func (ca *CA) SignCRLs(ctx context.Context) ([]*x509.RevocationList, error) {
+	if err := ca.refreshGenerations(ctx); err != nil {
+		return nil, err
+	}
+	var out []*x509.RevocationList
+	for _, g := range ca.auth.Load().trusted() {
+		crl, err := ca.signCRL(ctx, g)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, crl)
+	}
+	return out, nil
+}
+
+// CRLs is SignCRLs, so that provider.CRLs returns a CRL for every CA
+// peers trust during a rotation (provider.CRLSource); the issuing CA's
+// comes first.
+func (ca *CA) CRLs(ctx context.Context) ([]*x509.RevocationList, error) {
+	return ca.SignCRLs(ctx)
+}
+
+// signCRL signs a CRL with generation g.
+func (ca *CA) signCRL(ctx context.Context, g *generation) (*x509.RevocationList, error) {
 	ca.crlMu.Lock()
 	defer ca.crlMu.Unlock()
 
@@ -47,9 +89,9 @@ func (ca *CA) SignCRL(ctx context.Context) (*x509.RevocationList, error) {
 		ThisUpdate:                now,
 		NextUpdate:                now.Add(ca.opts.crlValidity()),
 		RevokedCertificateEntries: entries,
-		SignatureAlgorithm:        ca.sigAlg,
+		SignatureAlgorithm:        g.sigAlg,
 	}
-	der, err := x509.CreateRevocationList(ca.opts.rand(), tmpl, ca.cert, ca.signer)
+	der, err := x509.CreateRevocationList(ca.opts.rand(), tmpl, g.cert, g.signer)
 	if err != nil {
 		return nil, fmt.Errorf("rootca: sign CRL: %w", err)
 	}

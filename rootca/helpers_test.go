@@ -115,3 +115,7 @@ func keyBits(pub crypto.PublicKey) int {
 	}
 	return 0
 }
+
+// minTestKeyIterations is the PBKDF2 count of the CA keys of tests that
+// make many (rootca.SetKeyIterations): the least a stored key may have.
+const minTestKeyIterations = 1_000

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/kvmpki/kvmpki/provider"
@@ -54,13 +55,13 @@ func (ca *CA) Issue(ctx context.Context, req *provider.IssueRequest) (*provider.
 		}
 		pub = key.Public()
 	}
-	cert, err := ca.sign(ctx, pub, names, req.Role, req.Validity)
+	cert, chain, err := ca.sign(ctx, pub, names, req.Role, req.Validity)
 	if err != nil {
 		return nil, err
 	}
 	return &provider.IssueResult{
 		Certificate: cert,
-		Chain:       append([]*x509.Certificate(nil), ca.chain...),
+		Chain:       chain,
 		PrivateKey:  key,
 	}, nil
 }
@@ -148,9 +149,12 @@ func (ca *CA) addCSRNames(names *nameSet, csr *x509.CertificateRequest) error {
 }
 
 // sign makes, signs and records a leaf certificate.
-func (ca *CA) sign(ctx context.Context, pub crypto.PublicKey, names *nameSet, role provider.Role, validity time.Duration) (*x509.Certificate, error) {
+func (ca *CA) sign(ctx context.Context, pub crypto.PublicKey, names *nameSet, role provider.Role, validity time.Duration) (*x509.Certificate, []*x509.Certificate, error) {
+	// The issuing generation, one for the whole call even if a rotation
+	// replaces it meanwhile.
+	g := ca.auth.Load().current
 	if err := provider.CheckPublicKey(pub, ca.csrPolicy()); err != nil {
-		return nil, &provider.RequestError{Field: "key", Reason: err.Error()}
+		return nil, nil, &provider.RequestError{Field: "key", Reason: err.Error()}
 	}
 	cn := names.commonName
 	switch {
@@ -160,10 +164,10 @@ func (ca *CA) sign(ctx context.Context, pub crypto.PublicKey, names *nameSet, ro
 	case len(names.ips) > 0:
 		cn = names.ips[0].String()
 	default:
-		return nil, &provider.RequestError{Field: "names", Reason: "no common name, DNS name or IP address"}
+		return nil, nil, &provider.RequestError{Field: "names", Reason: "no common name, DNS name or IP address"}
 	}
 	if len(cn) > maxCommonNameLength {
-		return nil, &provider.RequestError{Field: "common name", Reason: fmt.Sprintf("%q is longer than %d characters", cn, maxCommonNameLength)}
+		return nil, nil, &provider.RequestError{Field: "common name", Reason: fmt.Sprintf("%q is longer than %d characters", cn, maxCommonNameLength)}
 	}
 
 	defaulted := validity == 0
@@ -171,35 +175,35 @@ func (ca *CA) sign(ctx context.Context, pub crypto.PublicKey, names *nameSet, ro
 		validity = min(ca.opts.defaultValidity(), ca.opts.maxValidity())
 	}
 	if validity < 0 {
-		return nil, &provider.RequestError{Field: "validity", Reason: "negative"}
+		return nil, nil, &provider.RequestError{Field: "validity", Reason: "negative"}
 	}
 	if max := ca.opts.maxValidity(); validity > max {
-		return nil, &provider.RequestError{Field: "validity", Reason: fmt.Sprintf("%v exceeds the maximum of %v", validity, max)}
+		return nil, nil, &provider.RequestError{Field: "validity", Reason: fmt.Sprintf("%v exceeds the maximum of %v", validity, max)}
 	}
 	now := ca.opts.now().UTC().Truncate(time.Second)
-	if !now.Before(ca.cert.NotAfter) {
-		return nil, fmt.Errorf("rootca: CA certificate expired at %s", ca.cert.NotAfter.UTC().Format(time.RFC3339))
+	if !now.Before(g.cert.NotAfter) {
+		return nil, nil, fmt.Errorf("rootca: CA certificate expired at %s", g.cert.NotAfter.UTC().Format(time.RFC3339))
 	}
 	notAfter := now.Add(validity)
-	if defaulted && notAfter.After(ca.cert.NotAfter) {
+	if defaulted && notAfter.After(g.cert.NotAfter) {
 		// The request named no validity: end with the CA rather than
 		// refuse every request in the CA's last year.
-		notAfter = ca.cert.NotAfter
+		notAfter = g.cert.NotAfter
 	}
-	if notAfter.After(ca.cert.NotAfter) {
-		return nil, &provider.RequestError{Field: "validity", Reason: fmt.Sprintf("certificate would outlive the CA (valid until %s)", ca.cert.NotAfter.UTC().Format(time.RFC3339))}
+	if notAfter.After(g.cert.NotAfter) {
+		return nil, nil, &provider.RequestError{Field: "validity", Reason: fmt.Sprintf("certificate would outlive the CA (valid until %s)", g.cert.NotAfter.UTC().Format(time.RFC3339))}
 	}
-	if now.Before(ca.cert.NotBefore) {
-		return nil, fmt.Errorf("rootca: CA certificate is not valid before %s", ca.cert.NotBefore.UTC().Format(time.RFC3339))
+	if now.Before(g.cert.NotBefore) {
+		return nil, nil, fmt.Errorf("rootca: CA certificate is not valid before %s", g.cert.NotBefore.UTC().Format(time.RFC3339))
 	}
 	notBefore := now.Add(-ca.opts.backdate())
-	if notBefore.Before(ca.cert.NotBefore) {
-		notBefore = ca.cert.NotBefore
+	if notBefore.Before(g.cert.NotBefore) {
+		notBefore = g.cert.NotBefore
 	}
 
 	ski, err := subjectKeyID(pub)
 	if err != nil {
-		return nil, &provider.RequestError{Field: "key", Reason: err.Error()}
+		return nil, nil, &provider.RequestError{Field: "key", Reason: err.Error()}
 	}
 	tmpl := &x509.Certificate{
 		Subject:               pkix.Name{CommonName: cn},
@@ -211,20 +215,20 @@ func (ca *CA) sign(ctx context.Context, pub crypto.PublicKey, names *nameSet, ro
 		SubjectKeyId:          ski,
 		DNSNames:              names.dnsNames,
 		IPAddresses:           names.ips,
-		SignatureAlgorithm:    ca.sigAlg,
+		SignatureAlgorithm:    g.sigAlg,
 	}
 
 	for attempt := 1; ; attempt++ {
 		if tmpl.SerialNumber, err = randomSerial(ca.opts.rand()); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		der, err := x509.CreateCertificate(ca.opts.rand(), tmpl, ca.cert, pub, ca.signer)
+		der, err := x509.CreateCertificate(ca.opts.rand(), tmpl, g.cert, pub, g.signer)
 		if err != nil {
-			return nil, fmt.Errorf("rootca: sign certificate: %w", err)
+			return nil, nil, fmt.Errorf("rootca: sign certificate: %w", err)
 		}
 		cert, err := x509.ParseCertificate(der)
 		if err != nil {
-			return nil, fmt.Errorf("rootca: parse issued certificate: %w", err)
+			return nil, nil, fmt.Errorf("rootca: parse issued certificate: %w", err)
 		}
 		rec := recordOf(cert, role)
 		err = ca.store.AddCertificate(ctx, rec)
@@ -232,14 +236,14 @@ func (ca *CA) sign(ctx context.Context, pub crypto.PublicKey, names *nameSet, ro
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("rootca: record certificate: %w", err)
+			return nil, nil, fmt.Errorf("rootca: record certificate: %w", err)
 		}
 		if l := ca.opts.Logger; l != nil && l.Enabled(ctx, slog.LevelInfo) {
 			l.LogAttrs(ctx, slog.LevelInfo, "rootca: issued certificate",
 				slog.String("serial", provider.FormatSerial(cert.SerialNumber)), slog.String("subject", rec.Subject),
 				slog.String("role", role.String()), slog.Time("not_after", cert.NotAfter))
 		}
-		return cert, nil
+		return cert, slices.Clone(g.chain), nil
 	}
 }
 

@@ -87,7 +87,7 @@ type (
 // encryptKey returns key as an encrypted PKCS #8 PEM block (PBES2,
 // PBKDF2-HMAC-SHA256, AES-256-CBC).
 func encryptKey(rnd io.Reader, key crypto.Signer, password []byte) ([]byte, error) {
-	return encryptKeyIterations(rnd, key, password, keyIterations)
+	return encryptKeyIterations(rnd, key, password, newKeyIterations)
 }
 
 func encryptKeyIterations(rnd io.Reader, key crypto.Signer, password []byte, iterations int) ([]byte, error) {

@@ -24,7 +24,8 @@ var _ Store = (*MemStore)(nil)
 type MemStore struct {
 	mu        sync.RWMutex
 	closed    bool
-	authority *Authority
+	gens      []Generation // gens[i] is generation i+1
+	genStamp  int64
 	certs     map[string]*provider.CertificateRecord // by provider.FormatSerial
 	crlNumber int64
 	revoked   []Revocation // in order of revocation: index i has cursor i+1
@@ -56,18 +57,18 @@ func (m *MemStore) enter(ctx context.Context, write bool, op string) (unlock fun
 	return unlock, nil
 }
 
-// LoadAuthority returns a copy of the stored CA, or an error matching
-// provider.ErrNotFound.
+// LoadAuthority returns a copy of the stored CA (its newest generation),
+// or an error matching provider.ErrNotFound.
 func (m *MemStore) LoadAuthority(ctx context.Context) (*Authority, error) {
 	unlock, err := m.enter(ctx, false, "load authority")
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	if m.authority == nil {
+	if len(m.gens) == 0 {
 		return nil, storecheck.ErrNoAuthority
 	}
-	return cloneAuthority(m.authority), nil
+	return cloneAuthority(&m.gens[len(m.gens)-1].Authority), nil
 }
 
 // CreateAuthority stores a copy of a, unless the store already holds a CA,
@@ -81,10 +82,10 @@ func (m *MemStore) CreateAuthority(ctx context.Context, a *Authority) error {
 		return err
 	}
 	defer unlock()
-	if m.authority != nil {
+	if len(m.gens) > 0 {
 		return ErrAuthorityExists
 	}
-	m.authority = cloneAuthority(a)
+	m.gens = []Generation{{Number: 1, Authority: *cloneAuthority(a)}}
 	return nil
 }
 
@@ -248,7 +249,7 @@ func (m *MemStore) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closed = true
-	m.authority, m.certs, m.revoked = nil, nil, nil
+	m.gens, m.certs, m.revoked = nil, nil, nil
 	return nil
 }
 
@@ -291,4 +292,92 @@ func authorityCerts(a *Authority) [][]byte {
 		return nil
 	}
 	return a.Certificates
+}
+
+var _ RotationStore = (*MemStore)(nil)
+
+// Generations returns copies of every CA generation, oldest first.
+func (m *MemStore) Generations(ctx context.Context) ([]Generation, error) {
+	unlock, err := m.enter(ctx, false, "generations")
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if len(m.gens) == 0 {
+		return nil, storecheck.ErrNoAuthority
+	}
+	out := make([]Generation, len(m.gens))
+	for i, g := range m.gens {
+		out[i] = Generation{Number: g.Number, Authority: *cloneAuthority(&g.Authority), RetiredAt: g.RetiredAt}
+	}
+	return out, nil
+}
+
+// AddGeneration stores a copy of g as the newest generation, if g.Number
+// follows the newest and every older generation is retired.
+func (m *MemStore) AddGeneration(ctx context.Context, g *Generation) error {
+	if err := storecheck.Generation(generationNumber(g), generationCerts(g), g == nil); err != nil {
+		return err
+	}
+	unlock, err := m.enter(ctx, true, "add generation")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if len(m.gens) == 0 {
+		return storecheck.ErrNoAuthority
+	}
+	if g.Number != len(m.gens)+1 {
+		return fmt.Errorf("%w (generation %d exists)", ErrRotationInProgress, min(g.Number, len(m.gens)))
+	}
+	for _, old := range m.gens[:len(m.gens)-1] {
+		if old.RetiredAt.IsZero() {
+			return fmt.Errorf("%w (generation %d is not retired)", ErrRotationInProgress, old.Number)
+		}
+	}
+	m.gens = append(m.gens, Generation{Number: g.Number, Authority: *cloneAuthority(&g.Authority)})
+	m.genStamp++
+	return nil
+}
+
+// RetireGeneration marks generation number retired at the given time.
+func (m *MemStore) RetireGeneration(ctx context.Context, number int, at time.Time) error {
+	if err := storecheck.Retirement(number, at); err != nil {
+		return err
+	}
+	unlock, err := m.enter(ctx, true, "retire generation")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if number >= len(m.gens) || !m.gens[number-1].RetiredAt.IsZero() {
+		return fmt.Errorf("rootca: retire generation %d: %w", number, ErrNotRetirable)
+	}
+	m.gens[number-1].RetiredAt = at.UTC()
+	m.genStamp++
+	return nil
+}
+
+// GenerationStamp returns the number of generation changes so far.
+func (m *MemStore) GenerationStamp(ctx context.Context) (int64, error) {
+	unlock, err := m.enter(ctx, false, "generation stamp")
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	return m.genStamp, nil
+}
+
+func generationNumber(g *Generation) int {
+	if g == nil {
+		return 0
+	}
+	return g.Number
+}
+
+func generationCerts(g *Generation) [][]byte {
+	if g == nil {
+		return nil
+	}
+	return g.Certificates
 }

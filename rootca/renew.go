@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/x509"
 	"errors"
 
 	"github.com/kvmpki/kvmpki/provider"
@@ -57,9 +56,9 @@ func (ca *CA) Renew(ctx context.Context, req *provider.RenewRequest) (*provider.
 			return nil, err
 		}
 	}
-	cert, err := ca.sign(ctx, pub, names, rec.Role, req.Validity)
+	cert, chain, err := ca.sign(ctx, pub, names, rec.Role, req.Validity)
 	if err != nil {
 		return nil, err
 	}
-	return &provider.IssueResult{Certificate: cert, Chain: append([]*x509.Certificate(nil), ca.chain...)}, nil
+	return &provider.IssueResult{Certificate: cert, Chain: chain}, nil
 }

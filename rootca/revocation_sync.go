@@ -41,7 +41,7 @@ func (ca *CA) catchUp(ctx context.Context) error {
 			return fmt.Errorf("rootca: load revocations: %w", err)
 		}
 		ca.revoked.merge(all)
-		return nil
+		return ca.refreshGenerations(ctx)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -51,7 +51,7 @@ func (ca *CA) catchUp(ctx context.Context) error {
 	}
 	ca.revoked.merge(revs)
 	s.cursor = next
-	return nil
+	return ca.refreshGenerations(ctx)
 }
 
 // startWatching starts the goroutine that keeps the revocation set in

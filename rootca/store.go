@@ -116,3 +116,57 @@ type RevocationWaiter interface {
 	// meant for one waiter per store: two at once share notifications.
 	WaitRevocation(ctx context.Context) error
 }
+
+// Errors of a RotationStore.
+var (
+	// ErrRotationInProgress is returned by RotationStore.AddGeneration,
+	// and so by CA.BeginRotation, when a previous CA is not retired yet
+	// or another process began a rotation at the same time.
+	ErrRotationInProgress = storecheck.ErrRotationInProgress
+	// ErrNotRetirable is returned by RotationStore.RetireGeneration for
+	// the newest generation, an unknown one or one already retired, and
+	// by CA.RetirePrevious when no previous CA remains to retire.
+	ErrNotRetirable = storecheck.ErrNotRetirable
+)
+
+// Generation is one CA of a store that has been through rotations (see
+// CA.BeginRotation): the CA CreateAuthority stored is generation 1, each
+// successor the next number. The newest generation issues; the others are
+// trusted until they are retired.
+type Generation struct {
+	// Number is 1 for the CA CreateAuthority stored, then 2, 3...
+	Number int
+	// Authority is the generation's chain and encrypted key.
+	Authority
+	// RetiredAt is when the generation was retired, zero while peers
+	// still trust it.
+	RetiredAt time.Time
+}
+
+// A RotationStore is a Store that keeps several generations of CA, so
+// that the CA can rotate: a successor is added while the current CA stays
+// trusted, and the previous one is retired later. MemStore and
+// sqlstore.Store implement it. On such a store LoadAuthority returns the
+// newest generation.
+type RotationStore interface {
+	Store
+	// Generations returns every generation, retired ones included, in
+	// increasing Number, or an error matching provider.ErrNotFound when
+	// the store holds no CA.
+	Generations(ctx context.Context) ([]Generation, error)
+	// AddGeneration stores g as the newest generation. g.Number must be
+	// one more than the newest stored, and every generation below the
+	// newest must be retired; otherwise it returns
+	// ErrRotationInProgress and changes nothing. Of several processes
+	// adding a generation at once, exactly one succeeds. g.RetiredAt is
+	// ignored.
+	AddGeneration(ctx context.Context, g *Generation) error
+	// RetireGeneration marks generation number retired at the given
+	// time. The newest generation, an unknown one and a retired one
+	// yield ErrNotRetirable.
+	RetireGeneration(ctx context.Context, number int, at time.Time) error
+	// GenerationStamp returns a number that changes whenever a
+	// generation is added or retired, cheaply, so that a CA sharing the
+	// store polls it to learn of rotations other processes make.
+	GenerationStamp(ctx context.Context) (int64, error)
+}

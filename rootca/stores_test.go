@@ -107,6 +107,8 @@ func (ss *stores) reopen(t *testing.T, s rootca.Store) rootca.Store {
 // TestStores runs the store contract suite over every backend, with two
 // stores sharing each database.
 func TestStores(t *testing.T) {
+	// The Rotation subtests make and decrypt several encrypted CA keys.
+	t.Cleanup(rootca.SetKeyIterations(minTestKeyIterations))
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			ss := newStores(b)

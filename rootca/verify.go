@@ -14,7 +14,8 @@ import (
 //  2. A peer without a certificate is refused (provider.ErrNoCertificate),
 //     unless Options.InsecureAllowMissingClientCert and Usage is client
 //     authentication.
-//  3. The leaf must be signed by this CA's issuing certificate
+//  3. The leaf must be signed by this CA's issuing certificate, or during
+//     a rotation by the previous CA's until it is retired
 //     (provider.ErrUnknownAuthority), not merely chain to the same root,
 //     with the extended key usage asked for (provider.ErrIncompatibleUsage),
 //     and for ServerName when verifying a server (provider.ErrNameMismatch).
@@ -41,10 +42,11 @@ func (ca *CA) VerifyPeer(ctx context.Context, req *provider.VerifyRequest) error
 	if now.IsZero() {
 		now = ca.opts.now()
 	}
-	// The issuing certificate is the only anchor, and intermediates the
+	// The issuing certificates (during a rotation, the successor's and
+	// the previous CA's) are the only anchors, and intermediates the
 	// peer sends are ignored: a leaf of another CA under the same root
 	// (whose revocations this CA does not know) must not pass.
-	if _, err := provider.VerifyChain(leaf, nil, ca.issuer, &provider.VerifyChainOptions{
+	if _, err := provider.VerifyChain(leaf, nil, ca.auth.Load().anchors, &provider.VerifyChainOptions{
 		Usage:                req.Usage,
 		ServerName:           req.ServerName,
 		Time:                 now,

@@ -79,6 +79,34 @@ var migrations = [][]string{
 		){table}`,
 		`INSERT INTO revocation_counter (id, last_seq) VALUES (1, 1)`,
 	},
+	// Version 3: CA rotation. The CA of the authority table is
+	// generation 1; its successors are generations 2, 3... with their
+	// own key and chain. retired_at is NULL while peers trust the
+	// generation. authority_changes counts additions and retirements:
+	// CAs sharing the database poll it to learn of a rotation, and its
+	// row lock serialises them, so that of two servers beginning a
+	// rotation at once one adds the generation and the other finds it.
+	// Only new objects: a migration interrupted on MariaDB resumes by
+	// passing over those it made.
+	{
+		`ALTER TABLE authority ADD COLUMN retired_at {time}`,
+		`CREATE TABLE authority_generations (
+			generation  {int} NOT NULL PRIMARY KEY CHECK (generation >= 2),
+			private_key {blob},
+			retired_at  {time}
+		){table}`,
+		`CREATE TABLE authority_generation_certificates (
+			generation {int} NOT NULL REFERENCES authority_generations (generation),
+			seq        {int} NOT NULL,
+			der        {blob} NOT NULL,
+			PRIMARY KEY (generation, seq)
+		){table}`,
+		`CREATE TABLE authority_changes (
+			id          {int} NOT NULL PRIMARY KEY CHECK (id = 1),
+			last_change {int} NOT NULL
+		){table}`,
+		`INSERT INTO authority_changes (id, last_change) VALUES (1, 0)`,
+	},
 }
 
 // schemaVersion is the version of the schema this package writes.

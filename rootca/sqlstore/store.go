@@ -117,47 +117,17 @@ func (s *Store) enter() error {
 	return nil
 }
 
-// LoadAuthority returns the stored CA, or an error matching
-// provider.ErrNotFound.
+// LoadAuthority returns the stored CA, its newest generation, or an error
+// matching provider.ErrNotFound.
 func (s *Store) LoadAuthority(ctx context.Context) (*rootca.Authority, error) {
-	if err := s.enter(); err != nil {
-		return nil, err
-	}
-	defer s.mu.RUnlock()
-	var key []byte
-	err := s.db.QueryRowContext(ctx, s.d.rebind(`SELECT private_key FROM authority WHERE id = 1`)).Scan(&key)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, storecheck.ErrNoAuthority
-	}
+	gens, err := s.Generations(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("rootca: load authority: %w", err)
-	}
-	// The chain was committed with the authority row and never changes,
-	// so reading it outside a transaction is consistent.
-	rows, err := s.db.QueryContext(ctx, s.d.rebind(
-		`SELECT der FROM authority_certificates WHERE authority_id = 1 ORDER BY seq`))
-	if err != nil {
-		return nil, fmt.Errorf("rootca: load authority: %w", err)
-	}
-	defer rows.Close()
-	a := &rootca.Authority{}
-	if len(key) > 0 {
-		a.Key = key
-	}
-	for rows.Next() {
-		var der []byte
-		if err := rows.Scan(&der); err != nil {
-			return nil, fmt.Errorf("rootca: load authority: %w", err)
+		if errors.Is(err, provider.ErrNotFound) {
+			return nil, err
 		}
-		a.Certificates = append(a.Certificates, der)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("rootca: load authority: %w", err)
 	}
-	if len(a.Certificates) == 0 {
-		return nil, errors.New("rootca: load authority: stored CA has no certificates")
-	}
-	return a, nil
+	return &gens[len(gens)-1].Authority, nil
 }
 
 // CreateAuthority stores a, unless the database already holds a CA, in

@@ -37,6 +37,7 @@ func runShared(t *testing.T, newStore func(t *testing.T) rootca.Store, opts *Opt
 		{"Shared/CRLNumbers", testSharedCRLNumbers},
 		{"Shared/Revocations", testSharedRevocations},
 		{"Shared/Propagation", testSharedPropagation},
+		{"Shared/Rotation", testSharedRotation},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -67,6 +67,8 @@ func Run(t *testing.T, newStore func(t *testing.T) rootca.Store, opts *Options) 
 		{"RevocationFeed/Since", feedTest(testFeedSince)},
 		{"RevocationFeed/UnknownCursor", feedTest(testFeedUnknownCursor)},
 		{"RevocationFeed/Concurrent", feedTest(testFeedConcurrent)},
+		{"Rotation/Generations", rotationTest(testRotationGenerations)},
+		{"Rotation/Concurrent", rotationTest(testRotationConcurrent)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

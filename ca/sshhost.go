@@ -44,9 +44,13 @@ type SSHConfig struct {
 	// password authentication.
 	Signer ssh.Signer
 	// KnownHostsFiles are OpenSSH known_hosts files holding the host's
-	// key. A host that is not in them, or that presents another key, is
-	// refused before anything is sent. Required unless
-	// InsecureIgnoreHostKey.
+	// key, under Addr's host name (with its port when not 22), as
+	// knownhosts.Line writes it. A host that is not in them is refused
+	// before connecting, and one that presents another key during the
+	// key exchange, before authentication: nothing is sent to either.
+	// Hashed host names are understood; @cert-authority lines are not
+	// (an SSH host certificate alone does not admit a host). Required
+	// unless InsecureIgnoreHostKey.
 	KnownHostsFiles []string
 	// InsecureIgnoreHostKey accepts any host key. WARNING: whoever can
 	// intercept the connection then receives the host's certificate and

@@ -1,6 +1,7 @@
 package ca_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -333,4 +334,45 @@ func TestSSHHostInstallRefusesWrongCertificate(t *testing.T) {
 	assert.Equal(t, 1, rce.ExitStatus)
 	assert.Contains(t, rce.Stderr, "keystore-cert-import:")
 	assert.Equal(t, before, peers.ReadFiles(t, f.keyDir))
+}
+
+// TestSSHHostInstallStream: the certificate chain and the CA bundle,
+// sent as one stream on standard input, reach keystore-cert-import as two
+// files, byte for byte, in a private directory (0700, files 0600) that is
+// gone once the import returned. A stand-in keystore-cert-import records
+// what it was given.
+func TestSSHHostInstallStream(t *testing.T) {
+	f := newSSHFixture(t)
+	out := t.TempDir()
+	fake := `#!/bin/sh
+# -dir D -properties P -cert CERT -ca CA
+[ "$5" = -cert ] && [ "$7" = -ca ] || { echo "unexpected arguments: $*" >&2; exit 2; }
+stat -c '%a' "$(dirname "$6")" "$6" "$8" > ` + out + `/modes
+printf '%s\n' "$(dirname "$6")" > ` + out + `/dir
+cat "$6" > ` + out + `/cert
+cat "$8" > ` + out + `/ca
+`
+	require.NoError(t, os.WriteFile(filepath.Join(f.bin, "keystore-cert-import"), []byte(fake), 0o700))
+	e := newEnv(t, nil)
+	leaf, _ := e.issue(t, provider.RoleHost, []string{"kvm1.example.org"}, nil)
+	chain := provider.EncodeCertificates(leaf.Certificate, e.caCert)
+	bundle := provider.EncodeCertificates(e.caCert, leaf.Certificate)
+	tests := []struct {
+		name          string
+		chain, bundle []byte
+	}{
+		{"two and two", chain, bundle},
+		{"no final newlines", bytes.TrimSuffix(chain, []byte("\n")), bytes.TrimSuffix(bundle, []byte("\n"))},
+	}
+	h := f.host(t, f.config())
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			require.NoError(t, h.InstallCertificate(t.Context(), &ca.CertificateInstall{CertificatePEM: tc.chain, CABundlePEM: tc.bundle}))
+			got := peers.ReadFiles(t, out)
+			assert.Equal(t, "700\n600\n600\n", string(got["modes"]))
+			assert.Equal(t, chain, got["cert"])
+			assert.Equal(t, bundle, got["ca"])
+			assert.NoDirExists(t, strings.TrimSpace(string(got["dir"])), "the private directory is removed")
+		})
+	}
 }

@@ -13,6 +13,7 @@
 //	kvmpki-ca revoke -dir DIR -serial HEX [-reason NAME]
 //	kvmpki-ca crl    -dir DIR -out FILE [-der]
 //	kvmpki-ca list   -dir DIR
+//	kvmpki-ca rotate -dir DIR (begin | status | retire [-force])
 //	kvmpki-ca serve  -dir DIR -listen ADDR -agent-listen ADDR [-names a,b] [-ips x,y]
 //	kvmpki-ca provision -dir DIR -ssh USER@HOST:PORT -identity KEYFILE -known-hosts FILE -remote-bin DIR
 //	                 [-names a,b] [-ips x,y] [-remote-dir DIR] [-reload-command CMD]
@@ -72,6 +73,7 @@ commands:
   revoke   revoke a certificate by serial
   crl      write a signed CRL
   list     list issued certificates
+  rotate   rotate the CA: begin, status, retire [-force]
   serve    serve the CA bundle, CRL and OCSP over HTTP and a strict agent port
   provision  provision a KVM host's certificate over SSH
 
@@ -127,6 +129,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return c.list(ctx, args)
 	case "serve":
 		return c.serve(ctx, args)
+	case "rotate":
+		return c.rotate(ctx, args)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"crypto"
+	"database/sql"
+	"encoding/pem"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"crypto/x509"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.step.sm/crypto/pemutil"
+)
+
+// TestRotate drives a whole CA rotation through the rotate command:
+// begin makes a successor that issues from then on and comes first in the
+// bundle, before the old CA; a second begin is refused; retire refuses
+// while an old certificate is live and names it; retire -force retires
+// anyway, names the abandoned certificate and drops the old CA from the
+// bundle. (On -db the command runs the same code over the shared store;
+// rootca's storetest runs rotations on PostgreSQL and MariaDB.)
+func TestRotate(t *testing.T) {
+	dir := fixtureCA(t, "CN=kvmpki root CA,O=kvmpki")
+	cli := func(args ...string) result {
+		t.Helper()
+		return runCLI(t, pwEnv, append(append(args[:1:1], "-dir", dir), args[1:]...)...)
+	}
+	ok := func(args ...string) string {
+		t.Helper()
+		r := cli(args...)
+		require.NoError(t, r.err, "kvmpki-ca %s\nstderr: %s", strings.Join(args, " "), r.stderr)
+		return r.stdout
+	}
+	tmp := t.TempDir()
+	issue := func(name string) string {
+		t.Helper()
+		out := filepath.Join(tmp, name+".pem")
+		ok("issue", "-key-out", filepath.Join(tmp, name+".key"), "-role", "host", "-dns", name+".example.org", "-out", out)
+		return hexOf(readCert(t, out).SerialNumber)
+	}
+	bundleCerts := func() []string {
+		t.Helper()
+		var subjects []string
+		for _, c := range parseCertsPEM(t, []byte(ok("bundle"))) {
+			subjects = append(subjects, c.Subject.CommonName)
+		}
+		return subjects
+	}
+
+	oldSerial := issue("old")
+	status := ok("rotate", "status")
+	assert.Contains(t, status, "generation 1\tissuing")
+	assert.Contains(t, status, "no rotation in progress")
+	r := cli("rotate", "retire")
+	assert.ErrorContains(t, r.err, "no rotation in progress")
+	assert.False(t, isUsage(r.err))
+
+	out := ok("rotate", "begin")
+	assert.Contains(t, out, "began rotation: new CA CN=kvmpki root CA G2")
+	cheapenSuccessorKey(t, dir)
+	r = cli("rotate", "begin")
+	assert.ErrorContains(t, r.err, "rotation is in progress", "a second rotation before the first ends")
+	assert.Equal(t, []string{"kvmpki root CA G2", "kvmpki root CA"}, bundleCerts(), "the successor first, then the old CA")
+	newSerial := issue("new")
+	newCert := readCert(t, filepath.Join(tmp, "new.pem"))
+	assert.Equal(t, "kvmpki root CA G2", newCert.Issuer.CommonName, "the successor issues")
+	ok("crl", "-out", filepath.Join(tmp, "crl.pem"))
+
+	status = ok("rotate", "status")
+	assert.Contains(t, status, "generation 1\ttrusted\tCN=kvmpki root CA,O=kvmpki")
+	assert.Contains(t, status, "1 live certificates")
+	assert.Contains(t, status, "generation 2\tissuing\tCN=kvmpki root CA G2,O=kvmpki")
+	assert.Contains(t, status, "rotation in progress")
+
+	r = cli("rotate", "retire")
+	assert.ErrorContains(t, r.err, "still has 1 unexpired, unrevoked certificates")
+	assert.False(t, isUsage(r.err))
+	assert.Contains(t, r.stderr, "still live: "+oldSerial)
+	assert.Equal(t, []string{"kvmpki root CA G2", "kvmpki root CA"}, bundleCerts(), "a refused retirement changes nothing")
+
+	out = ok("rotate", "retire", "-force")
+	assert.Contains(t, out, "retired CA CN=kvmpki root CA,O=kvmpki")
+	assert.Contains(t, out, "no longer trusted: "+oldSerial)
+	assert.NotContains(t, out, newSerial)
+	assert.Equal(t, []string{"kvmpki root CA G2"}, bundleCerts(), "the old CA has left the bundle")
+	status = ok("rotate", "status")
+	assert.Contains(t, status, "generation 1\tretired ")
+	assert.Contains(t, status, "no rotation in progress")
+}
+
+// TestRotateUsage checks the rotate command's usage errors.
+func TestRotateUsage(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no step", []string{"rotate", "-dir", dir}, "needs a step"},
+		{"unknown step", []string{"rotate", "-dir", dir, "spin"}, `unknown rotate step "spin"`},
+		{"force without retire", []string{"rotate", "-dir", dir, "begin", "-force"}, "-force goes with retire only"},
+		{"no location", []string{"rotate", "status"}, "-dir or -db is required"},
+		{"extra argument", []string{"rotate", "-dir", dir, "retire", "now"}, `unexpected argument "now"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runCLI(t, pwEnv, tc.args...)
+			require.Error(t, r.err)
+			assert.True(t, isUsage(r.err), "a usage error: %v", r.err)
+			assert.ErrorContains(t, r.err, tc.want)
+		})
+	}
+}
+
+// cheapenSuccessorKey re-encrypts the key of generation 2 in dir's store
+// with 1,000 PBKDF2 rounds instead of 600,000, so that the commands after
+// begin do not each spend seconds decrypting it under the race detector.
+func cheapenSuccessorKey(t *testing.T, dir string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", filepath.Join(dir, dbFileName))
+	require.NoError(t, err)
+	defer db.Close()
+	var stored []byte
+	require.NoError(t, db.QueryRowContext(t.Context(), `SELECT private_key FROM authority_generations WHERE generation = 2`).Scan(&stored))
+	block, _ := pem.Decode(stored)
+	require.NotNil(t, block)
+	der, err := pemutil.DecryptPKCS8PrivateKey(block.Bytes, []byte(testPassword))
+	require.NoError(t, err)
+	key, err := x509.ParsePKCS8PrivateKey(der)
+	require.NoError(t, err)
+	_, err = db.ExecContext(t.Context(), `UPDATE authority_generations SET private_key = ? WHERE generation = 2`,
+		encryptKeyCheaply(t, key.(crypto.Signer), testPassword))
+	require.NoError(t, err)
+}

@@ -36,6 +36,10 @@
 //     a reload kept the same process.
 //   - For package rfb: [StartQEMUVNCPassword] (VNC password through a
 //     secret file) and [StartXtigervnc] (TigerVNC 1.12, X509Vnc).
+//   - OpenSSH 9.2 sshd, for package ca's SSH provisioning: [StartSSHD]
+//     runs a throwaway daemon on loopback that records every command a
+//     client runs ([SSHD.Commands]); [BuildCommands] builds the module's
+//     host-side programs for it and [ReadFiles] snapshots a host's files.
 //   - PostgreSQL 15 and MariaDB 10.11, started by .ci/start-databases:
 //     [PostgresDatabase] and [MySQLDatabase] give a test a schema or
 //     database of its own; [ControlDatabaseServer] stops and starts a

@@ -166,13 +166,15 @@ func (id *Identity) Renew(ctx context.Context) error {
 			return err
 		}
 		now := id.m.s.now()
+		// An upper bound, so that a CA that decides the validity
+		// (ACME) can issue; the result is checked against the CA below.
 		validity := min(id.m.s.validity, st.certs[0].NotAfter.Sub(now)-identityMargin)
 		if validity <= 0 {
 			return fmt.Errorf("ca: the CA certificate %q expires at %s: no room for the management certificate", st.certs[0].Subject.String(), st.certs[0].NotAfter.UTC())
 		}
 		res, err = id.m.issue(ctx, h, &provider.IssueRequest{
 			CSR: csr, CommonName: id.dns[0], DNSNames: id.dns, IPAddresses: id.ips,
-			Validity: validity, Role: provider.RoleHost,
+			MaxValidity: validity, Role: provider.RoleHost,
 		})
 		return err
 	})

@@ -280,8 +280,11 @@ type IssueRequest struct {
 	DNSNames    []string
 	IPAddresses []net.IP
 
-	// Validity is the certificate's validity. If zero,
-	// Settings.Validity; longer than Settings.MaxValidity is refused.
+	// Validity is the certificate's validity, exactly: a CA that decides
+	// the validity itself (ACME) refuses any. If zero, the provider is
+	// asked for at most Settings.Validity (provider.IssueRequest's
+	// MaxValidity): rootca issues that long, an ACME CA its own validity
+	// when it fits. Longer than Settings.MaxValidity is refused.
 	Validity time.Duration
 
 	// Role is what the certificate is for. If zero, provider.RoleHost:
@@ -329,12 +332,14 @@ func (m *Manager) providerRequest(req *IssueRequest) (*provider.IssueRequest, er
 			}
 		}
 	}
-	validity := req.Validity
+	validity, maxValidity := req.Validity, time.Duration(0)
 	switch {
 	case validity < 0:
 		return nil, &provider.RequestError{Field: "duration", Reason: "negative"}
 	case validity == 0:
-		validity = m.s.validity
+		// An upper bound, not a validity, so that a CA that decides the
+		// validity (ACME) can issue.
+		maxValidity = m.s.validity
 	case validity > m.s.maxValidity:
 		return nil, &provider.RequestError{Field: "duration", Reason: fmt.Sprintf("%v exceeds the maximum validity %v (Settings.MaxValidity)", validity, m.s.maxValidity)}
 	}
@@ -347,6 +352,7 @@ func (m *Manager) providerRequest(req *IssueRequest) (*provider.IssueRequest, er
 		DNSNames:    dns,
 		IPAddresses: ips,
 		Validity:    validity,
+		MaxValidity: maxValidity,
 		Role:        role,
 	}
 	if req.CSR == nil {
@@ -417,7 +423,15 @@ func normalizeNames(dnsIn []string, ipsIn []net.IP) ([]string, []net.IP) {
 type RevokeRequest struct {
 	// Serial is the serial number in hexadecimal, with or without colons
 	// (as openssl x509 -text prints it), a 0x prefix or leading zeros.
+	// It may be empty when Certificate is set.
 	Serial string
+	// Certificate, if set, is the certificate to revoke, passed to the
+	// provider (provider.RevokeRequest.Certificate): a CA that revokes
+	// by certificate (ACME) needs it when it keeps no inventory. If
+	// Serial is set as well, both must name the same certificate. If
+	// nil, the manager takes the certificate from the provider's
+	// inventory, when it has one.
+	Certificate *x509.Certificate
 	// Reason is the RFC 5280 reason. The zero value is unspecified.
 	Reason provider.RevocationReason
 }
@@ -429,22 +443,30 @@ func (m *Manager) Revoke(ctx context.Context, req *RevokeRequest) error {
 	if req == nil {
 		return &provider.RequestError{Reason: "nil request"}
 	}
-	serial, err := ParseSerial(req.Serial)
+	preq := &provider.RevokeRequest{Certificate: req.Certificate, Reason: req.Reason}
+	if req.Serial != "" || req.Certificate == nil {
+		var err error
+		if preq.Serial, err = ParseSerial(req.Serial); err != nil {
+			return err
+		}
+	}
+	serial, err := preq.SerialNumber()
 	if err != nil {
 		return err
 	}
 	return m.with(func(h *handle) error {
-		preq := &provider.RevokeRequest{Serial: serial, Reason: req.Reason}
-		// A provider that revokes by certificate (ACME) needs it: take it
-		// from the inventory when there is one.
-		rec, err := provider.LookupCertificate(ctx, h.p, serial)
-		switch {
-		case err == nil && len(rec.Raw) > 0:
-			if cert, perr := x509.ParseCertificate(rec.Raw); perr == nil {
-				preq.Certificate = cert
+		if preq.Certificate == nil {
+			// A provider that revokes by certificate (ACME) needs it:
+			// take it from the inventory when there is one.
+			rec, err := provider.LookupCertificate(ctx, h.p, serial)
+			switch {
+			case err == nil && len(rec.Raw) > 0:
+				if cert, perr := x509.ParseCertificate(rec.Raw); perr == nil {
+					preq.Certificate = cert
+				}
+			case errors.Is(err, ErrNotFound):
+				return fmt.Errorf("ca: revoke serial %s: %w", provider.FormatSerial(serial), err)
 			}
-		case errors.Is(err, ErrNotFound):
-			return fmt.Errorf("ca: revoke serial %s: %w", provider.FormatSerial(serial), err)
 		}
 		if err := h.p.Revoke(ctx, preq); err != nil {
 			m.s.logger.Warn("ca: revocation failed", "provider", h.p.Name(), "serial", provider.FormatSerial(serial), "error", err)

@@ -55,7 +55,7 @@ func (ca *CA) Issue(ctx context.Context, req *provider.IssueRequest) (*provider.
 		}
 		pub = key.Public()
 	}
-	cert, chain, err := ca.sign(ctx, pub, names, req.Role, req.Validity)
+	cert, chain, err := ca.sign(ctx, pub, names, req.Role, req.Validity, req.MaxValidity)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +149,7 @@ func (ca *CA) addCSRNames(names *nameSet, csr *x509.CertificateRequest) error {
 }
 
 // sign makes, signs and records a leaf certificate.
-func (ca *CA) sign(ctx context.Context, pub crypto.PublicKey, names *nameSet, role provider.Role, validity time.Duration) (*x509.Certificate, []*x509.Certificate, error) {
+func (ca *CA) sign(ctx context.Context, pub crypto.PublicKey, names *nameSet, role provider.Role, validity, maxValidity time.Duration) (*x509.Certificate, []*x509.Certificate, error) {
 	// The issuing generation, one for the whole call even if a rotation
 	// replaces it meanwhile.
 	g := ca.auth.Load().current
@@ -173,6 +173,10 @@ func (ca *CA) sign(ctx context.Context, pub crypto.PublicKey, names *nameSet, ro
 	defaulted := validity == 0
 	if defaulted {
 		validity = min(ca.opts.defaultValidity(), ca.opts.maxValidity())
+		if maxValidity > 0 {
+			// The requester's upper bound (IssueRequest.MaxValidity).
+			validity = min(validity, maxValidity)
+		}
 	}
 	if validity < 0 {
 		return nil, nil, &provider.RequestError{Field: "validity", Reason: "negative"}

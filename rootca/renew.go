@@ -56,7 +56,7 @@ func (ca *CA) Renew(ctx context.Context, req *provider.RenewRequest) (*provider.
 			return nil, err
 		}
 	}
-	cert, chain, err := ca.sign(ctx, pub, names, rec.Role, req.Validity)
+	cert, chain, err := ca.sign(ctx, pub, names, rec.Role, req.Validity, req.MaxValidity)
 	if err != nil {
 		return nil, err
 	}

@@ -32,3 +32,23 @@ func TestShellQuote(t *testing.T) {
 		})
 	}
 }
+
+// TestSSHHostCommand: the remote command line is the program and its
+// quoted arguments, behind "sudo -n --" with Sudo, and runs as one
+// argument vector in sh.
+func TestSSHHostCommand(t *testing.T) {
+	tests := []struct {
+		name string
+		sudo bool
+		want string
+	}{
+		{"as the user", false, `/opt/bin/keystore-setup -dns 'a b' '$(x)'`},
+		{"through sudo", true, `sudo -n -- /opt/bin/keystore-setup -dns 'a b' '$(x)'`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &SSHHost{cfg: SSHConfig{Sudo: tc.sudo}}
+			assert.Equal(t, tc.want, h.command("/opt/bin/keystore-setup", "-dns", "a b", "$(x)"))
+		})
+	}
+}

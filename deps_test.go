@@ -26,7 +26,8 @@ import (
 //	libvirttls                     libvirtconf and the shared internal packages
 //	migration                      libvirttls, libvirtconf and the shared internal packages
 //	internal/...                   each its own short list below
-//	examples/...                   anything; nothing imports them
+//	examples/...                   anything; nothing imports them, but an example
+//	                               its own subpackages (examples/X imports examples/X/...)
 //	internal/peers                 test support: imported by _test.go files only
 //
 // No package imports "log" (log/slog is allowed), and zlint is for tests
@@ -158,6 +159,8 @@ func TestDependencyPolicyCatches(t *testing.T) {
 		{"log", pkg{ImportPath: m("rfb"), Imports: []string{"log"}}, "imports log"},
 		{"log in a test", pkg{ImportPath: m("rfb"), XTestImports: []string{"log"}}, "imports log"},
 		{"example imported", pkg{ImportPath: m("migration"), TestImports: []string{m("examples/quickstart")}}, "nothing may import an example"},
+		{"example imports another example", pkg{ImportPath: m("examples/mgmtserver"), Imports: []string{m("examples/acmeplugin/acme")}}, "nothing may import an example"},
+		{"example imports a look-alike", pkg{ImportPath: m("examples/acme"), Imports: []string{m("examples/acmeplugin")}}, "nothing may import an example"},
 		{"peers outside tests", pkg{ImportPath: m("rootca"), Imports: []string{m("internal/peers")}}, "outside its tests"},
 		{"zlint outside tests", pkg{ImportPath: m("rootca"), Deps: []string{"github.com/zmap/zlint/v3"}}, "zlint is for tests only"},
 		{"unknown package", pkg{ImportPath: m("newthing")}, "no layering rule"},
@@ -175,8 +178,21 @@ func TestDependencyPolicyCatches(t *testing.T) {
 		{ImportPath: m("provider"), Imports: []string{m("internal/pkicore")}, Deps: []string{m("internal/pkicore"), "errors"}},
 		{ImportPath: m("rfb"), Imports: []string{m("internal/pkicore"), m("internal/pemx")}},
 		{ImportPath: m("examples/quickstart"), Imports: []string{m("rootca"), m("provider"), m("internal/peers")}},
+		{ImportPath: m("examples/acmeplugin"), Imports: []string{m("examples/acmeplugin/acme")}, TestImports: []string{m("examples/acmeplugin/acme")}},
 	}
 	assert.Empty(t, violations(allowed))
+}
+
+// ownSubpackage reports whether ir lies beneath r's example: an example
+// examples/X (or a package under it) may import examples/X/... , its
+// own library packages, and nothing of another example.
+func ownSubpackage(r, ir string) bool {
+	parts := strings.SplitN(r, "/", 3)
+	if len(parts) < 2 || parts[0] != "examples" {
+		return false
+	}
+	root := parts[0] + "/" + parts[1]
+	return strings.HasPrefix(ir, root+"/")
 }
 
 // violations returns one message per forbidden import among pkgs.
@@ -194,7 +210,7 @@ func violations(pkgs []pkg) []string {
 			if imp == "log" {
 				bad("%s imports log; use a caller-supplied *slog.Logger", r)
 			}
-			if ir, ok := rel(imp); ok && (ir == "examples" || strings.HasPrefix(ir, "examples/")) {
+			if ir, ok := rel(imp); ok && (ir == "examples" || strings.HasPrefix(ir, "examples/")) && !ownSubpackage(r, ir) {
 				bad("%s imports %s: nothing may import an example", r, ir)
 			}
 		}

@@ -35,6 +35,7 @@ var debianPackages = map[string]string{
 	"gvnccapture":        "gvncviewer",
 	"curl":               "curl",
 	"sshd":               "openssh-server",
+	"pebble":             "pebble",
 }
 
 // Require skips t unless every binary in bins is on PATH. The skip message

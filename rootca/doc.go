@@ -138,6 +138,55 @@
 // counter row updated in the transaction that reads it). The CA key is
 // stored only encrypted, or not at all with an external signer.
 //
+// # Rotating the CA
+//
+// Apache CloudStack cannot change its CA (its issue #2930): a new root
+// means re-provisioning every host at once, during which nothing trusts
+// anything. A CA on a [RotationStore] (MemStore, and the SQL stores from
+// schema version 3) rotates with an overlap during which both CAs are
+// trusted:
+//
+//  1. [CA.BeginRotation] makes a successor (a new key under
+//     Options.Password, a self-signed root named like the current CA with
+//     " G2", or an intermediate with RotateOptions.Parent) and stores it
+//     as the next generation. The successor issues every certificate from
+//     that moment (there is no separate activation step), and
+//     [CA.CACertificates] lists the successor's chain first, then the
+//     previous CA's. [CA.VerifyPeer] accepts leaves of both, revocation
+//     works for both (serials are unique across the CAs of a store: one
+//     primary key), [CA.SignCRL] signs with the successor and
+//     [CA.SignCRLs] (also [CA.CRLs], so provider.CRLs) one CRL per
+//     trusted CA, the issuing one first, each listing every revocation.
+//  2. The platform installs the new bundle on every peer (libvirt's
+//     cacert.pem, QEMU's ca-cert.pem, the "cloudca.N" entries of
+//     cloud.jks: all of them read several CA certificates), then renews
+//     every certificate, which now comes from the successor. A peer whose
+//     bundle still holds only the previous CA refuses the successor's
+//     leaves, so the bundle goes out first.
+//  3. [CA.RetirePrevious] retires the previous CA: it leaves the bundle,
+//     VerifyPeer refuses its leaves (provider.ErrUnknownAuthority) and no
+//     CRL is signed for it. It refuses, with a [*RemainingLeavesError]
+//     (ErrLeavesRemain) naming them, while the previous CA has unexpired,
+//     unrevoked leaves in the inventory; RetireOptions.Force retires it
+//     anyway, and those leaves stop being trusted (they are reported in
+//     RetireResult.Abandoned, not revoked, and can still be renewed from
+//     the successor). Install the new bundle on the peers again, so that
+//     they refuse the previous CA's leaves too.
+//
+// [CA.RotationStatus] lists the generations with their state and live
+// leaves. The rotation is state of the store: it survives restarts, and
+// only one runs at a time: a second BeginRotation before RetirePrevious,
+// or a concurrent one on another server sharing the database, fails with
+// [ErrRotationInProgress] (the database serialises the two through a row
+// lock and a primary key; exactly one wins). CAs sharing the store pick a
+// rotation or a retirement up with their revocation poll
+// (Options.RevocationPollInterval, 250 ms by default, plus one query, also
+// on PostgreSQL, whose notifications cover revocations only), and at once
+// on Refresh, SignCRL and SignCRLs. A CA whose key is held outside the
+// store (Options.Signer) cannot rotate yet. TestRotationInterop proves the
+// overlap and the retirement with libvirtd and virsh, QEMU's VNC-TLS
+// server and Java with a cloud.jks holding cloudca.1 and cloudca.2.
+//
 // # Clusters
 //
 // A CA keeps its revocations in memory for the handshake checks. On a

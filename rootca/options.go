@@ -48,7 +48,9 @@ type Options struct {
 
 	// Password returns the password that encrypts the CA key in the store
 	// (PKCS #8, PBES2 with PBKDF2-HMAC-SHA256 and AES-256-CBC). It is
-	// called once per Open or Create, and required unless Signer is set.
+	// called once per Open or Create, once more per CA generation the CA
+	// loads during a rotation (BeginRotation, or a rotation another CA
+	// sharing the store began), and required unless Signer is set.
 	// Its buffer is copied, never cleared.
 	Password func() ([]byte, error)
 
@@ -109,7 +111,9 @@ type Options struct {
 	// still works). On PostgreSQL the CA waits for the revocation's
 	// notification instead, and polls at this interval only as a safety
 	// net. SignCRL always asks the store first, so a CRL holds every
-	// revocation committed before it is signed.
+	// revocation committed before it is signed. The same poll picks up a
+	// CA rotation or retirement another CA made in the store (see
+	// BeginRotation).
 	RevocationPollInterval time.Duration
 
 	// InsecureAllowMissingClientCert admits TLS clients that present no

@@ -96,7 +96,7 @@ func (ca *CA) BeginRotation(ctx context.Context, opts *RotateOptions) (*x509.Cer
 	if ca.rot == nil {
 		return nil, fmt.Errorf("rootca: begin rotation: the store keeps one CA only: %w", errors.ErrUnsupported)
 	}
-	if ca.opts.Password == nil {
+	if ca.opts.Password == nil || ca.opts.Signer != nil {
 		return nil, fmt.Errorf("rootca: begin rotation: the CA key is held outside the store (Options.Signer): %w", errors.ErrUnsupported)
 	}
 	if err := ca.refreshGenerations(ctx); err != nil {
@@ -119,7 +119,6 @@ func (ca *CA) BeginRotation(ctx context.Context, opts *RotateOptions) (*x509.Cer
 		Validity:     o.Validity,
 		Parent:       o.Parent,
 	}
-	co.Signer = nil
 	if len(co.Subject.ToRDNSequence()) == 0 {
 		co.Subject = successorSubject(cur.current.cert.Subject, next)
 	}
@@ -311,11 +310,9 @@ func (ca *CA) liveLeavesOf(ctx context.Context, gens []Generation) (map[int][]*b
 	}
 	var issuers []issuer
 	for _, g := range gens {
-		der := []byte(nil)
+		der := ca.auth.Load().current.cert.Raw // a store of one CA
 		if len(g.Certificates) > 0 {
 			der = g.Certificates[0]
-		} else {
-			der = ca.auth.Load().current.cert.Raw
 		}
 		c, err := x509.ParseCertificate(der)
 		if err != nil {

@@ -191,6 +191,9 @@ func TestRotationUnsupported(t *testing.T) {
 	ca, _ := newCA(t, nil) // an external Signer
 	_, err := ca.BeginRotation(t.Context(), nil)
 	assert.ErrorIs(t, err, errors.ErrUnsupported, "external signer")
+	both, _ := newCA(t, &rootca.Options{Signer: genKey(t, "p256"), Password: passwordFunc})
+	_, err = both.BeginRotation(t.Context(), nil)
+	assert.ErrorIs(t, err, errors.ErrUnsupported, "external signer, with a password too")
 
 	key := genKey(t, "p256")
 	single := oneCAStore{rootca.NewMemStore()}

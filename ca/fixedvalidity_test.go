@@ -3,6 +3,7 @@ package ca_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -17,7 +18,7 @@ import (
 // acmeLike is the built-in CA seen the way an ACME CA behaves: it
 // decides the validity itself (refusing any IssueRequest.Validity, and a
 // MaxValidity its own validity exceeds), revokes by certificate only and
-// has no inventory (bare hides it).
+// has no inventory (bare hides it). It certifies exactly a CSR's names.
 type acmeLike struct {
 	bare
 	validity time.Duration // the CA's own validity
@@ -37,6 +38,17 @@ func (a *acmeLike) Issue(ctx context.Context, req *provider.IssueRequest) (*prov
 		return nil, provider.Unsupported("validity", "the CA decides the validity")
 	case req.MaxValidity != 0 && req.MaxValidity < a.validity:
 		return nil, provider.Unsupported("max validity", "the CA's validity is longer")
+	}
+	if req.CSR != nil {
+		csr, err := provider.ParseCSR(req.CSR)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range req.DNSNames {
+			if !slices.Contains(csr.DNSNames, n) {
+				return nil, provider.Unsupported("dns", "the CA certifies exactly the CSR's names and cannot add "+n)
+			}
+		}
 	}
 	r := *req
 	r.MaxValidity = 0

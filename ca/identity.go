@@ -155,7 +155,11 @@ func (id *Identity) Renew(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: id.dns[0]}}, key)
+	// The CSR names what the request vouches for: a CA that certifies
+	// exactly the CSR's names (ACME) cannot add any.
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: id.dns[0]}, DNSNames: id.dns, IPAddresses: id.ips,
+	}, key)
 	if err != nil {
 		return fmt.Errorf("ca: identity CSR: %w", err)
 	}

@@ -1,8 +1,8 @@
 // Command acmeplugin shows a third-party CA provider as a plugin author
 // writes one: a [provider.Provider] over an ACME (RFC 8555) CA such as
-// Let's Encrypt, written against package provider's public API only, and
-// registered in a [provider.Registry] by the platform (never in an init
-// function).
+// Let's Encrypt (package acme beneath it), written against package
+// provider's public API only, and registered in a [provider.Registry] by
+// the platform (never in an init function).
 //
 //	acmeplugin -directory URL -ca-chain FILE -account-key FILE -dns a,b [-ip x,y]
 //	           [-acme-ca FILE] [-http01-listen ADDR] -out PREFIX
@@ -29,30 +29,8 @@
 //
 // Errors go to standard error, with exit status 1 (2 for usage errors).
 //
-// The plugin's rules, where an ACME CA differs from kvmpki's built-in
-// rootca:
-//
-//   - Names: the CA certifies exactly the CSR's names, so a request with
-//     a CSR must list exactly the CSR's names; a request without one gets
-//     a CSR for its names.
-//   - Role and validity: the CA's profile fixes both (Config.Role); a
-//     request for another role or for a validity is refused with
-//     provider.Unsupported.
-//   - Revocation: by certificate, not by serial alone (provider.Unsupported).
-//   - Rate limits and an unavailable CA match provider.ErrRetryLater,
-//     with the CA's Retry-After in *provider.RetryLaterError.
-//   - CRLs: Pebble 2.4 publishes none and ACME has no request for them,
-//     so the provider is neither a provider.CRLSigner nor a
-//     provider.CRLSource.
-//
-// BUG(acmeplugin): VerifyPeer knows only the revocations made through the
-// same Provider value, and a revocation of a certificate another process
-// revoked already succeeds (golang.org/x/crypto/acme reports the CA's
-// alreadyRevoked as success): ACME gives no revocation status, and Pebble
-// 2.4 publishes no CRL to read it from.
-//
-// BUG(acmeplugin): Pebble 2.4 refuses an order with both an IPv4 and an
-// IPv6 address ("CSR is missing Order IP").
+// The provider itself is package [github.com/kvmpki/kvmpki/examples/acmeplugin/acme],
+// a library a platform imports; this command only glues it to files.
 package main
 
 import (
@@ -77,8 +55,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kvmpki/kvmpki/examples/acmeplugin/acme"
 	"github.com/kvmpki/kvmpki/provider"
 )
+
+// providerName is the registry name the command opens the plugin by.
+const providerName = "acme"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -156,7 +138,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	solver := &HTTP01Solver{}
+	solver := &acme.HTTP01Solver{}
 	if *listen != "" {
 		ln, err := net.Listen("tcp", *listen)
 		if err != nil {
@@ -170,7 +152,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// The platform's side: a registry with the plugin in it, and the
 	// configured provider opened by name.
 	reg := &provider.Registry{}
-	if err := reg.Register(defaultName, "ACME CA (RFC 8555)", Factory(Config{
+	if err := reg.Register(providerName, "ACME CA (RFC 8555)", acme.Factory(acme.Config{
 		DirectoryURL:   *directory,
 		AccountKey:     accountKey,
 		HTTPClient:     client,
@@ -179,7 +161,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	})); err != nil {
 		return err
 	}
-	p, err := reg.Open(ctx, defaultName)
+	p, err := reg.Open(ctx, providerName)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kvmpki/kvmpki/examples/acmeplugin/internal/pebbletest"
 	"github.com/kvmpki/kvmpki/provider"
 )
 
@@ -20,7 +21,7 @@ import (
 // issues one certificate, writes the chain and a 0600 key that form a TLS
 // identity verifying against Pebble's chain, and never overwrites them.
 func TestRun(t *testing.T) {
-	pb := startPebble(t)
+	pb := pebbletest.Start(t)
 	dir := t.TempDir()
 	chainFile := filepath.Join(dir, "chain.pem")
 	require.NoError(t, os.WriteFile(chainFile, provider.EncodeCertificates(pb.Chain...), 0o644))

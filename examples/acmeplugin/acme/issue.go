@@ -1,4 +1,4 @@
-package main
+package acme
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/acme"
 
@@ -25,7 +26,9 @@ import (
 // the CSR's names and cannot add any); without one, the provider
 // generates the key (ECDSA P-256 by default) and a CSR for the request's
 // names. A validity, or a role other than Config.Role, is refused with
-// provider.Unsupported: the CA decides both.
+// provider.Unsupported: the CA decides both. A MaxValidity is met when
+// the CA's own validity fits in it; a certificate that ends later is
+// revoked and the request refused with provider.Unsupported.
 func (p *Provider) Issue(ctx context.Context, req *provider.IssueRequest) (*provider.IssueResult, error) {
 	if err := p.check(ctx); err != nil {
 		return nil, err
@@ -81,20 +84,30 @@ func (p *Provider) Issue(ctx context.Context, req *provider.IssueRequest) (*prov
 			Subject: pkix.Name{CommonName: cn}, DNSNames: dns, IPAddresses: ips,
 		}, key)
 		if err != nil {
-			return nil, fmt.Errorf("acmeplugin: create CSR: %w", err)
+			return nil, fmt.Errorf("acme: create CSR: %w", err)
 		}
 		pub = key.Public()
 	}
 
+	start := time.Now()
 	ders, err := p.order(ctx, dns, ips, csrDER)
 	if err != nil {
 		return nil, err
 	}
-	leaf, err := p.checkIssued(ctx, ders, pub, dns, ips)
+	leaf, chain, err := p.checkIssued(ctx, ders, pub, dns, ips)
 	if err != nil {
 		return nil, err
 	}
-	res := &provider.IssueResult{Certificate: leaf, Chain: slices.Clone(p.chain)}
+	if max := req.MaxValidity; max > 0 && leaf.NotAfter.After(start.Add(max)) {
+		// The CA's validity is known once it issued: what does not fit
+		// is withdrawn, not handed out.
+		var err error = provider.Unsupported("max validity", fmt.Sprintf("the CA issues for %v, longer than %v", leaf.NotAfter.Sub(leaf.NotBefore).Round(time.Hour), max))
+		if rerr := p.client.RevokeCert(ctx, nil, leaf.Raw, acme.CRLReasonCessationOfOperation); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("acme: revoking serial %s failed: %w", provider.FormatSerial(leaf.SerialNumber), mapError(rerr)))
+		}
+		return nil, err
+	}
+	res := &provider.IssueResult{Certificate: leaf, Chain: chain}
 	if key != nil {
 		res.PrivateKey = key
 	}
@@ -114,7 +127,7 @@ func (p *Provider) order(ctx context.Context, dns []string, ips []net.IP, csrDER
 	}
 	o, err := p.client.AuthorizeOrder(ctx, ids, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("acmeplugin: new order: %w", mapError(err))
+		return nil, fmt.Errorf("acme: new order: %w", mapError(err))
 	}
 	for _, u := range o.AuthzURLs {
 		if err := p.authorize(ctx, u); err != nil {
@@ -122,11 +135,11 @@ func (p *Provider) order(ctx context.Context, dns []string, ips []net.IP, csrDER
 		}
 	}
 	if _, err := p.client.WaitOrder(ctx, o.URI); err != nil {
-		return nil, fmt.Errorf("acmeplugin: order %s: %w", o.URI, mapError(err))
+		return nil, fmt.Errorf("acme: order %s: %w", o.URI, mapError(err))
 	}
 	ders, _, err := p.client.CreateOrderCert(ctx, o.FinalizeURL, csrDER, true)
 	if err != nil {
-		return nil, fmt.Errorf("acmeplugin: finalize order %s: %w", o.URI, mapError(err))
+		return nil, fmt.Errorf("acme: finalize order %s: %w", o.URI, mapError(err))
 	}
 	return ders, nil
 }
@@ -135,7 +148,7 @@ func (p *Provider) order(ctx context.Context, dns []string, ips []net.IP, csrDER
 func (p *Provider) authorize(ctx context.Context, url string) error {
 	z, err := p.client.GetAuthorization(ctx, url)
 	if err != nil {
-		return fmt.Errorf("acmeplugin: authorization %s: %w", url, mapError(err))
+		return fmt.Errorf("acme: authorization %s: %w", url, mapError(err))
 	}
 	if z.Status == acme.StatusValid {
 		return nil
@@ -146,37 +159,40 @@ func (p *Provider) authorize(ctx context.Context, url string) error {
 	}
 	withdraw, err := p.solver.Present(ctx, p.client, z.Identifier, z.Challenges[i])
 	if err != nil {
-		return fmt.Errorf("acmeplugin: present %s for %s: %w", p.solver.ChallengeType(), z.Identifier.Value, err)
+		return fmt.Errorf("acme: present %s for %s: %w", p.solver.ChallengeType(), z.Identifier.Value, err)
 	}
 	defer withdraw()
 	if _, err := p.client.Accept(ctx, z.Challenges[i]); err != nil {
-		return fmt.Errorf("acmeplugin: accept challenge for %s: %w", z.Identifier.Value, mapError(err))
+		return fmt.Errorf("acme: accept challenge for %s: %w", z.Identifier.Value, mapError(err))
 	}
 	if _, err := p.client.WaitAuthorization(ctx, z.URI); err != nil {
-		return fmt.Errorf("acmeplugin: authorization of %s: %w", z.Identifier.Value, mapError(err))
+		return fmt.Errorf("acme: authorization of %s: %w", z.Identifier.Value, mapError(err))
 	}
 	return nil
 }
 
 // checkIssued checks what the CA returned: a leaf for pub and exactly the
-// ordered names, signed by the configured issuing CA, in Config.Role, not
-// outliving its issuer. A certificate that fails is revoked (it is not
+// ordered names, signed by one of the configured issuing CAs, in
+// Config.Role, not outliving its issuer; it returns the leaf and its
+// chain up to the root. A certificate that fails is revoked (it is not
 // what was asked for) and an error returned.
-func (p *Provider) checkIssued(ctx context.Context, ders [][]byte, pub crypto.PublicKey, dns []string, ips []net.IP) (*x509.Certificate, error) {
+func (p *Provider) checkIssued(ctx context.Context, ders [][]byte, pub crypto.PublicKey, dns []string, ips []net.IP) (*x509.Certificate, []*x509.Certificate, error) {
 	if len(ders) == 0 {
-		return nil, errors.New("acmeplugin: the CA returned no certificate")
+		return nil, nil, errors.New("acme: the CA returned no certificate")
 	}
 	leaf, err := x509.ParseCertificate(ders[0])
 	if err != nil {
-		return nil, fmt.Errorf("acmeplugin: the CA returned a certificate that does not parse: %w", err)
+		return nil, nil, fmt.Errorf("acme: the CA returned a certificate that does not parse: %w", err)
 	}
-	issuer := p.chain[0]
-	var problem string
-	switch {
-	case leaf.CheckSignatureFrom(issuer) != nil:
+	chain := p.chainOf(leaf)
+	if chain == nil {
 		// Not ours to revoke with this account's trust: the CA changed
 		// its issuing CA, and the configuration must follow.
-		return nil, fmt.Errorf("acmeplugin: the CA issued from %q, not the configured issuing CA %q: update Config.CACertificates", leaf.Issuer, issuer.Subject)
+		return nil, nil, fmt.Errorf("acme: the CA issued from %q, none of the configured CA certificates: update Config.CACertificates", leaf.Issuer)
+	}
+	issuer := chain[0]
+	var problem string
+	switch {
 	case !publicKeysEqual(pub, leaf.PublicKey):
 		problem = "certifies another key than the CSR's"
 	case !sameNameSet(leaf, dns, ips):
@@ -187,13 +203,13 @@ func (p *Provider) checkIssued(ctx context.Context, ders [][]byte, pub crypto.Pu
 		problem = "outlives its issuing CA"
 	}
 	if problem == "" {
-		return leaf, nil
+		return leaf, chain, nil
 	}
-	err = fmt.Errorf("acmeplugin: the CA issued serial %s, which %s", provider.FormatSerial(leaf.SerialNumber), problem)
+	err = fmt.Errorf("acme: the CA issued serial %s, which %s", provider.FormatSerial(leaf.SerialNumber), problem)
 	if rerr := p.client.RevokeCert(ctx, nil, leaf.Raw, acme.CRLReasonCessationOfOperation); rerr != nil {
-		err = errors.Join(err, fmt.Errorf("acmeplugin: revoking it failed: %w", mapError(rerr)))
+		err = errors.Join(err, fmt.Errorf("acme: revoking it failed: %w", mapError(rerr)))
 	}
-	return nil, err
+	return nil, nil, err
 }
 
 // generateKey generates the key of a request without a CSR.

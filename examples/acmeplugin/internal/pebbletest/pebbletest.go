@@ -1,4 +1,7 @@
-package main
+// Package pebbletest starts Let's Encrypt's test server Pebble (Debian
+// package pebble) on loopback for the tests of examples/acmeplugin, with
+// challenge validation stubbed.
+package pebbletest
 
 import (
 	"bytes"
@@ -29,8 +32,8 @@ import (
 	"github.com/kvmpki/kvmpki/internal/peers"
 )
 
-// pebble is a Pebble ACME test server running on loopback for one test.
-type pebble struct {
+// Server is a Pebble ACME test server running on loopback for one test.
+type Server struct {
 	// Directory is the ACME directory URL.
 	Directory string
 	// Client trusts the certificate of Pebble's HTTPS endpoints, which
@@ -45,29 +48,15 @@ type pebble struct {
 	out  *lockedBuffer
 }
 
-// requirePebble skips t when the pebble binary (Debian package pebble) is
-// missing, and fails it under KVMPKI_INTEROP=require. internal/peers has
-// no entry for pebble, so its Require would name no package.
-func requirePebble(t testing.TB) string {
-	t.Helper()
-	bin, err := exec.LookPath("pebble")
-	if err == nil {
-		return bin
-	}
-	why := "pebble not found in PATH (Debian package pebble)"
-	if os.Getenv(peers.InteropEnv) == "require" {
-		t.Fatalf("acmeplugin: %s; %s=require forbids skipping", why, peers.InteropEnv)
-	}
-	t.Skipf("acmeplugin: %s; skipping interop test (set %s=require to fail instead)", why, peers.InteropEnv)
-	return ""
-}
-
-// startPebble starts Pebble with challenge validation stubbed
+// Start starts Pebble with challenge validation stubbed
 // (PEBBLE_VA_ALWAYS_VALID), no validation delay and no deliberately
-// rejected nonces, on free loopback ports, and stops it when t ends.
-func startPebble(t testing.TB) *pebble {
+// rejected nonces, on free loopback ports, and stops it when t ends. It
+// skips t when pebble is missing (failing it under KVMPKI_INTEROP=require).
+func Start(t testing.TB) *Server {
 	t.Helper()
-	bin := requirePebble(t)
+	peers.Require(t, "pebble")
+	bin, err := exec.LookPath("pebble")
+	require.NoError(t, err)
 	dir := t.TempDir()
 	trust, certPEM, keyPEM := mintPebbleTLS(t)
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
@@ -121,7 +110,7 @@ func startPebble(t testing.TB) *pebble {
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}},
 		Timeout:   30 * time.Second,
 	}
-	p := &pebble{Directory: "https://" + listen + "/dir", Client: client, TrustPEM: trust, mgmt: mgmt, out: out}
+	p := &Server{Directory: "https://" + listen + "/dir", Client: client, TrustPEM: trust, mgmt: mgmt, out: out}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		res, err := client.Get(p.Directory)
@@ -146,7 +135,7 @@ func startPebble(t testing.TB) *pebble {
 }
 
 // management fetches one PEM certificate from Pebble's management port.
-func (p *pebble) management(t testing.TB, path string) *x509.Certificate {
+func (p *Server) management(t testing.TB, path string) *x509.Certificate {
 	t.Helper()
 	res, err := p.Client.Get("https://" + p.mgmt + path)
 	require.NoError(t, err)
@@ -161,9 +150,10 @@ func (p *pebble) management(t testing.TB, path string) *x509.Certificate {
 	return c
 }
 
-// revoked asks Pebble's management port whether serial is revoked: the
-// test's independent view of what the plugin did.
-func (p *pebble) status(t testing.TB, serial *big.Int) string {
+// Status asks Pebble's management port for the status of serial
+// ("Valid", "Revoked"): the test's independent view of what the plugin
+// did.
+func (p *Server) Status(t testing.TB, serial *big.Int) string {
 	t.Helper()
 	res, err := p.Client.Get("https://" + p.mgmt + "/cert-status-by-serial/" + fmt.Sprintf("%x", serial))
 	require.NoError(t, err)
@@ -241,8 +231,8 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-// newAccountKey returns a fresh ACME account key.
-func newAccountKey(t testing.TB) *ecdsa.PrivateKey {
+// NewAccountKey returns a fresh ACME account key.
+func NewAccountKey(t testing.TB) *ecdsa.PrivateKey {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)

@@ -1,4 +1,4 @@
-package main
+package acme
 
 import (
 	"bytes"
@@ -39,12 +39,14 @@ type Config struct {
 	// trusts the system roots.
 	HTTPClient *http.Client
 
-	// CACertificates is the chain peers trust: the CA certificate that
-	// issues this account's certificates, then its issuers up to the
-	// self-signed root. ACME has no request for it, so the operator
-	// configures it (Let's Encrypt publishes its chain; Pebble serves it
-	// on its management port). Required. Every certificate the CA
-	// returns is checked against it.
+	// CACertificates are the CA certificates peers trust: the CA
+	// certificates that issue this account's certificates, each before
+	// the issuers it chains to, up to self-signed roots. Let's Encrypt
+	// issues from several intermediates (R10, R11, E5, E6): list every
+	// one. ACME has no request for them, so the operator configures them
+	// (Let's Encrypt publishes them; Pebble serves its chain on its
+	// management port). Required. Every certificate the CA returns must
+	// chain to them.
 	CACertificates []*x509.Certificate
 
 	// Role is the one role the CA's profile issues, fixed by its
@@ -78,9 +80,8 @@ type Config struct {
 type Provider struct {
 	name    string
 	client  *acme.Client
-	chain   []*x509.Certificate
+	chain   []*x509.Certificate // Config.CACertificates
 	roots   *x509.CertPool
-	inter   *x509.CertPool
 	role    provider.Role
 	profile string
 	solver  Solver
@@ -101,24 +102,24 @@ var (
 // existing account) and returns a provider. Close it when done.
 func New(ctx context.Context, cfg *Config) (*Provider, error) {
 	if cfg == nil {
-		return nil, errors.New("acmeplugin: nil Config")
+		return nil, errors.New("acme: nil Config")
 	}
 	switch {
 	case cfg.DirectoryURL == "":
-		return nil, errors.New("acmeplugin: Config.DirectoryURL is required")
+		return nil, errors.New("acme: Config.DirectoryURL is required")
 	case cfg.AccountKey == nil:
-		return nil, errors.New("acmeplugin: Config.AccountKey is required")
+		return nil, errors.New("acme: Config.AccountKey is required")
 	case cfg.Solver == nil:
-		return nil, errors.New("acmeplugin: Config.Solver is required")
+		return nil, errors.New("acme: Config.Solver is required")
 	}
 	role := cfg.Role
 	if role == provider.RoleUnspecified {
 		role = provider.RoleHost
 	}
 	if !role.Valid() {
-		return nil, fmt.Errorf("acmeplugin: Config.Role %v is not host, client or server", cfg.Role)
+		return nil, fmt.Errorf("acme: Config.Role %v is not host, client or server", cfg.Role)
 	}
-	chain, roots, inter, err := checkChain(cfg.CACertificates)
+	chain, roots, err := checkChain(cfg.CACertificates)
 	if err != nil {
 		return nil, err
 	}
@@ -133,10 +134,10 @@ func New(ctx context.Context, cfg *Config) (*Provider, error) {
 	client := &acme.Client{Key: cfg.AccountKey, DirectoryURL: cfg.DirectoryURL, HTTPClient: hc, UserAgent: userAgent}
 	acct := &acme.Account{Contact: slices.Clone(cfg.Contact)}
 	if _, err := client.Register(ctx, acct, acme.AcceptTOS); err != nil && !errors.Is(err, acme.ErrAccountAlreadyExists) {
-		return nil, fmt.Errorf("acmeplugin: register the account: %w", mapError(err))
+		return nil, fmt.Errorf("acme: register the account: %w", mapError(err))
 	}
 	return &Provider{
-		name: name, client: client, chain: chain, roots: roots, inter: inter,
+		name: name, client: client, chain: chain, roots: roots,
 		role: role, profile: cfg.Profile, solver: cfg.Solver, policy: cfg.CSRPolicy,
 		revoked: make(map[string]provider.RevocationReason),
 	}, nil
@@ -152,34 +153,75 @@ func Factory(cfg Config) provider.Factory {
 	}
 }
 
-// checkChain checks that certs is a chain from an issuing CA up to a
-// self-signed root.
-func checkChain(certs []*x509.Certificate) (chain []*x509.Certificate, roots, inter *x509.CertPool, err error) {
+// checkChain checks that certs are CA certificates, each but a
+// self-signed root signed by one listed after it, so that every issuing
+// CA chains to a root among them.
+func checkChain(certs []*x509.Certificate) (chain []*x509.Certificate, roots *x509.CertPool, err error) {
 	if len(certs) == 0 {
-		return nil, nil, nil, errors.New("acmeplugin: Config.CACertificates is required")
+		return nil, nil, errors.New("acme: Config.CACertificates is required")
 	}
-	roots, inter = x509.NewCertPool(), x509.NewCertPool()
+	roots = x509.NewCertPool()
 	for i, c := range certs {
 		if c == nil {
-			return nil, nil, nil, fmt.Errorf("acmeplugin: Config.CACertificates[%d] is nil", i)
+			return nil, nil, fmt.Errorf("acme: Config.CACertificates[%d] is nil", i)
 		}
 		if !c.BasicConstraintsValid || !c.IsCA {
-			return nil, nil, nil, fmt.Errorf("acmeplugin: Config.CACertificates[%d] (%s) is not a CA", i, c.Subject)
+			return nil, nil, fmt.Errorf("acme: Config.CACertificates[%d] (%s) is not a CA", i, c.Subject)
 		}
-		last := i == len(certs)-1
-		if last {
-			if !bytes.Equal(c.RawIssuer, c.RawSubject) || c.CheckSignatureFrom(c) != nil {
-				return nil, nil, nil, fmt.Errorf("acmeplugin: Config.CACertificates ends with %s, which is not a self-signed root", c.Subject)
-			}
+		if isRoot(c) {
 			roots.AddCert(c)
 			continue
 		}
-		if err := c.CheckSignatureFrom(certs[i+1]); err != nil {
-			return nil, nil, nil, fmt.Errorf("acmeplugin: Config.CACertificates[%d] (%s) is not signed by the next certificate: %w", i, c.Subject, err)
+		if signerOf(c, certs[i+1:]) == nil {
+			return nil, nil, fmt.Errorf("acme: Config.CACertificates[%d] (%s) is signed by no certificate listed after it", i, c.Subject)
 		}
-		inter.AddCert(c)
 	}
-	return slices.Clone(certs), roots, inter, nil
+	return slices.Clone(certs), roots, nil
+}
+
+func isRoot(c *x509.Certificate) bool {
+	return bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil
+}
+
+// signerOf returns the certificate of cas that signed c, or nil.
+func signerOf(c *x509.Certificate, cas []*x509.Certificate) *x509.Certificate {
+	for _, ca := range cas {
+		if bytes.Equal(ca.RawSubject, c.RawIssuer) && c.CheckSignatureFrom(ca) == nil {
+			return ca
+		}
+	}
+	return nil
+}
+
+// chainOf returns the configured CA certificates from the issuer of c up
+// to its root, the IssueResult.Chain of c, or nil when none of them
+// issued c.
+func (p *Provider) chainOf(c *x509.Certificate) []*x509.Certificate {
+	var chain []*x509.Certificate
+	for len(chain) <= len(p.chain) {
+		ca := signerOf(c, p.chain)
+		if ca == nil {
+			return nil
+		}
+		chain = append(chain, ca)
+		if isRoot(ca) {
+			return chain
+		}
+		c = ca
+	}
+	return nil
+}
+
+// intermediates returns the configured CA certificates that are not
+// roots.
+func (p *Provider) intermediates() []*x509.Certificate {
+	var out []*x509.Certificate
+	for _, c := range p.chain {
+		if !isRoot(c) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // Name returns the registry name.
@@ -190,8 +232,9 @@ func (p *Provider) Description() string {
 	return "ACME (RFC 8555) CA at " + p.client.DirectoryURL
 }
 
-// CACertificates returns the configured chain: the issuing CA, then its
-// issuers up to the root.
+// CACertificates returns the configured CA certificates
+// (Config.CACertificates): the issuing CAs, each before its issuers, up to
+// the roots.
 func (p *Provider) CACertificates(ctx context.Context) ([]*x509.Certificate, error) {
 	if err := p.check(ctx); err != nil {
 		return nil, err
@@ -209,7 +252,7 @@ func (p *Provider) Close() error {
 	return p.closeErr
 }
 
-var errClosed = errors.New("acmeplugin: provider is closed")
+var errClosed = errors.New("acme: provider is closed")
 
 // check fails once the provider is closed or ctx is done.
 func (p *Provider) check(ctx context.Context) error {

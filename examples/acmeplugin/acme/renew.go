@@ -1,4 +1,4 @@
-package main
+package acme
 
 import (
 	"context"
@@ -10,8 +10,8 @@ import (
 var _ provider.Renewer = (*Provider)(nil)
 
 // Renew orders a successor for the names of req.Certificate, which must
-// come from this provider's issuing CA and not have been revoked through
-// this provider. An ACME CA certifies a key only on a CSR signed with it
+// come from one of this provider's issuing CAs and not have been revoked
+// through this provider. An ACME CA certifies a key only on a CSR signed with it
 // (RFC 8555 section 7.4), and the provider does not hold the
 // certificate's key: a renewal without a CSR is refused with
 // provider.Unsupported. The CSR must name exactly the certificate's names.
@@ -23,8 +23,8 @@ func (p *Provider) Renew(ctx context.Context, req *provider.RenewRequest) (*prov
 		return nil, &provider.RequestError{Field: "certificate", Reason: "the renew request names no certificate"}
 	}
 	old := req.Certificate
-	if old.CheckSignatureFrom(p.chain[0]) != nil {
-		return nil, &provider.RequestError{Field: "certificate", Reason: fmt.Sprintf("serial %s was not issued by %q", provider.FormatSerial(old.SerialNumber), p.chain[0].Subject)}
+	if p.chainOf(old) == nil {
+		return nil, &provider.RequestError{Field: "certificate", Reason: fmt.Sprintf("serial %s was issued by %q, none of the configured CA certificates", provider.FormatSerial(old.SerialNumber), old.Issuer)}
 	}
 	p.mu.Lock()
 	reason, revoked := p.revoked[old.SerialNumber.Text(16)]
@@ -40,6 +40,7 @@ func (p *Provider) Renew(ctx context.Context, req *provider.RenewRequest) (*prov
 		DNSNames:    old.DNSNames,
 		IPAddresses: old.IPAddresses,
 		Validity:    req.Validity,
+		MaxValidity: req.MaxValidity,
 		Role:        provider.RoleOf(old),
 	})
 }

@@ -1,4 +1,4 @@
-package main
+package acme
 
 import (
 	"crypto/ecdsa"
@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kvmpki/kvmpki/ca"
+	"github.com/kvmpki/kvmpki/examples/acmeplugin/internal/pebbletest"
 	"github.com/kvmpki/kvmpki/provider"
 	"github.com/kvmpki/kvmpki/rootca"
 )
@@ -25,18 +26,17 @@ import (
 // certificate the plugin issued, and refuses one from another ACME CA and
 // one without a certificate.
 func TestAgentPort(t *testing.T) {
-	pb := startPebble(t)
-	other := startPebble(t) // another ACME CA, whose certificates must be refused
+	pb := pebbletest.Start(t)
+	other := pebbletest.Start(t) // another ACME CA, whose certificates must be refused
 	ctx := t.Context()
 
 	reg := &provider.Registry{}
 	require.NoError(t, reg.Register("acme", "ACME CA (Pebble)", Factory(Config{
-		DirectoryURL: pb.Directory, AccountKey: newAccountKey(t), HTTPClient: pb.Client,
+		DirectoryURL: pb.Directory, AccountKey: pebbletest.NewAccountKey(t), HTTPClient: pb.Client,
 		CACertificates: pb.Chain, Solver: &HTTP01Solver{},
 	})))
-	// The management server's own certificate comes from rootca: ca
-	// always asks for a validity (Settings.Validity), which an ACME CA
-	// refuses (see TestManagerGaps).
+	// The management server's own certificate comes from rootca, the
+	// agents' from the plugin.
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
 	store := rootca.NewMemStore()
@@ -88,7 +88,7 @@ func TestAgentPort(t *testing.T) {
 		}
 	}()
 
-	issue := func(t *testing.T, pb *pebble, name string) tls.Certificate {
+	issue := func(t *testing.T, pb *pebbletest.Server, name string) tls.Certificate {
 		t.Helper()
 		p := newPebbleProvider(t, pb)
 		res, err := p.Issue(ctx, &provider.IssueRequest{DNSNames: []string{name}, Role: provider.RoleHost})
@@ -152,33 +152,61 @@ func TestAgentPort(t *testing.T) {
 	}
 }
 
-// TestManagerGaps records two gaps between package ca and a CA such as
-// ACME, which the provider contract does not bridge yet: ca asks every
-// issue for a validity (Settings.Validity when the caller names none),
-// which a CA that decides the validity refuses with
-// provider.Unsupported, so neither Manager.NewIdentity nor Manager.Issue
-// works; and Manager.Revoke names a serial only, which an ACME CA cannot
-// revoke without the certificate (ca takes it from an inventory, which
-// ACME has not).
-func TestManagerGaps(t *testing.T) {
-	pb := startPebble(t)
+// TestManager: package ca works with the plugin as its provider, though
+// an ACME CA decides the validity and revokes by certificate: the
+// manager asks for at most Settings.Validity (provider.IssueRequest's
+// MaxValidity), so NewIdentity, Identity.Renew and Manager.Issue get the
+// CA's own validity when it fits and Unsupported when it does not; a
+// named duration stays Unsupported; Manager.Revoke with the certificate
+// revokes it at the CA (Pebble's own status says so), while a serial
+// alone cannot reach a CA without an inventory.
+func TestManager(t *testing.T) {
+	pb := pebbletest.Start(t)
+	ctx := t.Context()
 	reg := &provider.Registry{}
 	require.NoError(t, reg.Register("acme", "ACME CA (Pebble)", Factory(Config{
-		DirectoryURL: pb.Directory, AccountKey: newAccountKey(t), HTTPClient: pb.Client,
+		DirectoryURL: pb.Directory, AccountKey: pebbletest.NewAccountKey(t), HTTPClient: pb.Client,
 		CACertificates: pb.Chain, Solver: &HTTP01Solver{},
 	})))
-	m, err := ca.New(t.Context(), reg, &ca.Settings{Provider: "acme"})
+	// Pebble 2.4 issues for five years: the operator allows that much.
+	const fiveYears = 5*365*24*time.Hour + 48*time.Hour
+	m, err := ca.New(ctx, reg, &ca.Settings{Provider: "acme", Validity: fiveYears, MaxValidity: 10 * 365 * 24 * time.Hour})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })
-	_, err = m.NewIdentity(t.Context(), &ca.IdentityOptions{Hostname: "ms1.kvm.example.test"})
-	assert.ErrorIs(t, err, errors.ErrUnsupported)
-	_, err = m.Issue(t.Context(), &ca.IssueRequest{DNSNames: []string{"kvm1.kvm.example.test"}})
-	assert.ErrorIs(t, err, errors.ErrUnsupported)
 
-	p := newPebbleProvider(t, pb)
-	res, err := p.Issue(t.Context(), &provider.IssueRequest{DNSNames: []string{"kvm1.kvm.example.test"}, Role: provider.RoleHost})
-	require.NoError(t, err)
-	err = m.Revoke(t.Context(), &ca.RevokeRequest{Serial: provider.FormatSerial(res.Certificate.SerialNumber)})
-	assert.ErrorIs(t, err, errors.ErrUnsupported)
-	assert.Equal(t, "Valid", pb.status(t, res.Certificate.SerialNumber))
+	t.Run("NewIdentity", func(t *testing.T) {
+		id, err := m.NewIdentity(ctx, &ca.IdentityOptions{Hostname: "ms1.kvm.example.test"})
+		require.NoError(t, err)
+		first := id.Certificate()
+		require.NotNil(t, first)
+		require.NoError(t, id.Renew(ctx), "Identity.Renew")
+		assert.NotEqual(t, 0, id.Certificate().SerialNumber.Cmp(first.SerialNumber), "a renewed management certificate")
+	})
+
+	var issued *provider.IssueResult
+	t.Run("Issue", func(t *testing.T) {
+		issued, err = m.Issue(ctx, &ca.IssueRequest{DNSNames: []string{"kvm1.kvm.example.test"}})
+		require.NoError(t, err)
+		assert.Equal(t, "Valid", pb.Status(t, issued.Certificate.SerialNumber))
+		_, err = m.Issue(ctx, &ca.IssueRequest{DNSNames: []string{"kvm2.kvm.example.test"}, Validity: 24 * time.Hour})
+		assert.ErrorIs(t, err, errors.ErrUnsupported, "a named duration is a validity, which an ACME CA decides")
+	})
+
+	t.Run("ValidityTooShort", func(t *testing.T) {
+		short, err := ca.New(ctx, reg, &ca.Settings{Provider: "acme"}) // at most 365 days
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = short.Close() })
+		_, err = short.Issue(ctx, &ca.IssueRequest{DNSNames: []string{"kvm3.kvm.example.test"}})
+		assert.ErrorIs(t, err, errors.ErrUnsupported, "Pebble's five years do not fit in Settings.Validity")
+	})
+
+	t.Run("Revoke", func(t *testing.T) {
+		require.NotNil(t, issued)
+		serial := provider.FormatSerial(issued.Certificate.SerialNumber)
+		err := m.Revoke(ctx, &ca.RevokeRequest{Serial: serial})
+		assert.ErrorIs(t, err, errors.ErrUnsupported, "a serial alone cannot reach a CA without an inventory")
+		assert.Equal(t, "Valid", pb.Status(t, issued.Certificate.SerialNumber))
+		require.NoError(t, m.Revoke(ctx, &ca.RevokeRequest{Certificate: issued.Certificate, Reason: provider.ReasonKeyCompromise}))
+		assert.Equal(t, "Revoked", pb.Status(t, issued.Certificate.SerialNumber))
+	})
 }

@@ -1,4 +1,4 @@
-package main
+package acme
 
 import (
 	"context"
@@ -40,18 +40,18 @@ func (p *Provider) Revoke(ctx context.Context, req *provider.RevokeRequest) erro
 	if err != nil {
 		return err
 	}
-	if req.Certificate.CheckSignatureFrom(p.chain[0]) != nil {
-		return fmt.Errorf("acmeplugin: certificate serial %s was not issued by %q: %w", provider.FormatSerial(serial), p.chain[0].Subject, provider.ErrNotFound)
+	if p.chainOf(req.Certificate) == nil {
+		return fmt.Errorf("acme: certificate serial %s was issued by %q, none of the configured CA certificates: %w", provider.FormatSerial(serial), req.Certificate.Issuer, provider.ErrNotFound)
 	}
 	key := serial.Text(16)
 	p.mu.Lock()
 	_, done := p.revoked[key]
 	p.mu.Unlock()
 	if done {
-		return fmt.Errorf("acmeplugin: certificate serial %s: %w", provider.FormatSerial(serial), provider.ErrAlreadyRevoked)
+		return fmt.Errorf("acme: certificate serial %s: %w", provider.FormatSerial(serial), provider.ErrAlreadyRevoked)
 	}
 	if err := p.client.RevokeCert(ctx, nil, req.Certificate.Raw, acme.CRLReasonCode(req.Reason)); err != nil {
-		return fmt.Errorf("acmeplugin: revoke serial %s: %w", provider.FormatSerial(serial), mapError(err))
+		return fmt.Errorf("acme: revoke serial %s: %w", provider.FormatSerial(serial), mapError(err))
 	}
 	p.mu.Lock()
 	p.revoked[key] = req.Reason
@@ -74,7 +74,7 @@ func (p *Provider) VerifyPeer(ctx context.Context, req *provider.VerifyRequest) 
 		return &provider.VerifyError{Err: provider.ErrNoCertificate}
 	}
 	leaf := req.Certificates[0]
-	inter := append(slices.Clone(req.Certificates[1:]), p.chain[:len(p.chain)-1]...)
+	inter := append(slices.Clone(req.Certificates[1:]), p.intermediates()...)
 	if _, err := provider.VerifyChain(leaf, inter, p.roots, &provider.VerifyChainOptions{
 		Usage: req.Usage, ServerName: req.ServerName, Time: req.Time,
 	}); err != nil {
@@ -83,7 +83,7 @@ func (p *Provider) VerifyPeer(ctx context.Context, req *provider.VerifyRequest) 
 	p.mu.Lock()
 	reason, revoked := p.revoked[leaf.SerialNumber.Text(16)]
 	p.mu.Unlock()
-	if revoked && leaf.CheckSignatureFrom(p.chain[0]) == nil {
+	if revoked && p.chainOf(leaf) != nil {
 		return &provider.VerifyError{Subject: leaf.Subject.String(), Serial: leaf.SerialNumber,
 			Err: &provider.RevokedError{Serial: leaf.SerialNumber, Reason: reason}}
 	}

@@ -1,4 +1,4 @@
-package main
+package acme
 
 import (
 	"crypto/ecdsa"
@@ -24,6 +24,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/acme"
 
+	"github.com/kvmpki/kvmpki/examples/acmeplugin/internal/pebbletest"
 	"github.com/kvmpki/kvmpki/provider"
 )
 
@@ -148,7 +149,7 @@ func TestSameNames(t *testing.T) {
 func TestNewRefusesConfig(t *testing.T) {
 	root, inter := testChain(t)
 	good := func() *Config {
-		return &Config{DirectoryURL: "https://127.0.0.1:1/dir", AccountKey: newAccountKey(t),
+		return &Config{DirectoryURL: "https://127.0.0.1:1/dir", AccountKey: pebbletest.NewAccountKey(t),
 			CACertificates: []*x509.Certificate{inter, root}, Solver: &HTTP01Solver{}}
 	}
 	tests := []struct {
@@ -160,8 +161,8 @@ func TestNewRefusesConfig(t *testing.T) {
 		{name: "accountKey", edit: func(c *Config) { c.AccountKey = nil }, want: "AccountKey"},
 		{name: "solver", edit: func(c *Config) { c.Solver = nil }, want: "Solver"},
 		{name: "noChain", edit: func(c *Config) { c.CACertificates = nil }, want: "CACertificates is required"},
-		{name: "noRoot", edit: func(c *Config) { c.CACertificates = c.CACertificates[:1] }, want: "not a self-signed root"},
-		{name: "wrongOrder", edit: func(c *Config) { slices.Reverse(c.CACertificates) }, want: "not signed by the next"},
+		{name: "noRoot", edit: func(c *Config) { c.CACertificates = c.CACertificates[:1] }, want: "signed by no certificate listed after it"},
+		{name: "wrongOrder", edit: func(c *Config) { slices.Reverse(c.CACertificates) }, want: "signed by no certificate listed after it"},
 		{name: "role", edit: func(c *Config) { c.Role = 9 }, want: "Role"},
 	}
 	for _, tc := range tests {
@@ -198,28 +199,67 @@ func testChain(t *testing.T) (root, inter *x509.Certificate) {
 	return root, inter
 }
 
+// TestSeveralIssuingCAs: with several issuing CAs configured, as Let's
+// Encrypt issues from R10 and R11, the plugin accepts a certificate from
+// any of them and returns its own path as the chain: another issuing CA
+// listed first (with its root) does not stop issuance, renewal,
+// revocation or peer verification.
+func TestSeveralIssuingCAs(t *testing.T) {
+	pb := pebbletest.Start(t)
+	otherRoot, otherInter := testChain(t)
+	cas := append([]*x509.Certificate{otherInter, otherRoot}, pb.Chain...)
+	reg := &provider.Registry{}
+	require.NoError(t, reg.Register("acme", "ACME CA (Pebble)", Factory(Config{
+		DirectoryURL: pb.Directory, AccountKey: pebbletest.NewAccountKey(t), HTTPClient: pb.Client,
+		CACertificates: cas, Solver: &HTTP01Solver{},
+	})))
+	p, err := reg.Open(t.Context(), "acme")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+	ctx := t.Context()
+
+	got, err := p.CACertificates(ctx)
+	require.NoError(t, err)
+	assert.Len(t, got, 4, "every configured CA certificate")
+	res, err := p.Issue(ctx, &provider.IssueRequest{DNSNames: []string{"kvm1.kvm.example.test"}, Role: provider.RoleHost})
+	require.NoError(t, err)
+	require.Len(t, res.Chain, 2, "the path of this certificate: Pebble's intermediate and root")
+	assert.True(t, res.Chain[0].Equal(pb.Chain[0]) && res.Chain[1].Equal(pb.Chain[1]))
+	tc, err := res.TLSCertificate()
+	require.NoError(t, err)
+	certs := make([]*x509.Certificate, 0, len(tc.Certificate))
+	for _, der := range tc.Certificate {
+		c, err := x509.ParseCertificate(der)
+		require.NoError(t, err)
+		certs = append(certs, c)
+	}
+	assert.NoError(t, provider.VerifyPeer(ctx, p, &provider.VerifyRequest{Certificates: certs, Usage: provider.UsageClientAuth}))
+	require.NoError(t, p.Revoke(ctx, &provider.RevokeRequest{Certificate: res.Certificate, Reason: provider.ReasonSuperseded}))
+	assert.Equal(t, "Revoked", pb.Status(t, res.Certificate.SerialNumber))
+}
+
 // TestRevokeOnPebble: a revocation reaches the CA (Pebble's management
 // port reports it), goes by certificate only, refuses a certificate of
 // another CA as unknown, and the provider refuses work after Close.
 func TestRevokeOnPebble(t *testing.T) {
-	pb := startPebble(t)
+	pb := pebbletest.Start(t)
 	p := newPebbleProvider(t, pb)
 	ctx := t.Context()
 	res, err := p.Issue(ctx, &provider.IssueRequest{DNSNames: []string{"kvm1.kvm.example.test"}, Role: provider.RoleHost})
 	require.NoError(t, err)
 	c := res.Certificate
-	require.Equal(t, "Valid", pb.status(t, c.SerialNumber))
+	require.Equal(t, "Valid", pb.Status(t, c.SerialNumber))
 
 	err = p.Revoke(ctx, &provider.RevokeRequest{Serial: c.SerialNumber, Reason: provider.ReasonKeyCompromise})
 	assert.ErrorIs(t, err, errors.ErrUnsupported, "a serial alone")
 	assert.ErrorIs(t, err, provider.ErrInvalidRequest, "a serial alone")
-	assert.Equal(t, "Valid", pb.status(t, c.SerialNumber))
+	assert.Equal(t, "Valid", pb.Status(t, c.SerialNumber))
 
 	err = p.Revoke(ctx, &provider.RevokeRequest{Certificate: c, Reason: provider.RevocationReason(7)})
 	assert.ErrorIs(t, err, provider.ErrInvalidRequest, "reason 7")
 
 	require.NoError(t, p.Revoke(ctx, &provider.RevokeRequest{Certificate: c, Reason: provider.ReasonKeyCompromise}))
-	assert.Equal(t, "Revoked", pb.status(t, c.SerialNumber))
+	assert.Equal(t, "Revoked", pb.Status(t, c.SerialNumber))
 	assert.ErrorIs(t, p.Revoke(ctx, &provider.RevokeRequest{Certificate: c}), provider.ErrAlreadyRevoked)
 
 	root, _ := testChain(t)
@@ -237,7 +277,7 @@ func TestRevokeOnPebble(t *testing.T) {
 // Pebble: order, authorization, finalization and download, for a
 // generated ECDSA P-256 key and a name never ordered before.
 func TestIssueLatency(t *testing.T) {
-	pb := startPebble(t)
+	pb := pebbletest.Start(t)
 	p := newPebbleProvider(t, pb)
 	const n = 21
 	times := make([]time.Duration, 0, n)
@@ -264,7 +304,7 @@ func TestIssueLatency(t *testing.T) {
 // before any order, as provider.Unsupported when the request is valid
 // but needs what an ACME CA does not offer.
 func TestIssueRefusals(t *testing.T) {
-	pb := startPebble(t)
+	pb := pebbletest.Start(t)
 	p := newPebbleProvider(t, pb)
 	name := "kvm1.kvm.example.test"
 	tests := []struct {
@@ -295,8 +335,8 @@ func TestIssueRefusals(t *testing.T) {
 // provider configured for server) is not handed out but revoked at the
 // CA.
 func TestIssueChecksWhatCAReturns(t *testing.T) {
-	pb := startPebble(t)
-	p, err := New(t.Context(), &Config{DirectoryURL: pb.Directory, AccountKey: newAccountKey(t), HTTPClient: pb.Client,
+	pb := pebbletest.Start(t)
+	p, err := New(t.Context(), &Config{DirectoryURL: pb.Directory, AccountKey: pebbletest.NewAccountKey(t), HTTPClient: pb.Client,
 		CACertificates: pb.Chain, Solver: &HTTP01Solver{}, Role: provider.RoleServer})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = p.Close() })
@@ -307,7 +347,7 @@ func TestIssueChecksWhatCAReturns(t *testing.T) {
 	require.Len(t, m, 2, "the error names the serial: %v", err)
 	serial, ok := new(big.Int).SetString(m[1], 16)
 	require.True(t, ok)
-	assert.Equal(t, "Revoked", pb.status(t, serial))
+	assert.Equal(t, "Revoked", pb.Status(t, serial))
 }
 
 // FuzzRetryAfter: a CA's Retry-After header, as seconds or an HTTP date,
@@ -331,7 +371,7 @@ func FuzzRetryAfter(f *testing.F) {
 // authorization at /.well-known/acme-challenge/TOKEN until withdrawn, and
 // nothing else is.
 func TestHTTP01Solver(t *testing.T) {
-	client := &acme.Client{Key: newAccountKey(t)}
+	client := &acme.Client{Key: pebbletest.NewAccountKey(t)}
 	s := &HTTP01Solver{}
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)

@@ -1,4 +1,4 @@
-package main
+package acme
 
 import (
 	"net"
@@ -6,18 +6,19 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/kvmpki/kvmpki/examples/acmeplugin/internal/pebbletest"
 	"github.com/kvmpki/kvmpki/provider"
 	"github.com/kvmpki/kvmpki/provider/providertest"
 )
 
 // newPebbleProvider opens the plugin on a fresh Pebble through a
 // registry, as the platform does.
-func newPebbleProvider(t testing.TB, pb *pebble) provider.Provider {
+func newPebbleProvider(t testing.TB, pb *pebbletest.Server) provider.Provider {
 	t.Helper()
 	reg := &provider.Registry{}
 	require.NoError(t, reg.Register("acme", "ACME CA (Pebble)", Factory(Config{
 		DirectoryURL:   pb.Directory,
-		AccountKey:     newAccountKey(t),
+		AccountKey:     pebbletest.NewAccountKey(t),
 		HTTPClient:     pb.Client,
 		CACertificates: pb.Chain,
 		Solver:         &HTTP01Solver{},
@@ -31,7 +32,7 @@ func newPebbleProvider(t testing.TB, pb *pebble) provider.Provider {
 // TestConformance runs provider/providertest against the plugin on
 // Pebble, adapting only to what an ACME CA cannot do.
 func TestConformance(t *testing.T) {
-	pb := startPebble(t)
+	pb := pebbletest.Start(t)
 	p := newPebbleProvider(t, pb)
 	providertest.Run(t, func(t *testing.T) provider.Provider { return p }, &providertest.Options{
 		Domain: "kvm.example.test",
@@ -45,8 +46,5 @@ func TestConformance(t *testing.T) {
 		// Pebble 2.4 refuses an order with IPv4 and IPv6 addresses
 		// together; one family works.
 		IPAddresses: []net.IP{net.ParseIP("192.0.2.1").To4()},
-		Skip: map[string]string{
-			"Renew/Successor": "an ACME CA certifies a key only on a CSR signed with it (RFC 8555 section 7.4), and a provider does not hold its hosts' keys: a successor for the same key without a CSR cannot be ordered (Renew/NewKey renews with a CSR)",
-		},
 	})
 }

@@ -118,6 +118,15 @@
 //     without a CSR with [provider.Unsupported] gets one for the same key,
 //     as a CA needing proof of possession does), NewKey (with a CSR), Revoked
 //     ([provider.ErrRevoked]) and Foreign ([provider.ErrInvalidRequest]).
+//   - RevocationNotifier ([provider.RevocationNotifier]): NoticeAfterRevoke
+//     (a notice within 10 s; a subscriber that never reads does not block
+//     Revoke) and ClosedWhenDone (the channel closes once its context is
+//     done).
+//   - OCSPSigner ([provider.OCSPSigner]): Good, Revoked (time and reason)
+//     and Unknown responses verify against the leaf's issuer, directly or
+//     through a delegated responder certificate, and state the template;
+//     ForeignIssuer (a template naming another CA matches
+//     [provider.ErrInvalidRequest]).
 //   - Concurrency: IssueRevoke: 8 goroutines issue and revoke at once,
 //     next to readers; every serial is distinct.
 //

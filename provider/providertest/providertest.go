@@ -150,6 +150,8 @@ func Run(t *testing.T, newProvider func(t *testing.T) provider.Provider, opts *O
 	s.group(t, "VerifyPeer", s.testVerifyPeer)
 	s.group(t, "Inventory", s.testInventory)
 	s.group(t, "Renew", s.testRenew)
+	s.group(t, "RevocationNotifier", s.testNotifier)
+	s.group(t, "OCSPSigner", s.testOCSPSigner)
 	s.group(t, "Concurrency", s.testConcurrency)
 }
 
@@ -173,6 +175,8 @@ var checkNames = []string{
 	"Inventory", "Inventory/Lookup", "Inventory/Revoked", "Inventory/List", "Inventory/Filters",
 	"Inventory/UnknownSerial",
 	"Renew", "Renew/Successor", "Renew/NewKey", "Renew/Revoked", "Renew/Foreign",
+	"RevocationNotifier", "RevocationNotifier/NoticeAfterRevoke", "RevocationNotifier/ClosedWhenDone",
+	"OCSPSigner", "OCSPSigner/Good", "OCSPSigner/Revoked", "OCSPSigner/Unknown", "OCSPSigner/ForeignIssuer",
 	"Concurrency", "Concurrency/IssueRevoke",
 }
 

@@ -3,8 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,8 +14,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"go.step.sm/crypto/pemutil"
 
 	"github.com/kvmpki/kvmpki/ca"
 	"github.com/kvmpki/kvmpki/provider"
@@ -71,10 +67,6 @@ func (c *command) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer store.Close()
-	caKey, err := c.caKey(ctx, store)
-	if err != nil {
-		return err
-	}
 	opts := &rootca.Options{Password: c.password, Logger: logger}
 	reg := &provider.Registry{}
 	if err := reg.Register("root", "kvmpki built-in CA", rootca.Factory(store, opts)); err != nil {
@@ -92,11 +84,9 @@ func (c *command) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cas, err := m.CACertificates(ctx)
-	if err != nil {
-		return err
-	}
-	ocspHandler, err := m.OCSPHandler(&ca.OCSPResponder{Certificate: cas[0], Signer: caKey})
+	// rootca signs OCSP responses itself (provider.OCSPSigner): serve
+	// never holds the CA key.
+	ocspHandler, err := m.OCSPHandler(nil)
 	if err != nil {
 		return err
 	}
@@ -136,45 +126,6 @@ func (c *command) serve(ctx context.Context, args []string) error {
 	err = srv.Shutdown(shutdownCtx)
 	wg.Wait()
 	return err
-}
-
-// caKey decrypts the CA key held in the store, which OCSP responses are
-// signed with (the provider contract cannot sign them).
-func (c *command) caKey(ctx context.Context, store rootca.Store) (crypto.Signer, error) {
-	auth, err := store.LoadAuthority(ctx)
-	if err != nil {
-		if errors.Is(err, provider.ErrNotFound) {
-			return nil, c.noCA(err)
-		}
-		return nil, err
-	}
-	if len(auth.Key) == 0 {
-		return nil, errors.New("the CA key is not in the store (an external signer): serve needs it for OCSP")
-	}
-	pw, err := c.password()
-	if err != nil {
-		return nil, err
-	}
-	defer clear(pw)
-	block, err := pemutil.Parse(auth.Key, pemutil.WithPassword(pw))
-	if err != nil {
-		return nil, fmt.Errorf("CA key: %w", err)
-	}
-	key, ok := block.(crypto.Signer)
-	if !ok {
-		return nil, fmt.Errorf("CA key: %T is not a signer", block)
-	}
-	if len(auth.Certificates) > 0 {
-		cert, err := x509.ParseCertificate(auth.Certificates[0])
-		if err != nil {
-			return nil, err
-		}
-		type equaler interface{ Equal(crypto.PublicKey) bool }
-		if pub, ok := key.Public().(equaler); !ok || !pub.Equal(cert.PublicKey) {
-			return nil, errors.New("CA key does not match the CA certificate")
-		}
-	}
-	return key, nil
 }
 
 // serveAgents answers "ping" with "pong" on each verified connection;

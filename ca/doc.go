@@ -134,13 +134,23 @@
 // through the Manager touches that serial. A revocation made through the
 // Manager is in both before Revoke returns.
 //
-// BUG(ca): A revocation made by another management server (through the
-// provider's shared store) reaches the agent port at once with rootca
-// (its in-memory set follows the store), but reaches this server's CRL
-// and cached OCSP answers only when the CRL is next signed (at half its
-// lifetime) and the answer is next refreshed (half an hour at most).
+// A revocation made by another management server, through the store the
+// providers share, reaches this server's CRL and OCSP answers when the
+// provider reports it ([provider.RevocationNotifier]): the CRL is signed
+// again and the cached answers of the serials it newly lists are dropped.
+// With rootca that is within a second: its watch of the store polls every
+// 250 ms, and PostgreSQL notifies it at once.
 //
-// BUG(ca): The provider contract has no way to sign OCSP responses or to
-// issue an OCSP-signing certificate, so [OCSPResponder] takes a key from
-// the platform.
+// OCSP answers are signed by the provider when it is a
+// [provider.OCSPSigner] (rootca signs with the CA key it holds, an HSM or
+// KMS key included), so the platform never handles the CA key; an
+// [OCSPResponder] from the platform is the fallback for providers that
+// cannot.
+//
+// BUG(ca): With a provider that sends no revocation notices, a
+// revocation made by another management server reaches this server's CRL
+// and cached OCSP answers only when the CRL is next signed (at half its
+// lifetime) and the answer is next refreshed (half an hour at most); the
+// agent port, which asks the provider at every handshake, is not
+// affected.
 package ca

@@ -123,13 +123,12 @@ func (m *Manager) httpError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 }
 
-// OCSPResponder is the key that signs OCSP responses: the CA's own
-// certificate and key, or a responder certificate the CA issued with the
-// id-kp-OCSPSigning extended key usage (RFC 6960, section 4.2.2.2).
-//
-// BUG(ca): provider.Provider has no capability to sign OCSP responses or
-// to issue an OCSP-signing certificate, so the platform supplies the key:
-// for rootca, the Options.Signer it holds (an HSM or KMS key).
+// OCSPResponder is a key that signs OCSP responses on the platform's
+// side: the CA's own certificate and key, or a responder certificate the
+// CA issued with the id-kp-OCSPSigning extended key usage (RFC 6960,
+// section 4.2.2.2). It is the fallback for providers that cannot sign OCSP
+// responses themselves ([provider.OCSPSigner]); rootca can, so a platform
+// on rootca needs none and never handles the CA key.
 type OCSPResponder struct {
 	// Certificate is the responder's certificate. It must be the CA
 	// certificate the statuses are about, or one that CA issued.
@@ -150,11 +149,28 @@ type ocspEntry struct {
 // "good" or "revoked" with its reason and time; one it never issued is
 // "unknown" (a provider without an inventory answers from its CRL: "good"
 // unless listed). Signed answers are cached per serial until a revocation
-// or issuance through the Manager changes that serial, or half of their
-// one-hour validity has passed.
-func (m *Manager) OCSPHandler(resp *OCSPResponder) (http.Handler, error) {
-	if resp == nil || resp.Certificate == nil || resp.Signer == nil {
+// or issuance through the Manager, or a revocation notice from the
+// provider ([provider.RevocationNotifier]), changes that serial, or half
+// of their one-hour validity has passed.
+//
+// Answers are signed by the provider when it is a [provider.OCSPSigner]
+// (rootca is), and otherwise with fallback, which may then be nil only if
+// the current provider signs: a provider set later that cannot sign, with
+// no fallback, gets "unauthorized" answers (and a logged warning).
+func (m *Manager) OCSPHandler(fallback *OCSPResponder) (http.Handler, error) {
+	if fallback != nil && (fallback.Certificate == nil || fallback.Signer == nil) {
 		return nil, errors.New("ca: OCSP responder needs a certificate and a signer")
+	}
+	if fallback == nil {
+		err := m.with(func(h *handle) error {
+			if _, ok := h.p.(provider.OCSPSigner); !ok {
+				return fmt.Errorf("ca: provider %s cannot sign OCSP responses, and no OCSPResponder was given: %w", h.p.Name(), errors.ErrUnsupported)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		der, err := readOCSPRequest(r)
@@ -175,11 +191,14 @@ func (m *Manager) OCSPHandler(resp *OCSPResponder) (http.Handler, error) {
 		}
 		var out []byte
 		err = m.with(func(h *handle) error {
-			out, err = h.ocspAnswer(r.Context(), resp, req, der)
+			out, err = h.ocspAnswer(r.Context(), fallback, req, der)
 			return err
 		})
 		switch {
 		case errors.Is(err, errNotOurIssuer):
+			m.writeOCSP(w, ocsp.UnauthorizedErrorResponse, http.StatusOK)
+		case errors.Is(err, errNoOCSPSigner):
+			m.s.logger.Warn("ca: OCSP answer refused", "error", err)
 			m.writeOCSP(w, ocsp.UnauthorizedErrorResponse, http.StatusOK)
 		case err != nil:
 			m.s.logger.Warn("ca: OCSP answer failed", "error", err)
@@ -190,7 +209,10 @@ func (m *Manager) OCSPHandler(resp *OCSPResponder) (http.Handler, error) {
 	}), nil
 }
 
-var errNotOurIssuer = errors.New("ca: OCSP request for another CA")
+var (
+	errNotOurIssuer = errors.New("ca: OCSP request for another CA")
+	errNoOCSPSigner = errors.New("ca: the provider cannot sign OCSP responses and no OCSPResponder was given")
+)
 
 func (m *Manager) writeOCSP(w http.ResponseWriter, body []byte, status int) {
 	w.Header().Set("Content-Type", "application/ocsp-response")
@@ -258,7 +280,10 @@ func decodeOCSPGet(tail string) ([]byte, bool) {
 
 // ocspAnswer returns the signed answer for req, from the cache when it is
 // fresh.
-func (h *handle) ocspAnswer(ctx context.Context, resp *OCSPResponder, req *ocsp.Request, reqDER []byte) ([]byte, error) {
+func (h *handle) ocspAnswer(ctx context.Context, fallback *OCSPResponder, req *ocsp.Request, reqDER []byte) ([]byte, error) {
+	if _, ok := h.p.(provider.OCSPSigner); !ok && fallback == nil {
+		return nil, fmt.Errorf("%w (provider %s)", errNoOCSPSigner, h.p.Name())
+	}
 	st, err := h.caCerts(ctx, false)
 	if err != nil {
 		return nil, err
@@ -282,15 +307,12 @@ func (h *handle) ocspAnswer(ctx context.Context, resp *OCSPResponder, req *ocsp.
 	if err != nil {
 		return nil, err
 	}
-	tmpl.IssuerHash = req.HashAlgorithm
+	tmpl.Issuer, tmpl.IssuerHash = issuer, req.HashAlgorithm
 	tmpl.ThisUpdate = now.Add(-time.Minute).Truncate(time.Second)
 	tmpl.NextUpdate = now.Add(ocspValidity).Truncate(time.Second)
-	if !resp.Certificate.Equal(issuer) {
-		tmpl.Certificate = resp.Certificate
-	}
-	der, err := ocsp.CreateResponse(issuer, resp.Certificate, tmpl, resp.Signer)
+	der, err := h.signOCSP(ctx, fallback, tmpl)
 	if err != nil {
-		return nil, fmt.Errorf("ca: sign OCSP response: %w", err)
+		return nil, err
 	}
 	p.ocspMu.Lock()
 	if p.rev.Load() == rev {
@@ -304,29 +326,60 @@ func (h *handle) ocspAnswer(ctx context.Context, resp *OCSPResponder, req *ocsp.
 	return der, nil
 }
 
+// signOCSP signs tmpl with the provider when it can, else with fallback.
+func (h *handle) signOCSP(ctx context.Context, fallback *OCSPResponder, tmpl *provider.OCSPResponseTemplate) ([]byte, error) {
+	der, err := provider.SignOCSPResponse(ctx, h.p, tmpl)
+	switch {
+	case err == nil:
+		return der, nil
+	case !errors.Is(err, errors.ErrUnsupported):
+		return nil, fmt.Errorf("ca: sign OCSP response with %s: %w", h.p.Name(), err)
+	case fallback == nil: // ocspAnswer checked; the provider changed its mind
+		return nil, fmt.Errorf("%w (provider %s)", errNoOCSPSigner, h.p.Name())
+	}
+	resp := ocsp.Response{
+		Status:       int(tmpl.Status), // the CertStatus tag, as provider.OCSPStatus
+		SerialNumber: tmpl.SerialNumber,
+		IssuerHash:   tmpl.IssuerHash,
+		ThisUpdate:   tmpl.ThisUpdate,
+		NextUpdate:   tmpl.NextUpdate,
+	}
+	if tmpl.Status == provider.OCSPRevoked {
+		resp.RevokedAt, resp.RevocationReason = tmpl.RevokedAt, int(tmpl.Reason)
+	}
+	if !fallback.Certificate.Equal(tmpl.Issuer) {
+		resp.Certificate = fallback.Certificate
+	}
+	der, err = ocsp.CreateResponse(tmpl.Issuer, fallback.Certificate, resp, fallback.Signer)
+	if err != nil {
+		return nil, fmt.Errorf("ca: sign OCSP response: %w", err)
+	}
+	return der, nil
+}
+
 // ocspStatus is the status of serial: from the inventory when the
 // provider has one, else from its CRL.
-func (h *handle) ocspStatus(ctx context.Context, serial *big.Int) (ocsp.Response, error) {
-	tmpl := ocsp.Response{SerialNumber: serial, Status: ocsp.Good}
+func (h *handle) ocspStatus(ctx context.Context, serial *big.Int) (*provider.OCSPResponseTemplate, error) {
+	tmpl := &provider.OCSPResponseTemplate{SerialNumber: serial, Status: provider.OCSPGood}
 	rec, err := provider.LookupCertificate(ctx, h.p, serial)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		tmpl.Status = ocsp.Unknown
+		tmpl.Status = provider.OCSPUnknown
 		return tmpl, nil
 	case err == nil:
 		if rec.Status == provider.StatusRevoked {
-			tmpl.Status, tmpl.RevokedAt, tmpl.RevocationReason = ocsp.Revoked, rec.RevokedAt.Truncate(time.Second), int(rec.Reason)
+			tmpl.Status, tmpl.RevokedAt, tmpl.Reason = provider.OCSPRevoked, rec.RevokedAt.Truncate(time.Second), rec.Reason
 		}
 		return tmpl, nil
 	case !errors.Is(err, errors.ErrUnsupported):
-		return tmpl, err
+		return nil, err
 	}
 	st, err := h.publisher().current(ctx)
 	if err != nil {
-		return tmpl, err
+		return nil, err
 	}
 	if e, ok := st.lookup(serial); ok {
-		tmpl.Status, tmpl.RevokedAt, tmpl.RevocationReason = ocsp.Revoked, e.RevocationTime, e.ReasonCode
+		tmpl.Status, tmpl.RevokedAt, tmpl.Reason = provider.OCSPRevoked, e.RevocationTime, provider.RevocationReason(e.ReasonCode)
 	}
 	return tmpl, nil
 }

@@ -213,8 +213,8 @@ func TestOCSPHandler(t *testing.T) {
 		require.ErrorAs(t, err, &re)
 		assert.Equal(t, ocsp.Unauthorized, re.Status)
 	})
-	_, err := e.m.OCSPHandler(nil)
-	assert.Error(t, err)
+	_, err := e.m.OCSPHandler(&ca.OCSPResponder{Certificate: e.caCert})
+	assert.Error(t, err, "a fallback responder without a key")
 }
 
 func TestOCSPWithoutInventory(t *testing.T) {

@@ -16,6 +16,9 @@ import (
 	"github.com/kvmpki/kvmpki/provider"
 )
 
+// noticeTimeout bounds the republishing after one revocation notice.
+const noticeTimeout = time.Minute
+
 // publisher holds a provider's current CRL, signed (or fetched) when a
 // revocation happens through the Manager or when NextUpdate nears, never
 // per request, and an index of its entries for O(1) lookups.
@@ -38,6 +41,11 @@ type publisher struct {
 	ocspReqs map[string]string
 
 	closed atomic.Bool
+	// stopNotices ends the subscription to the provider's revocation
+	// notices and noticesDone is closed when watchNotices has returned;
+	// both nil when the provider sends none.
+	stopNotices context.CancelFunc
+	noticesDone chan struct{}
 }
 
 type crlState struct {
@@ -52,8 +60,66 @@ type crlState struct {
 }
 
 func (h *handle) publisher() *publisher {
-	h.pubOnce.Do(func() { h.pub = &publisher{h: h, ocsp: map[string]*ocspEntry{}, ocspReqs: map[string]string{}} })
+	h.pubOnce.Do(func() {
+		h.pub = &publisher{h: h, ocsp: map[string]*ocspEntry{}, ocspReqs: map[string]string{}}
+		h.pub.subscribe()
+	})
 	return h.pub
+}
+
+// subscribe starts following the provider's revocation notices
+// ([provider.RevocationNotifier]), if it sends any: revocations other
+// management servers make through a shared store reach the CRL and the
+// OCSP answers as soon as the provider learns of them, instead of at the
+// next re-sign or refresh.
+func (p *publisher) subscribe() {
+	ctx, cancel := context.WithCancel(context.Background())
+	notices, err := provider.NotifyRevocations(ctx, p.h.p)
+	if err != nil {
+		cancel()
+		return
+	}
+	p.stopNotices, p.noticesDone = cancel, make(chan struct{})
+	go p.watchNotices(ctx, notices)
+}
+
+// watchNotices republishes after each notice, until the subscription
+// ends (close cancels ctx, and the provider then closes notices).
+func (p *publisher) watchNotices(ctx context.Context, notices <-chan struct{}) {
+	defer close(p.noticesDone)
+	for range notices {
+		if ctx.Err() != nil {
+			return
+		}
+		sctx, cancel := context.WithTimeout(ctx, noticeTimeout)
+		p.noticed(sctx)
+		cancel()
+	}
+}
+
+// noticed publishes revocations the provider reports: it signs (or
+// fetches) a new CRL if one was served, and drops the cached OCSP
+// answers of the serials that joined the CRL, or all of them when there
+// is no CRL to compare with.
+func (p *publisher) noticed(ctx context.Context) {
+	old := p.state.Load()
+	if old == nil {
+		p.invalidate(nil)
+		return
+	}
+	st, err := p.refresh(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			p.h.m.s.logger.Warn("ca: signing the CRL after a revocation notice failed", "provider", p.h.p.Name(), "error", err)
+		}
+		p.invalidate(nil)
+		return
+	}
+	for key := range st.index {
+		if _, ok := old.index[key]; !ok {
+			p.invalidateKey(key)
+		}
+	}
 }
 
 // publisherNoted records that a certificate was issued: a cached
@@ -62,7 +128,15 @@ func (h *handle) publisherNoted(cert *x509.Certificate) {
 	h.publisher().invalidate(cert.SerialNumber)
 }
 
-func (p *publisher) close() { p.closed.Store(true) }
+// close stops the publisher's background work and waits for it, so that
+// the provider can be closed next.
+func (p *publisher) close() {
+	p.closed.Store(true)
+	if p.stopNotices != nil {
+		p.stopNotices()
+		<-p.noticesDone
+	}
+}
 
 // rememberRequest records that reqDER asks about serial key.
 func (p *publisher) rememberRequest(reqDER []byte, key string) {
@@ -77,14 +151,25 @@ func (p *publisher) rememberRequest(reqDER []byte, key string) {
 	p.ocspReqs[string(reqDER)] = key
 }
 
+// invalidate drops the cached OCSP answer of serial, or every one when
+// serial is nil.
 func (p *publisher) invalidate(serial *big.Int) {
+	if serial == nil {
+		p.rev.Add(1)
+		p.ocspMu.Lock()
+		clear(p.ocsp)
+		p.ocspMu.Unlock()
+		return
+	}
+	p.invalidateKey(serial.Text(16))
+}
+
+// invalidateKey drops the cached OCSP answer of the serial whose hex is
+// key.
+func (p *publisher) invalidateKey(key string) {
 	p.rev.Add(1)
 	p.ocspMu.Lock()
-	if serial == nil {
-		clear(p.ocsp)
-	} else {
-		delete(p.ocsp, serial.Text(16))
-	}
+	delete(p.ocsp, key)
 	p.ocspMu.Unlock()
 }
 

@@ -155,8 +155,10 @@ func testSharedRotation(t *testing.T, a, b rootca.Store) {
 	})
 	require.Equal(t, int32(1), wins.Load(), "exactly one CA begins the rotation")
 	succ := successor.Load()
+	begun := time.Now()
 	for i, ca := range cas {
 		waitFor(t, func() bool { return ca.Certificate().Equal(succ) }, "CA %d issues from the successor", i)
+		t.Logf("CA %d issues from the successor %v after the rotation began", i, time.Since(begun).Round(time.Millisecond))
 		bundle, err := ca.CACertificates(t.Context())
 		require.NoError(t, err)
 		if assert.Len(t, bundle, 2, "CA %d: bundle", i) {
@@ -176,9 +178,11 @@ func testSharedRotation(t *testing.T, a, b rootca.Store) {
 	require.NoError(t, err)
 	require.Len(t, res.Abandoned, 1)
 	assert.Zero(t, res.Abandoned[0].Cmp(oldLeaf.Certificate.SerialNumber))
+	retiredAt := time.Now()
 	waitFor(t, func() bool {
 		return errors.Is(first.VerifyPeer(t.Context(), clientRequest(oldLeaf.Certificate)), provider.ErrUnknownAuthority)
 	}, "the other CA refuses the retired CA's leaf")
+	t.Logf("the other CA refuses the retired CA's leaf %v after the retirement", time.Since(retiredAt).Round(time.Millisecond))
 	bundle, err := first.CACertificates(t.Context())
 	require.NoError(t, err)
 	assert.Len(t, bundle, 1, "the retired CA has left the bundle")

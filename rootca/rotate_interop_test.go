@@ -45,7 +45,9 @@ func rotationLeaf(t *testing.T, ca *rootca.CA, name string) *rotationParty {
 // bundle. During the overlap, a libvirtd and a QEMU VNC-TLS server whose
 // CA file holds both CAs (whether their own certificate is still the old
 // CA's or already the new one's) accept virsh and VeNCrypt clients with a
-// certificate of either CA, and Java with a cloud.jks holding cloudca.1
+// certificate of either CA (and, given both CAs' CRLs in cacrl.pem and
+// ca-crl.pem, refuse the revoked ones of either), and Java with a
+// cloud.jks holding cloudca.1
 // (the new CA) and cloudca.2 (the old) completes mutual TLS with servers
 // of either CA. After a forced retirement and the new bundle installed
 // everywhere, the old CA's certificates are refused by libvirtd, QEMU and
@@ -58,12 +60,25 @@ func TestRotationInterop(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { ca.Close() })
 	oldServer, oldClient := rotationLeaf(t, ca, "old-CA server"), rotationLeaf(t, ca, "old-CA client")
+	oldRevoked := rotationLeaf(t, ca, "revoked old-CA client")
 	_, err = ca.BeginRotation(ctx, nil)
 	require.NoError(t, err)
 	newServer, newClient := rotationLeaf(t, ca, "new-CA server"), rotationLeaf(t, ca, "new-CA client")
+	newRevoked := rotationLeaf(t, ca, "revoked new-CA client")
 	overlap, err := provider.CABundle(ctx, ca)
 	require.NoError(t, err)
 	require.Len(t, parseBundle(t, overlap), 2)
+	// cacrl.pem and ca-crl.pem during the overlap: one CRL per CA.
+	for _, l := range []*rotationParty{oldRevoked, newRevoked} {
+		require.NoError(t, ca.Revoke(ctx, &provider.RevokeRequest{Serial: l.cert.SerialNumber, Reason: provider.ReasonKeyCompromise}))
+	}
+	crls, err := ca.SignCRLs(ctx)
+	require.NoError(t, err)
+	require.Len(t, crls, 2)
+	var overlapCRLs []byte
+	for _, crl := range crls {
+		overlapCRLs = append(overlapCRLs, rootca.EncodeCRL(crl.Raw)...)
+	}
 
 	// The Java host: keystore-setup, a certificate from the new CA,
 	// keystore-cert-import with the overlap bundle.
@@ -101,6 +116,36 @@ func TestRotationInterop(t *testing.T) {
 					assert.NoError(t, q.Probe(t, cfg), "VeNCrypt probe with the %s certificate", c.name)
 				}
 			})
+			t.Run("libvirtd with both CRLs and "+server.name, func(t *testing.T) {
+				t.Parallel()
+				peers.Require(t, "libvirtd", "virsh")
+				d, err := peers.StartLibvirtd(t, withCRL(withCA(server.pki, overlap), overlapCRLs), peers.LibvirtdOptions{})
+				require.NoError(t, err)
+				for _, c := range []*rotationParty{oldClient, newClient} {
+					assert.NoError(t, d.Connect(t, withCA(c.pki, overlap), interopDNSName), "virsh with the %s certificate", c.name)
+				}
+				for _, c := range []*rotationParty{oldRevoked, newRevoked} {
+					err := d.Connect(t, withCA(c.pki, overlap), interopDNSName)
+					assert.ErrorContains(t, err, "The certificate has been revoked",
+						"virsh with the %s certificate", c.name)
+				}
+			})
+			t.Run("QEMU with both CRLs and "+server.name, func(t *testing.T) {
+				t.Parallel()
+				peers.Require(t, "qemu-system-x86_64")
+				q, err := peers.StartQEMUVNC(t, withCRL(withCA(server.pki, overlap), overlapCRLs), peers.QEMUVNCOptions{})
+				require.NoError(t, err)
+				for _, c := range []*rotationParty{oldClient, newClient, oldRevoked, newRevoked} {
+					cfg, err := withCA(c.pki, overlap).ClientTLSConfig(interopDNSName)
+					require.NoError(t, err)
+					err = q.Probe(t, cfg)
+					if c == oldRevoked || c == newRevoked {
+						assert.ErrorContains(t, err, "The certificate has been revoked", "VeNCrypt probe with the %s certificate", c.name)
+					} else {
+						assert.NoError(t, err, "VeNCrypt probe with the %s certificate", c.name)
+					}
+				}
+			})
 			t.Run("Java cloud.jks with "+server.name, func(t *testing.T) {
 				t.Parallel()
 				peers.Require(t, "java")
@@ -114,7 +159,7 @@ func TestRotationInterop(t *testing.T) {
 
 	res, err := ca.RetirePrevious(ctx, &rootca.RetireOptions{Force: true})
 	require.NoError(t, err)
-	assert.Len(t, res.Abandoned, 2, "the old server and client certificates")
+	assert.Len(t, res.Abandoned, 2, "the old server and client certificates (the third is revoked)")
 	retired, err := provider.CABundle(ctx, ca)
 	require.NoError(t, err)
 	require.Len(t, parseBundle(t, retired), 1)

@@ -185,7 +185,9 @@
 // on Refresh, SignCRL and SignCRLs. A CA whose key is held outside the
 // store (Options.Signer) cannot rotate yet. TestRotationInterop proves the
 // overlap and the retirement with libvirtd and virsh, QEMU's VNC-TLS
-// server and Java with a cloud.jks holding cloudca.1 and cloudca.2.
+// server and Java with a cloud.jks holding cloudca.1 and cloudca.2; given
+// both CRLs of SignCRLs in one cacrl.pem (ca-crl.pem), libvirtd and QEMU
+// refuse the revoked leaves of either CA.
 //
 // # Clusters
 //

@@ -170,6 +170,9 @@ func (ca *CA) sign(ctx context.Context, pub crypto.PublicKey, names *nameSet, ro
 		return nil, nil, &provider.RequestError{Field: "common name", Reason: fmt.Sprintf("%q is longer than %d characters", cn, maxCommonNameLength)}
 	}
 
+	if maxValidity < 0 {
+		return nil, nil, &provider.RequestError{Field: "max validity", Reason: "negative"}
+	}
 	defaulted := validity == 0
 	if defaulted {
 		validity = min(ca.opts.defaultValidity(), ca.opts.maxValidity())

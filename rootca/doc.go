@@ -61,7 +61,9 @@
 //     [Options.MaxNames] names;
 //   - a validity beyond [Options.MaxValidity] or beyond the CA's own
 //     NotAfter (it is refused, not shortened; only the default validity,
-//     used when a request names none, ends with the CA).
+//     used when a request names none, ends with the CA). The default is
+//     [Options.DefaultValidity], or the request's MaxValidity when that is
+//     shorter.
 //
 // The certificate carries what the request's role calls for:
 //

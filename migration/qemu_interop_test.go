@@ -356,7 +356,7 @@ func TestQEMUNativeTLSMigration(t *testing.T) {
 
 	t.Run("source certificate from another CA", func(t *testing.T) {
 		run := runQEMUMigration(t, rogueSrcDir, dstDir, plan, true)
-		require.Equal(t, "failed", run.status.Status)
+		assertSourceFailedOrFinished(t, run)
 		assertRefusedByDestination(t, run, migration.ErrClientCertificateMissing)
 		// GnuTLS sends no certificate whose issuer the server did not
 		// list, so the destination saw none: "No certificate was found".
@@ -365,7 +365,7 @@ func TestQEMUNativeTLSMigration(t *testing.T) {
 	t.Run("source certificate revoked, CRL installed by libvirttls", func(t *testing.T) {
 		require.FileExists(t, filepath.Join(dstWithCRLDir, libvirttls.QEMUCRL))
 		run := runQEMUMigration(t, revokedSrcDir, dstWithCRLDir, plan, true)
-		require.Equal(t, "failed", run.status.Status)
+		assertSourceFailedOrFinished(t, run)
 		assertRefusedByDestination(t, run, migration.ErrRevoked)
 
 		// The same pair without the revoked certificate completes: the
@@ -387,6 +387,19 @@ func TestQEMUCredentialsUnreadable(t *testing.T) {
 	require.NotNil(t, e, err.Error())
 	assert.ErrorIs(t, e, migration.ErrCredentialsUnreadable)
 	assert.Equal(t, filepath.Join(dir, libvirttls.QEMUCACert), e.Path)
+}
+
+// assertSourceFailedOrFinished accepts either verdict of the source
+// when the destination refuses the source's client certificate: with TLS
+// 1.3 the client finishes its handshake before the server has judged its
+// certificate, so a source QEMU may stream the whole (encrypted) state and
+// report "completed" while the destination refuses it. The verdict that
+// counts is the destination's (assertRefusedByDestination), as libvirt's
+// confirm phase makes it; a source that reports anything else than
+// "failed" or "completed" is a defect.
+func assertSourceFailedOrFinished(t *testing.T, run migrationRun) {
+	t.Helper()
+	assert.Contains(t, []string{"failed", "completed"}, run.status.Status, run.status.ErrorDesc)
 }
 
 // assertRefusedByDestination checks a migration the destination QEMU

@@ -351,7 +351,7 @@ func (m *MemStore) RetireGeneration(ctx context.Context, number int, at time.Tim
 	}
 	defer unlock()
 	if number >= len(m.gens) || !m.gens[number-1].RetiredAt.IsZero() {
-		return fmt.Errorf("rootca: retire generation %d: %w", number, ErrNotRetirable)
+		return fmt.Errorf("%w (generation %d)", ErrNotRetirable, number)
 	}
 	m.gens[number-1].RetiredAt = at.UTC()
 	m.genStamp++

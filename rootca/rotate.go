@@ -104,7 +104,7 @@ func (ca *CA) BeginRotation(ctx context.Context, opts *RotateOptions) (*x509.Cer
 	}
 	cur := ca.auth.Load()
 	if len(cur.previous) > 0 {
-		return nil, fmt.Errorf("rootca: begin rotation: %w (retire generation %d first)", ErrRotationInProgress, cur.previous[0].number)
+		return nil, fmt.Errorf("%w (retire generation %d first)", ErrRotationInProgress, cur.previous[0].number)
 	}
 	var o RotateOptions
 	if opts != nil {
@@ -131,7 +131,7 @@ func (ca *CA) BeginRotation(ctx context.Context, opts *RotateOptions) (*x509.Cer
 			// Another server began first: use its successor.
 			_ = ca.refreshGenerations(ctx)
 		}
-		return nil, fmt.Errorf("rootca: begin rotation: %w", err)
+		return nil, err // the store's errors name the step
 	}
 	if err := ca.reloadGenerations(ctx, key); err != nil {
 		return nil, err
@@ -206,7 +206,7 @@ func (ca *CA) RetirePrevious(ctx context.Context, opts *RetireOptions) (*RetireR
 	}
 	cur := ca.auth.Load()
 	if len(cur.previous) == 0 {
-		return nil, fmt.Errorf("rootca: retire: %w (no rotation in progress)", ErrNotRetirable)
+		return nil, fmt.Errorf("%w (no rotation in progress)", ErrNotRetirable)
 	}
 	leaves, err := ca.liveLeaves(ctx)
 	if err != nil {

@@ -233,6 +233,9 @@ func (s *Store) RetireGeneration(ctx context.Context, number int, at time.Time) 
 		}
 		return nil
 	})
+	if errors.Is(err, storecheck.ErrNotRetirable) {
+		return fmt.Errorf("%w (generation %d)", err, number)
+	}
 	if err != nil {
 		return fmt.Errorf("rootca: retire generation %d: %w", number, err)
 	}

@@ -33,7 +33,7 @@ func Generation(number int, certs [][]byte, isNil bool) error {
 // Retirement checks the arguments of RetireGeneration.
 func Retirement(number int, at time.Time) error {
 	if number < 1 {
-		return fmt.Errorf("rootca: retire generation %d: %w", number, ErrNotRetirable)
+		return fmt.Errorf("%w (generation %d)", ErrNotRetirable, number)
 	}
 	if at.IsZero() {
 		return fmt.Errorf("rootca: retire generation %d: zero time", number)

@@ -144,11 +144,12 @@ type ocspEntry struct {
 
 // OCSPHandler returns an RFC 6960 OCSP responder for the certificates of
 // the CA whose certificate is the first of the current provider's CA
-// certificates, answering GET (the base64 request in the path) and POST
+// certificates (and, when the provider signs, of the other CAs of its
+// bundle it signs for: the previous CA during a rotation), answering GET (the base64 request in the path) and POST
 // (application/ocsp-request). A serial the provider's inventory holds is
 // "good" or "revoked" with its reason and time; one it never issued is
 // "unknown" (a provider without an inventory answers from its CRL: "good"
-// unless listed). Signed answers are cached per serial until a revocation
+// unless listed). Signed answers are cached per serial and CertID until a revocation
 // or issuance through the Manager, or a revocation notice from the
 // provider ([provider.RevocationNotifier]), changes that serial, or half
 // of their one-hour validity has passed.
@@ -288,19 +289,28 @@ func (h *handle) ocspAnswer(ctx context.Context, fallback *OCSPResponder, req *o
 	if err != nil {
 		return nil, err
 	}
-	issuer := st.certs[0]
-	if !matchesIssuer(req, issuer) {
+	// The issuing CA; during a rotation also the previous one, when the
+	// provider signs (a fallback responder speaks for the first CA only).
+	_, signs := h.p.(provider.OCSPSigner)
+	var issuer *x509.Certificate
+	for i, c := range st.certs {
+		if i > 0 && !signs {
+			break
+		}
+		if matchesIssuer(req, c) {
+			issuer = c
+			break
+		}
+	}
+	if issuer == nil {
 		return nil, errNotOurIssuer
 	}
 	p := h.publisher()
 	now := h.m.s.now()
-	key := req.SerialNumber.Text(16)
-	p.ocspMu.Lock()
-	e := p.ocsp[key]
-	p.ocspMu.Unlock()
-	if e != nil && now.Before(e.refreshAt) {
-		p.rememberRequest(reqDER, key)
-		return e.der, nil
+	k := ocspKey{serial: req.SerialNumber.Text(16), certID: fmt.Sprintf("%d/%x", req.HashAlgorithm, req.IssuerKeyHash)}
+	if der := p.cachedAnswer(k, now); der != nil {
+		p.rememberRequest(reqDER, k)
+		return der, nil
 	}
 	rev := p.rev.Load()
 	tmpl, err := h.ocspStatus(ctx, req.SerialNumber)
@@ -311,18 +321,16 @@ func (h *handle) ocspAnswer(ctx context.Context, fallback *OCSPResponder, req *o
 	tmpl.ThisUpdate = now.Add(-time.Minute).Truncate(time.Second)
 	tmpl.NextUpdate = now.Add(ocspValidity).Truncate(time.Second)
 	der, err := h.signOCSP(ctx, fallback, tmpl)
+	if errors.Is(err, provider.ErrInvalidRequest) && issuer != st.certs[0] {
+		// A CA certificate of the bundle the provider does not sign
+		// for, such as the root above an issuing intermediate.
+		return nil, errNotOurIssuer
+	}
 	if err != nil {
 		return nil, err
 	}
-	p.ocspMu.Lock()
-	if p.rev.Load() == rev {
-		if len(p.ocsp) >= maxOCSPCache {
-			clear(p.ocsp)
-		}
-		p.ocsp[key] = &ocspEntry{der: der, refreshAt: now.Add(ocspValidity / 2)}
-	}
-	p.ocspMu.Unlock()
-	p.rememberRequest(reqDER, key)
+	p.storeAnswer(k, der, now.Add(ocspValidity/2), rev)
+	p.rememberRequest(reqDER, k)
 	return der, nil
 }
 
@@ -411,14 +419,10 @@ func (m *Manager) cachedOCSP(reqDER []byte) []byte {
 	p := h.publisher()
 	now := m.s.now()
 	p.ocspMu.Lock()
-	defer p.ocspMu.Unlock()
-	key, ok := p.ocspReqs[string(reqDER)]
+	k, ok := p.ocspReqs[string(reqDER)]
+	p.ocspMu.Unlock()
 	if !ok {
 		return nil
 	}
-	e := p.ocsp[key]
-	if e == nil || !now.Before(e.refreshAt) {
-		return nil
-	}
-	return e.der
+	return p.cachedAnswer(k, now)
 }

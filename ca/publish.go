@@ -34,11 +34,14 @@ type publisher struct {
 	rev atomic.Uint64
 
 	ocspMu sync.Mutex
-	ocsp   map[string]*ocspEntry // by serial, hex; guarded by ocspMu
-	// ocspReqs maps requests already answered (DER) to their serial,
-	// so a repeated request skips parsing; guarded by ocspMu. Only
+	// ocsp holds signed answers by serial (hex), then by CertID (hash
+	// algorithm and issuer key hash, which the answer repeats and clients
+	// match); guarded by ocspMu.
+	ocsp map[string]map[string]*ocspEntry
+	// ocspReqs maps requests already answered (DER) to their answer's
+	// key, so a repeated request skips parsing; guarded by ocspMu. Only
 	// requests about this CA's certificates get in.
-	ocspReqs map[string]string
+	ocspReqs map[string]ocspKey
 
 	closed atomic.Bool
 	// stopNotices ends the subscription to the provider's revocation
@@ -61,7 +64,7 @@ type crlState struct {
 
 func (h *handle) publisher() *publisher {
 	h.pubOnce.Do(func() {
-		h.pub = &publisher{h: h, ocsp: map[string]*ocspEntry{}, ocspReqs: map[string]string{}}
+		h.pub = &publisher{h: h, ocsp: map[string]map[string]*ocspEntry{}, ocspReqs: map[string]ocspKey{}}
 		h.pub.subscribe()
 	})
 	return h.pub
@@ -138,8 +141,42 @@ func (p *publisher) close() {
 	}
 }
 
-// rememberRequest records that reqDER asks about serial key.
-func (p *publisher) rememberRequest(reqDER []byte, key string) {
+// ocspKey names a cached OCSP answer: its serial (hex) and CertID.
+type ocspKey struct{ serial, certID string }
+
+// cachedAnswer returns the answer cached under k if it is fresh at now,
+// or nil.
+func (p *publisher) cachedAnswer(k ocspKey, now time.Time) []byte {
+	p.ocspMu.Lock()
+	defer p.ocspMu.Unlock()
+	e := p.ocsp[k.serial][k.certID]
+	if e == nil || !now.Before(e.refreshAt) {
+		return nil
+	}
+	return e.der
+}
+
+// storeAnswer caches der under k unless an invalidation happened since
+// rev was read (the answer may predate it).
+func (p *publisher) storeAnswer(k ocspKey, der []byte, refreshAt time.Time, rev uint64) {
+	p.ocspMu.Lock()
+	defer p.ocspMu.Unlock()
+	if p.rev.Load() != rev {
+		return
+	}
+	byID := p.ocsp[k.serial]
+	if byID == nil {
+		if len(p.ocsp) >= maxOCSPCache {
+			clear(p.ocsp)
+		}
+		byID = map[string]*ocspEntry{}
+		p.ocsp[k.serial] = byID
+	}
+	byID[k.certID] = &ocspEntry{der: der, refreshAt: refreshAt}
+}
+
+// rememberRequest records that reqDER's answer is cached under k.
+func (p *publisher) rememberRequest(reqDER []byte, k ocspKey) {
 	p.ocspMu.Lock()
 	defer p.ocspMu.Unlock()
 	if _, ok := p.ocspReqs[string(reqDER)]; ok {
@@ -148,7 +185,7 @@ func (p *publisher) rememberRequest(reqDER []byte, key string) {
 	if len(p.ocspReqs) >= maxOCSPCache {
 		clear(p.ocspReqs)
 	}
-	p.ocspReqs[string(reqDER)] = key
+	p.ocspReqs[string(reqDER)] = k
 }
 
 // invalidate drops the cached OCSP answer of serial, or every one when
@@ -164,7 +201,7 @@ func (p *publisher) invalidate(serial *big.Int) {
 	p.invalidateKey(serial.Text(16))
 }
 
-// invalidateKey drops the cached OCSP answer of the serial whose hex is
+// invalidateKey drops the cached OCSP answers of the serial whose hex is
 // key.
 func (p *publisher) invalidateKey(key string) {
 	p.rev.Add(1)

@@ -3,6 +3,7 @@ package ca_test
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -248,6 +249,72 @@ func TestRevocationAcrossManagers(t *testing.T) {
 			require.NotZero(t, ocspAt, "B's OCSP answer never showed the revocation")
 			assert.Less(t, crlAt, tc.limit)
 			assert.Less(t, ocspAt, tc.limit)
+		})
+	}
+}
+
+// TestOCSPCacheKeepsCertID: answers are cached per serial and per CertID
+// (hash algorithm, issuer): a request with another hash than a cached
+// answer's gets an answer naming its own CertID, which clients such as
+// OpenSSL match against their request.
+func TestOCSPCacheKeepsCertID(t *testing.T) {
+	e := newEnv(t, nil)
+	h, err := e.m.OCSPHandler(nil)
+	require.NoError(t, err)
+	res, _ := e.issue(t, provider.RoleHost, []string{"h.example"}, nil)
+	for _, hash := range []crypto.Hash{crypto.SHA1, crypto.SHA256, crypto.SHA1, crypto.SHA384} {
+		t.Run(hash.String(), func(t *testing.T) {
+			der, err := ocsp.CreateRequest(res.Certificate, e.caCert, &ocsp.RequestOptions{Hash: hash})
+			require.NoError(t, err)
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/ocsp", bytes.NewReader(der)))
+			resp, err := ocsp.ParseResponseForCert(rec.Body.Bytes(), res.Certificate, e.caCert)
+			require.NoError(t, err)
+			assert.Equal(t, hash, resp.IssuerHash, "the answer's CertID hash")
+			assert.Equal(t, ocsp.Good, resp.Status)
+		})
+	}
+}
+
+// TestOCSPDuringRotation: while a rotation overlaps two CAs, the
+// responder answers for the certificates of both, each answer signed by
+// its own CA through the provider.
+func TestOCSPDuringRotation(t *testing.T) {
+	ctx := context.Background()
+	pw := func() ([]byte, error) { return []byte("rotation test password"), nil }
+	store := rootca.NewMemStore()
+	created, err := rootca.Create(ctx, store, &rootca.CreateOptions{Options: rootca.Options{Password: pw, RevocationPollInterval: -1}})
+	require.NoError(t, err)
+	t.Cleanup(func() { created.Close() })
+	clk := &clock{}
+	reg := &provider.Registry{}
+	require.NoError(t, reg.Register("root", "kvmpki built-in CA", func(context.Context) (provider.Provider, error) { return nopClose{created}, nil }))
+	m, err := ca.New(ctx, reg, &ca.Settings{Time: clk.Now})
+	require.NoError(t, err)
+	t.Cleanup(func() { m.Close() })
+	h, err := m.OCSPHandler(nil)
+	require.NoError(t, err)
+
+	oldCA := created.Certificate()
+	oldLeaf, err := created.Issue(ctx, &provider.IssueRequest{DNSNames: []string{"old.example"}, Role: provider.RoleHost, KeyAlgorithm: provider.KeyAlgorithmECDSA})
+	require.NoError(t, err)
+	newCA, err := created.BeginRotation(ctx, nil)
+	require.NoError(t, err)
+	newLeaf, err := created.Issue(ctx, &provider.IssueRequest{DNSNames: []string{"new.example"}, Role: provider.RoleHost, KeyAlgorithm: provider.KeyAlgorithmECDSA})
+	require.NoError(t, err)
+	clk.Set(time.Now().Add(2 * time.Minute)) // past the Manager's CA-certificate cache
+
+	for _, tc := range []struct {
+		name         string
+		leaf, issuer *x509.Certificate
+	}{
+		{"previous CA", oldLeaf.Certificate, oldCA},
+		{"successor", newLeaf.Certificate, newCA},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := ocsp.ParseResponseForCert(ocspRaw(t, h, tc.issuer, tc.leaf.SerialNumber), tc.leaf, tc.issuer)
+			require.NoError(t, err, "the answer does not verify against the leaf's own CA")
+			assert.Equal(t, ocsp.Good, resp.Status)
 		})
 	}
 }

@@ -4,9 +4,12 @@ package redact
 
 import "strings"
 
-// minFragment is the shortest piece of a secret Leaks looks for: shorter
-// pieces occur in ordinary messages by chance.
-const minFragment = 3
+// minFragment is the shortest piece of a secret Leaks looks for. Pieces
+// of three bytes occur in ordinary messages by chance (a random password
+// holding "ead" matches "already"), which hid real errors behind a
+// generic one; four bytes still catch the tail a URL parser takes for a
+// host ("Secr3t@Tail/Rest" leaks "Tail").
+const minFragment = 4
 
 // Leaks reports whether msg holds secret or any piece of it at least
 // minFragment bytes long, or all of a shorter secret.

@@ -23,6 +23,10 @@
 // keystore-cert-import run from -remote-bin on the host, and no secret or
 // PEM is ever on a command line.
 //
+// crl writes one CRL per trusted CA: during a CA rotation (kvmpki-ca
+// rotate) the PEM file holds the current CA's CRL and the previous CA's,
+// as libvirtd and QEMU read them; -der then fails, since DER holds one.
+//
 // serve runs package ca's HTTP handlers (the CA bundle at /ca.pem, the CRL
 // at /crl, OCSP at /ocsp) on -listen, and a strict agent-port TLS listener
 // on -agent-listen that answers a line "ping" with "pong" after a verified
@@ -581,21 +585,38 @@ func (c *command) crl(ctx context.Context, args []string) error {
 		return err
 	}
 	defer ca.Close()
-	crl, err := ca.SignCRL(ctx)
+	// One CRL per trusted CA: during a rotation libvirtd and QEMU read
+	// both from one PEM file (cacrl.pem, ca-crl.pem), the current CA's
+	// first.
+	crls, err := ca.SignCRLs(ctx)
 	if err != nil {
 		return err
 	}
-	data := rootca.EncodeCRL(crl.Raw)
-	if *der {
-		data = crl.Raw
+	var data []byte
+	switch {
+	case *der && len(crls) > 1:
+		return fmt.Errorf("a rotation is in progress: %d CAs are trusted and a DER file holds one CRL; write PEM", len(crls))
+	case *der:
+		data = crls[0].Raw
+	default:
+		for _, crl := range crls {
+			data = append(data, rootca.EncodeCRL(crl.Raw)...)
+		}
 	}
 	// Through a temporary file renamed over *out: a link planted there is
 	// replaced, not written through.
 	if err := safefs.WriteFile(*out, data, 0o644, nil); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "CRL number %s with %d entries, next update %s\n", crl.Number,
-		len(crl.RevokedCertificateEntries), crl.NextUpdate.UTC().Format(time.RFC3339))
+	// Scripts read this line; a rotation adds the issuer to each.
+	for _, crl := range crls {
+		issuer := ""
+		if len(crls) > 1 {
+			issuer = " of " + crl.Issuer.String()
+		}
+		fmt.Fprintf(c.stdout, "CRL%s number %s with %d entries, next update %s\n", issuer, crl.Number,
+			len(crl.RevokedCertificateEntries), crl.NextUpdate.UTC().Format(time.RFC3339))
+	}
 	return nil
 }
 

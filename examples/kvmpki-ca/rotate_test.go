@@ -2,13 +2,14 @@ package main
 
 import (
 	"crypto"
+	"crypto/x509"
 	"database/sql"
 	"encoding/pem"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"crypto/x509"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.step.sm/crypto/pemutil"
@@ -66,7 +67,26 @@ func TestRotate(t *testing.T) {
 	newSerial := issue("new")
 	newCert := readCert(t, filepath.Join(tmp, "new.pem"))
 	assert.Equal(t, "kvmpki root CA G2", newCert.Issuer.CommonName, "the successor issues")
-	ok("crl", "-out", filepath.Join(tmp, "crl.pem"))
+	// During the overlap the CRL file holds a CRL of each CA, each signed
+	// by its own CA, the current one first; DER cannot hold both.
+	out = ok("crl", "-out", filepath.Join(tmp, "crl.pem"))
+	assert.Contains(t, out, "CRL of CN=kvmpki root CA G2,O=kvmpki number ")
+	assert.Contains(t, out, "CRL of CN=kvmpki root CA,O=kvmpki number ")
+	crlPEM, err := os.ReadFile(filepath.Join(tmp, "crl.pem"))
+	require.NoError(t, err)
+	var crlIssuers []string
+	for rest := crlPEM; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		crl, err := x509.ParseRevocationList(b.Bytes)
+		require.NoError(t, err)
+		crlIssuers = append(crlIssuers, crl.Issuer.CommonName)
+	}
+	assert.Equal(t, []string{"kvmpki root CA G2", "kvmpki root CA"}, crlIssuers)
+	r = cli("crl", "-der", "-out", filepath.Join(tmp, "crl.der"))
+	assert.ErrorContains(t, r.err, "a DER file holds one CRL")
 
 	status = ok("rotate", "status")
 	assert.Contains(t, status, "generation 1\ttrusted\tCN=kvmpki root CA,O=kvmpki")

@@ -37,16 +37,6 @@ import (
 	"github.com/kvmpki/kvmpki/rootca"
 )
 
-// unavailable skips t, or fails it under KVMPKI_INTEROP=require, as
-// package peers does for the binaries it knows.
-func unavailable(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv(peers.InteropEnv) == "require" {
-		t.Fatalf("%s; %s=require forbids skipping", why, peers.InteropEnv)
-	}
-	t.Skipf("%s; skipping (set %s=require to fail instead)", why, peers.InteropEnv)
-}
-
 // pkiFixture is a CA (rootca) with the certificates of a console proxy
 // deployment, as PEM.
 type pkiFixture struct {
@@ -139,7 +129,7 @@ func requireNoVNC(t *testing.T) string {
 	t.Helper()
 	dir := defaultNoVNCDir()
 	if _, err := bundleNoVNC(dir); err != nil {
-		unavailable(t, err.Error()+" (needs npm, Debian package npm)")
+		peers.Unavailable(t, err.Error()+" (install it with examples/consoleproxy/install-novnc.sh, which needs npm, Debian package npm)")
 	}
 	return dir
 }
@@ -148,10 +138,9 @@ func requireNoVNC(t *testing.T) string {
 // certificate by its key hash only.
 func newBrowser(t *testing.T, spkiHash string) context.Context {
 	t.Helper()
+	peers.Require(t, "chromium")
 	bin, err := exec.LookPath("chromium")
-	if err != nil {
-		unavailable(t, "chromium not found in PATH (Debian package chromium)")
-	}
+	require.NoError(t, err)
 	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
 		chromedp.ExecPath(bin),
 		chromedp.NoSandbox, // as root

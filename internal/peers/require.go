@@ -36,6 +36,7 @@ var debianPackages = map[string]string{
 	"curl":               "curl",
 	"sshd":               "openssh-server",
 	"pebble":             "pebble",
+	"chromium":           "chromium",
 }
 
 // Require skips t unless every binary in bins is on PATH. The skip message
@@ -57,6 +58,15 @@ func Require(t testing.TB, bins ...string) {
 		}
 		unavailable(t, bin+" not found in PATH (Debian package "+pkg+")")
 	}
+}
+
+// Unavailable skips t or, under KVMPKI_INTEROP=require, fails it because
+// a peer that is not a binary on PATH (a JavaScript bundle, a kernel
+// feature) cannot run here; why names what is missing and where it comes
+// from.
+func Unavailable(t testing.TB, why string) {
+	t.Helper()
+	unavailable(t, why)
 }
 
 // unavailable skips or, under KVMPKI_INTEROP=require, fails t because a

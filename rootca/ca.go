@@ -149,7 +149,10 @@ func (ca *CA) start(ctx context.Context, auth *Authority, key crypto.Signer) (*C
 // to end. It does not close the store, which the caller owns. Calling it
 // again does nothing and returns nil. A closed CA must not be used.
 func (ca *CA) Close() error {
-	ca.closeOnce.Do(ca.stopWatching)
+	ca.closeOnce.Do(func() {
+		ca.stopWatching()
+		ca.revoked.notify.close() // after the watch, which may still notify
+	})
 	return nil
 }
 

@@ -8,8 +8,9 @@ import (
 // notifier hands out revocation notices (provider.RevocationNotifier).
 // Its zero value is ready; fire never blocks.
 type notifier struct {
-	mu   sync.Mutex
-	subs map[chan struct{}]struct{}
+	mu     sync.Mutex
+	subs   map[chan struct{}]struct{}
+	closed bool // the CA is closed: subscriptions are closed at once
 }
 
 func (n *notifier) subscribe(ctx context.Context) <-chan struct{} {
@@ -19,6 +20,11 @@ func (n *notifier) subscribe(ctx context.Context) <-chan struct{} {
 		return ch
 	}
 	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		close(ch)
+		return ch
+	}
 	if n.subs == nil {
 		n.subs = make(map[chan struct{}]struct{})
 	}
@@ -48,6 +54,17 @@ func (n *notifier) fire() {
 	}
 }
 
+// close closes every subscription, and those made later at once.
+func (n *notifier) close() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.closed = true
+	for ch := range n.subs {
+		delete(n.subs, ch)
+		close(ch)
+	}
+}
+
 // subscribers returns the number of live subscriptions.
 func (n *notifier) subscribers() int {
 	n.mu.Lock()
@@ -62,8 +79,8 @@ func (n *notifier) subscribers() int {
 // the store made. When the notice arrives the revocations are in the CA's
 // in-memory set, so IsRevoked, VerifyPeer and the CRLs it signs show
 // them, and in the store, so LookupCertificate does. Notices coalesce
-// and name no certificate. The channel is closed when ctx is done; cancel
-// ctx before closing the CA.
+// and name no certificate. The channel is closed when ctx is done or the
+// CA is closed.
 func (ca *CA) NotifyRevocations(ctx context.Context) <-chan struct{} {
 	return ca.revoked.notify.subscribe(ctx)
 }

@@ -106,3 +106,20 @@ func TestNotifyRevocationsShared(t *testing.T) {
 	_, revoked := b.IsRevoked(res.Certificate.SerialNumber)
 	assert.True(t, revoked, "notified before the revocation was visible")
 }
+
+// TestNotifyRevocationsClose: closing the CA closes its subscriptions,
+// and a subscription made after Close is closed at once.
+func TestNotifyRevocationsClose(t *testing.T) {
+	ca, _ := newCA(t, &rootca.Options{RevocationPollInterval: -1})
+	ch := ca.NotifyRevocations(context.Background())
+	require.NoError(t, ca.Close())
+	for name, c := range map[string]<-chan struct{}{"before Close": ch, "after Close": ca.NotifyRevocations(context.Background())} {
+		select {
+		case _, ok := <-c:
+			assert.False(t, ok, "%s: a notice instead of the close", name)
+		case <-time.After(time.Second):
+			t.Fatalf("%s: channel still open after Close", name)
+		}
+	}
+	assert.Zero(t, rootca.Subscribers(ca))
+}

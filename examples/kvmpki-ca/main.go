@@ -53,7 +53,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -425,12 +424,8 @@ func (c *command) issue(ctx context.Context, args []string) error {
 		Validity:   time.Duration(*days) * 24 * time.Hour,
 		KeySize:    *keySize,
 	}
-	for _, s := range splitList(*ips) {
-		ip := net.ParseIP(s)
-		if ip == nil {
-			return &usageError{fmt.Sprintf("-ip: %q is not an IP address", s)}
-		}
-		req.IPAddresses = append(req.IPAddresses, ip)
+	if req.IPAddresses, err = parseIPs("-ip", *ips); err != nil {
+		return err
 	}
 	if *keyType != "" {
 		if req.KeyAlgorithm, err = parseKeyType(*keyType); err != nil {

@@ -45,13 +45,9 @@ func (c *command) serve(ctx context.Context, args []string) error {
 		}
 		dnsNames = []string{h}
 	}
-	var addrs []net.IP
-	for _, s := range splitList(*ips) {
-		ip := net.ParseIP(s)
-		if ip == nil {
-			return &usageError{fmt.Sprintf("-ips: %q is not an IP address", s)}
-		}
-		addrs = append(addrs, ip)
+	addrs, err := parseIPs("-ips", *ips)
+	if err != nil {
+		return err
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

@@ -51,6 +51,7 @@ type pkg struct {
 //	internal/revocation   CRL verification and chain revocation checks
 //	internal/libvirtdial  the TLS dial a libvirt client makes to libvirtd
 //	internal/safefs       atomic writes and symlink-free paths beneath a root
+//	internal/ocspx        a provider.OCSPResponseTemplate signed as RFC 6960 (rootca and ca)
 var (
 	shared        = []string{"internal/pkicore", "internal/pemx", "internal/revocation"}
 	sharedLibvirt = append(append([]string(nil), shared...), "internal/libvirtdial", "internal/safefs")
@@ -67,9 +68,9 @@ var stdlibOnlyInternal = []string{"internal/pkicore"}
 var allowedKvmpki = map[string][]string{
 	"provider":              stdlibOnlyInternal,
 	"provider/providertest": {"provider"},
-	"rootca":                append([]string{"provider", "internal/safefs"}, shared...),
+	"rootca":                append([]string{"provider", "internal/safefs", "internal/ocspx"}, shared...),
 	"rootca/storetest":      {"provider", "rootca"},
-	"ca":                    append([]string{"provider"}, shared...),
+	"ca":                    append([]string{"provider", "internal/ocspx"}, shared...),
 	"keystore":              append([]string{"internal/safefs"}, shared...),
 	"libvirtconf":           nil,
 	"libvirttls":            append([]string{"libvirtconf"}, sharedLibvirt...),
@@ -80,6 +81,7 @@ var allowedKvmpki = map[string][]string{
 	"internal/revocation":   {"internal/pkicore", "internal/pemx"},
 	"internal/libvirtdial":  {"internal/pkicore", "internal/revocation"},
 	"internal/safefs":       nil,
+	"internal/ocspx":        {"provider"},
 	"internal/peers":        nil,
 	"internal/testpki":      nil,
 }

@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/crypto/ocsp"
 
+	"github.com/kvmpki/kvmpki/internal/ocspx"
 	"github.com/kvmpki/kvmpki/provider"
 )
 
@@ -345,20 +346,7 @@ func (h *handle) signOCSP(ctx context.Context, fallback *OCSPResponder, tmpl *pr
 	case fallback == nil: // ocspAnswer checked; the provider changed its mind
 		return nil, fmt.Errorf("%w (provider %s)", errNoOCSPSigner, h.p.Name())
 	}
-	resp := ocsp.Response{
-		Status:       int(tmpl.Status), // the CertStatus tag, as provider.OCSPStatus
-		SerialNumber: tmpl.SerialNumber,
-		IssuerHash:   tmpl.IssuerHash,
-		ThisUpdate:   tmpl.ThisUpdate,
-		NextUpdate:   tmpl.NextUpdate,
-	}
-	if tmpl.Status == provider.OCSPRevoked {
-		resp.RevokedAt, resp.RevocationReason = tmpl.RevokedAt, int(tmpl.Reason)
-	}
-	if !fallback.Certificate.Equal(tmpl.Issuer) {
-		resp.Certificate = fallback.Certificate
-	}
-	der, err = ocsp.CreateResponse(tmpl.Issuer, fallback.Certificate, resp, fallback.Signer)
+	der, err = ocspx.Sign(tmpl, fallback.Certificate, fallback.Signer, 0)
 	if err != nil {
 		return nil, fmt.Errorf("ca: sign OCSP response: %w", err)
 	}

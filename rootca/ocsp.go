@@ -4,8 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"golang.org/x/crypto/ocsp"
-
+	"github.com/kvmpki/kvmpki/internal/ocspx"
 	"github.com/kvmpki/kvmpki/provider"
 )
 
@@ -34,18 +33,7 @@ func (ca *CA) SignOCSPResponse(ctx context.Context, tmpl *provider.OCSPResponseT
 			return nil, &provider.RequestError{Field: "Issuer", Reason: "not a CA of this provider: " + tmpl.Issuer.Subject.String()}
 		}
 	}
-	resp := ocsp.Response{
-		Status:             int(tmpl.Status), // the CertStatus tag, as provider.OCSPStatus
-		SerialNumber:       tmpl.SerialNumber,
-		IssuerHash:         tmpl.IssuerHash,
-		ThisUpdate:         tmpl.ThisUpdate,
-		NextUpdate:         tmpl.NextUpdate,
-		SignatureAlgorithm: g.sigAlg,
-	}
-	if tmpl.Status == provider.OCSPRevoked {
-		resp.RevokedAt, resp.RevocationReason = tmpl.RevokedAt, int(tmpl.Reason)
-	}
-	der, err := ocsp.CreateResponse(g.cert, g.cert, resp, g.signer)
+	der, err := ocspx.Sign(tmpl, g.cert, g.signer, g.sigAlg)
 	if err != nil {
 		return nil, fmt.Errorf("rootca: sign OCSP response: %w", err)
 	}

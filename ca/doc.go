@@ -126,6 +126,32 @@
 // to Settings.Logger. Time comes from Settings.Time and waiting from
 // BackgroundOptions.Sleep, so a test runs a year in seconds.
 //
+// # CA rotation
+//
+// [Manager.Rotate] replaces the provider's CA (CloudStack cannot, its
+// weakness #4) through the [provider.Rotator] capability (rootca has it;
+// without it the error matches [errors.ErrUnsupported]). It begins a
+// rotation, or resumes the one in progress: the state is the provider's
+// store, so a restarted management server, or a second one on the same
+// database, continues it (the store lets one begin win; the other
+// resumes). It re-provisions every host whose certificate in the
+// inventory still comes from the previous CA, through
+// RotateOptions.HostFor and [Manager.Provision], at most
+// RotateOptions.Concurrency at once and RatePerSecond starts a second:
+// each gets a certificate from the new CA and the bundle of both CAs, and
+// its old certificate is revoked as superseded, so a host done before a
+// restart is not provisioned again. Then it retires the previous CA, but
+// only when no host failed and none of that CA's certificates is left,
+// unless RotateOptions.Force; otherwise it returns an error matching
+// [ErrRotationIncomplete] naming the failed hosts, and a later run
+// finishes the job. Progress goes to RotateOptions.Progress and
+// Settings.Logger. Two drivers in one process never provision one host at
+// once; across processes each re-reads a certificate before provisioning
+// its host, which narrows but does not close that window (there is no
+// per-host lock in the store): run the driver on one server at a time.
+// Hosts receive the bundle without the retired CA at their next
+// provisioning.
+//
 // # Revocation over HTTP
 //
 // The CRL is signed when a revocation goes through [Manager.Revoke] and

@@ -17,8 +17,9 @@ import (
 )
 
 // ErrLeavesRemain is matched by the *RemainingLeavesError RetirePrevious
-// returns when the previous CA still has unexpired, unrevoked leaves.
-var ErrLeavesRemain = errors.New("rootca: the previous CA still has unexpired, unrevoked certificates")
+// returns when the previous CA still has unexpired, unrevoked leaves. It
+// is provider.ErrLeavesRemain.
+var ErrLeavesRemain = provider.ErrLeavesRemain
 
 // RemainingLeavesError is RetirePrevious's refusal to retire a CA whose
 // leaves are still in use.

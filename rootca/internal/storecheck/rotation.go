@@ -4,16 +4,20 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/kvmpki/kvmpki/provider"
 )
 
 var (
 	// ErrRotationInProgress is returned by AddGeneration when a
 	// generation other than the newest is not retired yet, or when
 	// another process added the generation first.
-	ErrRotationInProgress = errors.New("rootca: a CA rotation is in progress")
+	// It is provider.ErrRotationInProgress.
+	ErrRotationInProgress = provider.ErrRotationInProgress
 	// ErrNotRetirable is returned by RetireGeneration for the newest
 	// generation (the issuing CA), an unknown one, or one retired already.
-	ErrNotRetirable = errors.New("rootca: no such CA generation to retire")
+	// It is provider.ErrNotRetirable.
+	ErrNotRetirable = provider.ErrNotRetirable
 )
 
 // Generation checks a generation to add: its number and chain.

@@ -1,0 +1,410 @@
+package ca
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kvmpki/kvmpki/provider"
+)
+
+// RotateOptions configures [Manager.Rotate]. The zero value is not
+// usable: HostFor is required.
+type RotateOptions struct {
+	// HostFor maps a certificate of the previous CA, as the provider's
+	// inventory records it, to the host that holds it, for
+	// re-provisioning through [Manager.Provision] (as
+	// BackgroundOptions.HostFor does). A nil request with a nil error
+	// means the platform knows no host for it: it is reported as left
+	// behind, and it keeps the previous CA from being retired unless
+	// Force. An error is that host's failure. Required.
+	HostFor func(ctx context.Context, rec *provider.CertificateRecord) (*ProvisionRequest, error)
+
+	// Concurrency bounds the hosts provisioned at once. If zero, 4.
+	Concurrency int
+
+	// RatePerSecond bounds how many hosts start provisioning per second.
+	// If zero, 10.
+	RatePerSecond float64
+
+	// Force retires the previous CA at the end even though some of its
+	// certificates are still unexpired and unrevoked (hosts that failed
+	// or that HostFor does not know): their hosts cannot connect until
+	// they get a certificate from the new CA. The zero value never
+	// retires a CA whose certificates are in use.
+	Force bool
+
+	// Progress, if set, receives every step of the rotation, one at a
+	// time; it should not block for long. Steps are logged through
+	// Settings.Logger as well.
+	Progress func(RotationProgress)
+}
+
+// RotationPhase names a step of a rotation, for [RotationProgress].
+type RotationPhase string
+
+// The steps of a rotation.
+const (
+	// PhaseBegun: a successor CA was made; it issues from now on.
+	PhaseBegun RotationPhase = "begun"
+	// PhaseResumed: a rotation in progress (begun by this or another
+	// management server, before a restart perhaps) is continued.
+	PhaseResumed RotationPhase = "resumed"
+	// PhaseHostDone: a host has a certificate from the new CA and the
+	// bundle of both CAs; its previous certificate is revoked
+	// (superseded).
+	PhaseHostDone RotationPhase = "host done"
+	// PhaseHostFailed: a host could not be re-provisioned (Err says why).
+	PhaseHostFailed RotationPhase = "host failed"
+	// PhaseHostSkipped: a certificate was left alone: no host known for
+	// it, another driver in this process is provisioning it, or it
+	// stopped being valid meanwhile (Err says which).
+	PhaseHostSkipped RotationPhase = "host skipped"
+	// PhaseRetired: the previous CA was retired.
+	PhaseRetired RotationPhase = "retired"
+)
+
+// RotationProgress is one step of a rotation.
+type RotationProgress struct {
+	Phase RotationPhase
+	// Host and Serial name the host and the previous-CA certificate of
+	// a host step.
+	Host   string
+	Serial string
+	// Done and Total count the hosts re-provisioned in this run, and the
+	// previous CA's certificates found at its start.
+	Done, Total int
+	Err         error
+}
+
+// RotationResult reports what [Manager.Rotate] did.
+type RotationResult struct {
+	// Begun is set when this run made the successor CA; false when it
+	// resumed a rotation in progress.
+	Begun bool
+	// Provisioned are the hosts re-provisioned in this run.
+	Provisioned []string
+	// Failed are the hosts whose re-provisioning failed, with the
+	// cause.
+	Failed map[string]error
+	// Skipped are the previous CA's certificates (by serial) left
+	// alone, with the reason.
+	Skipped map[string]error
+	// Retired is set when the previous CA was retired.
+	Retired bool
+}
+
+// ErrRotationIncomplete is matched by the error Rotate returns when it
+// did not retire the previous CA because hosts failed or certificates
+// of that CA remain: run Rotate again once they are fixed (it resumes),
+// or with Force.
+var ErrRotationIncomplete = errors.New("ca: CA rotation incomplete")
+
+// Rotate drives a CA rotation end to end through the provider's
+// [provider.Rotator] capability (a provider without it, or without an
+// inventory, gives an error matching errors.ErrUnsupported):
+//
+//  1. It begins a rotation (the provider makes a successor CA that
+//     issues from then on, and both CAs are in the bundle), or continues
+//     the one in progress: the state lives in the provider's store, so a
+//     restarted management server, or another one sharing the database,
+//     resumes where the rotation stands. A begin the store refuses
+//     because another server began first is a resume as well.
+//  2. It re-provisions, through [Manager.Provision], every host whose
+//     certificate in the provider's inventory still comes from a
+//     previous CA (unexpired, valid), rate- and concurrency-limited:
+//     each gets a certificate from the new CA and the bundle of both,
+//     and its previous certificate is revoked (superseded) once it has
+//     installed the new one and reloaded. Hosts done before a restart
+//     hold no valid previous-CA certificate any more, so they are not
+//     provisioned again.
+//  3. When no host failed and no certificate of the previous CA is left
+//     (or opts.Force), it retires the previous CA: it leaves the bundle
+//     the manager serves, and the provider refuses its certificates.
+//
+// Otherwise Rotate returns the result with an error matching
+// [ErrRotationIncomplete] naming the failed hosts; so does a
+// cancellation midway (with ctx's error too). The hosts receive the
+// bundle without the previous CA at their next provisioning (renewal by
+// the background task, or [Manager.Provision]).
+//
+// Two Rotate calls in one process (on one Manager or several) never
+// provision the same certificate's host at the same time: the second
+// skips it. Across processes (two management servers on one database),
+// each re-reads a certificate's record just before provisioning its host
+// and skips it when the other has already replaced it, which narrows but
+// does not close the window in which both provision one host: run the
+// driver on one server at a time. (A per-host lock in the store would
+// close it; it is not implemented.) Provisioning one host twice is
+// harmless: the host ends with a valid new-CA certificate either way.
+func (m *Manager) Rotate(ctx context.Context, opts *RotateOptions) (*RotationResult, error) {
+	if opts == nil || opts.HostFor == nil {
+		return nil, &provider.RequestError{Field: "HostFor", Reason: "Rotate needs RotateOptions.HostFor"}
+	}
+	switch {
+	case opts.Concurrency < 0:
+		return nil, errors.New("ca: RotateOptions.Concurrency is negative")
+	case opts.RatePerSecond < 0:
+		return nil, errors.New("ca: RotateOptions.RatePerSecond is negative")
+	}
+	r := &rotation{m: m, o: opts, res: &RotationResult{Failed: map[string]error{}, Skipped: map[string]error{}}}
+	return r.res, r.run(ctx)
+}
+
+// rotation is one run of Rotate.
+type rotation struct {
+	m   *Manager
+	o   *RotateOptions
+	res *RotationResult
+
+	mu          sync.Mutex // guards res, done, and one Progress call at a time
+	done, total int
+}
+
+func (r *rotation) run(ctx context.Context) error {
+	var p provider.Provider
+	if err := r.m.with(func(h *handle) error { p = h.p; return nil }); err != nil {
+		return err
+	}
+	st, err := provider.Rotation(ctx, p)
+	if err != nil {
+		return fmt.Errorf("ca: rotation: %w", err)
+	}
+	if _, ok := p.(provider.Inventory); !ok {
+		return fmt.Errorf("ca: rotation: provider %s has no inventory: %w", p.Name(), errors.ErrUnsupported)
+	}
+	if !st.InProgress() {
+		err := provider.BeginRotation(ctx, p)
+		switch {
+		case err == nil:
+			r.res.Begun = true
+		case errors.Is(err, provider.ErrRotationInProgress):
+			// Another management server began first: continue its
+			// rotation.
+		default:
+			return fmt.Errorf("ca: begin rotation: %w", err)
+		}
+		if st, err = provider.Rotation(ctx, p); err != nil {
+			return fmt.Errorf("ca: rotation: %w", err)
+		}
+	}
+	if err := r.refreshBundle(ctx); err != nil {
+		return err
+	}
+	prev := st.Previous()
+	recs, err := r.previousLeaves(ctx, p, prev)
+	if err != nil {
+		return err
+	}
+	r.total = len(recs)
+	phase := PhaseResumed
+	if r.res.Begun {
+		phase = PhaseBegun
+	}
+	r.report(RotationProgress{Phase: phase, Total: r.total})
+
+	r.provisionAll(ctx, p, recs)
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: stopped after %d of %d hosts: %w", ErrRotationIncomplete, r.done, r.total, err)
+	}
+	if len(r.res.Failed) > 0 && !r.o.Force {
+		return fmt.Errorf("%w: previous CA kept: %d hosts failed: %s", ErrRotationIncomplete, len(r.res.Failed), failedNames(r.res.Failed))
+	}
+	if len(prev) == 0 {
+		return nil // retired meanwhile by another server
+	}
+	if err := provider.RetirePrevious(ctx, p, r.o.Force); err != nil {
+		if errors.Is(err, provider.ErrNotRetirable) {
+			return r.refreshBundle(ctx) // another server retired it
+		}
+		if errors.Is(err, provider.ErrLeavesRemain) {
+			return fmt.Errorf("%w: previous CA kept: %w", ErrRotationIncomplete, err)
+		}
+		return fmt.Errorf("ca: retire previous CA: %w", err)
+	}
+	r.res.Retired = true
+	r.report(RotationProgress{Phase: PhaseRetired, Done: r.done, Total: r.total})
+	return r.refreshBundle(ctx)
+}
+
+// refreshBundle makes the manager serve the provider's CA certificates
+// as they are now, not as cached.
+func (r *rotation) refreshBundle(ctx context.Context) error {
+	return r.m.with(func(h *handle) error {
+		_, err := h.caCerts(ctx, true)
+		return err
+	})
+}
+
+// previousLeaves lists the inventory's valid, unexpired certificates
+// issued by one of prev.
+func (r *rotation) previousLeaves(ctx context.Context, p provider.Provider, prev []provider.RotationAuthority) ([]*provider.CertificateRecord, error) {
+	if len(prev) == 0 {
+		return nil, nil
+	}
+	valid := provider.StatusValid
+	recs, err := provider.ListCertificates(ctx, p, &provider.ListOptions{Status: &valid})
+	if err != nil {
+		return nil, fmt.Errorf("ca: rotation: list certificates: %w", err)
+	}
+	now := r.m.s.now()
+	var out []*provider.CertificateRecord
+	for _, rec := range recs {
+		if rec.Serial == nil || rec.Status != provider.StatusValid || !rec.NotAfter.After(now) {
+			continue
+		}
+		if issuedByAny(rec, prev) {
+			out = append(out, rec)
+		}
+	}
+	return out, nil
+}
+
+// issuedByAny reports whether rec's certificate was issued by one of
+// cas: its issuer is the CA's subject and its authority key identifier
+// the CA's key identifier.
+func issuedByAny(rec *provider.CertificateRecord, cas []provider.RotationAuthority) bool {
+	leaf, err := x509.ParseCertificate(rec.Raw)
+	if err != nil {
+		return false
+	}
+	for _, a := range cas {
+		c := a.Certificate
+		if c != nil && bytes.Equal(leaf.RawIssuer, c.RawSubject) && bytes.Equal(leaf.AuthorityKeyId, c.SubjectKeyId) {
+			return true
+		}
+	}
+	return false
+}
+
+// provisionAll re-provisions the hosts of recs, at most Concurrency at
+// once and RatePerSecond starts per second, until ctx is done.
+func (r *rotation) provisionAll(ctx context.Context, p provider.Provider, recs []*provider.CertificateRecord) {
+	sem := make(chan struct{}, orDefault(r.o.Concurrency, defaultRenewalConcurrency))
+	gap := time.Duration(float64(time.Second) / orDefault(r.o.RatePerSecond, defaultRenewalRate))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var next time.Time
+	for _, rec := range recs {
+		if d := time.Until(next); d > 0 {
+			if timerSleep(ctx, d) != nil {
+				return
+			}
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		next = time.Now().Add(gap)
+		wg.Go(func() {
+			defer func() { <-sem }()
+			r.provisionOne(ctx, p, rec)
+		})
+	}
+}
+
+// inFlight holds the certificates (by provider and serial) whose hosts a
+// rotation in this process is provisioning.
+var inFlight sync.Map
+
+// provisionOne re-provisions the host of rec and revokes rec.
+func (r *rotation) provisionOne(ctx context.Context, p provider.Provider, rec *provider.CertificateRecord) {
+	serial := provider.FormatSerial(rec.Serial)
+	key := p.Name() + "/" + serial
+	if _, busy := inFlight.LoadOrStore(key, struct{}{}); busy {
+		r.skip(serial, errors.New("another rotation in this process is provisioning its host"))
+		return
+	}
+	defer inFlight.Delete(key)
+	// Another management server may have replaced it meanwhile.
+	if cur, err := provider.LookupCertificate(ctx, p, rec.Serial); err == nil && cur.Status != provider.StatusValid {
+		r.skip(serial, fmt.Errorf("no longer valid (%s)", cur.Status))
+		return
+	}
+	req, err := r.o.HostFor(ctx, rec)
+	if err == nil && req == nil {
+		r.skip(serial, errNoHost)
+		return
+	}
+	name := recordName(rec)
+	var res *ProvisionResult
+	if err == nil {
+		name = req.Name
+		res, err = r.m.Provision(ctx, req)
+	}
+	if err != nil {
+		if res != nil {
+			err = fmt.Errorf("installed but not reloaded, previous certificate kept: %w", err)
+		}
+		r.mu.Lock()
+		r.res.Failed[name] = err
+		r.mu.Unlock()
+		r.report(RotationProgress{Phase: PhaseHostFailed, Host: name, Serial: serial, Err: err})
+		return
+	}
+	revoke := &provider.RevokeRequest{Serial: rec.Serial, Reason: provider.ReasonSuperseded}
+	if c, perr := x509.ParseCertificate(rec.Raw); perr == nil {
+		revoke.Certificate = c
+	}
+	if err := p.Revoke(ctx, revoke); err != nil && !errors.Is(err, provider.ErrAlreadyRevoked) {
+		err = fmt.Errorf("provisioned, but revoking its previous certificate failed: %w", err)
+		r.mu.Lock()
+		r.res.Failed[name] = err
+		r.mu.Unlock()
+		r.report(RotationProgress{Phase: PhaseHostFailed, Host: name, Serial: serial, Err: err})
+		return
+	}
+	r.mu.Lock()
+	r.res.Provisioned = append(r.res.Provisioned, name)
+	r.done++
+	r.mu.Unlock()
+	r.report(RotationProgress{Phase: PhaseHostDone, Host: name, Serial: serial})
+}
+
+func (r *rotation) skip(serial string, why error) {
+	r.mu.Lock()
+	r.res.Skipped[serial] = why
+	r.mu.Unlock()
+	r.report(RotationProgress{Phase: PhaseHostSkipped, Serial: serial, Err: why})
+}
+
+// report logs p and hands it to the platform, one at a time.
+func (r *rotation) report(p RotationProgress) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p.Done, p.Total = r.done, r.total
+	attrs := []any{"phase", string(p.Phase), "done", p.Done, "total", p.Total}
+	if p.Host != "" {
+		attrs = append(attrs, "host", p.Host)
+	}
+	if p.Serial != "" {
+		attrs = append(attrs, "serial", p.Serial)
+	}
+	if p.Err != nil {
+		r.m.s.logger.Warn("ca: CA rotation", append(attrs, "error", p.Err)...)
+	} else {
+		r.m.s.logger.Info("ca: CA rotation", attrs...)
+	}
+	if r.o.Progress != nil {
+		r.o.Progress(p)
+	}
+}
+
+func failedNames(failed map[string]error) string {
+	names := make([]string, 0, len(failed))
+	for n, err := range failed {
+		names = append(names, n+" ("+err.Error()+")")
+	}
+	slices.Sort(names)
+	if len(names) > 5 {
+		names = append(names[:5], "...")
+	}
+	return strings.Join(names, ", ")
+}

@@ -1,0 +1,441 @@
+package ca_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kvmpki/kvmpki/ca"
+	"github.com/kvmpki/kvmpki/provider"
+	"github.com/kvmpki/kvmpki/rootca"
+	"github.com/kvmpki/kvmpki/rootca/sqlstore/sqlite"
+)
+
+// rotHost is a Host for rotation tests: safe for concurrent use, it
+// records every install and fails installs while fail is set.
+type rotHost struct {
+	name string
+	key  *ecdsa.PrivateKey
+
+	mu       sync.Mutex
+	fail     bool
+	installs []*ca.CertificateInstall
+	busy     bool // an install is running
+	overlap  bool // two installs ran at once
+}
+
+func (h *rotHost) SetupKeystore(ctx context.Context, req *ca.KeystoreSetup) ([]byte, error) {
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: h.name}, DNSNames: req.DNSNames}, h.key)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
+}
+
+func (h *rotHost) InstallCertificate(ctx context.Context, c *ca.CertificateInstall) error {
+	h.mu.Lock()
+	if h.fail {
+		h.mu.Unlock()
+		return errHostStep
+	}
+	if h.busy {
+		h.overlap = true
+	}
+	h.busy = true
+	h.mu.Unlock()
+	time.Sleep(time.Millisecond) // widen the window two drivers could share
+	h.mu.Lock()
+	h.busy = false
+	h.installs = append(h.installs, c)
+	h.mu.Unlock()
+	return nil
+}
+
+func (h *rotHost) Reload(ctx context.Context) error { return nil }
+
+func (h *rotHost) installCount() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.installs)
+}
+
+func (h *rotHost) last(t *testing.T) (*x509.Certificate, []*x509.Certificate) {
+	t.Helper()
+	h.mu.Lock()
+	in := h.installs[len(h.installs)-1]
+	h.mu.Unlock()
+	certs, bundle := pemCerts(t, in.CertificatePEM), pemCerts(t, in.CABundlePEM)
+	require.NotEmpty(t, certs)
+	return certs[0], bundle
+}
+
+func pemCerts(t *testing.T, data []byte) []*x509.Certificate {
+	t.Helper()
+	var out []*x509.Certificate
+	for {
+		var b *pem.Block
+		if b, data = pem.Decode(data); b == nil {
+			return out
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		require.NoError(t, err)
+		out = append(out, c)
+	}
+}
+
+// rotationBackend opens the store a management server uses; each call is
+// a new server's connection to the same database.
+type rotationBackend struct {
+	name string
+	open func(t *testing.T) rootca.Store
+}
+
+func rotationBackends(t *testing.T) []rotationBackend {
+	return []rotationBackend{
+		{"memory", func() func(t *testing.T) rootca.Store {
+			s := rootca.NewMemStore()
+			return func(*testing.T) rootca.Store { return s }
+		}()},
+		{"sqlite", func() func(t *testing.T) rootca.Store {
+			path := filepath.Join(t.TempDir(), "ca.db")
+			return func(t *testing.T) rootca.Store {
+				s, err := sqlite.Open(context.Background(), path)
+				require.NoError(t, err)
+				t.Cleanup(func() { s.Close() })
+				return s
+			}
+		}()},
+	}
+}
+
+// rotationFleet is a CA store with hosts provisioned from its first CA.
+type rotationFleet struct {
+	backend rotationBackend
+	hosts   map[string]*rotHost // by DNS name
+	oldCA   *x509.Certificate
+}
+
+func rootcaOptions() rootca.Options {
+	return rootca.Options{Password: func() ([]byte, error) { return []byte("rotation test password"), nil }, RevocationPollInterval: -1}
+}
+
+// server is one management server on the fleet's database: a CA opened
+// on the store and a Manager around it (as "root", and as "bare" without
+// the optional capabilities).
+func (f *rotationFleet) server(t *testing.T, create bool) *ca.Manager {
+	t.Helper()
+	ctx := context.Background()
+	store := f.backend.open(t)
+	var root *rootca.CA
+	var err error
+	if create {
+		root, err = rootca.Create(ctx, store, &rootca.CreateOptions{Options: rootcaOptions()})
+	} else {
+		root, err = rootca.Open(ctx, store, &rootca.Options{Password: rootcaOptions().Password, RevocationPollInterval: -1})
+	}
+	require.NoError(t, err)
+	t.Cleanup(func() { root.Close() })
+	reg := &provider.Registry{}
+	require.NoError(t, reg.Register("root", "kvmpki built-in CA", func(context.Context) (provider.Provider, error) { return nopClose{root}, nil }))
+	require.NoError(t, reg.Register("bare", "no capabilities", func(context.Context) (provider.Provider, error) { return bare{nopClose{root}}, nil }))
+	m, err := ca.New(ctx, reg, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func newRotationFleet(t *testing.T, b rotationBackend, n int) (*rotationFleet, *ca.Manager) {
+	t.Helper()
+	f := &rotationFleet{backend: b, hosts: map[string]*rotHost{}}
+	m := f.server(t, true)
+	cas, err := m.CACertificates(t.Context())
+	require.NoError(t, err)
+	f.oldCA = cas[0]
+	for i := range n {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		require.NoError(t, err)
+		h := &rotHost{name: fmt.Sprintf("kvm%02d.example.org", i), key: key}
+		f.hosts[h.name] = h
+		_, err = m.Provision(t.Context(), &ca.ProvisionRequest{Name: h.name, Host: h, DNSNames: []string{h.name}})
+		require.NoError(t, err)
+	}
+	return f, m
+}
+
+// hostFor maps a certificate to its host by its DNS name.
+func (f *rotationFleet) hostFor(ctx context.Context, rec *provider.CertificateRecord) (*ca.ProvisionRequest, error) {
+	if len(rec.DNSNames) == 0 || f.hosts[rec.DNSNames[0]] == nil {
+		return nil, nil
+	}
+	h := f.hosts[rec.DNSNames[0]]
+	return &ca.ProvisionRequest{Name: h.name, Host: h, DNSNames: []string{h.name}}, nil
+}
+
+func (f *rotationFleet) installs() int {
+	n := 0
+	for _, h := range f.hosts {
+		n += h.installCount()
+	}
+	return n
+}
+
+func issuedBy(c, issuer *x509.Certificate) bool { return c.CheckSignatureFrom(issuer) == nil }
+
+// TestRotate drives a rotation of 20 hosts end to end on the memory and
+// SQLite stores: a successor CA is made, every host gets a certificate
+// from it with a bundle of both CAs, the old CA is retired at the end and
+// the manager's bundle holds the new CA alone; progress is reported for
+// every host.
+func TestRotate(t *testing.T) {
+	t.Parallel()
+	for _, b := range rotationBackends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			f, m := newRotationFleet(t, b, 20)
+			var mu sync.Mutex
+			phases := map[ca.RotationPhase]int{}
+			res, err := m.Rotate(t.Context(), &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 1000, Concurrency: 8,
+				Progress: func(p ca.RotationProgress) { mu.Lock(); phases[p.Phase]++; mu.Unlock() }})
+			require.NoError(t, err)
+			assert.True(t, res.Begun)
+			assert.True(t, res.Retired)
+			assert.Len(t, res.Provisioned, 20)
+			assert.Empty(t, res.Failed)
+			assert.Equal(t, map[ca.RotationPhase]int{ca.PhaseBegun: 1, ca.PhaseHostDone: 20, ca.PhaseRetired: 1}, phases)
+
+			cas, err := m.CACertificates(t.Context())
+			require.NoError(t, err)
+			require.Len(t, cas, 1, "after retirement the bundle holds the new CA alone")
+			newCA := cas[0]
+			assert.NotEqual(t, f.oldCA.Raw, newCA.Raw)
+			for name, h := range f.hosts {
+				assert.Equal(t, 2, h.installCount(), name)
+				leaf, bundle := h.last(t)
+				assert.True(t, issuedBy(leaf, newCA), "%s: new certificate from the new CA", name)
+				require.Len(t, bundle, 2, name)
+				assert.ElementsMatch(t, [][]byte{newCA.Raw, f.oldCA.Raw}, [][]byte{bundle[0].Raw, bundle[1].Raw}, "%s: both CAs during the overlap", name)
+			}
+			st := rotationStatus(t, m)
+			assert.False(t, st.InProgress())
+			require.Len(t, st.Authorities, 2)
+			assert.False(t, st.Authorities[0].Trusted, "old CA retired")
+			assert.Equal(t, 20, st.Authorities[1].Leaves)
+		})
+	}
+}
+
+// rotationStatus reads the rotation state of m's provider.
+func rotationStatus(t *testing.T, m *ca.Manager) *provider.RotationStatus {
+	t.Helper()
+	var st *provider.RotationStatus
+	require.NoError(t, ca.WithProvider(m, func(p provider.Provider) error {
+		var err error
+		st, err = provider.Rotation(t.Context(), p)
+		return err
+	}))
+	return st
+}
+
+// TestRotateResume stops a rotation after some hosts (ctx cancelled), as
+// a management server that restarts, then runs it again from a new
+// Manager and CA on the same store: the rotation resumes (not begun
+// again), finishes, and no host done before the stop is provisioned
+// again.
+func TestRotateResume(t *testing.T) {
+	t.Parallel()
+	for _, b := range rotationBackends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			f, m := newRotationFleet(t, b, 20)
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			var mu sync.Mutex
+			var done []string
+			res, err := m.Rotate(ctx, &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 1000, Concurrency: 2,
+				Progress: func(p ca.RotationProgress) {
+					if p.Phase != ca.PhaseHostDone {
+						return
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					if done = append(done, p.Host); len(done) == 8 {
+						cancel()
+					}
+				}})
+			require.ErrorIs(t, err, ca.ErrRotationIncomplete)
+			require.ErrorIs(t, err, context.Canceled)
+			assert.True(t, res.Begun)
+			assert.False(t, res.Retired)
+			require.GreaterOrEqual(t, len(done), 8)
+			require.Less(t, len(done), 20)
+			before := map[string]int{}
+			for name, h := range f.hosts {
+				before[name] = h.installCount()
+			}
+
+			m2 := f.server(t, false) // the restarted server
+			res2, err := m2.Rotate(t.Context(), &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 1000})
+			require.NoError(t, err)
+			assert.False(t, res2.Begun, "resumed, not begun again")
+			assert.True(t, res2.Retired)
+			assert.Len(t, res2.Provisioned, 20-len(done))
+			for _, name := range done {
+				assert.Equal(t, before[name], f.hosts[name].installCount(), "%s was done before the restart", name)
+				assert.NotContains(t, res2.Provisioned, name)
+			}
+			cas, err := m2.CACertificates(t.Context())
+			require.NoError(t, err)
+			require.Len(t, cas, 1)
+			for name, h := range f.hosts {
+				leaf, _ := h.last(t)
+				assert.True(t, issuedBy(leaf, cas[0]), name)
+			}
+		})
+	}
+}
+
+// TestRotateFailingHost: a host whose install fails is reported, and the
+// old CA is not retired (the rotation stays in progress); once the host
+// is fixed, a second run provisions it alone and retires the old CA.
+func TestRotateFailingHost(t *testing.T) {
+	t.Parallel()
+	for _, b := range rotationBackends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			f, m := newRotationFleet(t, b, 5)
+			bad := f.hosts["kvm03.example.org"]
+			bad.fail = true
+			res, err := m.Rotate(t.Context(), &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 1000})
+			require.ErrorIs(t, err, ca.ErrRotationIncomplete)
+			assert.ErrorContains(t, err, bad.name)
+			assert.False(t, res.Retired)
+			require.Contains(t, res.Failed, bad.name)
+			assert.ErrorIs(t, res.Failed[bad.name], errHostStep)
+			var pe *ca.ProvisionError
+			require.ErrorAs(t, res.Failed[bad.name], &pe)
+			assert.Equal(t, ca.StepInstall, pe.Step)
+			assert.Len(t, res.Provisioned, 4)
+			st := rotationStatus(t, m)
+			assert.True(t, st.InProgress(), "the old CA is kept")
+			cas, err := m.CACertificates(t.Context())
+			require.NoError(t, err)
+			assert.Len(t, cas, 2)
+
+			bad.mu.Lock()
+			bad.fail = false
+			bad.mu.Unlock()
+			res, err = m.Rotate(t.Context(), &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 1000})
+			require.NoError(t, err)
+			assert.Equal(t, []string{bad.name}, res.Provisioned)
+			assert.True(t, res.Retired)
+		})
+	}
+}
+
+// TestRotateUnknownHost: a certificate of the old CA that no host holds
+// keeps the old CA unless Force.
+func TestRotateUnknownHost(t *testing.T) {
+	t.Parallel()
+	b := rotationBackends(t)[0]
+	f, m := newRotationFleet(t, b, 3)
+	_, err := m.Issue(t.Context(), &ca.IssueRequest{CSR: csrFor(t, "orphan", "orphan.example.org"), DNSNames: []string{"orphan.example.org"}})
+	require.NoError(t, err)
+	res, err := m.Rotate(t.Context(), &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 1000})
+	require.ErrorIs(t, err, ca.ErrRotationIncomplete)
+	assert.ErrorIs(t, err, provider.ErrLeavesRemain)
+	assert.Len(t, res.Skipped, 1)
+	assert.False(t, res.Retired)
+
+	res, err = m.Rotate(t.Context(), &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 1000, Force: true})
+	require.NoError(t, err)
+	assert.True(t, res.Retired)
+	assert.Empty(t, res.Provisioned)
+}
+
+// TestRotateRateLimit: at 40 hosts per second, with a concurrency that
+// does not limit, the 20 hosts' starts span at least 19/40 s; each
+// host's step takes a millisecond, so it is the rate that spaces them.
+func TestRotateRateLimit(t *testing.T) {
+	t.Parallel()
+	f, m := newRotationFleet(t, rotationBackends(t)[0], 20)
+	var mu sync.Mutex
+	var first, last time.Time
+	_, err := m.Rotate(t.Context(), &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 40, Concurrency: 20,
+		Progress: func(p ca.RotationProgress) {
+			if p.Phase != ca.PhaseHostDone {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if first.IsZero() {
+				first = time.Now()
+			}
+			last = time.Now()
+		}})
+	require.NoError(t, err)
+	span := last.Sub(first)
+	assert.GreaterOrEqual(t, span, 17*time.Second/40, "19 gaps of 25 ms, less a scheduling margin")
+	t.Logf("20 hosts at 40/s: first to last host %v (19 gaps: %v)", span, 19*time.Second/40)
+}
+
+// TestRotateTwoDrivers runs two drivers at once, on two managers sharing
+// the store: one begins, the other resumes; no host is provisioned twice
+// (nor by both at once), and the old CA ends retired.
+func TestRotateTwoDrivers(t *testing.T) {
+	t.Parallel()
+	for _, b := range rotationBackends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			f, m1 := newRotationFleet(t, b, 20)
+			m2 := f.server(t, false)
+			var wg sync.WaitGroup
+			results := make([]*ca.RotationResult, 2)
+			errs := make([]error, 2)
+			for i, m := range []*ca.Manager{m1, m2} {
+				wg.Go(func() {
+					results[i], errs[i] = m.Rotate(t.Context(), &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 1000, Concurrency: 4})
+				})
+			}
+			wg.Wait()
+			for i, err := range errs {
+				if err != nil {
+					assert.ErrorIs(t, err, ca.ErrRotationIncomplete, "driver %d", i)
+				}
+			}
+			assert.False(t, results[0].Begun && results[1].Begun, "one rotation only")
+			assert.Equal(t, 20, len(results[0].Provisioned)+len(results[1].Provisioned))
+			for name, h := range f.hosts {
+				assert.Equal(t, 2, h.installCount(), "%s provisioned once by the rotation", name)
+				assert.False(t, h.overlap, name)
+			}
+			st := rotationStatus(t, m1)
+			assert.False(t, st.InProgress(), "the old CA ends retired")
+		})
+	}
+}
+
+// TestRotateUnsupported: a provider without the rotation capability
+// gives errors.ErrUnsupported, and a nil HostFor is refused.
+func TestRotateUnsupported(t *testing.T) {
+	t.Parallel()
+	f, m := newRotationFleet(t, rotationBackends(t)[0], 1)
+	require.NoError(t, m.SetProvider(t.Context(), "bare"))
+	_, err := m.Rotate(t.Context(), &ca.RotateOptions{HostFor: f.hostFor})
+	assert.ErrorIs(t, err, errors.ErrUnsupported)
+	_, err = m.Rotate(t.Context(), nil)
+	assert.ErrorIs(t, err, provider.ErrInvalidRequest)
+}

@@ -149,8 +149,8 @@
 // once; across processes each re-reads a certificate before provisioning
 // its host, which narrows but does not close that window (there is no
 // per-host lock in the store): run the driver on one server at a time.
-// Hosts receive the bundle without the retired CA at their next
-// provisioning.
+// After retirement it pushes the bundle without the retired CA to every
+// host (its current certificate installed again with it, then a reload).
 //
 // # Revocation over HTTP
 //

@@ -17,13 +17,14 @@ import (
 // RotateOptions configures [Manager.Rotate]. The zero value is not
 // usable: HostFor is required.
 type RotateOptions struct {
-	// HostFor maps a certificate of the previous CA, as the provider's
-	// inventory records it, to the host that holds it, for
-	// re-provisioning through [Manager.Provision] (as
-	// BackgroundOptions.HostFor does). A nil request with a nil error
-	// means the platform knows no host for it: it is reported as left
-	// behind, and it keeps the previous CA from being retired unless
-	// Force. An error is that host's failure. Required.
+	// HostFor maps a certificate, as the provider's inventory records
+	// it, to the host that holds it (as BackgroundOptions.HostFor does):
+	// a certificate of the previous CA for re-provisioning through
+	// [Manager.Provision], and after retirement a certificate of the new
+	// CA for the final bundle push. A nil request with a nil error means
+	// the platform knows no host for it: a previous-CA certificate is
+	// then reported as left behind, and keeps the previous CA from being
+	// retired unless Force. An error is that host's failure. Required.
 	HostFor func(ctx context.Context, rec *provider.CertificateRecord) (*ProvisionRequest, error)
 
 	// Concurrency bounds the hosts provisioned at once. If zero, 4.
@@ -68,6 +69,12 @@ const (
 	PhaseHostSkipped RotationPhase = "host skipped"
 	// PhaseRetired: the previous CA was retired.
 	PhaseRetired RotationPhase = "retired"
+	// PhaseBundlePushed: after retirement, a host installed the bundle
+	// without the previous CA (with its current certificate) and
+	// reloaded.
+	PhaseBundlePushed RotationPhase = "bundle pushed"
+	// PhaseBundleFailed: that push failed on a host (Err says why).
+	PhaseBundleFailed RotationPhase = "bundle push failed"
 )
 
 // RotationProgress is one step of a rotation.
@@ -98,6 +105,11 @@ type RotationResult struct {
 	Skipped map[string]error
 	// Retired is set when the previous CA was retired.
 	Retired bool
+	// BundlePushed are the hosts that installed the bundle without the
+	// previous CA after its retirement; BundleFailed those whose push
+	// failed, with the cause.
+	BundlePushed []string
+	BundleFailed map[string]error
 }
 
 // ErrRotationIncomplete is matched by the error Rotate returns when it
@@ -130,9 +142,17 @@ var ErrRotationIncomplete = errors.New("ca: CA rotation incomplete")
 //
 // Otherwise Rotate returns the result with an error matching
 // [ErrRotationIncomplete] naming the failed hosts; so does a
-// cancellation midway (with ctx's error too). The hosts receive the
-// bundle without the previous CA at their next provisioning (renewal by
-// the background task, or [Manager.Provision]).
+// cancellation midway (with ctx's error too).
+//  4. After retirement it pushes the bundle without the previous CA to
+//     every host holding a certificate of the new CA (its certificate
+//     installed again with that bundle, then a reload), with the same
+//     limits, so that the hosts refuse the previous CA's certificates
+//     too. A host whose push fails is named in the error (which does not
+//     match ErrRotationIncomplete: the rotation is over, and running
+//     Rotate again would begin a new one); it gets the bundle at its
+//     next provisioning (the background task's renewal, or
+//     [Manager.Provision]), as do all hosts when the process stops
+//     between the retirement and the end of the push.
 //
 // Two Rotate calls in one process (on one Manager or several) never
 // provision the same certificate's host at the same time: the second
@@ -153,7 +173,7 @@ func (m *Manager) Rotate(ctx context.Context, opts *RotateOptions) (*RotationRes
 	case opts.RatePerSecond < 0:
 		return nil, errors.New("ca: RotateOptions.RatePerSecond is negative")
 	}
-	r := &rotation{m: m, o: opts, res: &RotationResult{Failed: map[string]error{}, Skipped: map[string]error{}}}
+	r := &rotation{m: m, o: opts, res: &RotationResult{Failed: map[string]error{}, Skipped: map[string]error{}, BundleFailed: map[string]error{}}}
 	return r.res, r.run(ctx)
 }
 
@@ -230,7 +250,96 @@ func (r *rotation) run(ctx context.Context) error {
 	}
 	r.res.Retired = true
 	r.report(RotationProgress{Phase: PhaseRetired, Done: r.done, Total: r.total})
-	return r.refreshBundle(ctx)
+	if err := r.refreshBundle(ctx); err != nil {
+		return err
+	}
+	return r.pushBundle(ctx, p, st.Issuing())
+}
+
+// pushBundle gives every host holding a valid certificate of the issuing
+// CA the bundle without the retired CA, with its current certificate,
+// and reloads it. A failure is returned (not matching
+// ErrRotationIncomplete: the rotation is over) naming the hosts; they get
+// the bundle at their next provisioning.
+func (r *rotation) pushBundle(ctx context.Context, p provider.Provider, issuing *provider.RotationAuthority) error {
+	if issuing == nil {
+		return nil
+	}
+	recs, err := r.previousLeaves(ctx, p, []provider.RotationAuthority{*issuing})
+	if err != nil {
+		return err
+	}
+	bundle, err := r.m.CABundle(ctx)
+	if err != nil {
+		return err
+	}
+	cas, err := r.m.CACertificates(ctx)
+	if err != nil {
+		return err
+	}
+	// The issuing chain up to its root; the root itself is not sent.
+	chain := cas
+	for i, c := range cas {
+		if string(c.RawIssuer) == string(c.RawSubject) {
+			chain = cas[:i+1]
+			break
+		}
+	}
+	chain = intermediates(chain)
+	r.forEach(ctx, recs, func(rec *provider.CertificateRecord) {
+		name, err := r.pushOne(ctx, rec, bundle, chain)
+		if name == "" {
+			return // no host known for it
+		}
+		r.mu.Lock()
+		if err != nil {
+			r.res.BundleFailed[name] = err
+		} else {
+			r.res.BundlePushed = append(r.res.BundlePushed, name)
+		}
+		r.mu.Unlock()
+		if err != nil {
+			r.report(RotationProgress{Phase: PhaseBundleFailed, Host: name, Serial: provider.FormatSerial(rec.Serial), Err: err})
+		} else {
+			r.report(RotationProgress{Phase: PhaseBundlePushed, Host: name, Serial: provider.FormatSerial(rec.Serial)})
+		}
+	})
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("ca: previous CA retired; pushing the new bundle stopped: %w", err)
+	}
+	if len(r.res.BundleFailed) > 0 {
+		return fmt.Errorf("ca: previous CA retired, but pushing the new bundle failed on %d hosts (they get it at their next provisioning): %s",
+			len(r.res.BundleFailed), failedNames(r.res.BundleFailed))
+	}
+	return nil
+}
+
+// pushOne installs bundle with rec's certificate on rec's host and
+// reloads it. It returns "" when HostFor knows no host for rec.
+func (r *rotation) pushOne(ctx context.Context, rec *provider.CertificateRecord, bundle []byte, chain []*x509.Certificate) (string, error) {
+	req, err := r.o.HostFor(ctx, rec)
+	switch {
+	case err != nil:
+		return recordName(rec), err
+	case req == nil || req.Host == nil:
+		return "", nil
+	}
+	leaf, err := x509.ParseCertificate(rec.Raw)
+	if err != nil {
+		return req.Name, err
+	}
+	install := &CertificateInstall{
+		CertificatePEM: provider.EncodeCertificates(append([]*x509.Certificate{leaf}, chain...)...),
+		CABundlePEM:    bundle,
+		Serial:         provider.FormatSerial(rec.Serial),
+	}
+	if err := req.Host.InstallCertificate(ctx, install); err != nil {
+		return req.Name, &ProvisionError{Host: req.Name, Step: StepInstall, Err: err}
+	}
+	if err := req.Host.Reload(ctx); err != nil {
+		return req.Name, &ProvisionError{Host: req.Name, Step: StepReload, Err: err}
+	}
+	return req.Name, nil
 }
 
 // refreshBundle makes the manager serve the provider's CA certificates
@@ -283,9 +392,14 @@ func issuedByAny(rec *provider.CertificateRecord, cas []provider.RotationAuthori
 	return false
 }
 
-// provisionAll re-provisions the hosts of recs, at most Concurrency at
-// once and RatePerSecond starts per second, until ctx is done.
+// provisionAll re-provisions the hosts of recs.
 func (r *rotation) provisionAll(ctx context.Context, p provider.Provider, recs []*provider.CertificateRecord) {
+	r.forEach(ctx, recs, func(rec *provider.CertificateRecord) { r.provisionOne(ctx, p, rec) })
+}
+
+// forEach runs fn for each of recs, at most Concurrency at once and
+// RatePerSecond starts per second, until ctx is done.
+func (r *rotation) forEach(ctx context.Context, recs []*provider.CertificateRecord, fn func(*provider.CertificateRecord)) {
 	sem := make(chan struct{}, orDefault(r.o.Concurrency, defaultRenewalConcurrency))
 	gap := time.Duration(float64(time.Second) / orDefault(r.o.RatePerSecond, defaultRenewalRate))
 	var wg sync.WaitGroup
@@ -305,7 +419,7 @@ func (r *rotation) provisionAll(ctx context.Context, p provider.Provider, recs [
 		next = time.Now().Add(gap)
 		wg.Go(func() {
 			defer func() { <-sem }()
-			r.provisionOne(ctx, p, rec)
+			fn(rec)
 		})
 	}
 }

@@ -32,12 +32,17 @@ type rotHost struct {
 
 	mu       sync.Mutex
 	fail     bool
+	maxOK    int // if positive, installs fail once this many succeeded
 	installs []*ca.CertificateInstall
+	setups   int  // keystore setups: provisionings
 	busy     bool // an install is running
 	overlap  bool // two installs ran at once
 }
 
 func (h *rotHost) SetupKeystore(ctx context.Context, req *ca.KeystoreSetup) ([]byte, error) {
+	h.mu.Lock()
+	h.setups++
+	h.mu.Unlock()
 	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
 		Subject: pkix.Name{CommonName: h.name}, DNSNames: req.DNSNames}, h.key)
 	if err != nil {
@@ -48,7 +53,7 @@ func (h *rotHost) SetupKeystore(ctx context.Context, req *ca.KeystoreSetup) ([]b
 
 func (h *rotHost) InstallCertificate(ctx context.Context, c *ca.CertificateInstall) error {
 	h.mu.Lock()
-	if h.fail {
+	if h.fail || (h.maxOK > 0 && len(h.installs) >= h.maxOK) {
 		h.mu.Unlock()
 		return errHostStep
 	}
@@ -73,10 +78,27 @@ func (h *rotHost) installCount() int {
 	return len(h.installs)
 }
 
+func (h *rotHost) setupCount() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.setups
+}
+
 func (h *rotHost) last(t *testing.T) (*x509.Certificate, []*x509.Certificate) {
 	t.Helper()
+	return h.install(t, -1)
+}
+
+// install returns the certificate and bundle of install i (negative
+// from the end).
+func (h *rotHost) install(t *testing.T, i int) (*x509.Certificate, []*x509.Certificate) {
+	t.Helper()
 	h.mu.Lock()
-	in := h.installs[len(h.installs)-1]
+	if i < 0 {
+		i += len(h.installs)
+	}
+	require.Less(t, i, len(h.installs))
+	in := h.installs[i]
 	h.mu.Unlock()
 	certs, bundle := pemCerts(t, in.CertificatePEM), pemCerts(t, in.CABundlePEM)
 	require.NotEmpty(t, certs)
@@ -197,9 +219,10 @@ func issuedBy(c, issuer *x509.Certificate) bool { return c.CheckSignatureFrom(is
 
 // TestRotate drives a rotation of 20 hosts end to end on the memory and
 // SQLite stores: a successor CA is made, every host gets a certificate
-// from it with a bundle of both CAs, the old CA is retired at the end and
-// the manager's bundle holds the new CA alone; progress is reported for
-// every host.
+// from it with a bundle of both CAs, the old CA is retired at the end,
+// the manager's bundle holds the new CA alone and every host is given
+// that bundle with its new certificate; progress is reported for every
+// host.
 func TestRotate(t *testing.T) {
 	t.Parallel()
 	for _, b := range rotationBackends(t) {
@@ -215,7 +238,9 @@ func TestRotate(t *testing.T) {
 			assert.True(t, res.Retired)
 			assert.Len(t, res.Provisioned, 20)
 			assert.Empty(t, res.Failed)
-			assert.Equal(t, map[ca.RotationPhase]int{ca.PhaseBegun: 1, ca.PhaseHostDone: 20, ca.PhaseRetired: 1}, phases)
+			assert.Len(t, res.BundlePushed, 20)
+			assert.Empty(t, res.BundleFailed)
+			assert.Equal(t, map[ca.RotationPhase]int{ca.PhaseBegun: 1, ca.PhaseHostDone: 20, ca.PhaseRetired: 1, ca.PhaseBundlePushed: 20}, phases)
 
 			cas, err := m.CACertificates(t.Context())
 			require.NoError(t, err)
@@ -223,11 +248,16 @@ func TestRotate(t *testing.T) {
 			newCA := cas[0]
 			assert.NotEqual(t, f.oldCA.Raw, newCA.Raw)
 			for name, h := range f.hosts {
-				assert.Equal(t, 2, h.installCount(), name)
-				leaf, bundle := h.last(t)
+				require.Equal(t, 3, h.installCount(), "%s: provisioning, rotation, bundle push", name)
+				assert.Equal(t, 2, h.setupCount(), name)
+				leaf, bundle := h.install(t, 1)
 				assert.True(t, issuedBy(leaf, newCA), "%s: new certificate from the new CA", name)
 				require.Len(t, bundle, 2, name)
 				assert.ElementsMatch(t, [][]byte{newCA.Raw, f.oldCA.Raw}, [][]byte{bundle[0].Raw, bundle[1].Raw}, "%s: both CAs during the overlap", name)
+				final, bundle := h.last(t)
+				assert.Equal(t, leaf.Raw, final.Raw, "%s: the push keeps the certificate", name)
+				require.Len(t, bundle, 1, name)
+				assert.Equal(t, newCA.Raw, bundle[0].Raw, "%s: the new CA alone after retirement", name)
 			}
 			st := rotationStatus(t, m)
 			assert.False(t, st.InProgress())
@@ -284,7 +314,7 @@ func TestRotateResume(t *testing.T) {
 			require.Less(t, len(done), 20)
 			before := map[string]int{}
 			for name, h := range f.hosts {
-				before[name] = h.installCount()
+				before[name] = h.setupCount()
 			}
 
 			m2 := f.server(t, false) // the restarted server
@@ -294,7 +324,7 @@ func TestRotateResume(t *testing.T) {
 			assert.True(t, res2.Retired)
 			assert.Len(t, res2.Provisioned, 20-len(done))
 			for _, name := range done {
-				assert.Equal(t, before[name], f.hosts[name].installCount(), "%s was done before the restart", name)
+				assert.Equal(t, before[name], f.hosts[name].setupCount(), "%s was done before the restart", name)
 				assert.NotContains(t, res2.Provisioned, name)
 			}
 			cas, err := m2.CACertificates(t.Context())
@@ -419,7 +449,7 @@ func TestRotateTwoDrivers(t *testing.T) {
 			assert.False(t, results[0].Begun && results[1].Begun, "one rotation only")
 			assert.Equal(t, 20, len(results[0].Provisioned)+len(results[1].Provisioned))
 			for name, h := range f.hosts {
-				assert.Equal(t, 2, h.installCount(), "%s provisioned once by the rotation", name)
+				assert.Equal(t, 2, h.setupCount(), "%s provisioned once by the rotation", name)
 				assert.False(t, h.overlap, name)
 			}
 			st := rotationStatus(t, m1)
@@ -438,4 +468,24 @@ func TestRotateUnsupported(t *testing.T) {
 	assert.ErrorIs(t, err, errors.ErrUnsupported)
 	_, err = m.Rotate(t.Context(), nil)
 	assert.ErrorIs(t, err, provider.ErrInvalidRequest)
+}
+
+// TestRotateBundlePushFails: a host that refuses the final bundle push is
+// named in the error, which does not say the rotation is incomplete (the
+// old CA is retired; running Rotate again would begin a new rotation).
+func TestRotateBundlePushFails(t *testing.T) {
+	t.Parallel()
+	f, m := newRotationFleet(t, rotationBackends(t)[0], 3)
+	bad := f.hosts["kvm01.example.org"]
+	bad.mu.Lock()
+	bad.maxOK = 2 // its provisioning and its rotation succeed
+	bad.mu.Unlock()
+	res, err := m.Rotate(t.Context(), &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 1000})
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, ca.ErrRotationIncomplete)
+	assert.ErrorContains(t, err, bad.name)
+	assert.True(t, res.Retired)
+	assert.Len(t, res.BundlePushed, 2)
+	require.Contains(t, res.BundleFailed, bad.name)
+	assert.ErrorIs(t, res.BundleFailed[bad.name], errHostStep)
 }

@@ -78,7 +78,7 @@ func parseQMPReply(line []byte) (qmpReply, error) {
 	}
 	dec := json.NewDecoder(bytes.NewReader(line))
 	if err := dec.Decode(&raw); err != nil {
-		return qmpReply{}, fmt.Errorf("%w: %q: %v", errQMPProtocol, clip(string(line), maxQMPDesc), err)
+		return qmpReply{}, fmt.Errorf("%w: %s: %v", errQMPProtocol, quoteClip(line), err)
 	}
 	if dec.More() {
 		return qmpReply{}, fmt.Errorf("%w: more than one JSON value on a line", errQMPProtocol)
@@ -108,7 +108,7 @@ func parseQMPReply(line []byte) (qmpReply, error) {
 		kinds++
 	}
 	if kinds != 1 {
-		return qmpReply{}, fmt.Errorf("%w: %q is not one greeting, event, return or error", errQMPProtocol, clip(string(line), maxQMPDesc))
+		return qmpReply{}, fmt.Errorf("%w: %s is not one greeting, event, return or error", errQMPProtocol, quoteClip(line))
 	}
 	if len(raw.ID) > 0 {
 		// QEMU echoes the id as sent; this client sends strings.
@@ -123,6 +123,13 @@ func parseQMPReply(line []byte) (qmpReply, error) {
 
 // clip cuts s to at most n bytes, marking the cut, without splitting a
 // UTF-8 sequence.
+// quoteClip quotes a peer's line for an error, bounded after quoting:
+// quoting turns each invalid byte into four characters, so clipping the
+// raw line alone let a line of such bytes make a 4 KiB error.
+func quoteClip(line []byte) string {
+	return clip(strconv.Quote(clip(string(line), maxQMPDesc)), maxQMPDesc)
+}
+
 func clip(s string, n int) string {
 	if len(s) <= n {
 		return s

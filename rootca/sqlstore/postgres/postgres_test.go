@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
 
@@ -10,20 +9,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kvmpki/kvmpki/rootca/sqlstore"
+	"github.com/kvmpki/kvmpki/rootca/sqlstore/internal/redact/redacttest"
 	"github.com/kvmpki/kvmpki/rootca/sqlstore/postgres"
 )
-
-// fragments returns the pieces of a password between the characters
-// that make a URL ambiguous, each of which must stay out of errors.
-func fragments(password string) []string {
-	var out []string
-	for _, f := range strings.FieldsFunc(password, func(r rune) bool { return strings.ContainsRune("@/?#:", r) }) {
-		if len(f) >= 3 {
-			out = append(out, f)
-		}
-	}
-	return append(out, password)
-}
 
 // TestOpenRefusesAmbiguousURL is issue 11, item 7: a password holding '@'
 // then '/' made pgx take its tail ("Tail") for the host, resolve it, and
@@ -54,15 +42,11 @@ func TestOpenRefusesAmbiguousURL(t *testing.T) {
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), "malformed URL")
 			assert.Less(t, time.Since(start), time.Second, "refused before any lookup or dial")
-			for _, f := range fragments(tc.password) {
-				assert.NotContains(t, err.Error(), f)
-			}
+			redacttest.AssertNoPiece(t, err, tc.password)
 			// The same through OpenURL.
 			_, err = sqlstore.OpenURL(ctx, tc.url, postgres.Backend())
 			require.Error(t, err)
-			for _, f := range fragments(tc.password) {
-				assert.NotContains(t, err.Error(), f)
-			}
+			redacttest.AssertNoPiece(t, err, tc.password)
 		})
 	}
 }
@@ -87,9 +71,7 @@ func TestOpenRedactsPassword(t *testing.T) {
 				s.Close()
 			}
 			require.Error(t, err)
-			for _, f := range fragments(tc.password) {
-				assert.NotContains(t, err.Error(), f)
-			}
+			redacttest.AssertNoPiece(t, err, tc.password)
 		})
 	}
 }

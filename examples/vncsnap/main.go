@@ -148,18 +148,29 @@ func snap(ctx context.Context, o *options, stdin io.Reader, stdout io.Writer) er
 	return nil
 }
 
+// maxPasswordFile bounds what readPassword reads: a VNC password is 8
+// bytes, and a path naming a large or endless file (a device, a FIFO fed
+// forever) must not exhaust memory.
+const maxPasswordFile = 1 << 16
+
 // readPassword reads the password from path, or from stdin for "-", and
 // drops one trailing line ending.
 func readPassword(path string, stdin io.Reader) ([]byte, error) {
-	var b []byte
-	var err error
-	if path == "-" {
-		b, err = io.ReadAll(io.LimitReader(stdin, 1<<16))
-	} else {
-		b, err = os.ReadFile(path)
+	r := stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("reading the password: %w", err)
+		}
+		defer f.Close()
+		r = f
 	}
+	b, err := io.ReadAll(io.LimitReader(r, maxPasswordFile+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading the password: %w", err)
+	}
+	if len(b) > maxPasswordFile {
+		return nil, fmt.Errorf("reading the password: more than %d bytes", maxPasswordFile)
 	}
 	b = bytes.TrimSuffix(b, []byte("\n"))
 	b = bytes.TrimSuffix(b, []byte("\r"))

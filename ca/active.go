@@ -5,10 +5,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"math/big"
 	"net"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/kvmpki/kvmpki/provider"
 )
 
 // ActiveCertificate is an agent connected now (CloudStack's
@@ -40,6 +43,41 @@ func (s *activeSet) remove(c *AgentConn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.conns, c)
+}
+
+// snapshot returns the connections listed now.
+func (s *activeSet) snapshot() []*AgentConn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*AgentConn, 0, len(s.conns))
+	for c := range s.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+// dropRevoked closes the agent connections whose certificate the
+// provider of h now reports revoked: those presenting serial, or every
+// one when serial is nil (a revocation notice names no certificate).
+// CloudStack lets a revoked agent stay connected until it reconnects;
+// here its connection ends at once, and its next handshake is refused.
+func (m *Manager) dropRevoked(ctx context.Context, h *handle, serial *big.Int) {
+	for _, c := range m.active.snapshot() {
+		chain := c.Conn.ConnectionState().PeerCertificates
+		if len(chain) == 0 || (serial != nil && chain[0].SerialNumber.Cmp(serial) != 0) {
+			continue
+		}
+		// Judge it at a moment inside its validity: an expired
+		// certificate admitted under InsecureAllowExpired is cut for
+		// its revocation, not its age.
+		err := h.verifyCerts(ctx, chain, provider.UsageClientAuth, "", clampInto(chain[0], m.s.now()))
+		if !errors.Is(err, ErrRevoked) {
+			continue
+		}
+		m.s.logger.Warn("ca: agent connection closed: its certificate is revoked", "remote", addrString(c.RemoteAddr()),
+			"subject", chain[0].Subject.String(), "serial", provider.FormatSerial(chain[0].SerialNumber))
+		c.Close()
+	}
 }
 
 // ActiveCertificates returns the agents connected now through listeners
@@ -125,6 +163,10 @@ func (c *AgentConn) HandshakeContext(ctx context.Context) error {
 	}
 	c.registered = true
 	c.m.active.add(c, ActiveCertificate{RemoteAddr: c.RemoteAddr(), Certificate: leaf, Since: c.m.s.now()})
+	// Follow the provider's revocation notices from now on, so that a
+	// revocation another management server makes closes this
+	// connection too.
+	_ = c.m.with(func(h *handle) error { h.publisher(); return nil })
 	return nil
 }
 

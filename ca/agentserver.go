@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -140,7 +141,7 @@ func (m *Manager) verifyAgent(c *AgentServerConfig, addr net.Addr, cs tls.Connec
 		report(leaf, err, true)
 		at = clampInto(leaf, now)
 	}
-	if err := h.verifyCerts(cs.PeerCertificates, provider.UsageClientAuth, "", at); err != nil {
+	if err := h.verifyCerts(context.Background(), cs.PeerCertificates, provider.UsageClientAuth, "", at); err != nil {
 		report(leaf, err, false)
 		return err
 	}

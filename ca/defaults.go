@@ -76,4 +76,12 @@ const (
 	// maxRemoteStderr is how much of a host's standard error an error
 	// keeps.
 	maxRemoteStderr = 4 << 10
+
+	// defaultHelloTimeout bounds the wait for an agent's hello.
+	defaultHelloTimeout = 10 * time.Second
+	// maxAgentFrame bounds one message of the in-band transport (a
+	// certificate and a CA bundle of two roots are a few KiB).
+	maxAgentFrame = 1 << 20
+	// maxAgentText bounds a peer's text kept in errors and logs.
+	maxAgentText = 1 << 10
 )

@@ -50,7 +50,12 @@
 //     are judged again. The only relaxations are
 //     AgentServerConfig.InsecureAllowMissingClientCert and
 //     InsecureAllowExpired, and each waived refusal is still logged and
-//     passed to AgentServerConfig.OnRefusal.
+//     passed to AgentServerConfig.OnRefusal. An agent whose certificate
+//     is revoked is disconnected at once, whether the revocation went
+//     through this Manager or another management server sharing the
+//     provider's store (CloudStack leaves it connected).
+//   - Other endpoints that take client certificates (an API for
+//     administrators) judge them with [Manager.VerifyClientCertificate].
 //   - The management server presents a certificate of its own whose key
 //     never leaves the process, never the CA key, and whose NotAfter
 //     never exceeds the CA's.
@@ -94,7 +99,16 @@
 //   - [NewAgentHost] (in-band): the platform implements [AgentChannel]
 //     over its own agent connection, carrying [SetupKeystoreCommand],
 //     [SetupCertificateCommand] and [ReloadCommand]; the agent answers
-//     them with package keystore's Setup and Import.
+//     them with package keystore's Setup and Import. A platform without
+//     an agent protocol of its own uses the in-band transport of this
+//     package: the agent runs [ServeAgent] on its connection to the agent
+//     port, which sends an [AgentHello] (Provision set when the agent
+//     connected with a short-lived bootstrap certificate and wants its
+//     own) and answers commands; the management server wraps the
+//     connection with [NewAgentSession], an AgentChannel. It is one JSON
+//     object per line, each bounded, matched by id; after answering a
+//     reload, ServeAgent returns so that the agent reconnects with its new
+//     certificate. examples/mgmtserver and examples/agent use it.
 //
 // examples/kvmpki-ca provision drives an SSHHost from the command line.
 // The tests prove both transports with the real keystore package, and

@@ -474,6 +474,7 @@ func (m *Manager) Revoke(ctx context.Context, req *RevokeRequest) error {
 		}
 		m.s.logger.Info("ca: certificate revoked", "provider", h.p.Name(), "serial", provider.FormatSerial(serial), "reason", req.Reason.String())
 		h.publisher().revoked(ctx, serial)
+		m.dropRevoked(ctx, h, serial)
 		return nil
 	})
 }

@@ -65,7 +65,7 @@ func (m *Manager) PeerClientTLSConfig(id *Identity, serverName string) (*tls.Con
 
 func (m *Manager) verifyManagementPeer(certs []*x509.Certificate, usage provider.Usage, serverName string) error {
 	err := m.with(func(h *handle) error {
-		if err := h.verifyCerts(certs, usage, serverName, m.s.now()); err != nil {
+		if err := h.verifyCerts(context.Background(), certs, usage, serverName, m.s.now()); err != nil {
 			return err
 		}
 		if !m.s.hasMarker(certs[0]) {

@@ -105,6 +105,7 @@ func (p *publisher) watchNotices(ctx context.Context, notices <-chan struct{}) {
 // answers of the serials that joined the CRL, or all of them when there
 // is no CRL to compare with.
 func (p *publisher) noticed(ctx context.Context) {
+	p.h.m.dropRevoked(ctx, p.h, nil)
 	old := p.state.Load()
 	if old == nil {
 		p.invalidate(nil)

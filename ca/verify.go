@@ -21,11 +21,11 @@ const verifyTimeout = 10 * time.Second
 // CRL's index. A provider with neither a verifier nor CRLs cannot tell a
 // revoked peer: every peer is refused, with an error matching
 // errors.ErrUnsupported.
-func (h *handle) verifyCerts(certs []*x509.Certificate, usage provider.Usage, serverName string, at time.Time) error {
+func (h *handle) verifyCerts(ctx context.Context, certs []*x509.Certificate, usage provider.Usage, serverName string, at time.Time) error {
 	if len(certs) == 0 || certs[0] == nil {
 		return &provider.VerifyError{Err: ErrNoCertificate}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), verifyTimeout)
+	ctx, cancel := context.WithTimeout(ctx, verifyTimeout)
 	defer cancel()
 	if _, ok := h.p.(provider.PeerVerifier); ok {
 		return provider.VerifyPeer(ctx, h.p, &provider.VerifyRequest{Certificates: certs, Usage: usage, ServerName: serverName, Time: at})
@@ -47,6 +47,24 @@ func (h *handle) verifyCerts(certs []*x509.Certificate, usage provider.Usage, se
 			Err: &provider.RevokedError{Serial: leaf.SerialNumber, Reason: provider.RevocationReason(e.ReasonCode), RevokedAt: e.RevocationTime}}
 	}
 	return nil
+}
+
+// VerifyClientCertificate judges a TLS client's chain (leaf first) as
+// the agent port judges an agent's, for the platform's other endpoints
+// that take client certificates (an API that admits administrators by
+// certificate): it chains to the provider's CA, has the client role, is
+// valid now and is not revoked. Call it from tls.Config.VerifyConnection,
+// which runs on resumed sessions too. Errors match ErrNoCertificate,
+// ErrExpired, ErrUnknownAuthority, ErrIncompatibleUsage or ErrRevoked;
+// what the certificate may do beyond that (an administrator's role) is
+// the caller's to check.
+func (m *Manager) VerifyClientCertificate(ctx context.Context, chain []*x509.Certificate) error {
+	h, err := m.acquire()
+	if err != nil {
+		return err
+	}
+	defer m.release(h)
+	return h.verifyCerts(ctx, chain, provider.UsageClientAuth, "", m.s.now())
 }
 
 // outsideValidity reports whether c is expired or not yet valid at t.

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/kvmpki/kvmpki/provider"
+	"github.com/kvmpki/kvmpki/rootca"
+	"github.com/kvmpki/kvmpki/rootca/sqlstore"
+	mysqlstore "github.com/kvmpki/kvmpki/rootca/sqlstore/mysql"
+	"github.com/kvmpki/kvmpki/rootca/sqlstore/postgres"
+	"github.com/kvmpki/kvmpki/rootca/sqlstore/sqlite"
+)
+
+// PasswordEnv is the environment variable that holds the CA key password.
+const PasswordEnv = "KVMPKI_CA_PASSWORD"
+
+// maxPasswordFile bounds what -password-file reads.
+const maxPasswordFile = 64 << 10
+
+// caFlags are the flags that locate the CA, shared by both commands.
+type caFlags struct {
+	dir          string
+	db           string
+	passwordFile string
+	getenv       func(string) string
+}
+
+func (c *caFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.dir, "dir", "", "CA `directory`, holding the SQLite database ca.db (created with mode 0700; required without -db)")
+	fs.StringVar(&c.db, "db", "", "shared CA database `URL`: postgres://USER@HOST/DB or mysql://USER@tcp(HOST:PORT)/DB")
+	fs.StringVar(&c.passwordFile, "password-file", "", "read the CA key password from `FILE` instead of $"+PasswordEnv)
+}
+
+// check validates the flags; warn receives a warning about a password in
+// the -db URL.
+func (c *caFlags) check(warn io.Writer) error {
+	switch {
+	case c.dir == "" && c.db == "":
+		return &usageError{"-dir or -db is required"}
+	case c.dir != "" && c.db != "":
+		return &usageError{"-dir and -db exclude each other"}
+	}
+	if c.db != "" && urlHasPassword(c.db) {
+		fmt.Fprintln(warn, "mgmtserver: warning: the -db URL holds a password, which other users can see in the process list; use PostgreSQL's $PGPASSWORD or ~/.pgpass")
+	}
+	return nil
+}
+
+// urlHasPassword reports whether a database URL carries a password.
+func urlHasPassword(dbURL string) bool {
+	if strings.Contains(strings.ToLower(dbURL), "password=") {
+		return true
+	}
+	_, rest, ok := strings.Cut(dbURL, "://")
+	if !ok {
+		return false
+	}
+	if u, err := url.Parse(dbURL); err == nil && u.User != nil {
+		_, set := u.User.Password()
+		return set
+	}
+	// MySQL DSNs (USER:PASS@tcp(...)) are not URLs: look before the '@'.
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		return strings.Contains(rest[:at], ":")
+	}
+	return false
+}
+
+// password returns the CA key password from -password-file or the
+// environment. A trailing newline in the file is not part of it.
+func (c *caFlags) password() ([]byte, error) {
+	if c.passwordFile != "" {
+		f, err := os.Open(c.passwordFile)
+		if err != nil {
+			return nil, fmt.Errorf("password file: %w", err)
+		}
+		defer f.Close()
+		b, err := io.ReadAll(io.LimitReader(f, maxPasswordFile+1))
+		if err != nil {
+			return nil, fmt.Errorf("password file: %w", err)
+		}
+		if len(b) > maxPasswordFile {
+			return nil, fmt.Errorf("password file is over %d bytes", maxPasswordFile)
+		}
+		b = []byte(strings.TrimRight(string(b), "\r\n"))
+		if len(b) == 0 {
+			return nil, errors.New("password file is empty")
+		}
+		return b, nil
+	}
+	if pw := c.getenv(PasswordEnv); pw != "" {
+		return []byte(pw), nil
+	}
+	return nil, fmt.Errorf("no CA key password: set $%s or use -password-file", PasswordEnv)
+}
+
+// openStore opens the -db database, or the SQLite database ca.db in -dir
+// (creating the directory with mode 0700).
+func (c *caFlags) openStore(ctx context.Context) (rootca.Store, error) {
+	if c.db != "" {
+		s, err := sqlstore.OpenURL(ctx, c.db, sqlite.Backend(), postgres.Backend(), mysqlstore.Backend())
+		if err != nil {
+			return nil, fmt.Errorf("opening the -db database: %w", err)
+		}
+		return s, nil
+	}
+	return sqlite.OpenDir(ctx, c.dir)
+}
+
+// openCA opens the CA in store, creating it when the store holds none.
+// Of two servers starting at once on one empty database, one creates it
+// and the other, told that it exists, opens it.
+func openCA(ctx context.Context, store rootca.Store, opts *rootca.Options, logger *slog.Logger) (*rootca.CA, error) {
+	c, err := rootca.Open(ctx, store, opts)
+	if !errors.Is(err, provider.ErrNotFound) {
+		return c, err
+	}
+	c, err = rootca.Create(ctx, store, &rootca.CreateOptions{Options: *opts})
+	if errors.Is(err, rootca.ErrAuthorityExists) {
+		return rootca.Open(ctx, store, opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	cert := c.Certificate()
+	logger.Info("created the CA", "subject", cert.Subject.String(), "serial", provider.FormatSerial(cert.SerialNumber),
+		"not_after", cert.NotAfter)
+	return c, nil
+}
+
+// providerName is the name the built-in CA is registered under.
+const providerName = "root"
+
+// registry returns a provider registry holding the built-in CA: the
+// first open hands over first (already opened, so the CA key is
+// decrypted once at start), later ones open the store again.
+func registry(store rootca.Store, opts *rootca.Options, first *rootca.CA) (*provider.Registry, error) {
+	var mu sync.Mutex
+	open := rootca.Factory(store, opts)
+	reg := &provider.Registry{}
+	err := reg.Register(providerName, "kvmpki built-in CA (rootca)", func(ctx context.Context) (provider.Provider, error) {
+		mu.Lock()
+		c := first
+		first = nil
+		mu.Unlock()
+		if c != nil {
+			return c, nil
+		}
+		return open(ctx)
+	})
+	return reg, err
+}

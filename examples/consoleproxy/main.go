@@ -41,7 +41,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -57,6 +56,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kvmpki/kvmpki/internal/secret"
 )
 
 func main() {
@@ -244,20 +245,12 @@ func mintToken(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		t.ServerName = t.Host
 	}
 	if *pwFile != "" {
-		var r io.Reader = stdin
-		if *pwFile != "-" {
-			f, err := os.Open(*pwFile)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			r = f
-		}
-		line, err := bufio.NewReader(io.LimitReader(r, 1024)).ReadString('\n')
-		if err != nil && !errors.Is(err, io.EOF) {
+		pw, err := secret.Read(*pwFile, stdin)
+		if err != nil {
 			return fmt.Errorf("reading the password: %w", err)
 		}
-		t.Password = strings.TrimRight(line, "\r\n")
+		t.Password = string(pw)
+		clear(pw)
 	}
 	tokens, err := LoadTokens(*keyFile)
 	if err != nil {

@@ -59,6 +59,7 @@ import (
 	"time"
 
 	"github.com/kvmpki/kvmpki/internal/safefs"
+	"github.com/kvmpki/kvmpki/internal/secret"
 	"github.com/kvmpki/kvmpki/provider"
 	"github.com/kvmpki/kvmpki/rootca"
 	"github.com/kvmpki/kvmpki/rootca/sqlstore/sqlite"
@@ -188,13 +189,9 @@ func (c *command) parse(args []string) error {
 // environment. A trailing newline in the file is not part of it.
 func (c *command) password() ([]byte, error) {
 	if c.passwordFile != "" {
-		b, err := os.ReadFile(c.passwordFile)
+		b, err := secret.Read(c.passwordFile, nil)
 		if err != nil {
 			return nil, fmt.Errorf("password file: %w", err)
-		}
-		b = []byte(strings.TrimRight(string(b), "\r\n"))
-		if len(b) == 0 {
-			return nil, errors.New("password file is empty")
 		}
 		return b, nil
 	}

@@ -581,8 +581,8 @@ func TestPassword(t *testing.T) {
 		{name: "wrong file", args: []string{"-password-file", fileWith(wrongPassword + "\n")}, wantErr: "incorrect CA key password"},
 		{name: "missing", wantErr: "no CA key password: set $" + PasswordEnv + " or use -password-file"},
 		{name: "empty env", env: map[string]string{PasswordEnv: ""}, wantErr: "no CA key password"},
-		{name: "empty file", args: []string{"-password-file", fileWith("\n")}, wantErr: "password file is empty"},
-		{name: "missing file", args: []string{"-password-file", filepath.Join(t.TempDir(), "nope")}, wantErr: "password file: open"},
+		{name: "empty file", args: []string{"-password-file", fileWith("\n")}, wantErr: "password file: secret: empty"},
+		{name: "missing file", args: []string{"-password-file", filepath.Join(t.TempDir(), "nope")}, wantErr: "password file: secret: open"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

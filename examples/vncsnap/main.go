@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/kvmpki/kvmpki/internal/safefs"
+	"github.com/kvmpki/kvmpki/internal/secret"
 	"github.com/kvmpki/kvmpki/rfb"
 )
 
@@ -116,9 +117,9 @@ func snap(ctx context.Context, o *options, stdin io.Reader, stdout io.Writer) er
 	}
 	cfg := &rfb.Config{TLSConfig: tlsCfg}
 	if o.passwordFile != "" {
-		password, err := readPassword(o.passwordFile, stdin)
+		password, err := secret.Read(o.passwordFile, stdin)
 		if err != nil {
-			return err
+			return fmt.Errorf("reading the password: %w", err)
 		}
 		defer clear(password)
 		// rfb copies the password and clears only its copy; this
@@ -146,35 +147,6 @@ func snap(ctx context.Context, o *options, stdin io.Reader, stdout io.Writer) er
 	}
 	fmt.Fprintf(stdout, "wrote:    %s (%dx%d)\n", o.out, img.Rect.Dx(), img.Rect.Dy())
 	return nil
-}
-
-// maxPasswordFile bounds what readPassword reads: a VNC password is 8
-// bytes, and a path naming a large or endless file (a device, a FIFO fed
-// forever) must not exhaust memory.
-const maxPasswordFile = 1 << 16
-
-// readPassword reads the password from path, or from stdin for "-", and
-// drops one trailing line ending.
-func readPassword(path string, stdin io.Reader) ([]byte, error) {
-	r := stdin
-	if path != "-" {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, fmt.Errorf("reading the password: %w", err)
-		}
-		defer f.Close()
-		r = f
-	}
-	b, err := io.ReadAll(io.LimitReader(r, maxPasswordFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading the password: %w", err)
-	}
-	if len(b) > maxPasswordFile {
-		return nil, fmt.Errorf("reading the password: more than %d bytes", maxPasswordFile)
-	}
-	b = bytes.TrimSuffix(b, []byte("\n"))
-	b = bytes.TrimSuffix(b, []byte("\r"))
-	return b, nil
 }
 
 // writePNG writes img to path through a temporary file renamed over it,

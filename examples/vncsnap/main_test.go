@@ -245,36 +245,3 @@ func TestVncsnapQEMU(t *testing.T) {
 	assert.Equal(t, image.Rect(0, 0, 640, 480), readPNG(t, outFile).Bounds())
 }
 
-// TestReadPasswordBounded: a password file, like standard input, is read
-// only up to its bound; a larger one is refused instead of read whole.
-func TestReadPasswordBounded(t *testing.T) {
-	dir := t.TempDir()
-	small := filepath.Join(dir, "small")
-	require.NoError(t, os.WriteFile(small, []byte("s3cret\r\n"), 0o600))
-	large := filepath.Join(dir, "large")
-	require.NoError(t, os.WriteFile(large, bytes.Repeat([]byte("x"), maxPasswordFile+1), 0o600))
-	tests := []struct {
-		name, path string
-		stdin      []byte
-		want       string
-		wantErr    bool
-	}{
-		{name: "file", path: small, want: "s3cret"},
-		{name: "stdin", path: "-", stdin: []byte("s3cret\n"), want: "s3cret"},
-		{name: "file over the bound", path: large, wantErr: true},
-		{name: "stdin over the bound", path: "-", stdin: bytes.Repeat([]byte("x"), maxPasswordFile+1), wantErr: true},
-		{name: "missing file", path: filepath.Join(dir, "missing"), wantErr: true},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := readPassword(tc.path, bytes.NewReader(tc.stdin))
-			if tc.wantErr {
-				require.Error(t, err)
-				assert.NotContains(t, err.Error(), "xxxx", "the error shows no password bytes")
-				return
-			}
-			require.NoError(t, err)
-			assert.Equal(t, tc.want, string(got))
-		})
-	}
-}

@@ -85,6 +85,7 @@ var allowedKvmpki = map[string][]string{
 	"internal/peers":        nil,
 	"internal/testpki":      nil,
 	"internal/secret":       nil,
+	"internal/dburl":        nil,
 }
 
 func listPackages(t *testing.T) []pkg {

@@ -68,31 +68,6 @@ func TestSharedDatabase(t *testing.T) {
 	}
 }
 
-func TestWithDBPassword(t *testing.T) {
-	tests := []struct {
-		name, url, password, want, wantErr string
-	}{
-		{"postgres", "postgres://ca@db.example.org/kvmpki", "s3cret", "postgres://ca:s3cret@db.example.org/kvmpki", ""},
-		{"postgres keeps its own", "postgres://ca:mine@db.example.org/kvmpki", "s3cret", "postgres://ca:mine@db.example.org/kvmpki", ""},
-		{"postgres no user", "postgres://db.example.org/kvmpki", "s3cret", "", "with a user"},
-		{"mysql", "mysql://ca@tcp(db.example.org:3306)/kvmpki", "s3cret", "mysql://ca:s3cret@tcp(db.example.org:3306)/kvmpki", ""},
-		{"no password", "mysql://ca@tcp(db.example.org:3306)/kvmpki", "", "mysql://ca@tcp(db.example.org:3306)/kvmpki", ""},
-		{"sqlite", "sqlite:/var/lib/ca.db", "s3cret", "", "neither postgres:// nor mysql://"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := withDBPassword(tc.url, tc.password)
-			if tc.wantErr != "" {
-				assert.ErrorContains(t, err, tc.wantErr)
-				assert.NotContains(t, err.Error(), tc.password)
-				return
-			}
-			require.NoError(t, err)
-			assert.Equal(t, tc.want, got)
-		})
-	}
-}
-
 func TestPasswordInURLWarns(t *testing.T) {
 	r := runCLI(t, pwEnv, "list", "-db", "mysql://ca:visible@tcp(127.0.0.1:1)/kvmpki")
 	assert.Error(t, r.err)

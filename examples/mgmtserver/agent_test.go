@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kvmpki/kvmpki/ca"
+	"github.com/kvmpki/kvmpki/keystore"
+	"github.com/kvmpki/kvmpki/provider"
+)
+
+// bootstrapFromAPI issues a short-lived bootstrap certificate through
+// issueCertificate without a CSR, as an administrator does for a new
+// host.
+func (e *env) bootstrapFromAPI(t *testing.T, admin *http.Client, host string) tls.Certificate {
+	t.Helper()
+	status, body := e.call(t, admin, "issueCertificate", url.Values{"domain": {host}, "ipaddress": {"192.0.2.7"}, "duration": {"1"}})
+	require.Equal(t, http.StatusOK, status, body)
+	cert, err := tls.X509KeyPair([]byte(body["certificate"].(string)), []byte(body["privatekey"].(string)))
+	require.NoError(t, err)
+	return cert
+}
+
+// status reads a serial's status from the CA's inventory.
+func (e *env) status(t *testing.T, serial string) provider.CertificateStatus {
+	t.Helper()
+	n, err := ca.ParseSerial(serial)
+	require.NoError(t, err)
+	rec, err := provider.LookupCertificate(context.Background(), e.root, n)
+	require.NoError(t, err)
+	return rec.Status
+}
+
+// TestAgentBootstrapProvision: an agent connecting with a bootstrap
+// certificate from issueCertificate and asking to be provisioned gets a
+// certificate for its own key over its connection, with the bootstrap
+// certificate's names; the bootstrap serial is revoked (superseded), a
+// new connection with it is refused, and the agent's reconnection with
+// its new certificate is admitted and listed.
+func TestAgentBootstrapProvision(t *testing.T) {
+	e := newEnv(t)
+	adminCert := e.admin(t)
+	admin := e.client(&adminCert)
+	boot := e.bootstrapFromAPI(t, admin, "kvm1")
+	bootSerial := provider.FormatSerial(boot.Leaf.SerialNumber)
+
+	a := e.startAgent(t, "kvm1", boot)
+	newSerial := e.waitHost(t, admin, "kvm1", bootSerial)
+
+	assert.Equal(t, provider.StatusRevoked, e.status(t, bootSerial), "the bootstrap certificate is single-use")
+	creds, err := keystore.CheckSecured(context.Background(), a.dir, nil)
+	require.NoError(t, err)
+	got := creds.Chain[0]
+	assert.Equal(t, newSerial, provider.FormatSerial(got.SerialNumber))
+	assert.Equal(t, []string{"kvm1"}, got.DNSNames, "the names of the bootstrap certificate")
+	require.Len(t, got.IPAddresses, 1)
+	assert.Equal(t, "192.0.2.7", got.IPAddresses[0].String())
+	assert.Equal(t, provider.RoleHost, provider.RoleOf(got))
+
+	// The bootstrap certificate opens nothing any more.
+	conn, err := tls.Dial("tcp", e.agentAddr, &tls.Config{RootCAs: e.pool, ServerName: serverName, Certificates: []tls.Certificate{boot}})
+	if err == nil {
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = conn.Read(make([]byte, 1))
+		conn.Close()
+	}
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "bad certificate")
+	assert.Contains(t, e.log.String(), "serial "+bootSerial+" revoked", "refused as revoked")
+
+	for _, want := range []string{`"msg":"provisioning agent"`, `"msg":"agent provisioned"`, `"msg":"revoked the replaced certificate"`} {
+		assert.Contains(t, e.log.String(), want)
+	}
+	assert.NotContains(t, e.log.String(), "PRIVATE KEY", "keys are never logged")
+}
+
+// TestProvisionCertificateCommand: provisionCertificate re-provisions a
+// connected agent over its connection, answers the new serial, revokes
+// the previous certificate, and the agent comes back with the new one.
+func TestProvisionCertificateCommand(t *testing.T) {
+	e := newEnv(t)
+	adminCert := e.admin(t)
+	admin := e.client(&adminCert)
+	boot := e.bootstrapFromAPI(t, admin, "kvm2")
+	e.startAgent(t, "kvm2", boot)
+	first := e.waitHost(t, admin, "kvm2", provider.FormatSerial(boot.Leaf.SerialNumber))
+
+	status, body := e.post(t, admin, "provisionCertificate", `{"hostid":"kvm2"}`)
+	require.Equal(t, http.StatusOK, status, body)
+	second, _ := body["serial"].(string)
+	require.NotEmpty(t, second)
+	assert.NotEqual(t, first, second)
+	assert.Equal(t, "kvm2", body["hostid"])
+	assert.Equal(t, second, e.waitHost(t, admin, "kvm2", first))
+	assert.Equal(t, provider.StatusRevoked, e.status(t, first))
+	assert.Equal(t, provider.StatusValid, e.status(t, second))
+
+	// The host list shows it, with its address and time.
+	status, body = e.call(t, admin, "listHosts", nil)
+	require.Equal(t, http.StatusOK, status, body)
+	raw, err := json.Marshal(body["host"])
+	require.NoError(t, err)
+	var hosts []host
+	require.NoError(t, json.Unmarshal(raw, &hosts))
+	require.Len(t, hosts, 1)
+	assert.Equal(t, "kvm2", hosts[0].HostID)
+	assert.True(t, strings.HasPrefix(hosts[0].RemoteAddress, "127.0.0.1:"))
+	assert.WithinDuration(t, time.Now(), hosts[0].Since, time.Minute)
+}
+
+// TestHostFor: the background task renews a certificate through the
+// agent connected with it, with that certificate's names; a certificate
+// no agent here presents is left to alerts (nil, nil).
+func TestHostFor(t *testing.T) {
+	e := newEnv(t)
+	adminCert := e.admin(t)
+	admin := e.client(&adminCert)
+	boot := e.bootstrapFromAPI(t, admin, "kvm3")
+	e.startAgent(t, "kvm3", boot)
+	serial := e.waitHost(t, admin, "kvm3", provider.FormatSerial(boot.Leaf.SerialNumber))
+	n, err := ca.ParseSerial(serial)
+	require.NoError(t, err)
+	rec, err := provider.LookupCertificate(context.Background(), e.root, n)
+	require.NoError(t, err)
+
+	req, err := e.agents.hostFor(context.Background(), rec)
+	require.NoError(t, err)
+	require.NotNil(t, req)
+	assert.Equal(t, "kvm3", req.Name)
+	assert.Equal(t, []string{"kvm3"}, req.DNSNames)
+
+	// Renewing through it works end to end: the agent reconnects with
+	// the renewed certificate.
+	res, err := e.m.Provision(context.Background(), req)
+	require.NoError(t, err)
+	assert.Equal(t, provider.FormatSerial(res.Certificate.SerialNumber), e.waitHost(t, admin, "kvm3", serial))
+
+	other := e.issue(t, provider.RoleHost, "kvm4", "kvm4")
+	req, err = e.agents.hostFor(context.Background(), &provider.CertificateRecord{Serial: other.Leaf.SerialNumber})
+	assert.NoError(t, err)
+	assert.Nil(t, req)
+}
+
+// TestSecondConnectionReplacesFirst: a second connection of the same
+// host id closes the first; the listed serial is the newer connection's.
+func TestSecondConnectionReplacesFirst(t *testing.T) {
+	e := newEnv(t)
+	adminCert := e.admin(t)
+	admin := e.client(&adminCert)
+	c1 := e.issue(t, provider.RoleHost, "kvm5", "kvm5")
+	c2 := e.issue(t, provider.RoleHost, "kvm5", "kvm5")
+
+	dial := func(c tls.Certificate) (*tls.Conn, chan error) {
+		conn, err := tls.Dial("tcp", e.agentAddr, &tls.Config{RootCAs: e.pool, ServerName: serverName, Certificates: []tls.Certificate{c}})
+		require.NoError(t, err)
+		done := make(chan error, 1)
+		go func() {
+			done <- ca.ServeAgent(context.Background(), conn, ca.AgentHello{HostID: "kvm5"}, keystoreHandler(t.TempDir(), "kvm5"))
+		}()
+		t.Cleanup(func() { conn.Close() })
+		return conn, done
+	}
+	_, done1 := dial(c1)
+	s1 := e.waitHost(t, admin, "kvm5")
+	assert.Equal(t, provider.FormatSerial(c1.Leaf.SerialNumber), s1)
+	dial(c2)
+	assert.Equal(t, provider.FormatSerial(c2.Leaf.SerialNumber), e.waitHost(t, admin, "kvm5", s1))
+	select {
+	case err := <-done1:
+		assert.Error(t, err, "the first connection was closed by the server")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first connection stayed open")
+	}
+	assert.Len(t, e.agents.list(), 1)
+}

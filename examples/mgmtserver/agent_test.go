@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -181,4 +182,38 @@ func TestSecondConnectionReplacesFirst(t *testing.T) {
 		t.Fatal("the first connection stayed open")
 	}
 	assert.Len(t, e.agents.list(), 1)
+}
+
+// TestBackgroundRenewsConnectedAgent runs the server's background task
+// (backgroundOptions, as the server wires it) with short certificates:
+// the agent's certificate is renewed over its connection in the first
+// half of its alert window, the agent reconnects with the new serial
+// without restarting, and the replaced certificate is revoked.
+func TestBackgroundRenewsConnectedAgent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for a renewal window (20 to 50 s)")
+	}
+	e := newEnvSettings(t, &ca.Settings{Validity: 80 * time.Second, ExpiryAlertPeriod: time.Minute, BackgroundInterval: time.Minute})
+	adminCert := e.admin(t)
+	admin := e.client(&adminCert)
+	boot := e.issue(t, provider.RoleHost, "kvm6", "kvm6")
+	e.startAgent(t, "kvm6", boot)
+	first := e.waitHost(t, admin, "kvm6", provider.FormatSerial(boot.Leaf.SerialNumber))
+	issued := time.Now()
+
+	bg, err := e.m.NewBackground(backgroundOptions(e.agents, e.id, slog.New(slog.NewJSONHandler(e.log, nil))))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- bg.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	e.waitTimeout = 80 * time.Second
+	second := e.waitHost(t, admin, "kvm6", first)
+	took := time.Since(issued)
+	t.Logf("renewed %v after the agent's certificate was issued", took.Round(100*time.Millisecond))
+	assert.Less(t, took, 55*time.Second, "within the first half of the one-minute window of an 80 s certificate")
+	assert.Eventually(t, func() bool { return e.status(t, first) == provider.StatusRevoked }, 10*time.Second, 50*time.Millisecond,
+		"the replaced certificate is revoked as superseded")
+	assert.Equal(t, provider.StatusValid, e.status(t, second))
 }

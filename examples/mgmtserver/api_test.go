@@ -12,6 +12,7 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strings"
 	"testing"
@@ -302,4 +303,33 @@ func TestPublicEndpoints(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, string(e.bundle), string(pemBytes))
+}
+
+// TestRevokedAdminOnOpenConnection: a keep-alive connection opened with
+// an administrator's certificate is judged again at every request, so a
+// revocation shuts it out at once (403), not at its next handshake.
+func TestRevokedAdminOnOpenConnection(t *testing.T) {
+	e := newEnv(t)
+	admin := e.admin(t)
+	c := e.client(&admin)
+	c.Transport.(*http.Transport).DisableKeepAlives = false
+	get := func() (int, map[string]any, bool) {
+		var reused bool
+		ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+			GotConn: func(info httptrace.GotConnInfo) { reused = info.Reused },
+		})
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.apiURL+"/listCAProviders", nil)
+		require.NoError(t, err)
+		resp, err := c.Do(req)
+		require.NoError(t, err)
+		status, body := decodeResponse(t, resp)
+		return status, body, reused
+	}
+	status, body, _ := get()
+	require.Equal(t, http.StatusOK, status, body)
+	require.NoError(t, e.m.Revoke(context.Background(), &ca.RevokeRequest{Certificate: admin.Leaf}))
+	status, body, reused := get()
+	require.True(t, reused, "the second request went over the first connection")
+	assert.Equal(t, http.StatusForbidden, status, body)
+	assert.Contains(t, body["errortext"], "revoked")
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/kvmpki/kvmpki/ca"
@@ -39,6 +40,8 @@ type env struct {
 	pool      *x509.CertPool
 	bundle    []byte
 	log       *syncBuffer
+	// waitTimeout bounds waitHost; zero means 20 s.
+	waitTimeout time.Duration
 }
 
 // syncBuffer collects the server's log for assertions.
@@ -61,43 +64,38 @@ func (s *syncBuffer) String() string {
 
 const serverName = "mgmt.test"
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvSettings(t, nil) }
+
+// newEnvSettings runs a server with settings s (nil for the defaults);
+// the background task does not run (a test starts its own).
+func newEnvSettings(t *testing.T, s *ca.Settings) *env {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx := context.Background()
 	logBuf := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logBuf, nil))
+	if s == nil {
+		s = &ca.Settings{}
+	}
+	s.Logger = logger
 	store := rootca.NewMemStore()
 	opts := &rootca.Options{Password: func() ([]byte, error) { return []byte("test password 123"), nil }, Logger: logger}
 	root, err := openCA(ctx, store, opts, logger)
 	require.NoError(t, err)
 	reg, err := registry(store, opts, root)
 	require.NoError(t, err)
-	m, err := ca.New(ctx, reg, &ca.Settings{Logger: logger})
+	m, err := ca.New(ctx, reg, s)
 	require.NoError(t, err)
-	id, err := m.NewIdentity(ctx, &ca.IdentityOptions{Hostname: serverName, Addresses: []net.IP{net.IPv4(127, 0, 0, 1)}})
-	require.NoError(t, err)
-	as := newAgents(m, logger)
-	a := newAPI(m, root, as, logger)
-	h, err := a.handler()
-	require.NoError(t, err)
-
 	apiLn, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	agentLn, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	agentLn, err := m.NewAgentListener(inner, &ca.AgentServerConfig{Identity: id})
+	srv, err := startServer(ctx, &serverConfig{
+		Manager: m, Provider: root, Hostname: serverName, Addresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		APIListener: apiLn, AgentListener: agentLn, Logger: logger,
+	})
 	require.NoError(t, err)
-	srv := newHTTPServer(h, a.tlsConfig(id), logger)
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = srv.ServeTLS(apiLn, "", "") }()
-	go func() { defer wg.Done(); as.serve(ctx, agentLn) }()
 	t.Cleanup(func() {
-		agentLn.Close()
-		_ = srv.Close()
-		cancel()
-		as.closeAll()
-		wg.Wait()
+		assert.NoError(t, srv.shutdown(5*time.Second))
 		m.Close()
 		if t.Failed() {
 			t.Logf("server log:\n%s", logBuf.String())
@@ -109,8 +107,8 @@ func newEnv(t *testing.T) *env {
 	pool := x509.NewCertPool()
 	require.True(t, pool.AppendCertsFromPEM(bundle))
 	return &env{
-		m: m, root: root, id: id, agents: as, api: a,
-		apiURL: "https://" + apiLn.Addr().String(), agentAddr: inner.Addr().String(),
+		m: m, root: root, id: srv.id, agents: srv.agents, api: srv.api,
+		apiURL: "https://" + apiLn.Addr().String(), agentAddr: agentLn.Addr().String(),
 		pool: pool, bundle: bundle, log: logBuf,
 	}
 }
@@ -286,7 +284,11 @@ func (a *testAgent) once(ctx context.Context) error {
 // those in not, and returns it.
 func (e *env) waitHost(t *testing.T, admin *http.Client, host string, not ...string) string {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	wait := e.waitTimeout
+	if wait == 0 {
+		wait = 20 * time.Second
+	}
+	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) {
 		status, body := e.call(t, admin, "listHosts", url.Values{"hostid": {host}})
 		require.Equal(t, http.StatusOK, status, body)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -10,10 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
@@ -187,95 +184,35 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	}
 	defer m.Close()
 
-	id, err := m.NewIdentity(ctx, &ca.IdentityOptions{Hostname: dnsNames[0], DNSNames: dnsNames[1:], Addresses: addrs})
-	if err != nil {
-		return err
-	}
-	as := newAgents(m, logger)
-	a := newAPI(m, root, as, logger)
-	h, err := a.handler()
-	if err != nil {
-		return err
-	}
-	bg, err := m.NewBackground(&ca.BackgroundOptions{
-		HostFor:  as.hostFor,
-		Identity: id,
-		Alert:    func(al ca.Alert) { logger.Warn("alert", "alert", al.String()) },
-	})
-	if err != nil {
-		return err
-	}
-
 	apiLn, err := net.Listen("tcp", f.apiListen)
 	if err != nil {
 		return err
 	}
-	innerAgent, err := net.Listen("tcp", f.agentListen)
+	agentLn, err := net.Listen("tcp", f.agentListen)
 	if err != nil {
 		apiLn.Close()
 		return err
 	}
-	agentLn, err := m.NewAgentListener(innerAgent, &ca.AgentServerConfig{Identity: id})
+	srv, err := startServer(ctx, &serverConfig{
+		Manager: m, Provider: root, Hostname: dnsNames[0], DNSNames: dnsNames[1:], Addresses: addrs,
+		APIListener: apiLn, AgentListener: agentLn, Logger: logger, Background: true,
+	})
 	if err != nil {
 		apiLn.Close()
-		innerAgent.Close()
+		agentLn.Close()
 		return err
 	}
-	srv := newHTTPServer(h, a.tlsConfig(id), logger)
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	serveErr := make(chan error, 1)
-	wg.Add(3)
-	go func() {
-		defer wg.Done()
-		if err := srv.ServeTLS(apiLn, "", ""); !errors.Is(err, http.ErrServerClosed) {
-			serveErr <- err
-			cancel()
-		}
-	}()
-	go func() { defer wg.Done(); as.serve(ctx, agentLn) }()
-	go func() {
-		defer wg.Done()
-		if err := bg.Run(ctx); err != nil && ctx.Err() == nil {
-			logger.Error("background task stopped", "err", err)
-		}
-	}()
-	line, _ := json.Marshal(listening{Event: "listening", API: apiLn.Addr().String(), Agent: innerAgent.Addr().String()})
+	line, _ := json.Marshal(listening{Event: "listening", API: srv.apiAddr.String(), Agent: srv.agentAddr.String()})
 	fmt.Fprintf(stdout, "%s\n", line)
-	logger.Info("listening", "api", apiLn.Addr().String(), "agent", innerAgent.Addr().String(),
-		"serial", provider.FormatSerial(id.Certificate().SerialNumber))
+	logger.Info("listening", "api", srv.apiAddr.String(), "agent", srv.agentAddr.String(),
+		"serial", provider.FormatSerial(srv.id.Certificate().SerialNumber))
 
-	<-ctx.Done()
-	logger.Info("shutting down")
-	agentLn.Close()
-	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), f.shutdownTimeout)
-	defer cancelShutdown()
-	err = srv.Shutdown(shutdownCtx)
-	as.closeAll()
-	cancel()
-	wg.Wait()
 	select {
-	case e := <-serveErr:
-		err = errors.Join(e, err)
-	default:
+	case <-ctx.Done():
+	case <-srv.failed:
 	}
+	logger.Info("shutting down")
+	err = srv.shutdown(f.shutdownTimeout)
 	logger.Info("stopped")
 	return err
-}
-
-// newHTTPServer is the API's server, with every timeout set: provisioning
-// an agent takes a few seconds, so writes may take up to three minutes.
-func newHTTPServer(h http.Handler, cfg *tls.Config, logger *slog.Logger) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		TLSConfig:         cfg,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       time.Minute,
-		WriteTimeout:      provisionTimeout + time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelInfo),
-	}
 }

@@ -139,6 +139,14 @@ func TestEndToEnd(t *testing.T) {
 		t.Logf("%s renewed %v after its provisioning: serial %s -> %s; reload answered to connected again: %v (pid %d throughout)",
 			ag.name, reloaded.Time.Sub(ag.connected.Time), ag.serial, again.Serial, again.Time.Sub(reloaded.Time), ag.pid)
 	}
+	// SIGTERM ends an agent cleanly.
+	require.NoError(t, agents[0].cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case <-agents[0].exited:
+		assert.Equal(t, 0, agents[0].cmd.ProcessState.ExitCode(), "agent1 exits with status 0 on SIGTERM")
+	case <-time.After(10 * time.Second):
+		assert.Fail(t, "agent1 did not exit on SIGTERM")
+	}
 	t.Logf("end-to-end test ran for %v after the build", time.Since(start))
 }
 

@@ -88,15 +88,10 @@ func (a *agent) session(ctx context.Context) (reloaded, accepted bool) {
 	handshake := time.Now()
 	server := conn.RemoteAddr().String()
 	serial := serialOf(creds)
-	w := &watchedConn{Conn: conn}
-	w.timer = time.AfterFunc(orDefault(a.grace, defaultGrace), func() {
-		if w.accept() {
-			a.events.emit(event{Time: handshake, Event: evConnected, Server: server, Serial: serial, Bootstrap: bootstrap})
-		}
-	})
-	w.onData = func() {
+	w := &watchedConn{Conn: conn, onAccept: func() {
 		a.events.emit(event{Time: handshake, Event: evConnected, Server: server, Serial: serial, Bootstrap: bootstrap})
-	}
+	}}
+	w.timer = time.AfterFunc(orDefault(a.grace, defaultGrace), w.accept)
 	err = ca.ServeAgent(ctx, w, ca.AgentHello{HostID: a.hostID, Provision: bootstrap}, a.handle)
 	accepted = w.end()
 	switch _, alert := refusal(err); {
@@ -147,23 +142,24 @@ func refusal(err error) (addr string, alert error) {
 // either (a refusal) means it did not.
 type watchedConn struct {
 	*tls.Conn
-	timer  *time.Timer
-	onData func() // called once, on the first bytes read before the timer
+	timer    *time.Timer
+	onAccept func() // called once, when the connection is accepted
 
 	mu    sync.Mutex
 	state int // 0: undecided, 1: accepted, 2: ended before accepted
 }
 
-// accept marks the connection accepted; it reports whether it was
-// undecided.
-func (w *watchedConn) accept() bool {
+// accept marks the connection accepted and calls onAccept, if it was
+// undecided. onAccept runs under the lock, so that a Read racing with the
+// timer returns only after the connected event is out, and the events of
+// the commands it carries come after it.
+func (w *watchedConn) accept() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.state != 0 {
-		return false
+	if w.state == 0 {
+		w.state = 1
+		w.onAccept()
 	}
-	w.state = 1
-	return true
 }
 
 // end stops the timer and reports whether the connection was accepted.
@@ -179,9 +175,9 @@ func (w *watchedConn) end() bool {
 
 func (w *watchedConn) Read(b []byte) (int, error) {
 	n, err := w.Conn.Read(b)
-	if n > 0 && w.accept() {
+	if n > 0 {
 		w.timer.Stop()
-		w.onData()
+		w.accept()
 	}
 	if err != nil && n == 0 {
 		w.end()

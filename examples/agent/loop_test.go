@@ -98,7 +98,10 @@ func TestAgentEnrollsAndRenews(t *testing.T) {
 	t0 := time.Now()
 	require.NoError(t, m.Revoke(t.Context(), &ca.RevokeRequest{Serial: renewedSerial}))
 	sess.Close()
-	refused, _ := log.waitFor(t, k, 5*time.Second, "refused after revocation", is(evRefused))
+	refused, r := log.waitFor(t, k, 5*time.Second, "refused after revocation", is(evRefused))
+	for _, ev := range log.all()[k+1 : r] {
+		assert.NotEqual(t, evConnected, ev.Event, "a refused connection is never reported connected: %+v", ev)
+	}
 	assert.Equal(t, renewedSerial, refused.Serial)
 	assert.Contains(t, refused.Error, "remote error: tls:")
 	assert.Less(t, refused.Seen.Sub(t0), time.Second)
@@ -134,4 +137,40 @@ func crlLists(t *testing.T, m *ca.Manager, serial *big.Int) bool {
 	m.CRLHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/crl", nil))
 	require.Equal(t, http.StatusOK, rec.Code)
 	return revoked(t, rec.Body.Bytes(), serial)
+}
+
+// TestAgentVerifiesServer: the agent never talks to a server whose chain
+// does not verify against its CA file, or whose certificate does not name
+// the address as listed; it reports the server unreachable and keeps
+// trying.
+func TestAgentVerifiesServer(t *testing.T) {
+	m := newManager(t, ca.Settings{}, 0)
+	other := newManager(t, ca.Settings{}, 0)
+	srv := startServer(t, m)
+	_, port, err := net.SplitHostPort(srv.addr)
+	require.NoError(t, err)
+	tests := []struct {
+		name    string
+		servers string
+		issuer  *ca.Manager
+		want    string
+	}{
+		{name: "another CA", servers: srv.addr, issuer: other, want: "certificate signed by unknown authority"},
+		{name: "another name", servers: net.JoinHostPort("localhost", port), issuer: m, want: "localhost"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, log := newTestAgent(t, tc.servers)
+			a.maxBackoff = 400 * time.Millisecond
+			provision(t, a, tc.issuer)
+			n := len(log.all())
+			startAgent(t, a)
+			ev, i := log.waitFor(t, n, 10*time.Second, "unreachable", is(evUnreachable))
+			assert.Contains(t, ev.Error, tc.want)
+			_, _ = log.waitFor(t, i+1, 10*time.Second, "unreachable again", is(evUnreachable))
+			for _, ev := range log.all()[n:] {
+				assert.NotContains(t, []string{evConnected, evCommand}, ev.Event, "%+v", ev)
+			}
+		})
+	}
 }

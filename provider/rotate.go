@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
+	"time"
 )
 
 // Errors of a CA rotation ([Rotator]). A provider's own errors match them
@@ -19,7 +21,33 @@ var (
 	// ErrLeavesRemain: the previous CA still has unexpired, unrevoked
 	// certificates, so it was not retired.
 	ErrLeavesRemain = errors.New("provider: the previous CA still has unexpired, unrevoked certificates")
+	// ErrRotationBusy: another driver holds the lease on driving the
+	// rotation ([RotationLeaser]). The error is a *[RotationBusyError]
+	// naming it.
+	ErrRotationBusy = errors.New("provider: another driver holds the CA rotation lease")
 )
+
+// RotationBusyError is a refused claim of the rotation lease
+// ([RotationLeaser]): another driver holds it until Until; or, from a
+// step that needs the lease, the caller does not hold it. It matches
+// [ErrRotationBusy].
+type RotationBusyError struct {
+	// Holder names the driver holding the lease; empty when nobody does.
+	Holder string
+	// Until is when its lease expires unless renewed.
+	Until time.Time
+}
+
+func (e *RotationBusyError) Error() string {
+	if e.Holder == "" {
+		return "provider: the CA rotation lease is not held (it expired or was released): claim it again"
+	}
+	return fmt.Sprintf("provider: another driver holds the CA rotation lease: %q until %s",
+		e.Holder, e.Until.UTC().Format(time.RFC3339))
+}
+
+// Unwrap returns ErrRotationBusy.
+func (e *RotationBusyError) Unwrap() error { return ErrRotationBusy }
 
 // Rotator is a provider that can replace its CA with a successor while
 // the current one keeps being trusted (rootca). A rotation is state of the
@@ -42,11 +70,62 @@ type Rotator interface {
 	RetirePreviousCA(ctx context.Context, force bool) error
 }
 
+// RotationLeaser is a [Rotator] whose store also keeps who drives a
+// rotation, so that one driver works at a time across processes (two
+// management servers on one database), and whether the bundle push that
+// follows a retirement is still owed, so that a driver stopped between
+// the retirement and the end of that push is resumed by the next one
+// (rootca has it). A driver claims the lease before anything else,
+// renews it well before it expires while it works, and releases it when
+// it returns; a driver that crashed loses the lease when it expires.
+//
+// Leases compare times of the provider's clock against expiries other
+// processes wrote with theirs: keep the servers' clocks synchronised
+// (NTP) to well within a lease's duration.
+type RotationLeaser interface {
+	Rotator
+	// ClaimCARotation gives holder the lease until ttl from now if no
+	// other holder's lease is unexpired; holder's own lease is renewed
+	// (its expiry moves). Otherwise it returns a *RotationBusyError
+	// (matching ErrRotationBusy) naming the holder. Of several claims at
+	// once, across processes sharing the store, exactly one wins. holder
+	// is a non-empty UTF-8 name of at most 255 bytes, unique per driver.
+	ClaimCARotation(ctx context.Context, holder string, ttl time.Duration) error
+	// ReleaseCARotation ends holder's lease. When holder holds none (it
+	// expired, and another driver may have claimed it since) it changes
+	// nothing and returns nil.
+	ReleaseCARotation(ctx context.Context, holder string) error
+	// SetCARotationPushPending records whether the push of the bundle
+	// after a retirement is owed (RotationStatus.PushPending). A driver
+	// sets it before RetirePreviousCA and clears it once every host has
+	// the bundle, so that the record is never behind the retirement. It
+	// needs holder's unexpired lease, else it returns a
+	// *RotationBusyError.
+	SetCARotationPushPending(ctx context.Context, holder string, pending bool) error
+}
+
+// RotationLease is the lease on driving a rotation ([RotationLeaser]).
+type RotationLease struct {
+	// Holder names the driver holding it.
+	Holder string
+	// Until is when it expires unless renewed; it may be past.
+	Until time.Time
+}
+
 // RotationStatus is the state of a provider's CAs.
 type RotationStatus struct {
 	// Authorities are the provider's CAs, oldest first; the last one
 	// issues.
 	Authorities []RotationAuthority
+
+	// Lease is the lease on driving the rotation, nil when none is held
+	// (or the provider is not a [RotationLeaser]). An expired lease is
+	// reported until it is released or claimed again.
+	Lease *RotationLease
+	// PushPending is set when a driver retired (or was about to retire)
+	// the previous CA and has not yet pushed the bundle without it to
+	// every host. The next driver pushes it.
+	PushPending bool
 }
 
 // RotationAuthority is one CA of a [RotationStatus].
@@ -114,4 +193,34 @@ func RetirePrevious(ctx context.Context, p Provider, force bool) error {
 		return lacks(p, "CA rotation")
 	}
 	return r.RetirePreviousCA(ctx, force)
+}
+
+// ClaimRotation claims or renews the lease on driving p's CA rotation
+// for holder if p is a [RotationLeaser].
+func ClaimRotation(ctx context.Context, p Provider, holder string, ttl time.Duration) error {
+	r, ok := p.(RotationLeaser)
+	if !ok {
+		return lacks(p, "CA rotation leases")
+	}
+	return r.ClaimCARotation(ctx, holder, ttl)
+}
+
+// ReleaseRotation releases holder's lease on driving p's CA rotation if
+// p is a [RotationLeaser].
+func ReleaseRotation(ctx context.Context, p Provider, holder string) error {
+	r, ok := p.(RotationLeaser)
+	if !ok {
+		return lacks(p, "CA rotation leases")
+	}
+	return r.ReleaseCARotation(ctx, holder)
+}
+
+// SetRotationPushPending records whether the bundle push after a
+// retirement is owed, under holder's lease, if p is a [RotationLeaser].
+func SetRotationPushPending(ctx context.Context, p Provider, holder string, pending bool) error {
+	r, ok := p.(RotationLeaser)
+	if !ok {
+		return lacks(p, "CA rotation leases")
+	}
+	return r.SetCARotationPushPending(ctx, holder, pending)
 }

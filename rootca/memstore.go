@@ -29,6 +29,7 @@ type MemStore struct {
 	certs     map[string]*provider.CertificateRecord // by provider.FormatSerial
 	crlNumber int64
 	revoked   []Revocation // in order of revocation: index i has cursor i+1
+	lease     RotationLease
 }
 
 // NewMemStore returns an empty MemStore. It is equivalent to new(MemStore).
@@ -294,7 +295,7 @@ func authorityCerts(a *Authority) [][]byte {
 	return a.Certificates
 }
 
-var _ RotationStore = (*MemStore)(nil)
+var _ RotationLeaseStore = (*MemStore)(nil)
 
 // Generations returns copies of every CA generation, oldest first.
 func (m *MemStore) Generations(ctx context.Context) ([]Generation, error) {
@@ -380,4 +381,66 @@ func generationCerts(g *Generation) [][]byte {
 		return nil
 	}
 	return g.Certificates
+}
+
+// ClaimRotation gives holder the rotation lease until until, if it is
+// free, holder's, or expired at now.
+func (m *MemStore) ClaimRotation(ctx context.Context, holder string, now, until time.Time) error {
+	if err := storecheck.Claim(holder, now, until); err != nil {
+		return err
+	}
+	unlock, err := m.enter(ctx, true, "claim rotation")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if l := m.lease; l.Holder != "" && l.Holder != holder && l.Until.After(now) {
+		return &provider.RotationBusyError{Holder: l.Holder, Until: l.Until}
+	}
+	m.lease.Holder, m.lease.Until = holder, until.UTC()
+	return nil
+}
+
+// ReleaseRotation frees the rotation lease if holder holds it.
+func (m *MemStore) ReleaseRotation(ctx context.Context, holder string) error {
+	if err := storecheck.Holder("release rotation", holder); err != nil {
+		return err
+	}
+	unlock, err := m.enter(ctx, true, "release rotation")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if m.lease.Holder == holder {
+		m.lease.Holder, m.lease.Until = "", time.Time{}
+	}
+	return nil
+}
+
+// SetRotationPushPending sets PushPending under holder's unexpired lease.
+func (m *MemStore) SetRotationPushPending(ctx context.Context, holder string, now time.Time, pending bool) error {
+	if err := storecheck.Holder("set rotation push pending", holder); err != nil {
+		return err
+	}
+	unlock, err := m.enter(ctx, true, "set rotation push pending")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if l := m.lease; l.Holder != holder || !l.Until.After(now) {
+		return &provider.RotationBusyError{Holder: l.Holder, Until: l.Until}
+	}
+	m.lease.PushPending = pending
+	return nil
+}
+
+// RotationLease returns a copy of the rotation lease.
+func (m *MemStore) RotationLease(ctx context.Context) (*RotationLease, error) {
+	unlock, err := m.enter(ctx, false, "rotation lease")
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	l := m.lease
+	return &l, nil
 }

@@ -134,7 +134,7 @@ func TestSQLStoreSchemaVersion(t *testing.T) {
 		require.NoError(t, err, "open %d", i+1)
 		require.NoError(t, s.AddCertificate(t.Context(), storeRecord(big.NewInt(int64(i+1)))))
 		require.NoError(t, s.Close())
-		assert.Equal(t, []int{1, 2, 3}, versions(), "after open %d", i+1)
+		assert.Equal(t, []int{1, 2, 3, 4}, versions(), "after open %d", i+1)
 	}
 
 	var mode string
@@ -333,7 +333,7 @@ func TestOpenSQLiteNewerSchema(t *testing.T) {
 	s, err = sqlite.Open(t.Context(), path)
 	require.Error(t, err)
 	assert.Nil(t, s)
-	assert.Contains(t, err.Error(), "schema version 99 is newer than version 3")
+	assert.Contains(t, err.Error(), "schema version 99 is newer than version 4")
 }
 
 func TestOpenSQLiteBadPath(t *testing.T) {

@@ -107,6 +107,23 @@ var migrations = [][]string{
 		){table}`,
 		`INSERT INTO authority_changes (id, last_change) VALUES (1, 0)`,
 	},
+	// Version 4: who drives a CA rotation. One row: the lease (holder
+	// and lease_until, both NULL while free), which drivers claim by a
+	// conditional UPDATE so that one works at a time across servers,
+	// and push_pending, set by the holder while the push of the bundle
+	// after a retirement is owed, so that the next driver finishes it.
+	// A new table and its row only: a migration interrupted on MariaDB
+	// resumes by passing over both.
+	{
+		`CREATE TABLE rotation_lease (
+			id           {int} NOT NULL PRIMARY KEY CHECK (id = 1),
+			holder       {text},
+			lease_until  {time},
+			push_pending {int} NOT NULL CHECK (push_pending IN (0, 1)),
+			CHECK ((holder IS NULL AND lease_until IS NULL) OR (holder IS NOT NULL AND lease_until IS NOT NULL))
+		){table}`,
+		`INSERT INTO rotation_lease (id, holder, lease_until, push_pending) VALUES (1, NULL, NULL, 0)`,
+	},
 }
 
 // schemaVersion is the version of the schema this package writes.

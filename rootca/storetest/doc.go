@@ -23,14 +23,18 @@
 // subtests too (revocations in commit order, each once, under concurrent
 // revokers), and stores that implement rootca.RotationStore the Rotation
 // subtests (generations round-trip, one rotation at a time, exactly one
-// of concurrent AddGeneration calls wins). With Options.Reopen, which opens a second store on the same
+// of concurrent AddGeneration calls wins), and stores that implement
+// rootca.RotationLeaseStore the lease subtests (claims, renewals,
+// expiry and takeover, releases, PushPending under the lease only, and
+// exactly one of 32 concurrent claims winning). With Options.Reopen, which opens a second store on the same
 // database, the Shared subtests check what a cluster of management servers
 // relies on: one CA, serials unique and CRL numbers increasing across the
 // two stores, and a revocation made through a CA on one store refused by a
 // CA on the other within PropagationLimit (one second), and of two CAs
 // beginning a rotation at once exactly one succeeding, the other picking
 // the successor up, and a retirement through one seen by the other, each
-// within PropagationLimit. kvmpki runs it over
+// within PropagationLimit, and of claims of the rotation lease through
+// both stores at once exactly one winning. kvmpki runs it over
 // MemStore and sqlstore.Store on SQLite, PostgreSQL and MariaDB.
 //
 // Run the suite with -race: several subtests exist to give the race

@@ -38,6 +38,7 @@ func runShared(t *testing.T, newStore func(t *testing.T) rootca.Store, opts *Opt
 		{"Shared/Revocations", testSharedRevocations},
 		{"Shared/Propagation", testSharedPropagation},
 		{"Shared/Rotation", testSharedRotation},
+		{"Shared/RotationLease", testSharedLease},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -69,6 +69,8 @@ func Run(t *testing.T, newStore func(t *testing.T) rootca.Store, opts *Options) 
 		{"RevocationFeed/Concurrent", feedTest(testFeedConcurrent)},
 		{"Rotation/Generations", rotationTest(testRotationGenerations)},
 		{"Rotation/Concurrent", rotationTest(testRotationConcurrent)},
+		{"Rotation/Lease", leaseTest(testLeaseLifecycle)},
+		{"Rotation/LeaseConcurrent", leaseTest(testLeaseConcurrent)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

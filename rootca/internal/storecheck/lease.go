@@ -1,0 +1,45 @@
+package storecheck
+
+import (
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+)
+
+// MaxHolder bounds the name of a rotation lease's holder, in bytes.
+const MaxHolder = 255
+
+// Holder checks the holder of a rotation lease: non-empty UTF-8 of at
+// most MaxHolder bytes, without control characters (it is printed in
+// errors and logs).
+func Holder(op, holder string) error {
+	switch {
+	case holder == "":
+		return fmt.Errorf("rootca: %s: empty lease holder", op)
+	case len(holder) > MaxHolder:
+		return fmt.Errorf("rootca: %s: lease holder of %d bytes, more than %d", op, len(holder), MaxHolder)
+	case !utf8.ValidString(holder):
+		return fmt.Errorf("rootca: %s: lease holder is not UTF-8", op)
+	}
+	for _, r := range holder {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("rootca: %s: lease holder holds a control character", op)
+		}
+	}
+	return nil
+}
+
+// Claim checks the arguments of ClaimRotation.
+func Claim(holder string, now, until time.Time) error {
+	if err := Holder("claim rotation", holder); err != nil {
+		return err
+	}
+	if now.IsZero() || !until.After(now) {
+		return errors.New("rootca: claim rotation: the lease must end after now")
+	}
+	if err := Time("lease", until); err != nil {
+		return err
+	}
+	return Time("lease", now)
+}

@@ -71,13 +71,9 @@ func (a *agent) bootstrapFiles() ca.AgentCredentialFiles {
 // credential (bootstrap true), else an error matching errNoCredentials
 // that says what is missing.
 func (a *agent) chooseCredentials(ctx context.Context) (creds *ca.AgentCredentials, bootstrap bool, err error) {
-	_, secErr := keystore.CheckSecured(ctx, a.dir, &keystore.CheckSecuredOptions{PropertiesFile: a.props})
+	creds, secErr := a.loadSecured(ctx)
 	if secErr == nil {
-		creds, err := ca.LoadAgentCredentials(a.keystoreFiles())
-		if err == nil {
-			return creds, false, nil
-		}
-		secErr = err
+		return creds, false, nil
 	}
 	files := a.bootstrapFiles()
 	if _, err := os.Stat(files.CertFile); errors.Is(err, fs.ErrNotExist) {
@@ -85,23 +81,75 @@ func (a *agent) chooseCredentials(ctx context.Context) (creds *ca.AgentCredentia
 			"have an administrator issue one with the management server's issueCertificate and store it as %s, %s (mode 0600) and %s",
 			errNoCredentials, a.dir, secErr, files.CertFile, files.CertFile, files.KeyFile, files.CAFile)
 	}
-	fi, err := os.Stat(files.KeyFile)
+	creds, err = a.loadBootstrap()
 	if err != nil {
-		return nil, false, fmt.Errorf("%w: bootstrap key: %w", errNoCredentials, err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, false, fmt.Errorf("%w: bootstrap key %s is accessible to others (mode %04o): make it 0600",
-			errNoCredentials, files.KeyFile, fi.Mode().Perm())
-	}
-	creds, err = ca.LoadAgentCredentials(files)
-	if err != nil {
-		return nil, false, fmt.Errorf("%w: bootstrap certificate %s: %w", errNoCredentials, files.CertFile, err)
-	}
-	if c := creds.Certificate(); time.Now().After(c.NotAfter) {
-		return nil, false, fmt.Errorf("%w: bootstrap certificate %s (serial %s) expired at %s: have an administrator issue a new one",
-			errNoCredentials, files.CertFile, provider.FormatSerial(c.SerialNumber), c.NotAfter.UTC().Format(time.RFC3339))
+		return nil, false, err
 	}
 	return creds, true, nil
+}
+
+// loadSecured loads the directory's credentials, if keystore.CheckSecured
+// accepts them.
+func (a *agent) loadSecured(ctx context.Context) (*ca.AgentCredentials, error) {
+	if _, err := keystore.CheckSecured(ctx, a.dir, &keystore.CheckSecuredOptions{PropertiesFile: a.props}); err != nil {
+		return nil, err
+	}
+	return ca.LoadAgentCredentials(a.keystoreFiles())
+}
+
+// loadBootstrap loads the bootstrap credential: its key file private to
+// its owner, its certificate matching the key and not expired. Errors
+// match errNoCredentials.
+func (a *agent) loadBootstrap() (*ca.AgentCredentials, error) {
+	files := a.bootstrapFiles()
+	fi, err := os.Stat(files.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: bootstrap key: %w", errNoCredentials, err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%w: bootstrap key %s is accessible to others (mode %04o): make it 0600",
+			errNoCredentials, files.KeyFile, fi.Mode().Perm())
+	}
+	creds, err := ca.LoadAgentCredentials(files)
+	if err != nil {
+		return nil, fmt.Errorf("%w: bootstrap certificate %s: %w", errNoCredentials, files.CertFile, err)
+	}
+	if c := creds.Certificate(); time.Now().After(c.NotAfter) {
+		return nil, fmt.Errorf("%w: bootstrap certificate %s (serial %s) expired at %s: have an administrator issue a new one",
+			errNoCredentials, files.CertFile, provider.FormatSerial(c.SerialNumber), c.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return creds, nil
+}
+
+// fallback is called when the server refused the agent's certificate: it
+// switches to the other credentials, if there are any. A refused keystore
+// certificate (revoked: keystore.CheckSecured cannot tell) gives way to a
+// bootstrap credential an administrator has put in place since, so the
+// host enrols again without a restart; a refused bootstrap certificate
+// (revoked once it served, if the agent stopped before removing it) gives
+// way to secured credentials.
+func (a *agent) fallback(ctx context.Context) {
+	_, _, bootstrap := a.current()
+	if bootstrap {
+		creds, err := a.loadSecured(ctx)
+		if err != nil {
+			return
+		}
+		a.log.Warn("agent: the server refused the bootstrap certificate; trying the directory's credentials", "dir", a.dir)
+		a.use(creds, false)
+		return
+	}
+	if _, err := os.Stat(a.bootstrapFiles().CertFile); err != nil {
+		return
+	}
+	creds, err := a.loadBootstrap()
+	if err != nil {
+		a.log.Warn("agent: the server refused the directory's certificate, and the bootstrap credential is not usable", "error", err)
+		return
+	}
+	a.log.Warn("agent: the server refused the directory's certificate; trying the bootstrap credential", "prefix", a.bootstrap,
+		"serial", serialOf(creds))
+	a.use(creds, true)
 }
 
 // current returns the credentials in use and their dialer.

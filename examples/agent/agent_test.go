@@ -333,3 +333,61 @@ func TestRefusal(t *testing.T) {
 		})
 	}
 }
+
+// TestFallback: after a refusal the agent switches to its other
+// credentials when they are usable, and keeps its own otherwise.
+func TestFallback(t *testing.T) {
+	m := newManager(t, ca.Settings{}, 0)
+	tests := []struct {
+		name          string
+		setup         func(t *testing.T, a *agent)
+		onBootstrap   bool
+		wantBootstrap bool
+	}{
+		{
+			name:  "refused keystore certificate, fresh bootstrap",
+			setup: func(t *testing.T, a *agent) { issueBootstrap(t, m, "kvm1", time.Hour).write(t, a.bootstrap) },
+			// The agent starts on its secured directory.
+			wantBootstrap: true,
+		},
+		{
+			name:  "refused keystore certificate, no bootstrap",
+			setup: func(t *testing.T, a *agent) {},
+		},
+		{
+			name: "refused keystore certificate, bootstrap key readable by others",
+			setup: func(t *testing.T, a *agent) {
+				issueBootstrap(t, m, "kvm1", time.Hour).write(t, a.bootstrap)
+				require.NoError(t, os.Chmod(a.bootstrap+".key", 0o640))
+			},
+		},
+		{
+			name:        "refused bootstrap certificate, secured directory",
+			setup:       func(t *testing.T, a *agent) { issueBootstrap(t, m, "kvm1", time.Hour).write(t, a.bootstrap) },
+			onBootstrap: true,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, _ := newTestAgent(t, "127.0.0.1:1")
+			provision(t, a, m)
+			tc.setup(t, a)
+			files := a.keystoreFiles()
+			if tc.onBootstrap {
+				files = a.bootstrapFiles()
+			}
+			creds, err := ca.LoadAgentCredentials(files)
+			require.NoError(t, err)
+			a.use(creds, tc.onBootstrap)
+
+			a.fallback(t.Context())
+			_, got, bootstrap := a.current()
+			assert.Equal(t, tc.wantBootstrap, bootstrap)
+			want := filepath.Join(a.dir, keystore.CertFile)
+			if tc.wantBootstrap {
+				want = a.bootstrap + ".crt"
+			}
+			assert.Equal(t, serialOfPEM(t, want), serialOf(got))
+		})
+	}
+}

@@ -37,6 +37,12 @@
 // and removes the bootstrap files. The server revokes the bootstrap
 // certificate.
 //
+// When the server refuses the certificate in use, the agent tries its other
+// credentials at the next connection, if they are usable: a revoked host
+// (keystore.CheckSecured cannot tell a revoked certificate) enrols again
+// as soon as an administrator puts a new bootstrap credential in place,
+// without a restart.
+//
 // With neither, the agent exits with an error saying so: it never connects
 // without a certificate and never trusts a server it cannot verify (the
 // server's chain is checked against the CA file in use, and its name or

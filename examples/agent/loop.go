@@ -45,7 +45,10 @@ func (a *agent) run(ctx context.Context) error {
 	backoff := initialBackoff
 	maxBackoff := orDefault(a.maxBackoff, defaultMaxBackoff)
 	for ctx.Err() == nil {
-		reloaded, accepted := a.session(ctx)
+		reloaded, accepted, refused := a.session(ctx)
+		if refused {
+			a.fallback(ctx)
+		}
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -70,20 +73,22 @@ func (a *agent) run(ctx context.Context) error {
 
 // session makes one connection and serves it until it ends. reloaded
 // says it ended after a ReloadCommand was answered; accepted that the
-// server accepted the agent's certificate before it ended.
-func (a *agent) session(ctx context.Context) (reloaded, accepted bool) {
+// server accepted the agent's certificate before it ended; refused that
+// the server refused it.
+func (a *agent) session(ctx context.Context) (reloaded, accepted, refused bool) {
 	d, creds, bootstrap := a.current()
 	conn, err := d.DialContext(ctx, a.servers)
 	if err != nil {
 		if ctx.Err() != nil {
-			return false, false
+			return false, false, false
 		}
-		if addr, alert := refusal(err); alert != nil {
+		addr, alert := refusal(err)
+		if alert != nil {
 			a.events.emit(event{Event: evRefused, Server: addr, Serial: serialOf(creds), Bootstrap: bootstrap, Error: alert.Error()})
 		} else {
 			a.events.emit(event{Event: evUnreachable, Error: err.Error()})
 		}
-		return false, false
+		return false, false, alert != nil
 	}
 	handshake := time.Now()
 	server := conn.RemoteAddr().String()
@@ -94,17 +99,18 @@ func (a *agent) session(ctx context.Context) (reloaded, accepted bool) {
 	w.timer = time.AfterFunc(orDefault(a.grace, defaultGrace), w.accept)
 	err = ca.ServeAgent(ctx, w, ca.AgentHello{HostID: a.hostID, Provision: bootstrap}, a.handle)
 	accepted = w.end()
-	switch _, alert := refusal(err); {
+	_, alert := refusal(err)
+	switch {
 	case err == nil:
-		return true, true
+		return true, true, false
 	case ctx.Err() != nil:
-		return false, accepted
+		return false, accepted, false
 	case alert != nil:
 		a.events.emit(event{Event: evRefused, Server: server, Serial: serial, Bootstrap: bootstrap, Error: alert.Error()})
 	default:
 		a.events.emit(event{Event: evDisconnected, Server: server, Serial: serial, Bootstrap: bootstrap, Error: err.Error()})
 	}
-	return false, accepted
+	return false, accepted, alert != nil
 }
 
 // serialOf is the serial of the certificate creds present now.

@@ -106,6 +106,21 @@ func TestAgentEnrollsAndRenews(t *testing.T) {
 	assert.Contains(t, refused.Error, "remote error: tls:")
 	assert.Less(t, refused.Seen.Sub(t0), time.Second)
 	t.Logf("revocation to refusal: %v", refused.Seen.Sub(t0))
+
+	// Re-enrolment without a restart: an administrator puts a new
+	// bootstrap credential in place; at its next refusal the agent takes
+	// it and is provisioned again.
+	again := issueBootstrap(t, m, "kvm1", time.Hour)
+	again.write(t, a.bootstrap)
+	rejoined, r := log.waitFor(t, r, 10*time.Second, "connected with the new bootstrap certificate",
+		func(ev seenEvent) bool { return ev.Event == evConnected && ev.Bootstrap })
+	assert.Equal(t, provider.FormatSerial(again.serial), rejoined.Serial)
+	prov, r = log.waitFor(t, r, 10*time.Second, "provisioned again", is(evProvisioned))
+	back, _ := log.waitFor(t, r, 10*time.Second, "connected after re-enrolment", is(evConnected))
+	assert.False(t, back.Bootstrap)
+	assert.Equal(t, prov.Serial, back.Serial)
+	assert.NotContains(t, []string{bootSerial, newSerial, renewedSerial}, back.Serial)
+	assert.NoFileExists(t, a.bootstrap+".key")
 }
 
 // TestAgentRetriesUnreachable: with no server listening the agent

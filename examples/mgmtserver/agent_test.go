@@ -68,14 +68,7 @@ func TestAgentBootstrapProvision(t *testing.T) {
 	assert.Equal(t, provider.RoleHost, provider.RoleOf(got))
 
 	// The bootstrap certificate opens nothing any more.
-	conn, err := tls.Dial("tcp", e.agentAddr, &tls.Config{RootCAs: e.pool, ServerName: serverName, Certificates: []tls.Certificate{boot}})
-	if err == nil {
-		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, err = conn.Read(make([]byte, 1))
-		conn.Close()
-	}
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "bad certificate")
+	assert.ErrorContains(t, e.handshakeErr(t, boot), "bad certificate")
 	assert.Contains(t, e.log.String(), "serial "+bootSerial+" revoked", "refused as revoked")
 
 	for _, want := range []string{`"msg":"provisioning agent"`, `"msg":"agent provisioned"`, `"msg":"revoked the replaced certificate"`} {
@@ -139,6 +132,19 @@ func TestHostFor(t *testing.T) {
 	assert.Equal(t, "kvm3", req.Name)
 	assert.Equal(t, []string{"kvm3"}, req.DNSNames)
 
+	// A host this server is provisioning already is retried later, not
+	// provisioned twice at once over one connection.
+	e.agents.mu.Lock()
+	e.agents.busy["kvm3"] = true
+	e.agents.mu.Unlock()
+	_, err = e.agents.hostFor(context.Background(), rec)
+	assert.ErrorIs(t, err, errHostBusy)
+	status, body := e.call(t, admin, "provisionCertificate", url.Values{"hostid": {"kvm3"}})
+	assert.Equal(t, http.StatusConflict, status, body)
+	e.agents.mu.Lock()
+	delete(e.agents.busy, "kvm3")
+	e.agents.mu.Unlock()
+
 	// Renewing through it works end to end: the agent reconnects with
 	// the renewed certificate.
 	res, err := e.m.Provision(context.Background(), req)
@@ -160,20 +166,10 @@ func TestSecondConnectionReplacesFirst(t *testing.T) {
 	c1 := e.issue(t, provider.RoleHost, "kvm5", "kvm5")
 	c2 := e.issue(t, provider.RoleHost, "kvm5", "kvm5")
 
-	dial := func(c tls.Certificate) (*tls.Conn, chan error) {
-		conn, err := tls.Dial("tcp", e.agentAddr, &tls.Config{RootCAs: e.pool, ServerName: serverName, Certificates: []tls.Certificate{c}})
-		require.NoError(t, err)
-		done := make(chan error, 1)
-		go func() {
-			done <- ca.ServeAgent(context.Background(), conn, ca.AgentHello{HostID: "kvm5"}, keystoreHandler(t.TempDir(), "kvm5"))
-		}()
-		t.Cleanup(func() { conn.Close() })
-		return conn, done
-	}
-	_, done1 := dial(c1)
+	done1 := e.serveAgent(t, c1, "kvm5")
 	s1 := e.waitHost(t, admin, "kvm5")
 	assert.Equal(t, provider.FormatSerial(c1.Leaf.SerialNumber), s1)
-	dial(c2)
+	e.serveAgent(t, c2, "kvm5")
 	assert.Equal(t, provider.FormatSerial(c2.Leaf.SerialNumber), e.waitHost(t, admin, "kvm5", s1))
 	select {
 	case err := <-done1:
@@ -216,4 +212,42 @@ func TestBackgroundRenewsConnectedAgent(t *testing.T) {
 	assert.Eventually(t, func() bool { return e.status(t, first) == provider.StatusRevoked }, 10*time.Second, 50*time.Millisecond,
 		"the replaced certificate is revoked as superseded")
 	assert.Equal(t, provider.StatusValid, e.status(t, second))
+}
+
+// TestRevokeCutsConnectedAgent: revokeCertificate through the API closes
+// that agent's live connection at once (package ca cuts it), its next
+// handshake is refused, and another agent stays connected.
+func TestRevokeCutsConnectedAgent(t *testing.T) {
+	e := newEnv(t)
+	adminCert := e.admin(t)
+	admin := e.client(&adminCert)
+	victim := e.issue(t, provider.RoleHost, "kvm7", "kvm7")
+	bystander := e.issue(t, provider.RoleHost, "kvm8", "kvm8")
+	victimDone := e.serveAgent(t, victim, "kvm7")
+	bystanderDone := e.serveAgent(t, bystander, "kvm8")
+	e.waitHost(t, admin, "kvm7")
+	e.waitHost(t, admin, "kvm8")
+
+	start := time.Now()
+	status, body := e.call(t, admin, "revokeCertificate", url.Values{"serial": {provider.FormatSerial(victim.Leaf.SerialNumber)}})
+	require.Equal(t, http.StatusOK, status, body)
+	select {
+	case err := <-victimDone:
+		took := time.Since(start)
+		t.Logf("revoked agent's connection closed %v after the API call began", took.Round(time.Millisecond))
+		assert.Error(t, err)
+		assert.Less(t, took, time.Second)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the revoked agent stayed connected")
+	}
+	assert.ErrorContains(t, e.handshakeErr(t, victim), "bad certificate", "its next handshake is refused")
+	select {
+	case err := <-bystanderDone:
+		t.Fatalf("the other agent was disconnected: %v", err)
+	default:
+	}
+	assert.Eventually(t, func() bool {
+		hosts := e.agents.list()
+		return len(hosts) == 1 && hosts[0].hostID == "kvm8"
+	}, 5*time.Second, 20*time.Millisecond, "only the other agent is listed")
 }

@@ -258,7 +258,8 @@ func (as *agents) provision(ctx context.Context, a *agent) (*x509.Certificate, e
 // hostFor is the background task's BackgroundOptions.HostFor: the agent
 // connected here with that certificate, provisioned over its connection
 // with that certificate's names. A certificate no agent here presents is
-// only alerted (another management server may hold its agent).
+// only alerted (another management server may hold its agent). One this
+// server is provisioning already is errHostBusy, which the task retries.
 func (as *agents) hostFor(_ context.Context, rec *provider.CertificateRecord) (*ca.ProvisionRequest, error) {
 	if rec.Serial == nil {
 		return nil, fmt.Errorf("mgmtserver: inventory record without a serial")
@@ -266,6 +267,14 @@ func (as *agents) hostFor(_ context.Context, rec *provider.CertificateRecord) (*
 	a := as.bySerial(provider.FormatSerial(rec.Serial))
 	if a == nil {
 		return nil, nil
+	}
+	as.mu.Lock()
+	busy := as.busy[a.hostID]
+	as.mu.Unlock()
+	if busy {
+		// Provisioned now through its hello or the API: the task retries
+		// later, and by then the certificate is replaced.
+		return nil, errHostBusy
 	}
 	return a.request(), nil
 }

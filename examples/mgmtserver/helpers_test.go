@@ -307,3 +307,38 @@ func (e *env) waitHost(t *testing.T, admin *http.Client, host string, not ...str
 	t.Fatalf("host %s did not connect with a new certificate", host)
 	return ""
 }
+
+// serveAgent connects an agent presenting c, serving keystore commands on
+// a directory of its own, once (no reconnection); the channel receives
+// ServeAgent's result when the connection ends.
+func (e *env) serveAgent(t *testing.T, c tls.Certificate, id string) chan error {
+	t.Helper()
+	conn, err := tls.Dial("tcp", e.agentAddr, &tls.Config{RootCAs: e.pool, ServerName: serverName, Certificates: []tls.Certificate{c}})
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	done := make(chan error, 1)
+	dir := t.TempDir()
+	go func() {
+		done <- ca.ServeAgent(context.Background(), conn, ca.AgentHello{HostID: id}, keystoreHandler(dir, id))
+	}()
+	return done
+}
+
+// handshakeErr connects to the agent port presenting c and returns why
+// the server refused it (nil if it did not within 5 s). A TLS 1.3 client
+// learns of the refusal of its certificate at its first read.
+func (e *env) handshakeErr(t *testing.T, c tls.Certificate) error {
+	t.Helper()
+	conn, err := tls.Dial("tcp", e.agentAddr, &tls.Config{RootCAs: e.pool, ServerName: serverName, Certificates: []tls.Certificate{c}})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = conn.Read(make([]byte, 1))
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return nil
+	}
+	return err
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kvmpki/kvmpki/internal/peers"
 	"github.com/kvmpki/kvmpki/provider"
 )
 
@@ -209,5 +210,64 @@ func TestServeCommandLine(t *testing.T) {
 	for _, l := range strings.Split(strings.TrimSpace(logs), "\n") {
 		var rec map[string]any
 		assert.NoError(t, json.Unmarshal([]byte(l), &rec), "every log line is JSON: %q", l)
+	}
+}
+
+// TestTwoServersOnePostgres starts two servers at once on one empty
+// PostgreSQL database: one creates the CA, the other opens it, and both
+// serve the same CA bundle.
+func TestTwoServersOnePostgres(t *testing.T) {
+	dbURL := peers.PostgresDatabase(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	type srv struct {
+		stdout, stderr *syncBuffer
+		done           chan error
+	}
+	var servers []*srv
+	for range 2 {
+		s := &srv{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
+		servers = append(servers, s)
+		go func() {
+			s.done <- run(ctx, []string{"-db", dbURL, "-api-listen", "127.0.0.1:0", "-agent-listen", "127.0.0.1:0",
+				"-names", "mgmt.test", "-ips", "127.0.0.1"}, s.stdout, s.stderr, testEnv)
+		}()
+	}
+	var bundles []string
+	for _, s := range servers {
+		var line listening
+		require.Eventually(t, func() bool {
+			select {
+			case err := <-s.done:
+				t.Fatalf("server stopped: %v\n%s", err, s.stderr.String())
+			default:
+			}
+			out := s.stdout.String()
+			return strings.HasSuffix(out, "\n") && json.Unmarshal([]byte(out), &line) == nil
+		}, 60*time.Second, 20*time.Millisecond)
+		// The bundle is what the client needs to verify the server, so
+		// this one fetch does not verify; the server's certificate is
+		// then checked against the bundle it served.
+		resp, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}).Get("https://" + line.API + "/ca.pem")
+		require.NoError(t, err)
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		pool := x509.NewCertPool()
+		require.True(t, pool.AppendCertsFromPEM(b))
+		_, err = resp.TLS.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: pool, DNSName: "mgmt.test"})
+		require.NoError(t, err, "the server's certificate comes from the CA it serves")
+		bundles = append(bundles, string(b))
+	}
+	assert.Equal(t, bundles[0], bundles[1], "one CA")
+	created := 0
+	for _, s := range servers {
+		created += strings.Count(s.stderr.String(), `"msg":"created the CA"`)
+	}
+	assert.Equal(t, 1, created, "exactly one server created the CA")
+	cancel()
+	for _, s := range servers {
+		assert.NoError(t, <-s.done)
 	}
 }

@@ -105,7 +105,18 @@ func TestEndToEnd(t *testing.T) {
 			assert.NotContains(t, []string{evDisconnected, evRefused}, ev.Event, "%s after agent3's revocation: %+v", ag.name, ev)
 		}
 	}
+	var after map[string]string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if after = apiA.listHosts(t, 0); after[a3.name] == "" {
+			break
+		}
+	}
+	assert.NotContains(t, after, a3.name, "agent3 is no longer connected to A")
+	for _, ag := range agents[:2] {
+		assert.Equal(t, ag.serial, after[ag.name], "%s is still connected to A with its certificate", ag.name)
+	}
 	assert.Equal(t, ocsp.Revoked, ocspStatus(t, apiA, a3.cert, apiA.caCert), "A's OCSP reports agent3 revoked")
+	assert.Equal(t, ocsp.Good, ocspStatus(t, apiA, agents[0].cert, apiA.caCert), "A's OCSP reports agent1 good")
 	assert.True(t, crlHas(fetchCRL(t, apiA), a3.serial), "A's CRL lists agent3")
 
 	// 6 (while the background task's renewals come due). Management server

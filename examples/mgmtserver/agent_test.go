@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -250,4 +251,28 @@ func TestRevokeCutsConnectedAgent(t *testing.T) {
 		hosts := e.agents.list()
 		return len(hosts) == 1 && hosts[0].hostID == "kvm8"
 	}, 5*time.Second, 20*time.Millisecond, "only the other agent is listed")
+}
+
+// TestProvisionFailureClosesConnection: when the agent fails its setup,
+// the server closes the connection (the agent reconnects and asks
+// again), and the certificate it connected with stays valid.
+func TestProvisionFailureClosesConnection(t *testing.T) {
+	e := newEnv(t)
+	boot := e.issue(t, provider.RoleHost, "kvm9", "kvm9")
+	conn, err := tls.Dial("tcp", e.agentAddr, &tls.Config{RootCAs: e.pool, ServerName: serverName, Certificates: []tls.Certificate{boot}})
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	done := make(chan error, 1)
+	go func() {
+		done <- ca.ServeAgent(context.Background(), conn, ca.AgentHello{HostID: "kvm9", Provision: true},
+			func(context.Context, ca.AgentCommand) (ca.AgentAnswer, error) { return nil, errors.New("disk full") })
+	}()
+	select {
+	case err := <-done:
+		assert.Error(t, err, "the server closed the connection")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connection stayed open after the failed provisioning")
+	}
+	assert.Equal(t, provider.StatusValid, e.status(t, provider.FormatSerial(boot.Leaf.SerialNumber)))
+	assert.Contains(t, e.log.String(), "disk full")
 }

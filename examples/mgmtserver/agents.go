@@ -129,7 +129,11 @@ func (as *agents) handle(ctx context.Context, conn *ca.AgentConn) {
 		"not_after", leaf.NotAfter, "hello_host", session.Hello().HostID, "provision", session.Hello().Provision)
 	if session.Hello().Provision {
 		if _, err := as.provision(ctx, a); err != nil {
-			as.log.Error("agent provisioning failed", "host", id, "err", err)
+			// Close: the agent reconnects (with its backoff) and asks
+			// again, rather than waiting on a connection that will
+			// never provision it.
+			as.log.Error("agent provisioning failed; closing its connection", "host", id, "err", err)
+			session.Close()
 		}
 	}
 	select {

@@ -132,7 +132,7 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{Status: http.StatusMethodNotAllowed, Text: "use GET or POST"})
 		return
 	}
-	p, e := readParams(r, c.allow)
+	p, e := readParams(w, r, c.allow)
 	if e != nil {
 		writeError(w, e)
 		return

@@ -55,7 +55,8 @@
 //
 // issueCertificate issues host certificates (server and client
 // authentication); without a csr the CA generates the key and the answer
-// holds it, as in CloudStack. revokeCertificate checks cn, when given,
+// holds it, as in CloudStack. Without duration the certificate lives
+// -validity; a duration beyond -max-validity is refused (400). revokeCertificate checks cn, when given,
 // against the certificate's common name. provider, when given, must name
 // the current provider. provisionCertificate re-provisions a connected
 // agent over its own connection now and revokes its previous certificate

@@ -37,14 +37,15 @@ func badRequest(format string, args ...any) *apiError {
 }
 
 // readParams reads a request's parameters: the query string, and for a
-// POST the JSON object of its body (at most maxBody bytes). Names are
+// POST the JSON object of its body (at most maxBody bytes; beyond, w's
+// connection is closed after the 413 answer). Names are
 // matched case-insensitively, as CloudStack does, and returned in lower
 // case; a name outside allowed, or given twice, is refused.
-func readParams(r *http.Request, allowed map[string]bool) (map[string]string, *apiError) {
+func readParams(w http.ResponseWriter, r *http.Request, allowed map[string]bool) (map[string]string, *apiError) {
 	var body []byte
 	contentType := r.Header.Get("Content-Type")
 	if r.Method == http.MethodPost {
-		b, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBody))
+		b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 		if err != nil {
 			var tooLarge *http.MaxBytesError
 			if errors.As(err, &tooLarge) {

@@ -144,11 +144,17 @@
 //
 // [Manager.Rotate] replaces the provider's CA (CloudStack cannot, its
 // weakness #4) through the [provider.Rotator] capability (rootca has it;
-// without it the error matches [errors.ErrUnsupported]). It begins a
-// rotation, or resumes the one in progress: the state is the provider's
-// store, so a restarted management server, or a second one on the same
-// database, continues it (the store lets one begin win; the other
-// resumes). It re-provisions every host whose certificate in the
+// without it the error matches [errors.ErrUnsupported]). It first claims
+// the lease on driving the rotation, which the provider keeps in its
+// store ([provider.RotationLeaser]): one driver works at a time, across
+// management servers sharing the database too; another gets at once an
+// error matching [ErrRotationBusy] naming the holder and until when. The
+// driver renews the lease every third of RotateOptions.Lease (one
+// minute) while it works and releases it when it returns; one that
+// crashed loses it when it expires. Then it begins a rotation, or
+// resumes the one in progress: the state is the provider's store, so a
+// restarted management server, or a second one on the same database,
+// continues it. It re-provisions every host whose certificate in the
 // inventory still comes from the previous CA, through
 // RotateOptions.HostFor and [Manager.Provision], at most
 // RotateOptions.Concurrency at once and RatePerSecond starts a second:
@@ -158,13 +164,13 @@
 // only when no host failed and none of that CA's certificates is left,
 // unless RotateOptions.Force; otherwise it returns an error matching
 // [ErrRotationIncomplete] naming the failed hosts, and a later run
-// finishes the job. Progress goes to RotateOptions.Progress and
-// Settings.Logger. Two drivers in one process never provision one host at
-// once; across processes each re-reads a certificate before provisioning
-// its host, which narrows but does not close that window (there is no
-// per-host lock in the store): run the driver on one server at a time.
-// After retirement it pushes the bundle without the retired CA to every
-// host (its current certificate installed again with it, then a reload).
+// finishes the job. After retirement it pushes the bundle without the
+// retired CA to every host (its current certificate installed again with
+// it, then a reload). That push is recorded in the store as owed before
+// the retirement and as done once every host has the bundle, so a driver
+// stopped in between, or a host that failed the push, is resumed by the
+// next Rotate in any process (RotationResult.Finished tells the end).
+// Progress goes to RotateOptions.Progress and Settings.Logger.
 //
 // # Revocation over HTTP
 //

@@ -3,13 +3,17 @@ package ca
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kvmpki/kvmpki/provider"
 )
@@ -45,7 +49,32 @@ type RotateOptions struct {
 	// time; it should not block for long. Steps are logged through
 	// Settings.Logger as well.
 	Progress func(RotationProgress)
+
+	// Driver names this driver in the rotation lease, as the
+	// ErrRotationBusy another driver gets reports it: a management
+	// server's name, say. If empty, the host name and process ID. A
+	// random suffix is always added, so that no two Rotate calls share
+	// a lease.
+	Driver string
+
+	// Lease is how long the lease on driving the rotation lasts unless
+	// renewed. Rotate renews it every third of Lease while it works, and
+	// stops (its error matching ErrRotationBusy) if it cannot renew it
+	// before it expires; a driver that crashed holds the rotation up for
+	// at most Lease. It must exceed the clock skew between management
+	// servers. If zero, one minute.
+	Lease time.Duration
 }
+
+// defaultRotationLease is RotateOptions.Lease's default.
+const defaultRotationLease = time.Minute
+
+// ErrRotationBusy is matched by the error Rotate returns when another
+// driver (another Rotate call, in this process or another management
+// server on the same database) holds the lease on driving the rotation:
+// a *provider.RotationBusyError names it and until when. It is
+// provider.ErrRotationBusy.
+var ErrRotationBusy = provider.ErrRotationBusy
 
 // RotationPhase names a step of a rotation, for [RotationProgress].
 type RotationPhase string
@@ -75,6 +104,10 @@ const (
 	PhaseBundlePushed RotationPhase = "bundle pushed"
 	// PhaseBundleFailed: that push failed on a host (Err says why).
 	PhaseBundleFailed RotationPhase = "bundle push failed"
+	// PhaseDone: the bundle without the previous CA reached every host
+	// (or Force forgave the failures): the rotation is over, and the
+	// next Rotate begins a new one.
+	PhaseDone RotationPhase = "done"
 )
 
 // RotationProgress is one step of a rotation.
@@ -110,24 +143,40 @@ type RotationResult struct {
 	// failed, with the cause.
 	BundlePushed []string
 	BundleFailed map[string]error
+	// Finished is set when the rotation is over: the previous CA is
+	// retired and the bundle without it was pushed to every host (or
+	// Force forgave the failures). Then the next Rotate begins a new
+	// rotation; otherwise it resumes this one.
+	Finished bool
 }
 
 // ErrRotationIncomplete is matched by the error Rotate returns when it
-// did not retire the previous CA because hosts failed or certificates
-// of that CA remain: run Rotate again once they are fixed (it resumes),
-// or with Force.
+// stopped before the rotation was over: it did not retire the previous
+// CA because hosts failed or certificates of that CA remain, or it
+// retired it but did not push the bundle without it to every host, or
+// it was stopped (ctx, or a lost lease). Run Rotate again once the hosts
+// are fixed (it resumes), or with Force.
 var ErrRotationIncomplete = errors.New("ca: CA rotation incomplete")
 
 // Rotate drives a CA rotation end to end through the provider's
 // [provider.Rotator] capability (a provider without it, or without an
 // inventory, gives an error matching errors.ErrUnsupported):
 //
+//  0. It claims the lease on driving the rotation
+//     ([provider.RotationLeaser], kept in the provider's store), so that
+//     one driver works at a time, across management servers sharing
+//     the database as well: while another holds it, Rotate returns at
+//     once an error matching [ErrRotationBusy] (a
+//     *provider.RotationBusyError naming the holder and until when),
+//     having changed nothing. It renews the lease every third of
+//     RotateOptions.Lease while it works, and releases it when it
+//     returns; a driver that crashed loses it when it expires, and the
+//     next Rotate resumes.
 //  1. It begins a rotation (the provider makes a successor CA that
 //     issues from then on, and both CAs are in the bundle), or continues
 //     the one in progress: the state lives in the provider's store, so a
 //     restarted management server, or another one sharing the database,
-//     resumes where the rotation stands. A begin the store refuses
-//     because another server began first is a resume as well.
+//     resumes where the rotation stands.
 //  2. It re-provisions, through [Manager.Provision], every host whose
 //     certificate in the provider's inventory still comes from a
 //     previous CA (unexpired, valid), rate- and concurrency-limited:
@@ -137,32 +186,31 @@ var ErrRotationIncomplete = errors.New("ca: CA rotation incomplete")
 //     hold no valid previous-CA certificate any more, so they are not
 //     provisioned again.
 //  3. When no host failed and no certificate of the previous CA is left
-//     (or opts.Force), it retires the previous CA: it leaves the bundle
-//     the manager serves, and the provider refuses its certificates.
+//     (or opts.Force), it records in the store that the bundle push is
+//     owed (RotationStatus.PushPending), then retires the previous CA:
+//     it leaves the bundle the manager serves, and the provider refuses
+//     its certificates.
+//  4. It pushes the bundle without the previous CA to every host
+//     holding a certificate of the new CA (its certificate installed
+//     again with that bundle, then a reload), with the same limits, so
+//     that the hosts refuse the previous CA's certificates too. Once
+//     every host has it (or opts.Force forgives the failures), it
+//     clears PushPending: the rotation is over (RotationResult.Finished),
+//     and the next Rotate begins a new one. Until then the next Rotate,
+//     in any process, pushes the bundle again to every host instead.
 //
-// Otherwise Rotate returns the result with an error matching
-// [ErrRotationIncomplete] naming the failed hosts; so does a
-// cancellation midway (with ctx's error too).
-//  4. After retirement it pushes the bundle without the previous CA to
-//     every host holding a certificate of the new CA (its certificate
-//     installed again with that bundle, then a reload), with the same
-//     limits, so that the hosts refuse the previous CA's certificates
-//     too. A host whose push fails is named in the error (which does not
-//     match ErrRotationIncomplete: the rotation is over, and running
-//     Rotate again would begin a new one); it gets the bundle at its
-//     next provisioning (the background task's renewal, or
-//     [Manager.Provision]), as do all hosts when the process stops
-//     between the retirement and the end of the push.
+// When it stops short (hosts failed, certificates of the previous CA
+// remain, the push failed on some hosts, ctx was cancelled or the lease
+// lost), Rotate returns the result with an error matching
+// [ErrRotationIncomplete] naming the failed hosts.
 //
-// Two Rotate calls in one process (on one Manager or several) never
-// provision the same certificate's host at the same time: the second
-// skips it. Across processes (two management servers on one database),
-// each re-reads a certificate's record just before provisioning its host
-// and skips it when the other has already replaced it, which narrows but
-// does not close the window in which both provision one host: run the
-// driver on one server at a time. (A per-host lock in the store would
-// close it; it is not implemented.) Provisioning one host twice is
-// harmless: the host ends with a valid new-CA certificate either way.
+// With a provider that is a Rotator but keeps no lease (the store of a
+// rootca CA that is not a rootca.RotationLeaseStore), Rotate runs
+// without one, as before it had leases: two Rotate calls in one process
+// still never provision the same certificate's host at once, but two
+// processes may, and nothing records the push after a retirement, so a
+// push that stops or fails is not resumed (hosts get the bundle at their
+// next provisioning) and the next Rotate begins a new rotation.
 func (m *Manager) Rotate(ctx context.Context, opts *RotateOptions) (*RotationResult, error) {
 	if opts == nil || opts.HostFor == nil {
 		return nil, &provider.RequestError{Field: "HostFor", Reason: "Rotate needs RotateOptions.HostFor"}
@@ -172,6 +220,9 @@ func (m *Manager) Rotate(ctx context.Context, opts *RotateOptions) (*RotationRes
 		return nil, errors.New("ca: RotateOptions.Concurrency is negative")
 	case opts.RatePerSecond < 0:
 		return nil, errors.New("ca: RotateOptions.RatePerSecond is negative")
+	}
+	if opts.Lease < 0 {
+		return nil, errors.New("ca: RotateOptions.Lease is negative")
 	}
 	r := &rotation{m: m, o: opts, res: &RotationResult{Failed: map[string]error{}, Skipped: map[string]error{}, BundleFailed: map[string]error{}}}
 	return r.res, r.run(ctx)
@@ -185,19 +236,52 @@ type rotation struct {
 
 	mu          sync.Mutex // guards res, done, and one Progress call at a time
 	done, total int
+
+	holder string // the lease's holder; empty without a lease
 }
 
-func (r *rotation) run(ctx context.Context) error {
+func (r *rotation) run(ctx context.Context) (err error) {
 	var p provider.Provider
 	if err := r.m.with(func(h *handle) error { p = h.p; return nil }); err != nil {
 		return err
 	}
-	st, err := provider.Rotation(ctx, p)
-	if err != nil {
+	if _, ok := p.(provider.Rotator); !ok {
+		_, err := provider.Rotation(ctx, p)
 		return fmt.Errorf("ca: rotation: %w", err)
 	}
 	if _, ok := p.(provider.Inventory); !ok {
 		return fmt.Errorf("ca: rotation: provider %s has no inventory: %w", p.Name(), errors.ErrUnsupported)
+	}
+	ctx, release, err := r.claim(ctx, p)
+	if err != nil {
+		return err
+	}
+	defer release()
+	defer func() {
+		// Whatever step was cut short by ctx, or by the lease's loss,
+		// says so.
+		if err == nil || ctx.Err() == nil {
+			return
+		}
+		if cause := context.Cause(ctx); !errors.Is(err, cause) {
+			err = fmt.Errorf("%w (%w)", err, cause)
+		}
+		if !errors.Is(err, ErrRotationIncomplete) {
+			err = fmt.Errorf("%w: %w", ErrRotationIncomplete, err)
+		}
+	}()
+	st, err := provider.Rotation(ctx, p)
+	if err != nil {
+		return fmt.Errorf("ca: rotation: %w", err)
+	}
+	if !st.InProgress() && st.PushPending && r.holder != "" {
+		// A driver stopped between the retirement and the end of the
+		// push: finish it.
+		r.report(RotationProgress{Phase: PhaseResumed})
+		if err := r.refreshBundle(ctx); err != nil {
+			return r.pushStopped(ctx, err)
+		}
+		return r.pushBundle(ctx, p, st.Issuing())
 	}
 	if !st.InProgress() {
 		err := provider.BeginRotation(ctx, p)
@@ -205,8 +289,8 @@ func (r *rotation) run(ctx context.Context) error {
 		case err == nil:
 			r.res.Begun = true
 		case errors.Is(err, provider.ErrRotationInProgress):
-			// Another management server began first: continue its
-			// rotation.
+			// Begun by a driver without the lease (or a provider
+			// without leases): continue it.
 		default:
 			return fmt.Errorf("ca: begin rotation: %w", err)
 		}
@@ -230,52 +314,188 @@ func (r *rotation) run(ctx context.Context) error {
 	r.report(RotationProgress{Phase: phase, Total: r.total})
 
 	r.provisionAll(ctx, p, recs)
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%w: stopped after %d of %d hosts: %w", ErrRotationIncomplete, r.done, r.total, err)
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: stopped after %d of %d hosts: %w", ErrRotationIncomplete, r.done, r.total, context.Cause(ctx))
 	}
 	if len(r.res.Failed) > 0 && !r.o.Force {
 		return fmt.Errorf("%w: previous CA kept: %d hosts failed: %s", ErrRotationIncomplete, len(r.res.Failed), failedNames(r.res.Failed))
 	}
 	if len(prev) == 0 {
-		return nil // retired meanwhile by another server
+		return nil // retired meanwhile by a driver without the lease
 	}
-	if err := provider.RetirePrevious(ctx, p, r.o.Force); err != nil {
-		if errors.Is(err, provider.ErrNotRetirable) {
-			return r.refreshBundle(ctx) // another server retired it
-		}
-		if errors.Is(err, provider.ErrLeavesRemain) {
-			return fmt.Errorf("%w: previous CA kept: %w", ErrRotationIncomplete, err)
-		}
-		return fmt.Errorf("ca: retire previous CA: %w", err)
-	}
-	r.res.Retired = true
-	r.report(RotationProgress{Phase: PhaseRetired, Done: r.done, Total: r.total})
-	if err := r.refreshBundle(ctx); err != nil {
+	// The push is recorded as owed before the retirement, so that the
+	// record is never behind it: a driver stopping in between leaves a
+	// rotation still in progress, which the next one resumes anyway.
+	if err := r.setPushPending(ctx, p, true); err != nil {
 		return err
+	}
+	err = provider.RetirePrevious(ctx, p, r.o.Force)
+	switch {
+	case errors.Is(err, provider.ErrNotRetirable):
+		// Retired by someone without the lease (kvmpki-ca rotate
+		// retire): the hosts still need the bundle without it.
+	case errors.Is(err, provider.ErrLeavesRemain):
+		// Nothing was retired, so no push is owed.
+		if perr := r.setPushPending(ctx, p, false); perr != nil {
+			r.m.s.logger.Warn("ca: CA rotation", "error", perr)
+		}
+		return fmt.Errorf("%w: previous CA kept: %w", ErrRotationIncomplete, err)
+	case err != nil:
+		return fmt.Errorf("ca: retire previous CA: %w", err)
+	default:
+		r.res.Retired = true
+		r.report(RotationProgress{Phase: PhaseRetired, Done: r.done, Total: r.total})
+	}
+	if err := r.refreshBundle(ctx); err != nil {
+		return r.pushStopped(ctx, err)
 	}
 	return r.pushBundle(ctx, p, st.Issuing())
 }
 
+// pushStopped is the error of a bundle push that stopped on err before
+// reaching every host: with a lease, the push stays recorded as owed, so
+// the error matches ErrRotationIncomplete (and the lease's loss, if that
+// stopped it).
+func (r *rotation) pushStopped(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) {
+		err = fmt.Errorf("%w (%w)", err, cause)
+	}
+	if r.holder == "" {
+		return fmt.Errorf("ca: previous CA retired; pushing the new bundle stopped: %w", err)
+	}
+	return fmt.Errorf("%w: previous CA retired; pushing the new bundle stopped (the next Rotate pushes it): %w", ErrRotationIncomplete, err)
+}
+
+// claim claims the rotation lease and keeps renewing it until the
+// returned release is called, which releases it. The returned context
+// is cancelled when the lease is lost (its cause matches
+// ErrRotationBusy). A provider that keeps no lease gives ctx back and a
+// release that does nothing.
+func (r *rotation) claim(ctx context.Context, p provider.Provider) (context.Context, func(), error) {
+	holder, err := driverName(r.o.Driver)
+	if err != nil {
+		return nil, nil, err
+	}
+	ttl := r.o.Lease
+	if ttl == 0 {
+		ttl = defaultRotationLease
+	}
+	err = provider.ClaimRotation(ctx, p, holder, ttl)
+	switch {
+	case errors.Is(err, errors.ErrUnsupported):
+		r.m.s.logger.Warn("ca: CA rotation without a lease: the provider keeps none, so another management server may drive it at the same time",
+			"provider", p.Name(), "error", err)
+		return ctx, func() {}, nil
+	case err != nil:
+		return nil, nil, fmt.Errorf("ca: rotation: %w", err)
+	}
+	r.holder = holder
+	r.m.s.logger.Info("ca: CA rotation lease claimed", "holder", holder, "lease", ttl)
+	work, cancel := context.WithCancelCause(ctx)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { r.renew(work, p, ttl, cancel, stop) })
+	return work, func() {
+		close(stop)
+		wg.Wait()
+		cancel(nil)
+		if err := provider.ReleaseRotation(context.WithoutCancel(ctx), p, holder); err != nil {
+			r.m.s.logger.Warn("ca: CA rotation lease not released (it expires by itself)", "holder", holder, "error", err)
+		}
+	}, nil
+}
+
+// renew renews the lease every third of ttl until stop is closed or ctx
+// done. When another driver holds the lease, or renewals keep failing
+// until less than a third of it is left, it cancels ctx: the work stops
+// before another driver may take over.
+func (r *rotation) renew(ctx context.Context, p provider.Provider, ttl time.Duration, cancel context.CancelCauseFunc, stop <-chan struct{}) {
+	every := ttl / 3
+	expires := time.Now().Add(ttl)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		start := time.Now()
+		err := provider.ClaimRotation(ctx, p, r.holder, ttl)
+		switch {
+		case err == nil:
+			expires = start.Add(ttl)
+		case errors.Is(err, provider.ErrRotationBusy):
+			cancel(fmt.Errorf("ca: CA rotation lease lost: %w", err))
+			return
+		case ctx.Err() != nil:
+			return
+		default:
+			r.m.s.logger.Warn("ca: CA rotation lease not renewed", "holder", r.holder, "error", err)
+			if time.Until(expires) < every {
+				cancel(fmt.Errorf("ca: CA rotation lease not renewed before it expires: %w: %w", provider.ErrRotationBusy, err))
+				return
+			}
+		}
+	}
+}
+
+// driverName returns the lease holder name of a Rotate call: name, or
+// the host name and process ID, and a random suffix.
+func driverName(name string) (string, error) {
+	if name == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			host = "unknown host"
+		}
+		name = fmt.Sprintf("%s pid %d", host, os.Getpid())
+	}
+	// Room for the suffix within the 255 bytes a lease holder may have.
+	for len(name) > 200 {
+		_, size := utf8.DecodeLastRuneInString(name)
+		name = name[:len(name)-size]
+	}
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("ca: rotation: %w", err)
+	}
+	return name + " " + hex.EncodeToString(b[:]), nil
+}
+
+// setPushPending records whether the push is owed, under the lease.
+func (r *rotation) setPushPending(ctx context.Context, p provider.Provider, pending bool) error {
+	if r.holder == "" {
+		return nil
+	}
+	if err := provider.SetRotationPushPending(ctx, p, r.holder, pending); err != nil {
+		return fmt.Errorf("ca: rotation: record the bundle push: %w", err)
+	}
+	return nil
+}
+
 // pushBundle gives every host holding a valid certificate of the issuing
 // CA the bundle without the retired CA, with its current certificate,
-// and reloads it. A failure is returned (not matching
-// ErrRotationIncomplete: the rotation is over) naming the hosts; they get
-// the bundle at their next provisioning.
+// and reloads it; then, unless hosts failed (or Force), it records the
+// push done. A failure is returned naming the hosts, matching
+// ErrRotationIncomplete when the push stays recorded as owed (the next
+// Rotate pushes again).
 func (r *rotation) pushBundle(ctx context.Context, p provider.Provider, issuing *provider.RotationAuthority) error {
 	if issuing == nil {
-		return nil
+		return r.pushStopped(ctx, errors.New("ca: rotation: the provider reports no issuing CA"))
 	}
 	recs, err := r.previousLeaves(ctx, p, []provider.RotationAuthority{*issuing})
 	if err != nil {
-		return err
+		return r.pushStopped(ctx, err)
 	}
 	bundle, err := r.m.CABundle(ctx)
 	if err != nil {
-		return err
+		return r.pushStopped(ctx, err)
 	}
 	cas, err := r.m.CACertificates(ctx)
 	if err != nil {
-		return err
+		return r.pushStopped(ctx, err)
 	}
 	// The issuing chain up to its root; the root itself is not sent.
 	chain := cas
@@ -304,13 +524,24 @@ func (r *rotation) pushBundle(ctx context.Context, p provider.Provider, issuing 
 			r.report(RotationProgress{Phase: PhaseBundlePushed, Host: name, Serial: provider.FormatSerial(rec.Serial)})
 		}
 	})
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("ca: previous CA retired; pushing the new bundle stopped: %w", err)
+	if ctx.Err() != nil {
+		return r.pushStopped(ctx, context.Cause(ctx))
 	}
-	if len(r.res.BundleFailed) > 0 {
-		return fmt.Errorf("ca: previous CA retired, but pushing the new bundle failed on %d hosts (they get it at their next provisioning): %s",
-			len(r.res.BundleFailed), failedNames(r.res.BundleFailed))
+	if len(r.res.BundleFailed) > 0 && !r.o.Force {
+		if r.holder == "" {
+			return fmt.Errorf("ca: previous CA retired, but pushing the new bundle failed on %d hosts (they get it at their next provisioning): %s",
+				len(r.res.BundleFailed), failedNames(r.res.BundleFailed))
+		}
+		return fmt.Errorf("%w: previous CA retired, but pushing the new bundle failed on %d hosts (the next Rotate pushes it again, or Force): %s",
+			ErrRotationIncomplete, len(r.res.BundleFailed), failedNames(r.res.BundleFailed))
 	}
+	if err := r.setPushPending(ctx, p, false); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.res.Finished = true
+	r.mu.Unlock()
+	r.report(RotationProgress{Phase: PhaseDone})
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package ca_test
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -12,6 +13,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,8 +21,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kvmpki/kvmpki/ca"
+	"github.com/kvmpki/kvmpki/internal/peers"
 	"github.com/kvmpki/kvmpki/provider"
 	"github.com/kvmpki/kvmpki/rootca"
+	"github.com/kvmpki/kvmpki/rootca/sqlstore/postgres"
 	"github.com/kvmpki/kvmpki/rootca/sqlstore/sqlite"
 )
 
@@ -31,6 +35,7 @@ type rotHost struct {
 	key  *ecdsa.PrivateKey
 
 	mu       sync.Mutex
+	delay    time.Duration // each install takes this long; 1 ms if zero
 	fail     bool
 	maxOK    int // if positive, installs fail once this many succeeded
 	installs []*ca.CertificateInstall
@@ -61,8 +66,9 @@ func (h *rotHost) InstallCertificate(ctx context.Context, c *ca.CertificateInsta
 		h.overlap = true
 	}
 	h.busy = true
+	delay := cmp.Or(h.delay, time.Millisecond) // widen the window two drivers could share
 	h.mu.Unlock()
-	time.Sleep(time.Millisecond) // widen the window two drivers could share
+	time.Sleep(delay)
 	h.mu.Lock()
 	h.busy = false
 	h.installs = append(h.installs, c)
@@ -144,6 +150,22 @@ func rotationBackends(t *testing.T) []rotationBackend {
 	}
 }
 
+// postgresBackend is a PostgreSQL database (peers.PostgresDatabase,
+// created on first use: a test without KVMPKI_TEST_POSTGRES_URL skips
+// there); each open is another management server's connection to it.
+func postgresBackend() rotationBackend {
+	var url string
+	return rotationBackend{"postgresql", func(t *testing.T) rootca.Store {
+		if url == "" {
+			url = peers.PostgresDatabase(t)
+		}
+		s, err := postgres.Open(context.Background(), url)
+		require.NoError(t, err)
+		t.Cleanup(func() { s.Close() })
+		return s
+	}}
+}
+
 // rotationFleet is a CA store with hosts provisioned from its first CA.
 type rotationFleet struct {
 	backend rotationBackend
@@ -174,6 +196,12 @@ func (f *rotationFleet) server(t *testing.T, create bool) *ca.Manager {
 	reg := &provider.Registry{}
 	require.NoError(t, reg.Register("root", "kvmpki built-in CA", func(context.Context) (provider.Provider, error) { return nopClose{root}, nil }))
 	require.NoError(t, reg.Register("bare", "no capabilities", func(context.Context) (provider.Provider, error) { return bare{nopClose{root}}, nil }))
+	require.NoError(t, reg.Register("nolease", "rotation without a lease", func(context.Context) (provider.Provider, error) {
+		return noLease{nopClose{root}, root, root}, nil
+	}))
+	require.NoError(t, reg.Register("stolen", "a lease lost at its first renewal", func(context.Context) (provider.Provider, error) {
+		return &stolenLease{nopClose: nopClose{root}}, nil
+	}))
 	m, err := ca.New(ctx, reg, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { m.Close() })
@@ -217,6 +245,32 @@ func (f *rotationFleet) installs() int {
 
 func issuedBy(c, issuer *x509.Certificate) bool { return c.CheckSignatureFrom(issuer) == nil }
 
+// noLease is a provider with the rotation capability but no lease, as
+// a rootca CA on a store that keeps none.
+type noLease struct {
+	provider.Provider
+	provider.Rotator
+	provider.Inventory
+}
+
+// stolenLease is the CA whose lease another driver takes over at the
+// first renewal (as when this driver stalled past its expiry).
+type stolenLease struct {
+	nopClose
+	claims atomic.Int32
+}
+
+func (noLease) Name() string { return "nolease" }
+
+func (*stolenLease) Name() string { return "stolen" }
+
+func (s *stolenLease) ClaimCARotation(ctx context.Context, holder string, ttl time.Duration) error {
+	if s.claims.Add(1) == 1 {
+		return s.nopClose.ClaimCARotation(ctx, holder, ttl)
+	}
+	return &provider.RotationBusyError{Holder: "thief", Until: time.Now().Add(time.Minute)}
+}
+
 // TestRotate drives a rotation of 20 hosts end to end on the memory and
 // SQLite stores: a successor CA is made, every host gets a certificate
 // from it with a bundle of both CAs, the old CA is retired at the end,
@@ -240,7 +294,8 @@ func TestRotate(t *testing.T) {
 			assert.Empty(t, res.Failed)
 			assert.Len(t, res.BundlePushed, 20)
 			assert.Empty(t, res.BundleFailed)
-			assert.Equal(t, map[ca.RotationPhase]int{ca.PhaseBegun: 1, ca.PhaseHostDone: 20, ca.PhaseRetired: 1, ca.PhaseBundlePushed: 20}, phases)
+			assert.True(t, res.Finished)
+			assert.Equal(t, map[ca.RotationPhase]int{ca.PhaseBegun: 1, ca.PhaseHostDone: 20, ca.PhaseRetired: 1, ca.PhaseBundlePushed: 20, ca.PhaseDone: 1}, phases)
 
 			cas, err := m.CACertificates(t.Context())
 			require.NoError(t, err)
@@ -264,6 +319,8 @@ func TestRotate(t *testing.T) {
 			require.Len(t, st.Authorities, 2)
 			assert.False(t, st.Authorities[0].Trusted, "old CA retired")
 			assert.Equal(t, 20, st.Authorities[1].Leaves)
+			assert.False(t, st.PushPending, "the push is recorded done")
+			assert.Nil(t, st.Lease, "the lease is released")
 		})
 	}
 }
@@ -422,40 +479,259 @@ func TestRotateRateLimit(t *testing.T) {
 	t.Logf("20 hosts at 40/s: first to last host %v (19 gaps: %v)", span, 19*time.Second/40)
 }
 
-// TestRotateTwoDrivers runs two drivers at once, on two managers sharing
-// the store: one begins, the other resumes; no host is provisioned twice
-// (nor by both at once), and the old CA ends retired.
+// TestRotateTwoDrivers runs two drivers at once, on two management
+// servers (a CA and a Manager each) sharing the database, on the memory
+// store, SQLite and PostgreSQL, with hosts slow to provision (20 ms an
+// install, so that the winner is still at work when the other claims):
+// one driver gets ErrRotationBusy naming the other and changes nothing,
+// the other begins and completes the rotation, and every host is
+// provisioned exactly once by it (never twice, nor by both at once).
 func TestRotateTwoDrivers(t *testing.T) {
 	t.Parallel()
-	for _, b := range rotationBackends(t) {
+	for _, b := range append(rotationBackends(t), postgresBackend()) {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
 			f, m1 := newRotationFleet(t, b, 20)
+			for _, h := range f.hosts {
+				h.delay = 20 * time.Millisecond
+			}
 			m2 := f.server(t, false)
 			var wg sync.WaitGroup
 			results := make([]*ca.RotationResult, 2)
 			errs := make([]error, 2)
+			start := make(chan struct{})
 			for i, m := range []*ca.Manager{m1, m2} {
 				wg.Go(func() {
-					results[i], errs[i] = m.Rotate(t.Context(), &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 1000, Concurrency: 4})
+					<-start
+					results[i], errs[i] = m.Rotate(t.Context(), &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 1000, Concurrency: 4,
+						Driver: fmt.Sprintf("server-%d", i+1)})
 				})
 			}
+			close(start)
 			wg.Wait()
+			busy, winner := -1, -1
 			for i, err := range errs {
-				if err != nil {
-					assert.ErrorIs(t, err, ca.ErrRotationIncomplete, "driver %d", i)
+				if err == nil {
+					winner = i
+					continue
 				}
+				busy = i
+				require.ErrorIs(t, err, ca.ErrRotationBusy, "driver %d", i)
+				var be *provider.RotationBusyError
+				require.ErrorAs(t, err, &be)
+				assert.Contains(t, be.Holder, fmt.Sprintf("server-%d", 2-i), "the busy error names the other driver")
+				assert.True(t, be.Until.After(time.Now()), "until a time to come")
 			}
-			assert.False(t, results[0].Begun && results[1].Begun, "one rotation only")
-			assert.Equal(t, 20, len(results[0].Provisioned)+len(results[1].Provisioned))
+			require.NotEqual(t, -1, busy, "one driver is refused")
+			require.NotEqual(t, -1, winner, "the other completes")
+			assert.False(t, results[busy].Begun, "the refused driver did nothing")
+			assert.Empty(t, results[busy].Provisioned, "the refused driver did nothing")
+			assert.True(t, results[winner].Begun)
+			assert.True(t, results[winner].Finished)
+			assert.Len(t, results[winner].Provisioned, 20)
 			for name, h := range f.hosts {
 				assert.Equal(t, 2, h.setupCount(), "%s provisioned once by the rotation", name)
+				assert.Equal(t, 3, h.installCount(), "%s: provisioning, rotation, bundle push", name)
 				assert.False(t, h.overlap, name)
 			}
 			st := rotationStatus(t, m1)
 			assert.False(t, st.InProgress(), "the old CA ends retired")
+			assert.Len(t, st.Authorities, 2, "one rotation only")
+			assert.Nil(t, st.Lease)
 		})
 	}
+}
+
+// TestRotateBusy: while another driver's lease is unexpired, Rotate
+// returns ErrRotationBusy naming it at once and changes nothing; once
+// that lease expires (a driver that crashed), Rotate takes it over and
+// completes, and shows its own lease in the status while it works.
+func TestRotateBusy(t *testing.T) {
+	t.Parallel()
+	f, m := newRotationFleet(t, rotationBackends(t)[1], 3)
+	claim := func(holder string, ttl time.Duration) {
+		require.NoError(t, ca.WithProvider(m, func(p provider.Provider) error {
+			return provider.ClaimRotation(t.Context(), p, holder, ttl)
+		}))
+	}
+	claim("crashed server", time.Hour)
+	res, err := m.Rotate(t.Context(), &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 1000})
+	require.ErrorIs(t, err, ca.ErrRotationBusy)
+	assert.ErrorContains(t, err, `"crashed server"`)
+	var be *provider.RotationBusyError
+	require.ErrorAs(t, err, &be)
+	assert.Equal(t, "crashed server", be.Holder)
+	assert.WithinDuration(t, time.Now().Add(time.Hour), be.Until, time.Minute)
+	assert.False(t, res.Begun)
+	st := rotationStatus(t, m)
+	assert.False(t, st.InProgress(), "nothing begun")
+	require.NotNil(t, st.Lease)
+	assert.Equal(t, "crashed server", st.Lease.Holder)
+	for name, h := range f.hosts {
+		assert.Equal(t, 1, h.installCount(), name)
+	}
+
+	claim("crashed server", time.Millisecond) // its last renewal
+	time.Sleep(10 * time.Millisecond)
+	var held *provider.RotationLease
+	res, err = m.Rotate(t.Context(), &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 1000, Driver: "server-2",
+		Progress: func(p ca.RotationProgress) {
+			if p.Phase == ca.PhaseBegun {
+				held = rotationStatus(t, m).Lease
+			}
+		}})
+	require.NoError(t, err, "an expired lease is taken over")
+	assert.True(t, res.Finished)
+	require.NotNil(t, held, "the lease is shown while the driver works")
+	assert.Regexp(t, `^server-2 [0-9a-f]{12}$`, held.Holder)
+	assert.Nil(t, rotationStatus(t, m).Lease, "released at the end")
+}
+
+// TestRotateRenewsLease: a rotation that takes several times its lease
+// (400 ms; 10 hosts of 80 ms one at a time, provisioned and then pushed
+// the bundle) keeps it by renewing it: a competitor claiming every 20 ms
+// is refused throughout, and the rotation completes.
+func TestRotateRenewsLease(t *testing.T) {
+	t.Parallel()
+	f, m := newRotationFleet(t, rotationBackends(t)[1], 10)
+	for _, h := range f.hosts {
+		h.delay = 80 * time.Millisecond
+	}
+	done := make(chan struct{})
+	var refused, won atomic.Int32
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		time.Sleep(20 * time.Millisecond)
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			err := ca.WithProvider(m, func(p provider.Provider) error {
+				return provider.ClaimRotation(t.Context(), p, "competitor", time.Minute)
+			})
+			switch {
+			case errors.Is(err, provider.ErrRotationBusy):
+				refused.Add(1)
+			case err == nil:
+				won.Add(1)
+				return
+			}
+		}
+	})
+	started := time.Now()
+	res, err := m.Rotate(t.Context(), &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 1000, Concurrency: 1, Lease: 400 * time.Millisecond})
+	took := time.Since(started)
+	close(done)
+	wg.Wait()
+	require.NoError(t, err)
+	assert.True(t, res.Finished)
+	assert.Greater(t, took, 3*400*time.Millisecond, "the rotation outlasts several leases")
+	assert.Zero(t, won.Load(), "the competitor never got the lease while the driver worked")
+	assert.Greater(t, refused.Load(), int32(10))
+	t.Logf("rotation of %v under a 400 ms lease; the competitor was refused %d times", took.Round(time.Millisecond), refused.Load())
+}
+
+// TestRotateLeaseLost: a driver whose renewal finds another holder (it
+// stalled past its lease, and another driver took over) stops at once:
+// the error matches ErrRotationBusy and ErrRotationIncomplete, and it
+// provisions no more hosts.
+func TestRotateLeaseLost(t *testing.T) {
+	t.Parallel()
+	f, m := newRotationFleet(t, rotationBackends(t)[0], 20)
+	for _, h := range f.hosts {
+		h.delay = 30 * time.Millisecond
+	}
+	require.NoError(t, m.SetProvider(t.Context(), "stolen"))
+	res, err := m.Rotate(t.Context(), &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 1000, Concurrency: 1, Lease: 90 * time.Millisecond})
+	require.ErrorIs(t, err, ca.ErrRotationIncomplete)
+	require.ErrorIs(t, err, ca.ErrRotationBusy)
+	assert.ErrorContains(t, err, "thief")
+	assert.False(t, res.Retired)
+	assert.Less(t, len(res.Provisioned), 10, "stopped at the first renewal (30 ms), not after 20 hosts")
+}
+
+// TestRotateResumePush stops the driver right after the retirement
+// (its context cancelled from the Progress callback), as a management
+// server that stops between the retirement and the end of the bundle
+// push: the store records the push as pending, and Rotate on a new
+// Manager and CA on the same store (a restarted server) finishes the
+// push, to every host, without beginning a new rotation, and records it
+// done. On the memory store, SQLite and PostgreSQL.
+func TestRotateResumePush(t *testing.T) {
+	t.Parallel()
+	for _, b := range append(rotationBackends(t), postgresBackend()) {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			f, m := newRotationFleet(t, b, 6)
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			res, err := m.Rotate(ctx, &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 1000,
+				Progress: func(p ca.RotationProgress) {
+					if p.Phase == ca.PhaseRetired {
+						cancel()
+					}
+				}})
+			require.ErrorIs(t, err, ca.ErrRotationIncomplete)
+			require.ErrorIs(t, err, context.Canceled)
+			assert.True(t, res.Retired)
+			assert.False(t, res.Finished)
+			assert.Empty(t, res.BundlePushed)
+			st := rotationStatus(t, m)
+			assert.False(t, st.InProgress(), "the old CA is retired")
+			assert.True(t, st.PushPending, "the push is recorded as owed")
+			assert.Nil(t, st.Lease, "the stopped driver released its lease")
+			for name, h := range f.hosts {
+				_, bundle := h.last(t)
+				assert.Len(t, bundle, 2, "%s has not had the final bundle yet", name)
+			}
+
+			m2 := f.server(t, false) // the restarted server
+			var phases []ca.RotationPhase
+			res, err = m2.Rotate(t.Context(), &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 1000,
+				Progress: func(p ca.RotationProgress) {
+					if p.Phase != ca.PhaseBundlePushed {
+						phases = append(phases, p.Phase)
+					}
+				}})
+			require.NoError(t, err)
+			assert.False(t, res.Begun, "no new rotation")
+			assert.False(t, res.Retired)
+			assert.Empty(t, res.Provisioned)
+			assert.Len(t, res.BundlePushed, 6)
+			assert.True(t, res.Finished)
+			assert.Equal(t, []ca.RotationPhase{ca.PhaseResumed, ca.PhaseDone}, phases)
+			cas, err := m2.CACertificates(t.Context())
+			require.NoError(t, err)
+			require.Len(t, cas, 1)
+			for name, h := range f.hosts {
+				assert.Equal(t, 2, h.setupCount(), "%s not provisioned again", name)
+				leaf, bundle := h.last(t)
+				assert.True(t, issuedBy(leaf, cas[0]), name)
+				require.Len(t, bundle, 1, "%s: the bundle without the retired CA", name)
+				assert.Equal(t, cas[0].Raw, bundle[0].Raw, name)
+			}
+			st = rotationStatus(t, m2)
+			assert.False(t, st.PushPending, "the push is recorded done")
+			assert.Len(t, st.Authorities, 2)
+		})
+	}
+}
+
+// TestRotateWithoutLease: a provider with the rotation capability but no
+// lease (a rootca CA on a store that keeps none) still rotates end to
+// end, without a lease.
+func TestRotateWithoutLease(t *testing.T) {
+	t.Parallel()
+	f, m := newRotationFleet(t, rotationBackends(t)[0], 3)
+	require.NoError(t, m.SetProvider(t.Context(), "nolease"))
+	res, err := m.Rotate(t.Context(), &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 1000})
+	require.NoError(t, err)
+	assert.True(t, res.Begun)
+	assert.True(t, res.Retired)
+	assert.Len(t, res.BundlePushed, 3)
+	assert.True(t, res.Finished)
 }
 
 // TestRotateUnsupported: a provider without the rotation capability
@@ -470,9 +746,11 @@ func TestRotateUnsupported(t *testing.T) {
 	assert.ErrorIs(t, err, provider.ErrInvalidRequest)
 }
 
-// TestRotateBundlePushFails: a host that refuses the final bundle push is
-// named in the error, which does not say the rotation is incomplete (the
-// old CA is retired; running Rotate again would begin a new rotation).
+// TestRotateBundlePushFails: a host that refuses the final bundle push
+// is named in the error, which matches ErrRotationIncomplete: the old CA
+// is retired, the push stays recorded as owed, and the next Rotate
+// (the host fixed) pushes the bundle to every host again instead of
+// beginning a new rotation, and records the push done.
 func TestRotateBundlePushFails(t *testing.T) {
 	t.Parallel()
 	f, m := newRotationFleet(t, rotationBackends(t)[0], 3)
@@ -481,11 +759,42 @@ func TestRotateBundlePushFails(t *testing.T) {
 	bad.maxOK = 2 // its provisioning and its rotation succeed
 	bad.mu.Unlock()
 	res, err := m.Rotate(t.Context(), &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 1000})
-	require.Error(t, err)
-	assert.NotErrorIs(t, err, ca.ErrRotationIncomplete)
+	require.ErrorIs(t, err, ca.ErrRotationIncomplete)
 	assert.ErrorContains(t, err, bad.name)
 	assert.True(t, res.Retired)
+	assert.False(t, res.Finished)
 	assert.Len(t, res.BundlePushed, 2)
 	require.Contains(t, res.BundleFailed, bad.name)
 	assert.ErrorIs(t, res.BundleFailed[bad.name], errHostStep)
+	assert.True(t, rotationStatus(t, m).PushPending)
+
+	bad.mu.Lock()
+	bad.maxOK = 0
+	bad.mu.Unlock()
+	res, err = m.Rotate(t.Context(), &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 1000})
+	require.NoError(t, err)
+	assert.False(t, res.Begun)
+	assert.Len(t, res.BundlePushed, 3)
+	assert.True(t, res.Finished)
+	_, bundle := bad.last(t)
+	assert.Len(t, bundle, 1, "the fixed host has the bundle without the retired CA")
+	st := rotationStatus(t, m)
+	assert.False(t, st.PushPending)
+	assert.Len(t, st.Authorities, 2, "no new rotation begun")
+}
+
+// TestRotateBundlePushForced: with Force, a failed push is forgiven and
+// recorded done.
+func TestRotateBundlePushForced(t *testing.T) {
+	t.Parallel()
+	f, m := newRotationFleet(t, rotationBackends(t)[0], 3)
+	bad := f.hosts["kvm02.example.org"]
+	bad.mu.Lock()
+	bad.maxOK = 2
+	bad.mu.Unlock()
+	res, err := m.Rotate(t.Context(), &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 1000, Force: true})
+	require.NoError(t, err)
+	assert.True(t, res.Finished)
+	assert.Contains(t, res.BundleFailed, bad.name)
+	assert.False(t, rotationStatus(t, m).PushPending)
 }

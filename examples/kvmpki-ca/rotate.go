@@ -17,7 +17,7 @@ const rotateUsage = "kvmpki-ca rotate (-dir DIR | -db URL) (begin | status | ret
 // rotate runs a step of a CA rotation:
 //
 //	kvmpki-ca rotate -dir DIR begin           make the successor CA; it issues from now on
-//	kvmpki-ca rotate -dir DIR status          list the CA generations
+//	kvmpki-ca rotate -dir DIR status          list the CA generations, the phase and the driver lease
 //	kvmpki-ca rotate -dir DIR retire [-force] retire the previous CA
 //
 // retire refuses while the previous CA has unexpired, unrevoked
@@ -98,7 +98,32 @@ func (c *command) rotateStatus(ctx context.Context, ca *openCA) error {
 			g.Generation, state, g.Certificate.Subject, provider.FormatSerial(g.Certificate.SerialNumber),
 			g.Certificate.NotAfter.UTC().Format(time.RFC3339), g.Leaves)
 	}
-	if trusted > 1 {
+	lease := &rootca.RotationLease{}
+	if ls, ok := ca.store.(rootca.RotationLeaseStore); ok {
+		if lease, err = ls.RotationLease(ctx); err != nil {
+			return err
+		}
+	}
+	// The phase of the last rotation, as a driver (ca.Manager.Rotate)
+	// records it: begun, then retired with the bundle push pending, then
+	// done.
+	switch {
+	case trusted > 1:
+		fmt.Fprintln(c.stdout, "phase: begun (the new CA issues; hosts get its certificates, then the previous CA is retired)")
+	case lease.PushPending:
+		fmt.Fprintln(c.stdout, "phase: retired, bundle push pending (the next driver run pushes the bundle without the retired CA to every host)")
+	case len(gens) > 1:
+		fmt.Fprintln(c.stdout, "phase: done")
+	}
+	switch {
+	case lease.Holder == "":
+		fmt.Fprintln(c.stdout, "driver lease: free")
+	case lease.Until.After(time.Now()):
+		fmt.Fprintf(c.stdout, "driver lease: held by %q until %s\n", lease.Holder, lease.Until.UTC().Format(time.RFC3339))
+	default:
+		fmt.Fprintf(c.stdout, "driver lease: %q expired at %s (its driver stopped; the next one takes over)\n", lease.Holder, lease.Until.UTC().Format(time.RFC3339))
+	}
+	if trusted > 1 || lease.PushPending {
 		fmt.Fprintln(c.stdout, "rotation in progress")
 	} else {
 		fmt.Fprintln(c.stdout, "no rotation in progress")

@@ -9,10 +9,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.step.sm/crypto/pemutil"
+
+	"github.com/kvmpki/kvmpki/rootca/sqlstore/sqlite"
 )
 
 // TestRotate drives a whole CA rotation through the rotate command:
@@ -20,7 +23,8 @@ import (
 // bundle, before the old CA; a second begin is refused; retire refuses
 // while an old certificate is live and names it; retire -force retires
 // anyway, names the abandoned certificate and drops the old CA from the
-// bundle. (On -db the command runs the same code over the shared store;
+// bundle; status shows the phase (begun, done, and retired with the
+// bundle push pending as a driver records it) and the driver lease. (On -db the command runs the same code over the shared store;
 // rootca's storetest runs rotations on PostgreSQL and MariaDB.)
 func TestRotate(t *testing.T) {
 	dir := fixtureCA(t, "CN=kvmpki root CA,O=kvmpki")
@@ -92,6 +96,8 @@ func TestRotate(t *testing.T) {
 	assert.Contains(t, status, "generation 1\ttrusted\tCN=kvmpki root CA,O=kvmpki")
 	assert.Contains(t, status, "1 live certificates")
 	assert.Contains(t, status, "generation 2\tissuing\tCN=kvmpki root CA G2,O=kvmpki")
+	assert.Contains(t, status, "phase: begun")
+	assert.Contains(t, status, "driver lease: free")
 	assert.Contains(t, status, "rotation in progress")
 
 	r = cli("rotate", "retire")
@@ -107,7 +113,25 @@ func TestRotate(t *testing.T) {
 	assert.Equal(t, []string{"kvmpki root CA G2"}, bundleCerts(), "the old CA has left the bundle")
 	status = ok("rotate", "status")
 	assert.Contains(t, status, "generation 1\tretired ")
+	assert.Contains(t, status, "phase: done")
 	assert.Contains(t, status, "no rotation in progress")
+
+	// A driver (ca.Manager.Rotate) that stopped between a retirement and
+	// the end of its bundle push, its lease still unexpired: status shows
+	// both, then the lease expired.
+	store, err := sqlite.Open(t.Context(), filepath.Join(dir, dbFileName))
+	require.NoError(t, err)
+	defer store.Close()
+	now := time.Now()
+	require.NoError(t, store.ClaimRotation(t.Context(), "mgmt-1 pid 42 0a1b2c", now, now.Add(time.Hour)))
+	require.NoError(t, store.SetRotationPushPending(t.Context(), "mgmt-1 pid 42 0a1b2c", now, true))
+	status = ok("rotate", "status")
+	assert.Contains(t, status, "phase: retired, bundle push pending")
+	assert.Contains(t, status, `driver lease: held by "mgmt-1 pid 42 0a1b2c" until `+now.Add(time.Hour).UTC().Format(time.RFC3339))
+	assert.Contains(t, status, "\nrotation in progress")
+	require.NoError(t, store.ClaimRotation(t.Context(), "mgmt-1 pid 42 0a1b2c", now.Add(-time.Hour), now.Add(-time.Minute)))
+	status = ok("rotate", "status")
+	assert.Contains(t, status, `driver lease: "mgmt-1 pid 42 0a1b2c" expired at `)
 }
 
 // TestRotateUsage checks the rotate command's usage errors.

@@ -191,6 +191,19 @@
 // both CRLs of SignCRLs in one cacrl.pem (ca-crl.pem), libvirtd and QEMU
 // refuse the revoked leaves of either CA.
 //
+// Driving a rotation across a fleet (package ca's Manager.Rotate) needs
+// two things more, which a [RotationLeaseStore] keeps (MemStore, and the
+// SQL stores from schema version 4): a lease, so that one driver works
+// at a time across the servers sharing the store (a compare-and-set: of
+// many claims at once exactly one wins; it expires unless renewed, so a
+// crashed driver's lease passes to the next), and whether the bundle
+// push after a retirement is still owed, so that a driver stopped
+// between the retirement and the end of the push is resumed. A CA on
+// such a store is a provider.RotationLeaser, and [CA.CARotationStatus]
+// reports the lease and the pending push. Leases compare the CA's clock
+// (Options.Time) with expiries other servers wrote: keep their clocks
+// synchronised to well within a lease.
+//
 // # Clusters
 //
 // A CA keeps its revocations in memory for the handshake checks. On a

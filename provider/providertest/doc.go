@@ -127,6 +127,14 @@
 //     through a delegated responder certificate, and state the template;
 //     ForeignIssuer (a template naming another CA matches
 //     [provider.ErrInvalidRequest]).
+//   - RotationLeaser ([provider.RotationLeaser]; skipped when its claim
+//     returns errors.ErrUnsupported): Exclusive (a held lease refuses
+//     other claims with a [*provider.RotationBusyError] naming the
+//     holder; the holder renews it; PushPending is set under the lease
+//     only, and CARotationStatus reports both; a non-holder's release
+//     does nothing; a released lease is free and its former holder
+//     cannot renew it) and Concurrent (exactly one of 16 concurrent
+//     claims wins).
 //   - Concurrency: IssueRevoke: 8 goroutines issue and revoke at once,
 //     next to readers; every serial is distinct.
 //

@@ -61,7 +61,7 @@ var flawCases = []flawCase{
 	// nothing else does.
 	{name: "bare", wrap: func(ca *toyCA) provider.Provider { return bareProvider{ca} },
 		opts:    providertest.Options{NoIPAddresses: true, NoKeyGeneration: true},
-		skipped: []string{"CRL", "VerifyPeer", "Inventory", "Renew", "RevocationNotifier", "OCSPSigner", "Issue/KeyTypes"}},
+		skipped: []string{"CRL", "VerifyPeer", "Inventory", "Renew", "RevocationNotifier", "OCSPSigner", "RotationLeaser", "Issue/KeyTypes"}},
 	// A provider shaped like Let's Encrypt: the options make the suite
 	// run every check it can, and skip only what the CA cannot do.
 	{name: "acme-like", flaws: flaws{acme: true}, wrap: func(ca *toyCA) provider.Provider { return acmeToy{ca} },
@@ -73,7 +73,10 @@ var flawCases = []flawCase{
 			NoKeyGeneration: true,
 		},
 		skipped: []string{"Issue/host", "Issue/client", "Issue/KeyTypes", "Revoke/UnknownSerial",
-			"CRL/Entry", "VerifyPeer/MutualTLS", "Inventory", "RevocationNotifier", "OCSPSigner"}},
+			"CRL/Entry", "VerifyPeer/MutualTLS", "Inventory", "RevocationNotifier", "OCSPSigner", "RotationLeaser"}},
+	// A rotation lease without compare-and-set: every claim wins.
+	{name: "sloppy rotation lease", wrap: func(ca *toyCA) provider.Provider { return &sloppyLeaser{toyCA: ca} },
+		run: "RotationLeaser", fail: []string{"RotationLeaser/Exclusive", "RotationLeaser/Concurrent"}},
 	// A CA listing a second issuing CA before its own: each Chain
 	// verifies to a root among CACertificates, without being a prefix
 	// of them.

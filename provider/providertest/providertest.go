@@ -152,6 +152,7 @@ func Run(t *testing.T, newProvider func(t *testing.T) provider.Provider, opts *O
 	s.group(t, "Renew", s.testRenew)
 	s.group(t, "RevocationNotifier", s.testNotifier)
 	s.group(t, "OCSPSigner", s.testOCSPSigner)
+	s.group(t, "RotationLeaser", s.testRotationLeaser)
 	s.group(t, "Concurrency", s.testConcurrency)
 }
 
@@ -177,6 +178,7 @@ var checkNames = []string{
 	"Renew", "Renew/Successor", "Renew/NewKey", "Renew/Revoked", "Renew/Foreign",
 	"RevocationNotifier", "RevocationNotifier/NoticeAfterRevoke", "RevocationNotifier/ClosedWhenDone",
 	"OCSPSigner", "OCSPSigner/Good", "OCSPSigner/Revoked", "OCSPSigner/Unknown", "OCSPSigner/ForeignIssuer",
+	"RotationLeaser", "RotationLeaser/Exclusive", "RotationLeaser/Concurrent",
 	"Concurrency", "Concurrency/IssueRevoke",
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/big"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -213,3 +214,61 @@ func TestRotationUnsupported(t *testing.T) {
 
 // oneCAStore hides MemStore's RotationStore methods: a store of one CA.
 type oneCAStore struct{ rootca.Store }
+
+// noLeaseStore hides MemStore's RotationLeaseStore methods: a store of
+// generations without a rotation lease.
+type noLeaseStore struct{ rootca.RotationStore }
+
+// TestRotationLease checks the CA's provider.RotationLeaser methods on a
+// MemStore: a claim for a duration of the CA's clock (Options.Time), the
+// busy error naming the holder and that expiry, PushPending and the
+// lease in CARotationStatus, release; a lease expires with the CA's
+// clock; a duration that is not positive is refused; on a store without
+// a lease every method matches errors.ErrUnsupported.
+func TestRotationLease(t *testing.T) {
+	ctx := t.Context()
+	now := time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC)
+	clock := func() time.Time { return now }
+	ca, err := rootca.Create(ctx, rootca.NewMemStore(), &rootca.CreateOptions{Options: rootca.Options{Signer: genKey(t, "p256"), Time: clock}})
+	require.NoError(t, err)
+	t.Cleanup(func() { ca.Close() })
+
+	require.NoError(t, ca.ClaimCARotation(ctx, "server-a", time.Minute))
+	err = ca.ClaimCARotation(ctx, "server-b", time.Minute)
+	var busy *provider.RotationBusyError
+	require.ErrorAs(t, err, &busy)
+	assert.ErrorIs(t, err, rootca.ErrRotationBusy)
+	assert.Equal(t, "server-a", busy.Holder)
+	assert.True(t, now.Add(time.Minute).Equal(busy.Until), "until the CA's clock plus the duration")
+	require.NoError(t, ca.SetCARotationPushPending(ctx, "server-a", true))
+	st, err := ca.CARotationStatus(ctx)
+	require.NoError(t, err)
+	assert.True(t, st.PushPending)
+	require.NotNil(t, st.Lease)
+	assert.Equal(t, provider.RotationLease{Holder: "server-a", Until: now.Add(time.Minute)}, *st.Lease)
+
+	now = now.Add(2 * time.Minute) // server-a's lease expires
+	assert.ErrorIs(t, ca.SetCARotationPushPending(ctx, "server-a", false), provider.ErrRotationBusy, "under an expired lease")
+	require.NoError(t, ca.ClaimCARotation(ctx, "server-b", time.Minute), "takeover of an expired lease")
+	require.NoError(t, ca.ReleaseCARotation(ctx, "server-b"))
+	st, err = ca.CARotationStatus(ctx)
+	require.NoError(t, err)
+	assert.Nil(t, st.Lease)
+	assert.True(t, st.PushPending, "a release keeps PushPending")
+	for _, ttl := range []time.Duration{0, -time.Second} {
+		err := ca.ClaimCARotation(ctx, "server-c", ttl)
+		require.Error(t, err, "duration %v", ttl)
+		assert.NotErrorIs(t, err, provider.ErrRotationBusy)
+	}
+
+	plain, err := rootca.Create(ctx, noLeaseStore{rootca.NewMemStore()}, &rootca.CreateOptions{Options: rootca.Options{Signer: genKey(t, "p256")}})
+	require.NoError(t, err)
+	t.Cleanup(func() { plain.Close() })
+	assert.ErrorIs(t, plain.ClaimCARotation(ctx, "server-a", time.Minute), errors.ErrUnsupported)
+	assert.ErrorIs(t, plain.ReleaseCARotation(ctx, "server-a"), errors.ErrUnsupported)
+	assert.ErrorIs(t, plain.SetCARotationPushPending(ctx, "server-a", true), errors.ErrUnsupported)
+	st, err = plain.CARotationStatus(ctx)
+	require.NoError(t, err)
+	assert.Nil(t, st.Lease)
+	assert.False(t, st.PushPending)
+}

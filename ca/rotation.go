@@ -66,8 +66,14 @@ type RotateOptions struct {
 	Lease time.Duration
 }
 
-// defaultRotationLease is RotateOptions.Lease's default.
-const defaultRotationLease = time.Minute
+const (
+	// defaultRotationLease is RotateOptions.Lease's default.
+	defaultRotationLease = time.Minute
+	// releaseTimeout bounds the release of the lease when Rotate
+	// returns (its context may be done by then); a lease not released
+	// expires by itself.
+	releaseTimeout = 10 * time.Second
+)
 
 // ErrRotationBusy is matched by the error Rotate returns when another
 // driver (another Rotate call, in this process or another management
@@ -397,9 +403,11 @@ func (r *rotation) claim(ctx context.Context, p provider.Provider) (context.Cont
 	wg.Go(func() { r.renew(work, p, ttl, cancel, stop) })
 	return work, func() {
 		close(stop)
+		cancel(nil) // cuts a renewal in flight short
 		wg.Wait()
-		cancel(nil)
-		if err := provider.ReleaseRotation(context.WithoutCancel(ctx), p, holder); err != nil {
+		rctx, done := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+		defer done()
+		if err := provider.ReleaseRotation(rctx, p, holder); err != nil {
 			r.m.s.logger.Warn("ca: CA rotation lease not released (it expires by itself)", "holder", holder, "error", err)
 		}
 	}, nil
@@ -410,7 +418,7 @@ func (r *rotation) claim(ctx context.Context, p provider.Provider) (context.Cont
 // until less than a third of it is left, it cancels ctx: the work stops
 // before another driver may take over.
 func (r *rotation) renew(ctx context.Context, p provider.Provider, ttl time.Duration, cancel context.CancelCauseFunc, stop <-chan struct{}) {
-	every := ttl / 3
+	every := max(ttl/3, time.Millisecond)
 	expires := time.Now().Add(ttl)
 	t := time.NewTicker(every)
 	defer t.Stop()

@@ -798,3 +798,14 @@ func TestRotateBundlePushForced(t *testing.T) {
 	assert.Contains(t, res.BundleFailed, bad.name)
 	assert.False(t, rotationStatus(t, m).PushPending)
 }
+
+// TestRotateTinyLease: a lease of a nanosecond is useless but must not
+// crash the driver (a renewal ticker of zero panics): Rotate returns an
+// error, the lease lost.
+func TestRotateTinyLease(t *testing.T) {
+	t.Parallel()
+	f, m := newRotationFleet(t, rotationBackends(t)[0], 2)
+	_, err := m.Rotate(t.Context(), &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 1000, Lease: time.Nanosecond})
+	require.Error(t, err)
+	assert.ErrorIs(t, err, ca.ErrRotationBusy)
+}

@@ -177,7 +177,12 @@ var ErrRotationIncomplete = errors.New("ca: CA rotation incomplete")
 //     having changed nothing. It renews the lease every third of
 //     RotateOptions.Lease while it works, and releases it when it
 //     returns; a driver that crashed loses it when it expires, and the
-//     next Rotate resumes.
+//     next Rotate resumes. A driver stalled past its lease (a paused
+//     process) stops at its next renewal; the host step it was in may
+//     then overlap with the next driver's, which re-reads each
+//     certificate before provisioning its host, so at worst one host is
+//     provisioned twice, which is harmless (it ends with a valid
+//     certificate of the new CA).
 //  1. It begins a rotation (the provider makes a successor CA that
 //     issues from then on, and both CAs are in the bundle), or continues
 //     the one in progress: the state lives in the provider's store, so a

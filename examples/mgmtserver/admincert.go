@@ -34,7 +34,7 @@ func adminCert(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	c.register(fs)
 	out := fs.String("out", "", "write PREFIX.crt, PREFIX.key and PREFIX.ca.crt (`PREFIX` required)")
 	name := fs.String("name", "admin", "the administrator's `name` (the certificate's common name)")
-	validity := fs.Duration("validity", 30*24*time.Hour, "certificate `validity`")
+	validity := fs.Duration("validity", defaultAdminValidity, "certificate `validity`")
 	force := fs.Bool("force", false, "replace existing files")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

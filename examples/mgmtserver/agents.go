@@ -15,13 +15,6 @@ import (
 	"github.com/kvmpki/kvmpki/provider"
 )
 
-// handshakeTimeout bounds an agent's TLS handshake.
-const handshakeTimeout = 10 * time.Second
-
-// provisionTimeout bounds the provisioning of one agent (its keystore
-// setup, the issue, the install and the reload).
-const provisionTimeout = 2 * time.Minute
-
 // errHostBusy means the host is being provisioned already.
 var errHostBusy = errors.New("mgmtserver: the host is being provisioned already")
 

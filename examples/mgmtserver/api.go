@@ -18,13 +18,6 @@ import (
 	"github.com/kvmpki/kvmpki/provider"
 )
 
-// maxDurationDays bounds issueCertificate's duration before it is turned
-// into a time.Duration (the Manager's MaxValidity refuses far less).
-const maxDurationDays = 100 * 365
-
-// verifyTimeout bounds a client certificate check.
-const verifyTimeout = 10 * time.Second
-
 // api serves the commands. Construct it with newAPI.
 type api struct {
 	m      *ca.Manager

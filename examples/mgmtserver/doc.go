@@ -72,17 +72,26 @@
 // provider cannot do; 5xx only for faults of the server or the agent
 // (502).
 //
-// # Who may call it
+// # Security
 //
 // Commands require an administrator's client certificate: one that chains
 // to the CA, is valid, not revoked (checked at every handshake, resumed
-// sessions included, and again at every request) and has the client role
-// only, its extended key usage exactly clientAuth. Agents and management
+// sessions included, and again at every request, so that a keep-alive
+// connection does not outlive a revocation) and has the client role only,
+// its extended key usage exactly clientAuth. Agents and management
 // servers hold host certificates (serverAuth as well), so they can never
 // call the API, and issueCertificate cannot mint an administrator:
 // administrators' certificates come only from admin-cert, run where the
 // CA's database and key password are. The CA bundle (/ca.pem), the CRL
-// (/crl) and OCSP (/ocsp) are served on the same listener to anyone.
+// (/crl) and OCSP (/ocsp) are served on the same listener to anyone; the
+// listener requests a client certificate but does not require one.
+//
+// The CA key never leaves rootca (OCSP answers are signed by it), the
+// server's own key never leaves the process, and an agent's key never
+// leaves the agent: provisioning sends only its CSR and certificate.
+// issueCertificate without a csr returns the generated private key in its
+// answer, as CloudStack does for system VMs; send a csr to avoid it. Keys
+// are never logged. There is no insecure mode.
 //
 // # The agent port
 //
@@ -115,3 +124,12 @@
 //	    -d '{"serial":"3f2a..."}' https://127.0.0.1:8443/revokeCertificate
 //	curl --cacert admin.ca.crt https://127.0.0.1:8443/crl -o ca.crl   # no client certificate needed
 package main
+
+// BUG(mgmtserver): A renewal by the background task and a
+// provisionCertificate call for the same agent at the same moment are not
+// serialized: the agent answers both in turn and may end up refusing the
+// certificate of the first (its key was replaced by the second setup);
+// it keeps the other, valid certificate, and the background task retries.
+// Hello-requested provisioning and provisionCertificate are serialized
+// (409), and the background task leaves a host being provisioned (retried
+// later).

@@ -88,7 +88,7 @@ func parseServerFlags(args []string, stderr io.Writer, getenv func(string) strin
 	fs.DurationVar(&f.maxValidity, "max-validity", 0, "longest `validity` a request may ask for (default: -validity)")
 	fs.DurationVar(&f.alertPeriod, "alert-period", 0, "renew-or-alert `window` before a certificate ends (default 360h, ca.framework.cert.expiry.alert.period)")
 	fs.DurationVar(&f.backgroundInterval, "background-interval", 0, "how often the background task `wakes` (default 1h, at least 1m)")
-	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a SIGTERM waits for API requests in flight")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long a SIGTERM waits for API requests in flight")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err

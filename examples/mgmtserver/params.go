@@ -12,10 +12,6 @@ import (
 	"strings"
 )
 
-// maxBody bounds a request body: a CSR is at most 64 KiB, so a megabyte
-// leaves room for every parameter and refuses anything larger with 413.
-const maxBody = 1 << 20
-
 // listParams are the parameters a JSON body may give as an array of
 // strings, joined with commas as CloudStack's comma-separated lists.
 var listParams = map[string]bool{"domain": true, "ipaddress": true}
@@ -197,9 +193,8 @@ func jsonValue(key string, raw json.RawMessage) (string, *apiError) {
 
 // truncate bounds a client-supplied name quoted into an error.
 func truncate(s string) string {
-	const limit = 64
-	if len(s) <= limit {
+	if len(s) <= maxErrorName {
 		return s
 	}
-	return s[:limit] + "..."
+	return s[:maxErrorName] + "..."
 }

@@ -23,9 +23,6 @@ import (
 // PasswordEnv is the environment variable that holds the CA key password.
 const PasswordEnv = "KVMPKI_CA_PASSWORD"
 
-// maxPasswordFile bounds what -password-file reads.
-const maxPasswordFile = 64 << 10
-
 // caFlags are the flags that locate the CA, shared by both commands.
 type caFlags struct {
 	dir          string

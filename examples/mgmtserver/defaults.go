@@ -22,9 +22,6 @@ const verifyTimeout = 10 * time.Second
 // leaves room for every parameter and refuses anything larger with 413.
 const maxBody = 1 << 20
 
-// maxPasswordFile bounds what -password-file reads.
-const maxPasswordFile = 64 << 10
-
 // maxErrorName bounds a client-supplied name quoted into an error.
 const maxErrorName = 64
 

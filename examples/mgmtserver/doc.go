@@ -16,7 +16,8 @@
 // creates it and the other opens it. The CA key password comes from
 // $KVMPKI_CA_PASSWORD or -password-file, never from an argument. A
 // password in the -db URL is warned about (the process list shows it):
-// use PostgreSQL's $PGPASSWORD or ~/.pgpass instead.
+// put it in $KVMPKI_DB_PASSWORD (as kvmpki-ca takes it), or use
+// PostgreSQL's $PGPASSWORD or ~/.pgpass.
 //
 // The server runs until SIGINT or SIGTERM, then stops accepting, closes
 // the agent sessions and the CA. Once both listeners are open it prints

@@ -138,26 +138,6 @@ func TestUsageErrors(t *testing.T) {
 	})
 }
 
-// TestURLHasPassword: a password in a -db URL is found, for the warning.
-func TestURLHasPassword(t *testing.T) {
-	tests := []struct {
-		url  string
-		want bool
-	}{
-		{"postgres://ca@db/kvmpki", false},
-		{"postgres://ca:secret@db/kvmpki", true},
-		{"postgres://ca@db/kvmpki?password=secret", true},
-		{"mysql://ca@tcp(db:3306)/kvmpki", false},
-		{"mysql://ca:secret@tcp(db:3306)/kvmpki", true},
-		{"sqlite:/var/lib/ca.db", false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.url, func(t *testing.T) {
-			assert.Equal(t, tc.want, urlHasPassword(tc.url))
-		})
-	}
-}
-
 // TestServeCommandLine runs the server as main does, on an SQLite CA it
 // creates: it prints the listening line with the real addresses, answers
 // an administrator from admin-cert, and stops cleanly when its context

@@ -7,11 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
-	"os"
-	"strings"
 	"sync"
 
+	"github.com/kvmpki/kvmpki/internal/dburl"
+	"github.com/kvmpki/kvmpki/internal/secret"
 	"github.com/kvmpki/kvmpki/provider"
 	"github.com/kvmpki/kvmpki/rootca"
 	"github.com/kvmpki/kvmpki/rootca/sqlstore"
@@ -33,7 +32,7 @@ type caFlags struct {
 
 func (c *caFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.dir, "dir", "", "CA `directory`, holding the SQLite database ca.db (created with mode 0700; required without -db)")
-	fs.StringVar(&c.db, "db", "", "shared CA database `URL`: postgres://USER@HOST/DB or mysql://USER@tcp(HOST:PORT)/DB")
+	fs.StringVar(&c.db, "db", "", "shared CA database `URL`: postgres://USER@HOST/DB or mysql://USER@tcp(HOST:PORT)/DB (password from $"+dburl.PasswordEnv+")")
 	fs.StringVar(&c.passwordFile, "password-file", "", "read the CA key password from `FILE` instead of $"+PasswordEnv)
 }
 
@@ -46,51 +45,19 @@ func (c *caFlags) check(warn io.Writer) error {
 	case c.dir != "" && c.db != "":
 		return &usageError{"-dir and -db exclude each other"}
 	}
-	if c.db != "" && urlHasPassword(c.db) {
-		fmt.Fprintln(warn, "mgmtserver: warning: the -db URL holds a password, which other users can see in the process list; use PostgreSQL's $PGPASSWORD or ~/.pgpass")
+	if c.db != "" && dburl.HasPassword(c.db) {
+		fmt.Fprintf(warn, "mgmtserver: warning: the -db URL holds a password, which other users can see in the process list; use $%s (or PostgreSQL's $PGPASSWORD or ~/.pgpass)\n", dburl.PasswordEnv)
 	}
 	return nil
-}
-
-// urlHasPassword reports whether a database URL carries a password.
-func urlHasPassword(dbURL string) bool {
-	if strings.Contains(strings.ToLower(dbURL), "password=") {
-		return true
-	}
-	_, rest, ok := strings.Cut(dbURL, "://")
-	if !ok {
-		return false
-	}
-	if u, err := url.Parse(dbURL); err == nil && u.User != nil {
-		_, set := u.User.Password()
-		return set
-	}
-	// MySQL DSNs (USER:PASS@tcp(...)) are not URLs: look before the '@'.
-	if at := strings.LastIndex(rest, "@"); at >= 0 {
-		return strings.Contains(rest[:at], ":")
-	}
-	return false
 }
 
 // password returns the CA key password from -password-file or the
 // environment. A trailing newline in the file is not part of it.
 func (c *caFlags) password() ([]byte, error) {
 	if c.passwordFile != "" {
-		f, err := os.Open(c.passwordFile)
+		b, err := secret.Read(c.passwordFile, nil)
 		if err != nil {
 			return nil, fmt.Errorf("password file: %w", err)
-		}
-		defer f.Close()
-		b, err := io.ReadAll(io.LimitReader(f, maxPasswordFile+1))
-		if err != nil {
-			return nil, fmt.Errorf("password file: %w", err)
-		}
-		if len(b) > maxPasswordFile {
-			return nil, fmt.Errorf("password file is over %d bytes", maxPasswordFile)
-		}
-		b = []byte(strings.TrimRight(string(b), "\r\n"))
-		if len(b) == 0 {
-			return nil, errors.New("password file is empty")
 		}
 		return b, nil
 	}
@@ -104,7 +71,11 @@ func (c *caFlags) password() ([]byte, error) {
 // (creating the directory with mode 0700).
 func (c *caFlags) openStore(ctx context.Context) (rootca.Store, error) {
 	if c.db != "" {
-		s, err := sqlstore.OpenURL(ctx, c.db, sqlite.Backend(), postgres.Backend(), mysqlstore.Backend())
+		u, err := dburl.WithPassword(c.db, c.getenv(dburl.PasswordEnv))
+		if err != nil {
+			return nil, &usageError{err.Error()}
+		}
+		s, err := sqlstore.OpenURL(ctx, u, sqlite.Backend(), postgres.Backend(), mysqlstore.Backend())
 		if err != nil {
 			return nil, fmt.Errorf("opening the -db database: %w", err)
 		}

@@ -473,11 +473,24 @@ func (b *Background) renew(ctx context.Context, it *renewal) {
 	}
 	b.mu.Lock()
 	it.name = name
+	busy := errors.Is(err, ErrProvisionBusy)
 	switch {
 	case err == nil || res != nil:
 		it.state = stateDone
 	case ctx.Err() != nil:
 		it.state = stateWaiting // Run is ending: not a failure of the host
+	case busy:
+		// Provisioned by someone else now (an administrator's call):
+		// look again after the first backoff, with no alert; by then
+		// the certificate is usually replaced.
+		it.state = stateWaiting
+		it.at = b.m.s.now().Add(b.backoff)
+		heap.Push(&b.queue, it)
+		if b.wake != nil {
+			b.wake()
+		} else {
+			b.kicked = true
+		}
 	default:
 		it.failures++
 		it.state = stateWaiting
@@ -491,7 +504,7 @@ func (b *Background) renew(ctx context.Context, it *renewal) {
 	}
 	b.mu.Unlock()
 	if err != nil {
-		if ctx.Err() == nil {
+		if ctx.Err() == nil && !busy {
 			b.raise(&Alert{Kind: AlertRenewalFailed, Host: name, Serial: serial, Subject: rec.Subject, NotAfter: rec.NotAfter, Err: err})
 		}
 		return

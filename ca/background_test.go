@@ -462,3 +462,44 @@ func TestBackgroundNoInventory(t *testing.T) {
 	require.ErrorIs(t, err, errors.ErrUnsupported)
 	assert.ErrorContains(t, err, "ca: background task")
 }
+
+// TestBackgroundBusyHostRetriedQuietly: a renewal that finds its host
+// being provisioned by another call (an administrator's, say) is tried
+// again after the backoff without an alert, and then renews.
+func TestBackgroundBusyHostRetriedQuietly(t *testing.T) {
+	var x *sim
+	var calls int
+	var blocker *blockingHost
+	var blocked chan error
+	hostFor := func(ctx context.Context, rec *provider.CertificateRecord) (*ca.ProvisionRequest, error) {
+		req, err := x.fleet.hostFor(ctx, rec)
+		if req == nil || err != nil {
+			return req, err
+		}
+		calls++
+		switch calls {
+		case 1: // someone else starts provisioning this host, and holds it
+			blocker = &blockingHost{recordingHost: newRecordingHost(t), entered: make(chan struct{}), release: make(chan struct{})}
+			blocked = make(chan error, 1)
+			go func() {
+				_, err := x.e.m.Provision(context.Background(), &ca.ProvisionRequest{Name: req.Name, Host: blocker, DNSNames: req.DNSNames})
+				blocked <- err
+			}()
+			<-blocker.entered
+		case 2: // ... and is done by the retry
+			close(blocker.release)
+			require.NoError(t, <-blocked)
+		}
+		return req, nil
+	}
+	x = newSim(t, ca.Settings{Validity: 20 * 24 * time.Hour, ExpiryAlertPeriod: 5 * 24 * time.Hour}, 0, 1, 30*24*time.Hour,
+		ca.BackgroundOptions{HostFor: hostFor}, false)
+	runUntil(t, x.bg, x.e.clock, x.end)
+
+	assert.GreaterOrEqual(t, calls, 2, "the busy renewal was tried again")
+	failed, _ := x.alerts.list(ca.AlertRenewalFailed)
+	assert.Empty(t, failed, "a busy host is no failure")
+	for name, h := range x.fleet.hosts {
+		assert.NotEmpty(t, h.setups(), "%s: renewed after the retry", name)
+	}
+}

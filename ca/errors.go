@@ -33,6 +33,10 @@ var (
 	// ErrClosed means the Manager was closed.
 	ErrClosed = errors.New("ca: manager closed")
 
+	// ErrProvisionBusy means a host is being provisioned already, by
+	// another call of the same Manager (Manager.Provision): retry later.
+	ErrProvisionBusy = errors.New("ca: the host is being provisioned already")
+
 	// ErrNoCredentials means an agent's certificate, key or CA file is
 	// missing or unusable: an agent never falls back to trusting any
 	// server.

@@ -25,6 +25,10 @@ type Manager struct {
 	s      *settings
 	active activeSet
 
+	// provisioning holds the names of the hosts a Provision call is
+	// provisioning now.
+	provisioning sync.Map
+
 	mu     sync.Mutex
 	cur    *handle
 	closed bool

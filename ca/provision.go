@@ -120,10 +120,19 @@ func (e *ProvisionError) Unwrap() error { return e.Err }
 //
 // The CSR is checked as every agent request is: one asking for the
 // management marker name is refused.
+//
+// A host is provisioned by one call at a time: a call for a Name that
+// another call of this Manager is provisioning fails at once with an
+// error matching ErrProvisionBusy (two setups in turn would replace the
+// key the first certificate was issued for).
 func (m *Manager) Provision(ctx context.Context, req *ProvisionRequest) (*ProvisionResult, error) {
 	if req == nil || req.Host == nil || req.Name == "" {
 		return nil, &provider.RequestError{Field: "host", Reason: "Provision needs a Name and a Host"}
 	}
+	if _, busy := m.provisioning.LoadOrStore(req.Name, struct{}{}); busy {
+		return nil, fmt.Errorf("ca: provisioning %s: %w", req.Name, ErrProvisionBusy)
+	}
+	defer m.provisioning.Delete(req.Name)
 	fail := func(step ProvisionStep, err error) error {
 		m.s.logger.Warn("ca: provisioning failed", "host", req.Name, "step", string(step), "error", err)
 		return &ProvisionError{Host: req.Name, Step: step, Err: err}

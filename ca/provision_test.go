@@ -165,3 +165,45 @@ func TestProvisionNeedsHost(t *testing.T) {
 		assert.ErrorIs(t, err, provider.ErrInvalidRequest)
 	}
 }
+
+// blockingHost holds its keystore setup until released.
+type blockingHost struct {
+	*recordingHost
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (h *blockingHost) SetupKeystore(ctx context.Context, req *ca.KeystoreSetup) ([]byte, error) {
+	close(h.entered)
+	<-h.release
+	return h.recordingHost.SetupKeystore(ctx, req)
+}
+
+// TestProvisionOneAtATimePerHost: while a host is being provisioned, a
+// second Provision of the same host fails at once with ErrProvisionBusy
+// and touches nothing; another host goes ahead; once the first ends, the
+// host can be provisioned again.
+func TestProvisionOneAtATimePerHost(t *testing.T) {
+	e := newEnv(t, nil)
+	first := &blockingHost{recordingHost: newRecordingHost(t), entered: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.m.Provision(t.Context(), &ca.ProvisionRequest{Name: "kvm1", Host: first, DNSNames: []string{"kvm1.example.org"}})
+		done <- err
+	}()
+	<-first.entered
+
+	second := newRecordingHost(t)
+	_, err := e.m.Provision(t.Context(), &ca.ProvisionRequest{Name: "kvm1", Host: second, DNSNames: []string{"kvm1.example.org"}})
+	require.ErrorIs(t, err, ca.ErrProvisionBusy)
+	assert.Nil(t, second.setup, "the busy call never reached the host")
+
+	other := newRecordingHost(t)
+	_, err = e.m.Provision(t.Context(), &ca.ProvisionRequest{Name: "kvm2", Host: other, DNSNames: []string{"kvm2.example.org"}})
+	require.NoError(t, err, "another host is not held up")
+
+	close(first.release)
+	require.NoError(t, <-done)
+	_, err = e.m.Provision(t.Context(), &ca.ProvisionRequest{Name: "kvm1", Host: second, DNSNames: []string{"kvm1.example.org"}})
+	assert.NoError(t, err, "free again once the first call ended")
+}

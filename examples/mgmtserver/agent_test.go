@@ -133,18 +133,20 @@ func TestHostFor(t *testing.T) {
 	assert.Equal(t, "kvm3", req.Name)
 	assert.Equal(t, []string{"kvm3"}, req.DNSNames)
 
-	// A host this server is provisioning already is retried later, not
-	// provisioned twice at once over one connection.
-	e.agents.mu.Lock()
-	e.agents.busy["kvm3"] = true
-	e.agents.mu.Unlock()
-	_, err = e.agents.hostFor(context.Background(), rec)
-	assert.ErrorIs(t, err, errHostBusy)
+	// A host this server is provisioning already is not provisioned
+	// twice at once over one connection: the API answers 409 (and the
+	// background task retries quietly, as package ca tests).
+	held := &heldHost{entered: make(chan struct{}), release: make(chan struct{})}
+	heldDone := make(chan error, 1)
+	go func() {
+		_, err := e.m.Provision(context.Background(), &ca.ProvisionRequest{Name: "kvm3", Host: held})
+		heldDone <- err
+	}()
+	<-held.entered
 	status, body := e.call(t, admin, "provisionCertificate", url.Values{"hostid": {"kvm3"}})
 	assert.Equal(t, http.StatusConflict, status, body)
-	e.agents.mu.Lock()
-	delete(e.agents.busy, "kvm3")
-	e.agents.mu.Unlock()
+	close(held.release)
+	require.Error(t, <-heldDone)
 
 	// Renewing through it works end to end: the agent reconnects with
 	// the renewed certificate.
@@ -282,3 +284,17 @@ func TestProvisionFailureClosesConnection(t *testing.T) {
 	assert.Equal(t, provider.StatusValid, e.status(t, provider.FormatSerial(boot.Leaf.SerialNumber)))
 	assert.Contains(t, e.log.String(), "disk full")
 }
+
+// heldHost holds its keystore setup until released, then fails it.
+type heldHost struct {
+	entered, release chan struct{}
+}
+
+func (h *heldHost) SetupKeystore(context.Context, *ca.KeystoreSetup) ([]byte, error) {
+	close(h.entered)
+	<-h.release
+	return nil, errors.New("released")
+}
+
+func (h *heldHost) InstallCertificate(context.Context, *ca.CertificateInstall) error { return nil }
+func (h *heldHost) Reload(context.Context) error                                     { return nil }

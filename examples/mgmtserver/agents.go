@@ -15,9 +15,6 @@ import (
 	"github.com/kvmpki/kvmpki/provider"
 )
 
-// errHostBusy means the host is being provisioned already.
-var errHostBusy = errors.New("mgmtserver: the host is being provisioned already")
-
 // errHostNotConnected means no agent of that host id is connected here.
 var errHostNotConnected = errors.New("mgmtserver: host not connected to this server")
 
@@ -41,12 +38,11 @@ type agents struct {
 
 	mu   sync.Mutex
 	byID map[string]*agent
-	busy map[string]bool // host ids being provisioned by this server
 	wg   sync.WaitGroup
 }
 
 func newAgents(m *ca.Manager, log *slog.Logger) *agents {
-	return &agents{m: m, log: log, byID: make(map[string]*agent), busy: make(map[string]bool)}
+	return &agents{m: m, log: log, byID: make(map[string]*agent)}
 }
 
 // hostID names the holder of a certificate: its common name, or its first
@@ -212,21 +208,9 @@ func (a *agent) request() *ca.ProvisionRequest {
 
 // provision provisions a over its connection now, then revokes the
 // certificate it connected with as superseded (a bootstrap certificate
-// is so single-use). A host being provisioned already is errHostBusy.
+// is so single-use). A host being provisioned already fails with
+// ca.ErrProvisionBusy (the Manager provisions a host once at a time).
 func (as *agents) provision(ctx context.Context, a *agent) (*x509.Certificate, error) {
-	as.mu.Lock()
-	if as.busy[a.hostID] {
-		as.mu.Unlock()
-		return nil, errHostBusy
-	}
-	as.busy[a.hostID] = true
-	as.mu.Unlock()
-	defer func() {
-		as.mu.Lock()
-		delete(as.busy, a.hostID)
-		as.mu.Unlock()
-	}()
-
 	ctx, cancel := context.WithTimeout(ctx, provisionTimeout)
 	defer cancel()
 	as.log.Info("provisioning agent", "host", a.hostID, "old_serial", a.serial())
@@ -255,8 +239,9 @@ func (as *agents) provision(ctx context.Context, a *agent) (*x509.Certificate, e
 // hostFor is the background task's BackgroundOptions.HostFor: the agent
 // connected here with that certificate, provisioned over its connection
 // with that certificate's names. A certificate no agent here presents is
-// only alerted (another management server may hold its agent). One this
-// server is provisioning already is errHostBusy, which the task retries.
+// only alerted (another management server may hold its agent). A host
+// being provisioned already makes the Manager answer ca.ErrProvisionBusy,
+// which the task retries quietly.
 func (as *agents) hostFor(_ context.Context, rec *provider.CertificateRecord) (*ca.ProvisionRequest, error) {
 	if rec.Serial == nil {
 		return nil, fmt.Errorf("mgmtserver: inventory record without a serial")
@@ -264,14 +249,6 @@ func (as *agents) hostFor(_ context.Context, rec *provider.CertificateRecord) (*
 	a := as.bySerial(provider.FormatSerial(rec.Serial))
 	if a == nil {
 		return nil, nil
-	}
-	as.mu.Lock()
-	busy := as.busy[a.hostID]
-	as.mu.Unlock()
-	if busy {
-		// Provisioned now through its hello or the API: the task retries
-		// later, and by then the certificate is replaced.
-		return nil, errHostBusy
 	}
 	return a.request(), nil
 }

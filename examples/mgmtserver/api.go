@@ -175,7 +175,7 @@ func (a *api) toAPIError(err error) *apiError {
 		return ae
 	case errors.Is(err, errHostNotConnected):
 		return &apiError{Status: http.StatusNotFound, Text: err.Error()}
-	case errors.Is(err, errHostBusy):
+	case errors.Is(err, ca.ErrProvisionBusy):
 		return &apiError{Status: http.StatusConflict, Text: err.Error()}
 	case errors.As(err, &pe) && pe.Step != ca.StepIssue:
 		// The agent failed or went away: a fault beyond this server.

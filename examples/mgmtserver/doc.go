@@ -125,12 +125,3 @@
 //	    -d '{"serial":"3f2a..."}' https://127.0.0.1:8443/revokeCertificate
 //	curl --cacert admin.ca.crt https://127.0.0.1:8443/crl -o ca.crl   # no client certificate needed
 package main
-
-// BUG(mgmtserver): A renewal by the background task and a
-// provisionCertificate call for the same agent at the same moment are not
-// serialized: the agent answers both in turn and may end up refusing the
-// certificate of the first (its key was replaced by the second setup);
-// it keeps the other, valid certificate, and the background task retries.
-// Hello-requested provisioning and provisionCertificate are serialized
-// (409), and the background task leaves a host being provisioned (retried
-// later).

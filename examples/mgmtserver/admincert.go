@@ -22,7 +22,8 @@ import (
 )
 
 // adminCert issues an administrator's certificate: the client role only
-// (extended key usage clientAuth alone), for a key generated here. It
+// (extended key usage clientAuth alone) and the marker name adminMarker,
+// for a key generated here. It
 // writes PREFIX.crt (the certificate and its chain), PREFIX.key (mode
 // 0600) and PREFIX.ca.crt (the CA bundle, to verify the API server).
 //
@@ -105,7 +106,7 @@ func adminCert(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		return err
 	}
 	res, err := root.Issue(ctx, &provider.IssueRequest{
-		CSR: csr, CommonName: *name, Role: provider.RoleClient, Validity: *validity,
+		CSR: csr, CommonName: *name, DNSNames: []string{adminMarker}, Role: provider.RoleClient, Validity: *validity,
 	})
 	if err != nil {
 		return err

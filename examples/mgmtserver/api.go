@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -95,12 +96,15 @@ func (a *api) tlsConfig(id *ca.Identity) *tls.Config {
 	}
 }
 
-// isAdministrator reports whether c is an administrator's certificate:
-// the client role only, its extended key usage exactly clientAuth. Agents
-// and management servers hold host certificates (serverAuth too), which
-// never call the API.
+// isAdministrator reports whether c is an administrator's certificate, as
+// admin-cert makes them: the client role only (its extended key usage
+// exactly clientAuth) and the DNS name adminMarker. Agents and management
+// servers hold host certificates (serverAuth too), which never call the
+// API; a console proxy's or a libvirt client's certificate has the client
+// role but not the marker.
 func isAdministrator(c *x509.Certificate) bool {
-	return len(c.ExtKeyUsage) == 1 && c.ExtKeyUsage[0] == x509.ExtKeyUsageClientAuth && len(c.UnknownExtKeyUsage) == 0
+	return len(c.ExtKeyUsage) == 1 && c.ExtKeyUsage[0] == x509.ExtKeyUsageClientAuth && len(c.UnknownExtKeyUsage) == 0 &&
+		slices.Contains(c.DNSNames, adminMarker)
 }
 
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {

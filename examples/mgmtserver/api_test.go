@@ -139,6 +139,9 @@ func TestAuthentication(t *testing.T) {
 	agentCert := e.issue(t, provider.RoleHost, "kvm1", "kvm1")
 	serverCert := e.issue(t, provider.RoleServer, "web", "web")
 	foreignAdmin := other.admin(t)
+	// A console proxy's certificate: client role only, from this CA
+	// (QEMU's VNC server must trust it), but not made by admin-cert.
+	proxyCert := e.issue(t, provider.RoleClient, "console-proxy")
 
 	tests := []struct {
 		name      string
@@ -149,6 +152,7 @@ func TestAuthentication(t *testing.T) {
 		{name: "administrator", cert: &admin, status: http.StatusOK},
 		{name: "no certificate", cert: nil, status: http.StatusUnauthorized, wantError: "client certificate is required"},
 		{name: "agent host certificate", cert: &agentCert, status: http.StatusForbidden, wantError: "not an administrator"},
+		{name: "console proxy client certificate", cert: &proxyCert, status: http.StatusForbidden, wantError: "not an administrator"},
 		{name: "server-only certificate", cert: &serverCert},
 		{name: "revoked administrator", cert: &revoked},
 		{name: "administrator of another CA", cert: &foreignAdmin},
@@ -181,6 +185,7 @@ func TestAuthentication(t *testing.T) {
 		assert.False(t, isAdministrator(e.id.Certificate()))
 		assert.False(t, isAdministrator(agentCert.Leaf))
 		assert.True(t, isAdministrator(admin.Leaf))
+		assert.False(t, isAdministrator(proxyCert.Leaf))
 	})
 }
 

@@ -41,3 +41,9 @@ const defaultShutdownTimeout = 10 * time.Second
 
 // defaultAdminValidity is admin-cert's -validity.
 const defaultAdminValidity = 30 * 24 * time.Hour
+
+// adminMarker is the DNS name that marks an administrator's certificate,
+// written by admin-cert alone. The client role alone does not: a console
+// proxy's or a libvirt client's certificate is client-only too, and from
+// the same CA. A reserved .invalid name, which no host carries.
+const adminMarker = "administrator.mgmtserver.invalid"

@@ -78,10 +78,13 @@
 // Commands require an administrator's client certificate: one that chains
 // to the CA, is valid, not revoked (checked at every handshake, resumed
 // sessions included, and again at every request, so that a keep-alive
-// connection does not outlive a revocation) and has the client role only,
-// its extended key usage exactly clientAuth. Agents and management
-// servers hold host certificates (serverAuth as well), so they can never
-// call the API, and issueCertificate cannot mint an administrator:
+// connection does not outlive a revocation), has the client role only,
+// its extended key usage exactly clientAuth, and carries the DNS name
+// administrator.mgmtserver.invalid, which admin-cert writes. Agents and
+// management servers hold host certificates (serverAuth as well), so they
+// can never call the API; the client role alone is not enough, since a
+// console proxy's certificate (or a libvirt client's) is client-only and
+// from the same CA. issueCertificate cannot mint an administrator:
 // administrators' certificates come only from admin-cert, run where the
 // CA's database and key password are. The CA bundle (/ca.pem), the CRL
 // (/crl) and OCSP (/ocsp) are served on the same listener to anyone; the

@@ -127,7 +127,7 @@ func (e *env) issue(t *testing.T, role provider.Role, cn string, names ...string
 // admin is an administrator's certificate, as admin-cert makes one.
 func (e *env) admin(t *testing.T) tls.Certificate {
 	t.Helper()
-	return e.issue(t, provider.RoleClient, "admin")
+	return e.issue(t, provider.RoleClient, "admin", adminMarker)
 }
 
 // client returns an HTTPS client presenting cert (none when nil) and

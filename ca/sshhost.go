@@ -141,9 +141,13 @@ func NewSSHHost(cfg *SSHConfig) (*SSHHost, error) {
 	if c.PropertiesFile == "" {
 		c.PropertiesFile = path.Join(c.RemoteDir, "agent.properties")
 	}
-	for name, p := range map[string]string{"RemoteBinDir": c.RemoteBinDir, "RemoteDir": c.RemoteDir, "PropertiesFile": c.PropertiesFile} {
-		if !path.IsAbs(p) {
-			return nil, fmt.Errorf("ca: ssh: SSHConfig.%s must be an absolute path, not %q", name, p)
+	// In the fields' order, so that the error names the field at fault
+	// (a relative RemoteDir makes the default PropertiesFile relative too).
+	for _, f := range []struct{ name, path string }{
+		{"RemoteBinDir", c.RemoteBinDir}, {"RemoteDir", c.RemoteDir}, {"PropertiesFile", c.PropertiesFile},
+	} {
+		if !path.IsAbs(f.path) {
+			return nil, fmt.Errorf("ca: ssh: SSHConfig.%s must be an absolute path, not %q", f.name, f.path)
 		}
 	}
 	if c.ReloadCommand == "" {

@@ -370,6 +370,10 @@ func readAgentFrame(r *bufio.Reader) (*agentFrame, error) {
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("malformed message: %w", err)
 	}
+	if dec.More() {
+		// A second message on the line would be lost unseen.
+		return nil, errors.New("malformed message: trailing data")
+	}
 	if f.Kind == "" {
 		return nil, errors.New("malformed message: no kind")
 	}

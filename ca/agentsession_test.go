@@ -158,6 +158,7 @@ func TestAgentSessionBadHello(t *testing.T) {
 		{name: "no kind", input: `{"body":{}}` + "\n", want: "no kind"},
 		{name: "not JSON", input: "SSH-2.0-OpenSSH_9.2\n", want: "malformed message"},
 		{name: "cut short", input: `{"kind":"hello"`, want: "unexpected EOF"},
+		{name: "two messages on a line", input: `{"kind":"hello","body":{"version":1}} {"id":1,"kind":"answer"}` + "\n", want: "trailing data"},
 		{name: "empty", input: "", want: "EOF"},
 		{name: "endless line", input: strings.Repeat("a", 2<<20), want: "over 1048576 bytes"},
 	}

@@ -89,7 +89,9 @@ type RotationLeaser interface {
 	// (its expiry moves). Otherwise it returns a *RotationBusyError
 	// (matching ErrRotationBusy) naming the holder. Of several claims at
 	// once, across processes sharing the store, exactly one wins. holder
-	// is a non-empty UTF-8 name of at most 255 bytes, unique per driver.
+	// is a non-empty UTF-8 name of at most 255 bytes, unique per driver,
+	// without control characters and not ending in a space (rootca
+	// refuses those: MariaDB would compare "a " equal to "a").
 	ClaimCARotation(ctx context.Context, holder string, ttl time.Duration) error
 	// ReleaseCARotation ends holder's lease. When holder holds none (it
 	// expired, and another driver may have claimed it since) it changes

@@ -43,7 +43,8 @@ type RotationLeaseStore interface {
 	// ErrRotationBusy, and changes nothing. It is one compare-and-set:
 	// of several processes claiming at once, exactly one wins. holder
 	// is non-empty UTF-8 of at most 255 bytes without control
-	// characters; until must be after now.
+	// characters, not ending in a space (MariaDB's comparison would
+	// ignore it), compared byte for byte; until must be after now.
 	ClaimRotation(ctx context.Context, holder string, now, until time.Time) error
 	// ReleaseRotation frees the lease if holder holds it (expired or
 	// not); otherwise it changes nothing and returns nil. PushPending is

@@ -100,6 +100,32 @@ func testLeaseLifecycle(t *testing.T, s rootca.RotationLeaseStore) {
 	require.NoError(t, s.ClaimRotation(ctx, strings.Repeat("é", 127), t3, t3.Add(time.Minute)), "a 254-byte UTF-8 holder")
 }
 
+// testLeaseHolderExact: a holder is its name byte for byte. A name that
+// differs from the holder's only in case or in trailing spaces (which
+// MariaDB's PAD SPACE collations ignore in comparisons) neither renews
+// nor releases the lease, nor sets PushPending under it: it is another
+// driver, refused, or a name the store refuses.
+func testLeaseHolderExact(t *testing.T, s rootca.RotationLeaseStore) {
+	ctx := t.Context()
+	t0, t1 := base, base.Add(time.Minute)
+	require.NoError(t, s.ClaimRotation(ctx, "server-a", t0, t1))
+	for _, other := range []string{"server-a ", "server-a  ", "SERVER-A", "server-a\u00a0"} {
+		t.Run(fmt.Sprintf("%q", other), func(t *testing.T) {
+			err := s.ClaimRotation(ctx, other, t0.Add(time.Second), t1.Add(time.Minute))
+			require.Error(t, err, "a claim by another name while the lease is held")
+			if errors.Is(err, rootca.ErrRotationBusy) {
+				assertBusy(t, err, "server-a", t1, "claim")
+			}
+			assert.Error(t, s.SetRotationPushPending(ctx, other, t0, true), "PushPending by another name")
+			_ = s.ReleaseRotation(ctx, other)
+			l, err := s.RotationLease(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, rootca.RotationLease{Holder: "server-a", Until: l.Until}, *l, "the lease is unchanged")
+			assertTime(t, t1, l.Until, "Until unchanged")
+		})
+	}
+}
+
 // claimers is how many goroutines claim the lease at once.
 const claimers = 32
 

@@ -71,6 +71,7 @@ func Run(t *testing.T, newStore func(t *testing.T) rootca.Store, opts *Options) 
 		{"Rotation/Concurrent", rotationTest(testRotationConcurrent)},
 		{"Rotation/Lease", leaseTest(testLeaseLifecycle)},
 		{"Rotation/LeaseConcurrent", leaseTest(testLeaseConcurrent)},
+		{"Rotation/LeaseHolderExact", leaseTest(testLeaseHolderExact)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

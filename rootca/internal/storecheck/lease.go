@@ -3,6 +3,7 @@ package storecheck
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -12,7 +13,9 @@ const MaxHolder = 255
 
 // Holder checks the holder of a rotation lease: non-empty UTF-8 of at
 // most MaxHolder bytes, without control characters (it is printed in
-// errors and logs).
+// errors and logs), not ending in a space: MariaDB compares its text
+// with PAD SPACE, so that "a " would equal "a" and renew, release or
+// take over the lease of another driver.
 func Holder(op, holder string) error {
 	switch {
 	case holder == "":
@@ -21,6 +24,8 @@ func Holder(op, holder string) error {
 		return fmt.Errorf("rootca: %s: lease holder of %d bytes, more than %d", op, len(holder), MaxHolder)
 	case !utf8.ValidString(holder):
 		return fmt.Errorf("rootca: %s: lease holder is not UTF-8", op)
+	case strings.HasSuffix(holder, " "):
+		return fmt.Errorf("rootca: %s: lease holder ends in a space", op)
 	}
 	for _, r := range holder {
 		if r < 0x20 || r == 0x7f {

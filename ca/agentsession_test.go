@@ -187,14 +187,15 @@ func TestAgentSessionBadHello(t *testing.T) {
 // session.
 func TestAgentSessionEnds(t *testing.T) {
 	t.Run("agent gone while waiting", func(t *testing.T) {
-		release := make(chan struct{})
+		release, received := make(chan struct{}), make(chan struct{})
 		s, _ := agentPair(t, ca.AgentHello{}, func(ctx context.Context, _ ca.AgentCommand) (ca.AgentAnswer, error) {
+			close(received)
 			<-release
 			return nil, io.EOF
 		})
 		errc := make(chan error, 1)
 		go func() { _, err := s.Send(t.Context(), &ca.ReloadCommand{}); errc <- err }()
-		time.Sleep(50 * time.Millisecond)
+		<-received // Send is waiting for the answer
 		require.NoError(t, s.Close())
 		close(release)
 		select {

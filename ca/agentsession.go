@@ -188,6 +188,11 @@ func (s *AgentSession) Send(ctx context.Context, cmd AgentCommand) (AgentAnswer,
 	if err != nil {
 		return nil, err
 	}
+	// A context over before anything is sent leaves the session alone:
+	// write closes the connection when its context interrupts it.
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	ch := make(chan *agentFrame, 1)
 	s.mu.Lock()
 	if s.err != nil {

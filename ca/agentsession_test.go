@@ -217,6 +217,21 @@ func TestAgentSessionEnds(t *testing.T) {
 		_, err := s.Send(ctx, &ca.ReloadCommand{})
 		assert.ErrorIs(t, err, context.DeadlineExceeded)
 	})
+	t.Run("context done before sending", func(t *testing.T) {
+		// A caller whose context is over sends nothing and leaves the
+		// session alone: the agent's connection is not its to end.
+		s, _ := agentPair(t, ca.AgentHello{}, func(context.Context, ca.AgentCommand) (ca.AgentAnswer, error) {
+			return &ca.ReloadAnswer{}, nil
+		})
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		_, err := s.Send(ctx, &ca.ReloadCommand{})
+		assert.ErrorIs(t, err, context.Canceled)
+		assert.NoError(t, s.Err())
+		ans, err := s.Send(t.Context(), &ca.ReloadCommand{})
+		require.NoError(t, err, "the session survives a caller's done context")
+		assert.Equal(t, &ca.ReloadAnswer{}, ans)
+	})
 	t.Run("unexpected message", func(t *testing.T) {
 		conn := &scriptConn{r: strings.NewReader(`{"kind":"hello","body":{"version":1}}` + "\n" + `{"id":1,"kind":"command","name":"ReloadCommand"}` + "\n")}
 		s, err := ca.NewAgentSession(t.Context(), conn, nil)

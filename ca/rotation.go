@@ -59,9 +59,10 @@ type RotateOptions struct {
 
 	// Lease is how long the lease on driving the rotation lasts unless
 	// renewed. Rotate renews it every third of Lease while it works, and
-	// stops (its error matching ErrRotationBusy) if it cannot renew it
-	// before it expires; a driver that crashed holds the rotation up for
-	// at most Lease. It must exceed the clock skew between management
+	// stops (its error matching ErrRotationBusy) when it has not renewed
+	// it before it expires, counted on this process's clock from the
+	// start of the last successful claim, even while a renewal hangs; a
+	// driver that crashed holds the rotation up for at most Lease. It must exceed the clock skew between management
 	// servers. If zero, one minute.
 	Lease time.Duration
 }
@@ -177,8 +178,10 @@ var ErrRotationIncomplete = errors.New("ca: CA rotation incomplete")
 //     having changed nothing. It renews the lease every third of
 //     RotateOptions.Lease while it works, and releases it when it
 //     returns; a driver that crashed loses it when it expires, and the
-//     next Rotate resumes. A driver stalled past its lease (a paused
-//     process) stops at its next renewal; the host step it was in may
+//     next Rotate resumes. A driver whose lease expires unrenewed (its
+//     renewals failing or hanging, or the process paused) stops then:
+//     its context is cancelled, and a stalled process does not renew
+//     after its lease expired. The host step it was in may
 //     then overlap with the next driver's, which re-reads each
 //     certificate before provisioning its host, so at worst one host is
 //     provisioned twice, which is harmless (it ends with a valid
@@ -391,6 +394,9 @@ func (r *rotation) claim(ctx context.Context, p provider.Provider) (context.Cont
 	if ttl == 0 {
 		ttl = defaultRotationLease
 	}
+	// The lease runs from no earlier than the claim's start: this
+	// process counts it from there on its own (monotonic) clock.
+	claimed := time.Now()
 	err = provider.ClaimRotation(ctx, p, holder, ttl)
 	switch {
 	case errors.Is(err, errors.ErrUnsupported):
@@ -403,11 +409,17 @@ func (r *rotation) claim(ctx context.Context, p provider.Provider) (context.Cont
 	r.holder = holder
 	r.m.s.logger.Info("ca: CA rotation lease claimed", "holder", holder, "lease", ttl)
 	work, cancel := context.WithCancelCause(ctx)
+	// The watchdog stops the work when the lease expires unrenewed,
+	// whatever the renewal is doing (a store that stopped answering
+	// holds it in ClaimRotation).
+	expires := claimed.Add(ttl)
+	watchdog := time.AfterFunc(time.Until(expires), func() { cancel(errLeaseExpired) })
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Go(func() { r.renew(work, p, ttl, cancel, stop) })
+	wg.Go(func() { r.renew(work, p, ttl, expires, watchdog, cancel, stop) })
 	return work, func() {
 		close(stop)
+		watchdog.Stop()
 		cancel(nil) // cuts a renewal in flight short
 		wg.Wait()
 		rctx, done := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
@@ -418,13 +430,21 @@ func (r *rotation) claim(ctx context.Context, p provider.Provider) (context.Cont
 	}, nil
 }
 
-// renew renews the lease every third of ttl until stop is closed or ctx
-// done. When another driver holds the lease, or renewals keep failing
-// until less than a third of it is left, it cancels ctx: the work stops
-// before another driver may take over.
-func (r *rotation) renew(ctx context.Context, p provider.Provider, ttl time.Duration, cancel context.CancelCauseFunc, stop <-chan struct{}) {
+// errLeaseExpired is the cause of a rotation stopped because its lease
+// expired, as this process counts it, before a renewal succeeded.
+var errLeaseExpired = fmt.Errorf("ca: CA rotation lease expired before it was renewed: %w", provider.ErrRotationBusy)
+
+// renew renews the lease, which expires at expires unless renewed,
+// every third of ttl until stop is closed or ctx done; each renewal
+// moves expires, and watchdog (which cancels ctx when it fires) with
+// it. When another driver holds the lease, or renewals keep failing
+// until less than a third of it is left, or the lease expired before a
+// renewal began (the process stalled), it cancels ctx: the work stops
+// before another driver may take over. A renewal is given until the
+// lease expires, no longer.
+func (r *rotation) renew(ctx context.Context, p provider.Provider, ttl time.Duration, expires time.Time, watchdog *time.Timer,
+	cancel context.CancelCauseFunc, stop <-chan struct{}) {
 	every := max(ttl/3, time.Millisecond)
-	expires := time.Now().Add(ttl)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -436,10 +456,22 @@ func (r *rotation) renew(ctx context.Context, p provider.Provider, ttl time.Dura
 		case <-t.C:
 		}
 		start := time.Now()
-		err := provider.ClaimRotation(ctx, p, r.holder, ttl)
+		if !start.Before(expires) {
+			// Another driver may have taken it over and given it back
+			// meanwhile: a renewal would hide that.
+			cancel(errLeaseExpired)
+			return
+		}
+		cctx, done := context.WithDeadline(ctx, expires)
+		err := provider.ClaimRotation(cctx, p, r.holder, ttl)
+		done()
 		switch {
 		case err == nil:
 			expires = start.Add(ttl)
+			if !watchdog.Stop() {
+				return // it fired: the work is stopped
+			}
+			watchdog.Reset(time.Until(expires))
 		case errors.Is(err, provider.ErrRotationBusy):
 			cancel(fmt.Errorf("ca: CA rotation lease lost: %w", err))
 			return

@@ -202,6 +202,9 @@ func (f *rotationFleet) server(t *testing.T, create bool) *ca.Manager {
 	require.NoError(t, reg.Register("stolen", "a lease lost at its first renewal", func(context.Context) (provider.Provider, error) {
 		return &stolenLease{nopClose: nopClose{root}}, nil
 	}))
+	require.NoError(t, reg.Register("hung", "lease renewals that hang", func(context.Context) (provider.Provider, error) {
+		return &hungLease{nopClose: nopClose{root}}, nil
+	}))
 	m, err := ca.New(ctx, reg, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { m.Close() })
@@ -258,6 +261,23 @@ type noLease struct {
 type stolenLease struct {
 	nopClose
 	claims atomic.Int32
+}
+
+// hungLease is the CA whose lease renewals hang, as on a database that
+// stopped answering, until their context ends.
+type hungLease struct {
+	nopClose
+	claims atomic.Int32
+}
+
+func (*hungLease) Name() string { return "hung" }
+
+func (s *hungLease) ClaimCARotation(ctx context.Context, holder string, ttl time.Duration) error {
+	if s.claims.Add(1) == 1 {
+		return s.nopClose.ClaimCARotation(ctx, holder, ttl)
+	}
+	<-ctx.Done()
+	return ctx.Err()
 }
 
 func (noLease) Name() string { return "nolease" }
@@ -650,6 +670,26 @@ func TestRotateLeaseLost(t *testing.T) {
 	assert.ErrorContains(t, err, "thief")
 	assert.False(t, res.Retired)
 	assert.Less(t, len(res.Provisioned), 10, "stopped at the first renewal (30 ms), not after 20 hosts")
+}
+
+// TestRotateRenewalHangs: a driver whose lease renewal hangs (the
+// store stopped answering) stops provisioning when its lease expires
+// (300 ms; hosts of 100 ms one at a time), not when the renewal returns:
+// the error matches ErrRotationBusy and ErrRotationIncomplete, and
+// most hosts were never touched.
+func TestRotateRenewalHangs(t *testing.T) {
+	t.Parallel()
+	f, m := newRotationFleet(t, rotationBackends(t)[0], 20)
+	for _, h := range f.hosts {
+		h.delay = 100 * time.Millisecond
+	}
+	require.NoError(t, m.SetProvider(t.Context(), "hung"))
+	res, err := m.Rotate(t.Context(), &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 1000, Concurrency: 1, Lease: 300 * time.Millisecond})
+	require.ErrorIs(t, err, ca.ErrRotationIncomplete)
+	require.ErrorIs(t, err, ca.ErrRotationBusy)
+	assert.ErrorContains(t, err, "expired")
+	assert.False(t, res.Retired)
+	assert.Less(t, len(res.Provisioned), 10, "stopped when the lease expired (300 ms), not after 20 hosts")
 }
 
 // TestRotateResumePush stops the driver right after the retirement

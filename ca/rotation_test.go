@@ -607,16 +607,19 @@ func TestRotateBusy(t *testing.T) {
 	assert.Nil(t, rotationStatus(t, m).Lease, "released at the end")
 }
 
-// TestRotateRenewsLease: a rotation that takes several times its lease
-// (400 ms; 10 hosts of 80 ms one at a time, provisioned and then pushed
-// the bundle) keeps it by renewing it: a competitor claiming every 20 ms
-// is refused throughout, and the rotation completes.
+// TestRotateRenewsLease: a rotation that takes over twice its lease
+// (1.2 s, renewed every 400 ms, so that a renewal may be late by 800 ms
+// on a loaded machine; 10 hosts of 150 ms one at a time, provisioned
+// and then pushed the bundle) keeps it by renewing it: a competitor
+// claiming every 20 ms is refused throughout, and the rotation
+// completes.
 func TestRotateRenewsLease(t *testing.T) {
 	t.Parallel()
 	f, m := newRotationFleet(t, rotationBackends(t)[1], 10)
 	for _, h := range f.hosts {
-		h.delay = 80 * time.Millisecond
+		h.delay = 150 * time.Millisecond
 	}
+	const lease = 1200 * time.Millisecond
 	done := make(chan struct{})
 	var refused, won atomic.Int32
 	var wg sync.WaitGroup
@@ -641,55 +644,51 @@ func TestRotateRenewsLease(t *testing.T) {
 		}
 	})
 	started := time.Now()
-	res, err := m.Rotate(t.Context(), &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 1000, Concurrency: 1, Lease: 400 * time.Millisecond})
+	res, err := m.Rotate(t.Context(), &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 1000, Concurrency: 1, Lease: lease})
 	took := time.Since(started)
 	close(done)
 	wg.Wait()
 	require.NoError(t, err)
 	assert.True(t, res.Finished)
-	assert.Greater(t, took, 3*400*time.Millisecond, "the rotation outlasts several leases")
+	assert.Greater(t, took, 2*lease, "the rotation outlasts several leases")
 	assert.Zero(t, won.Load(), "the competitor never got the lease while the driver worked")
 	assert.Greater(t, refused.Load(), int32(10))
-	t.Logf("rotation of %v under a 400 ms lease; the competitor was refused %d times", took.Round(time.Millisecond), refused.Load())
+	t.Logf("rotation of %v under a %v lease; the competitor was refused %d times", took.Round(time.Millisecond), lease, refused.Load())
 }
 
-// TestRotateLeaseLost: a driver whose renewal finds another holder (it
-// stalled past its lease, and another driver took over) stops at once:
-// the error matches ErrRotationBusy and ErrRotationIncomplete, and it
-// provisions no more hosts.
+// TestRotateLeaseLost: a driver that loses its lease stops provisioning
+// at once, its error matching ErrRotationBusy and ErrRotationIncomplete,
+// having provisioned few hosts (20 hosts one at a time): when its
+// renewal finds another holder (it stalled past its lease, and another
+// driver took over; lease 600 ms, so first renewed at 200 ms, hosts of
+// 60 ms), and when its renewal hangs (the store stopped answering) and
+// the lease expires meanwhile (300 ms, hosts of 100 ms), not when the
+// renewal returns.
 func TestRotateLeaseLost(t *testing.T) {
 	t.Parallel()
-	f, m := newRotationFleet(t, rotationBackends(t)[0], 20)
-	for _, h := range f.hosts {
-		h.delay = 30 * time.Millisecond
+	for _, tc := range []struct {
+		name, provider string
+		delay, lease   time.Duration
+		says           string
+	}{
+		{"taken over", "stolen", 60 * time.Millisecond, 600 * time.Millisecond, "thief"},
+		{"renewal hangs", "hung", 100 * time.Millisecond, 300 * time.Millisecond, "expire"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f, m := newRotationFleet(t, rotationBackends(t)[0], 20)
+			for _, h := range f.hosts {
+				h.delay = tc.delay
+			}
+			require.NoError(t, m.SetProvider(t.Context(), tc.provider))
+			res, err := m.Rotate(t.Context(), &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 1000, Concurrency: 1, Lease: tc.lease})
+			require.ErrorIs(t, err, ca.ErrRotationIncomplete)
+			require.ErrorIs(t, err, ca.ErrRotationBusy)
+			assert.ErrorContains(t, err, tc.says)
+			assert.False(t, res.Retired)
+			assert.Less(t, len(res.Provisioned), 10, "stopped with the lease, not after 20 hosts")
+		})
 	}
-	require.NoError(t, m.SetProvider(t.Context(), "stolen"))
-	res, err := m.Rotate(t.Context(), &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 1000, Concurrency: 1, Lease: 90 * time.Millisecond})
-	require.ErrorIs(t, err, ca.ErrRotationIncomplete)
-	require.ErrorIs(t, err, ca.ErrRotationBusy)
-	assert.ErrorContains(t, err, "thief")
-	assert.False(t, res.Retired)
-	assert.Less(t, len(res.Provisioned), 10, "stopped at the first renewal (30 ms), not after 20 hosts")
-}
-
-// TestRotateRenewalHangs: a driver whose lease renewal hangs (the
-// store stopped answering) stops provisioning when its lease expires
-// (300 ms; hosts of 100 ms one at a time), not when the renewal returns:
-// the error matches ErrRotationBusy and ErrRotationIncomplete, and
-// most hosts were never touched.
-func TestRotateRenewalHangs(t *testing.T) {
-	t.Parallel()
-	f, m := newRotationFleet(t, rotationBackends(t)[0], 20)
-	for _, h := range f.hosts {
-		h.delay = 100 * time.Millisecond
-	}
-	require.NoError(t, m.SetProvider(t.Context(), "hung"))
-	res, err := m.Rotate(t.Context(), &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 1000, Concurrency: 1, Lease: 300 * time.Millisecond})
-	require.ErrorIs(t, err, ca.ErrRotationIncomplete)
-	require.ErrorIs(t, err, ca.ErrRotationBusy)
-	assert.ErrorContains(t, err, "expired")
-	assert.False(t, res.Retired)
-	assert.Less(t, len(res.Provisioned), 10, "stopped when the lease expired (300 ms), not after 20 hosts")
 }
 
 // TestRotateResumePush stops the driver right after the retirement

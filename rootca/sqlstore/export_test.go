@@ -35,3 +35,10 @@ func Rebind(drv *Driver, query string) string {
 func FormatTime(t time.Time) string { return formatTime(t) }
 
 func SchemaVersion() int { return schemaVersion() }
+
+// SetLeaseUpdateHook makes f run between a lease UPDATE that changed no
+// row and the read that follows it, until the test ends.
+func SetLeaseUpdateHook(t interface{ Cleanup(func()) }, f func()) {
+	leaseUpdateHook = f
+	t.Cleanup(func() { leaseUpdateHook = nil })
+}

@@ -31,7 +31,10 @@ func (s *Store) ClaimRotation(ctx context.Context, holder string, now, until tim
 		return err
 	}
 	defer s.mu.RUnlock()
-	return s.leaseUpdate(ctx, "claim rotation", holder, now, false,
+	// Done: holder's lease until until (a renewal that changed
+	// nothing, which MariaDB counts as no row).
+	done := func(l *rootca.RotationLease) bool { return l.Holder == holder && l.Until.Equal(until) }
+	return s.leaseUpdate(ctx, "claim rotation", done,
 		`UPDATE rotation_lease SET holder = ?, lease_until = ?
 			WHERE id = 1 AND (holder IS NULL OR holder = ? OR lease_until <= ?)`,
 		holder, formatTime(until), holder, formatTime(now))
@@ -54,18 +57,28 @@ func (s *Store) SetRotationPushPending(ctx context.Context, holder string, now t
 	if pending {
 		flag = 1
 	}
-	return s.leaseUpdate(ctx, "set rotation push pending", holder, now, true,
+	// Done: holder's lease, unexpired at now, with push_pending as
+	// asked. Not the lease alone: a renewal of holder's expired lease
+	// between the UPDATE and the read shows holder's unexpired lease
+	// although the UPDATE wrote nothing.
+	done := func(l *rootca.RotationLease) bool {
+		return l.Holder == holder && l.Until.After(now) && l.PushPending == pending
+	}
+	return s.leaseUpdate(ctx, "set rotation push pending", done,
 		`UPDATE rotation_lease SET push_pending = ? WHERE id = 1 AND holder = ? AND lease_until > ?`,
 		flag, holder, formatTime(now))
 }
 
+// leaseUpdateHook, if set (by tests), runs between a lease UPDATE that
+// changed no row and the read that follows it.
+var leaseUpdateHook func()
+
 // leaseUpdate runs the guarded UPDATE query. When it changes no row, the
 // row is read: MariaDB counts changed rows, not matched ones, so an
-// UPDATE that matched holder's own row and wrote the values it held
-// counts none; that is success. Otherwise the row names who holds the
-// lease. unexpired says that holder's lease must also be unexpired at
-// now to count.
-func (s *Store) leaseUpdate(ctx context.Context, op, holder string, now time.Time, unexpired bool, query string, args ...any) error {
+// UPDATE that matched holder's row and wrote the values it held counts
+// none; when the row is as the UPDATE would have left it (done), that is
+// success. Otherwise the row names who holds the lease.
+func (s *Store) leaseUpdate(ctx context.Context, op string, done func(*rootca.RotationLease) bool, query string, args ...any) error {
 	res, err := s.db.ExecContext(ctx, s.d.rebind(query), args...)
 	if err != nil {
 		return fmt.Errorf("rootca: %s: %w", op, err)
@@ -77,11 +90,14 @@ func (s *Store) leaseUpdate(ctx context.Context, op, holder string, now time.Tim
 	if n == 1 {
 		return nil
 	}
+	if leaseUpdateHook != nil {
+		leaseUpdateHook()
+	}
 	l, err := s.readLease(ctx)
 	if err != nil {
 		return fmt.Errorf("rootca: %s: %w", op, err)
 	}
-	if l.Holder == holder && (!unexpired || l.Until.After(now)) {
+	if done(l) {
 		return nil
 	}
 	return &provider.RotationBusyError{Holder: l.Holder, Until: l.Until}

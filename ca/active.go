@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kvmpki/kvmpki/provider"
@@ -28,6 +29,12 @@ type ActiveCertificate struct {
 type activeSet struct {
 	mu    sync.Mutex
 	conns map[*AgentConn]ActiveCertificate
+
+	// sweeps counts the revocation sweeps (dropRevoked) begun. A
+	// connection verified while one ran is not listed yet, and the sweep
+	// misses it: one listed after a sweep began since it was accepted
+	// is judged again.
+	sweeps atomic.Uint64
 }
 
 func (s *activeSet) add(c *AgentConn, a ActiveCertificate) {
@@ -62,22 +69,30 @@ func (s *activeSet) snapshot() []*AgentConn {
 // CloudStack lets a revoked agent stay connected until it reconnects;
 // here its connection ends at once, and its next handshake is refused.
 func (m *Manager) dropRevoked(ctx context.Context, h *handle, serial *big.Int) {
+	m.active.sweeps.Add(1) // before the snapshot: see AgentConn.HandshakeContext
 	for _, c := range m.active.snapshot() {
-		chain := c.Conn.ConnectionState().PeerCertificates
-		if len(chain) == 0 || (serial != nil && chain[0].SerialNumber.Cmp(serial) != 0) {
-			continue
-		}
-		// Judge it at a moment inside its validity: an expired
-		// certificate admitted under InsecureAllowExpired is cut for
-		// its revocation, not its age.
-		err := h.verifyCerts(ctx, chain, provider.UsageClientAuth, "", clampInto(chain[0], m.s.now()))
-		if !errors.Is(err, ErrRevoked) {
-			continue
-		}
-		m.s.logger.Warn("ca: agent connection closed: its certificate is revoked", "remote", addrString(c.RemoteAddr()),
-			"subject", chain[0].Subject.String(), "serial", provider.FormatSerial(chain[0].SerialNumber))
-		c.Close()
+		_ = m.closeIfRevoked(ctx, h, c, serial)
 	}
+}
+
+// closeIfRevoked closes c if the provider of h reports its certificate
+// revoked (with a serial, only if c presents that one), and returns why.
+func (m *Manager) closeIfRevoked(ctx context.Context, h *handle, c *AgentConn, serial *big.Int) error {
+	chain := c.Conn.ConnectionState().PeerCertificates
+	if len(chain) == 0 || (serial != nil && chain[0].SerialNumber.Cmp(serial) != 0) {
+		return nil
+	}
+	// Judge it at a moment inside its validity: an expired certificate
+	// admitted under InsecureAllowExpired is cut for its revocation, not
+	// its age.
+	err := h.verifyCerts(ctx, chain, provider.UsageClientAuth, "", clampInto(chain[0], m.s.now()))
+	if !errors.Is(err, ErrRevoked) {
+		return nil
+	}
+	m.s.logger.Warn("ca: agent connection closed: its certificate is revoked", "remote", addrString(c.RemoteAddr()),
+		"subject", chain[0].Subject.String(), "serial", provider.FormatSerial(chain[0].SerialNumber))
+	c.Close()
+	return err
 }
 
 // ActiveCertificates returns the agents connected now through listeners
@@ -127,7 +142,7 @@ func (l *AgentListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &AgentConn{Conn: tls.Server(c, l.cfg), m: l.m}, nil
+	return &AgentConn{Conn: tls.Server(c, l.cfg), m: l.m, sweeps: l.m.active.sweeps.Load()}, nil
 }
 
 // AgentConn is one agent's connection on the agent port. It is tracked
@@ -135,7 +150,8 @@ func (l *AgentListener) Accept() (net.Conn, error) {
 // Close.
 type AgentConn struct {
 	*tls.Conn
-	m *Manager
+	m      *Manager
+	sweeps uint64 // activeSet.sweeps when accepted
 
 	mu         sync.Mutex
 	registered bool // the handshake was verified and the agent listed
@@ -146,15 +162,38 @@ type AgentConn struct {
 func (c *AgentConn) Handshake() error { return c.HandshakeContext(context.Background()) }
 
 // HandshakeContext runs the TLS handshake, if it has not run yet, and
-// registers the verified agent.
+// registers the verified agent. A certificate revoked meanwhile closes
+// the connection, with an error matching ErrRevoked.
 func (c *AgentConn) HandshakeContext(ctx context.Context) error {
 	if err := c.Conn.HandshakeContext(ctx); err != nil {
 		return err
 	}
+	if !c.register() {
+		return nil
+	}
+	// Follow the provider's revocation notices from now on, so that a
+	// revocation another management server makes closes this
+	// connection too; and if a revocation sweep began since the
+	// connection was accepted, it may have missed this one, verified
+	// before it and listed after: judge it again.
+	again := c.m.active.sweeps.Load() != c.sweeps
+	var revoked error
+	_ = c.m.with(func(h *handle) error {
+		h.publisher()
+		if again {
+			revoked = c.m.closeIfRevoked(ctx, h, c, nil)
+		}
+		return nil
+	})
+	return revoked
+}
+
+// register lists the verified agent, once; it reports whether it did.
+func (c *AgentConn) register() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.registered || c.closed {
-		return nil
+		return false
 	}
 	cs := c.Conn.ConnectionState()
 	var leaf *x509.Certificate
@@ -163,11 +202,7 @@ func (c *AgentConn) HandshakeContext(ctx context.Context) error {
 	}
 	c.registered = true
 	c.m.active.add(c, ActiveCertificate{RemoteAddr: c.RemoteAddr(), Certificate: leaf, Since: c.m.s.now()})
-	// Follow the provider's revocation notices from now on, so that a
-	// revocation another management server makes closes this
-	// connection too.
-	_ = c.m.with(func(h *handle) error { h.publisher(); return nil })
-	return nil
+	return true
 }
 
 // Read reads after the handshake. A read that finds the connection dead

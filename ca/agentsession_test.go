@@ -478,3 +478,53 @@ func TestRevokedAgentDisconnectedAcrossManagers(t *testing.T) {
 	assert.Less(t, time.Since(start), time.Second)
 	assert.Empty(t, b.ActiveCertificates())
 }
+
+// TestRevokedDuringHandshake: a certificate revoked after the agent port
+// verified it but before its connection was listed (the revocation's
+// sweep of the listed connections missed it) is caught when the
+// connection is listed: the connection is closed, not left open for as
+// long as the agent keeps it.
+func TestRevokedDuringHandshake(t *testing.T) {
+	e := newEnv(t, nil)
+	e.clock.Set(time.Now())
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ln, err := e.m.NewAgentListener(inner, &ca.AgentServerConfig{Identity: e.identity(t)})
+	require.NoError(t, err)
+	defer ln.Close()
+	res, cert := e.issue(t, provider.RoleHost, []string{"kvm1.example.org"}, nil)
+
+	accepted := make(chan *ca.AgentConn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		ac := c.(*ca.AgentConn)
+		// The TLS handshake alone (verification included), without the
+		// listing that AgentConn.HandshakeContext adds.
+		if err := ac.Conn.HandshakeContext(context.Background()); err != nil {
+			ac.Close()
+			close(accepted)
+			return
+		}
+		accepted <- ac
+	}()
+	client, err := tls.Dial("tcp", inner.Addr().String(), e.clientConfig(&cert))
+	require.NoError(t, err)
+	defer client.Close()
+	ac, ok := <-accepted
+	require.True(t, ok, "the server's handshake failed")
+	defer ac.Close()
+
+	require.NoError(t, e.m.Revoke(t.Context(), &ca.RevokeRequest{Serial: provider.FormatSerial(res.Certificate.SerialNumber)}))
+	err = ac.HandshakeContext(t.Context()) // lists the connection
+	assert.ErrorIs(t, err, ca.ErrRevoked)
+	assert.Empty(t, e.m.ActiveCertificates(), "the revoked agent is not listed")
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = client.Read(make([]byte, 1))
+	require.Error(t, err, "the revoked agent's connection is closed")
+	var ne net.Error
+	assert.False(t, errors.As(err, &ne) && ne.Timeout(), "closed, not timed out: %v", err)
+}

@@ -189,3 +189,24 @@ func TestAgentVerifiesServer(t *testing.T) {
 		})
 	}
 }
+
+// TestAgentUsesServerList: with a server of its list down, the agent
+// connects through another one in the same round, without reporting the
+// list unreachable.
+func TestAgentUsesServerList(t *testing.T) {
+	m := newManager(t, ca.Settings{}, 0)
+	srv := startServer(t, m)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	down := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	a, log := newTestAgent(t, down+","+srv.addr)
+	provision(t, a, m)
+	n := len(log.all())
+	startAgent(t, a)
+	ev, i := log.waitFor(t, n, 10*time.Second, "connected", is(evConnected))
+	assert.Equal(t, srv.addr, ev.Server)
+	for _, ev := range log.all()[n:i] {
+		assert.NotEqual(t, evUnreachable, ev.Event, "%+v", ev)
+	}
+}

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/kvmpki/kvmpki/provider"
@@ -23,6 +25,11 @@ const rotateUsage = "kvmpki-ca rotate (-dir DIR | -db URL) (begin | status | ret
 // retire refuses while the previous CA has unexpired, unrevoked
 // certificates; -force retires it anyway, and those certificates stop
 // being trusted.
+//
+// begin and retire take the rotation lease for their step (a minute), so
+// that they never run alongside a driver (ca.Manager.Rotate on a
+// management server sharing the store): while one holds the lease they
+// are refused, naming it.
 func (c *command) rotate(ctx context.Context, args []string) error {
 	fs := c.flags()
 	force := fs.Bool("force", false, "retire: retire even though the previous CA still has unexpired, unrevoked certificates, which stop being trusted")
@@ -48,9 +55,13 @@ func (c *command) rotate(ctx context.Context, args []string) error {
 		return &usageError{"-force goes with retire only"}
 	}
 	run := map[string]func(context.Context, *openCA) error{
-		"begin":  c.rotateBegin,
+		"begin": func(ctx context.Context, ca *openCA) error {
+			return c.underLease(ctx, ca, "begin", func() error { return c.rotateBegin(ctx, ca) })
+		},
 		"status": c.rotateStatus,
-		"retire": func(ctx context.Context, ca *openCA) error { return c.rotateRetire(ctx, ca, *force) },
+		"retire": func(ctx context.Context, ca *openCA) error {
+			return c.underLease(ctx, ca, "retire", func() error { return c.rotateRetire(ctx, ca, *force) })
+		},
 	}[step]
 	if run == nil {
 		return &usageError{fmt.Sprintf("unknown rotate step %q (want begin, status or retire)", step)}
@@ -61,6 +72,36 @@ func (c *command) rotate(ctx context.Context, args []string) error {
 	}
 	defer ca.Close()
 	return run(ctx, ca)
+}
+
+// stepLease is how long the lease a rotate step takes lasts: the step
+// is done well within it, and a step that crashed holds drivers up for
+// no longer.
+const stepLease = time.Minute
+
+// underLease runs step under the rotation lease when the store keeps
+// one, and releases it after.
+func (c *command) underLease(ctx context.Context, ca *openCA, step string, run func() error) error {
+	if _, ok := ca.store.(rootca.RotationLeaseStore); !ok {
+		return run()
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown host"
+	}
+	holder := fmt.Sprintf("kvmpki-ca rotate %s on %.64s pid %d %s", step, host, os.Getpid(), rand.Text()[:12])
+	if err := ca.ClaimCARotation(ctx, holder, stepLease); err != nil {
+		if errors.Is(err, rootca.ErrRotationBusy) {
+			return fmt.Errorf("%w: a rotation driver is at work; wait until it is done or its lease expires", err)
+		}
+		return err
+	}
+	defer func() {
+		if err := ca.ReleaseCARotation(context.WithoutCancel(ctx), holder); err != nil {
+			fmt.Fprintf(c.stderr, "warning: the rotation lease was not released (it expires within %v): %v\n", stepLease, err)
+		}
+	}()
+	return run()
 }
 
 func (c *command) rotateBegin(ctx context.Context, ca *openCA) error {

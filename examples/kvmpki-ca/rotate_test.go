@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.step.sm/crypto/pemutil"
 
+	"github.com/kvmpki/kvmpki/rootca"
 	"github.com/kvmpki/kvmpki/rootca/sqlstore/sqlite"
 )
 
@@ -129,9 +130,19 @@ func TestRotate(t *testing.T) {
 	assert.Contains(t, status, "phase: retired, bundle push pending")
 	assert.Contains(t, status, `driver lease: held by "mgmt-1 pid 42 0a1b2c" until `+now.Add(time.Hour).UTC().Format(time.RFC3339))
 	assert.Contains(t, status, "\nrotation in progress")
+	for _, step := range [][]string{{"rotate", "begin"}, {"rotate", "retire", "-force"}} {
+		r := cli(step...)
+		require.ErrorIs(t, r.err, rootca.ErrRotationBusy, "%s while a driver holds the lease", step[1])
+		assert.ErrorContains(t, r.err, `"mgmt-1 pid 42 0a1b2c"`)
+	}
+	assert.Equal(t, []string{"kvmpki root CA G2"}, bundleCerts(), "a refused begin changes nothing")
 	require.NoError(t, store.ClaimRotation(t.Context(), "mgmt-1 pid 42 0a1b2c", now.Add(-time.Hour), now.Add(-time.Minute)))
 	status = ok("rotate", "status")
 	assert.Contains(t, status, `driver lease: "mgmt-1 pid 42 0a1b2c" expired at `)
+	ok("rotate", "begin") // the expired lease is taken over
+	status = ok("rotate", "status")
+	assert.Contains(t, status, "driver lease: free", "the step released it")
+	assert.Contains(t, status, "phase: begun")
 }
 
 // TestRotateUsage checks the rotate command's usage errors.

@@ -428,7 +428,7 @@ func (m *MemStore) SetRotationPushPending(ctx context.Context, holder string, no
 	}
 	defer unlock()
 	if l := m.lease; l.Holder != holder || !l.Until.After(now) {
-		return &provider.RotationBusyError{Holder: l.Holder, Until: l.Until}
+		return storecheck.Busy(l.Holder, l.Until, now)
 	}
 	m.lease.PushPending = pending
 	return nil

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/kvmpki/kvmpki/provider"
 	"github.com/kvmpki/kvmpki/rootca"
 	"github.com/kvmpki/kvmpki/rootca/internal/storecheck"
 )
@@ -34,7 +33,7 @@ func (s *Store) ClaimRotation(ctx context.Context, holder string, now, until tim
 	// Done: holder's lease until until (a renewal that changed
 	// nothing, which MariaDB counts as no row).
 	done := func(l *rootca.RotationLease) bool { return l.Holder == holder && l.Until.Equal(until) }
-	return s.leaseUpdate(ctx, "claim rotation", done,
+	return s.leaseUpdate(ctx, "claim rotation", now, done,
 		`UPDATE rotation_lease SET holder = ?, lease_until = ?
 			WHERE id = 1 AND (holder IS NULL OR holder = ? OR lease_until <= ?)`,
 		holder, formatTime(until), holder, formatTime(now))
@@ -64,7 +63,7 @@ func (s *Store) SetRotationPushPending(ctx context.Context, holder string, now t
 	done := func(l *rootca.RotationLease) bool {
 		return l.Holder == holder && l.Until.After(now) && l.PushPending == pending
 	}
-	return s.leaseUpdate(ctx, "set rotation push pending", done,
+	return s.leaseUpdate(ctx, "set rotation push pending", now, done,
 		`UPDATE rotation_lease SET push_pending = ? WHERE id = 1 AND holder = ? AND lease_until > ?`,
 		flag, holder, formatTime(now))
 }
@@ -77,8 +76,9 @@ var leaseUpdateHook func()
 // row is read: MariaDB counts changed rows, not matched ones, so an
 // UPDATE that matched holder's row and wrote the values it held counts
 // none; when the row is as the UPDATE would have left it (done), that is
-// success. Otherwise the row names who holds the lease.
-func (s *Store) leaseUpdate(ctx context.Context, op string, done func(*rootca.RotationLease) bool, query string, args ...any) error {
+// success. Otherwise the row names who holds the lease unexpired at now,
+// if anyone does.
+func (s *Store) leaseUpdate(ctx context.Context, op string, now time.Time, done func(*rootca.RotationLease) bool, query string, args ...any) error {
 	res, err := s.db.ExecContext(ctx, s.d.rebind(query), args...)
 	if err != nil {
 		return fmt.Errorf("rootca: %s: %w", op, err)
@@ -100,7 +100,7 @@ func (s *Store) leaseUpdate(ctx context.Context, op string, done func(*rootca.Ro
 	if done(l) {
 		return nil
 	}
-	return &provider.RotationBusyError{Holder: l.Holder, Until: l.Until}
+	return storecheck.Busy(l.Holder, l.Until, now)
 }
 
 // ReleaseRotation frees the lease if holder holds it.

@@ -25,8 +25,9 @@
 // subtests (generations round-trip, one rotation at a time, exactly one
 // of concurrent AddGeneration calls wins), and stores that implement
 // rootca.RotationLeaseStore the lease subtests (claims, renewals,
-// expiry and takeover, releases, PushPending under the lease only, and
-// exactly one of 32 concurrent claims winning). With Options.Reopen, which opens a second store on the same
+// expiry and takeover, releases, PushPending under the lease only, a
+// refusal under an expired lease naming nobody, holders compared byte
+// for byte, and exactly one of 32 concurrent claims winning). With Options.Reopen, which opens a second store on the same
 // database, the Shared subtests check what a cluster of management servers
 // relies on: one CA, serials unique and CRL numbers increasing across the
 // two stores, and a revocation made through a CA on one store refused by a

@@ -62,7 +62,7 @@ func testLeaseLifecycle(t *testing.T, s rootca.RotationLeaseStore) {
 	assert.True(t, l.PushPending)
 
 	assertBusy(t, s.ClaimRotation(ctx, "server-b", t1, t2.Add(time.Minute)), "server-a", t2, "the renewed lease holds past the first expiry")
-	assertBusy(t, s.SetRotationPushPending(ctx, "server-a", t2, false), "server-a", t2, "push pending under an expired lease")
+	assertBusy(t, s.SetRotationPushPending(ctx, "server-a", t2, false), "", time.Time{}, "push pending under an expired lease: nobody holds it")
 	t3 := t2.Add(time.Minute)
 	require.NoError(t, s.ClaimRotation(ctx, "server-b", t2, t3), "takeover of an expired lease")
 	assertBusy(t, s.ClaimRotation(ctx, "server-a", t2, t3), "server-b", t3, "renewal by the holder that lost it")

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/kvmpki/kvmpki/provider"
 )
 
 // MaxHolder bounds the name of a rotation lease's holder, in bytes.
@@ -47,4 +49,16 @@ func Claim(holder string, now, until time.Time) error {
 		return err
 	}
 	return Time("lease", now)
+}
+
+// Busy is the refusal of a step that needs an unexpired lease, the lease
+// being holder's until until: a *provider.RotationBusyError naming the
+// holder, or naming nobody when the lease is free or expired at now,
+// since then nobody holds it (not "another driver holds it", which a
+// driver whose own lease expired would otherwise be told about itself).
+func Busy(holder string, until, now time.Time) error {
+	if holder == "" || !until.After(now) {
+		return &provider.RotationBusyError{}
+	}
+	return &provider.RotationBusyError{Holder: holder, Until: until}
 }

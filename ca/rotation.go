@@ -515,7 +515,9 @@ func (r *rotation) setPushPending(ctx context.Context, p provider.Provider, pend
 		return nil
 	}
 	if err := provider.SetRotationPushPending(ctx, p, r.holder, pending); err != nil {
-		return fmt.Errorf("ca: rotation: record the bundle push: %w", err)
+		// The rotation stops short here (the lease lost, say): it is
+		// incomplete, and the next Rotate resumes it.
+		return fmt.Errorf("%w: record the bundle push: %w", ErrRotationIncomplete, err)
 	}
 	return nil
 }

@@ -202,6 +202,9 @@ func (f *rotationFleet) server(t *testing.T, create bool) *ca.Manager {
 	require.NoError(t, reg.Register("stolen", "a lease lost at its first renewal", func(context.Context) (provider.Provider, error) {
 		return &stolenLease{nopClose: nopClose{root}}, nil
 	}))
+	require.NoError(t, reg.Register("lapsed", "a lease the store finds expired", func(context.Context) (provider.Provider, error) {
+		return lapsedLease{nopClose{root}}, nil
+	}))
 	require.NoError(t, reg.Register("hung", "lease renewals that hang", func(context.Context) (provider.Provider, error) {
 		return &hungLease{nopClose: nopClose{root}}, nil
 	}))
@@ -278,6 +281,17 @@ func (s *hungLease) ClaimCARotation(ctx context.Context, holder string, ttl time
 	}
 	<-ctx.Done()
 	return ctx.Err()
+}
+
+// lapsedLease is the CA whose store refuses to record the bundle push:
+// the lease lapsed there (its clock ahead of this process's, say) before
+// this process noticed.
+type lapsedLease struct{ nopClose }
+
+func (lapsedLease) Name() string { return "lapsed" }
+
+func (lapsedLease) SetCARotationPushPending(context.Context, string, bool) error {
+	return &provider.RotationBusyError{}
 }
 
 func (noLease) Name() string { return "nolease" }
@@ -689,6 +703,22 @@ func TestRotateLeaseLost(t *testing.T) {
 			assert.Less(t, len(res.Provisioned), 10, "stopped with the lease, not after 20 hosts")
 		})
 	}
+}
+
+// TestRotateLeaseLapsedInStore: when the store refuses to record the
+// bundle push (the lease expired there before this process noticed),
+// Rotate stops before retiring, and its error says the rotation is
+// incomplete (the next Rotate resumes it) and why.
+func TestRotateLeaseLapsedInStore(t *testing.T) {
+	t.Parallel()
+	f, m := newRotationFleet(t, rotationBackends(t)[0], 2)
+	require.NoError(t, m.SetProvider(t.Context(), "lapsed"))
+	res, err := m.Rotate(t.Context(), &ca.RotateOptions{HostFor: f.hostFor, RatePerSecond: 1000})
+	require.ErrorIs(t, err, ca.ErrRotationIncomplete)
+	assert.ErrorIs(t, err, ca.ErrRotationBusy)
+	assert.Len(t, res.Provisioned, 2)
+	assert.False(t, res.Retired)
+	assert.True(t, rotationStatus(t, m).InProgress(), "the previous CA is kept")
 }
 
 // TestRotateResumePush stops the driver right after the retirement

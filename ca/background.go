@@ -457,6 +457,9 @@ func (b *Background) renew(ctx context.Context, it *renewal) {
 	}()
 	rec := it.rec
 	serial := provider.FormatSerial(rec.Serial)
+	if b.superseded(ctx, it) {
+		return
+	}
 	req, err := b.o.HostFor(ctx, rec)
 	if err == nil && req == nil {
 		b.mu.Lock()
@@ -513,6 +516,30 @@ func (b *Background) renew(ctx context.Context, it *renewal) {
 	if !b.o.KeepSuperseded {
 		b.revokeSuperseded(ctx, name, rec)
 	}
+}
+
+// superseded reports, and settles, a renewal whose certificate is no
+// longer valid: it was revoked since the scan that queued it (up to an
+// interval ago, or before a retry's backoff), typically because its host
+// was provisioned by someone else meanwhile and the old certificate
+// revoked as superseded. Renewing it would provision a host just
+// provisioned, or alert about a certificate nobody uses.
+func (b *Background) superseded(ctx context.Context, it *renewal) bool {
+	var cur *provider.CertificateRecord
+	err := b.m.with(func(h *handle) error {
+		var err error
+		cur, err = provider.LookupCertificate(ctx, h.p, it.rec.Serial)
+		return err
+	})
+	if err != nil || cur == nil || cur.Status == provider.StatusValid {
+		return false // not known to be replaced: renew as before
+	}
+	b.mu.Lock()
+	it.state = stateDone
+	b.mu.Unlock()
+	b.m.s.logger.Info("ca: renewal dropped: the certificate was replaced meanwhile", "serial", provider.FormatSerial(it.rec.Serial),
+		"status", cur.Status.String())
+	return true
 }
 
 // capValidity shortens a request that would outlive the issuing CA (a

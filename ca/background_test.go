@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -501,5 +502,49 @@ func TestBackgroundBusyHostRetriedQuietly(t *testing.T) {
 	assert.Empty(t, failed, "a busy host is no failure")
 	for name, h := range x.fleet.hosts {
 		assert.NotEmpty(t, h.setups(), "%s: renewed after the retry", name)
+	}
+}
+
+// TestBackgroundRetryDropsReplacedCertificate: a renewal that failed is
+// not tried again once its certificate has been replaced and revoked
+// meanwhile (an administrator provisioned the host): the retry would
+// renew a host just renewed, or alert about a certificate nobody uses.
+func TestBackgroundRetryDropsReplacedCertificate(t *testing.T) {
+	var x *sim
+	var old *big.Int
+	oldCalls := 0
+	hostFor := func(ctx context.Context, rec *provider.CertificateRecord) (*ca.ProvisionRequest, error) {
+		req, err := x.fleet.hostFor(ctx, rec)
+		if req == nil || err != nil {
+			return req, err
+		}
+		if old == nil {
+			old = rec.Serial
+		}
+		if rec.Serial.Cmp(old) != 0 {
+			return req, nil
+		}
+		oldCalls++
+		if oldCalls == 1 {
+			// Meanwhile an administrator provisions the host, which
+			// replaces and revokes this certificate; this renewal fails.
+			_, err := x.e.m.Provision(ctx, req)
+			require.NoError(t, err)
+			require.NoError(t, x.e.m.Revoke(ctx, &ca.RevokeRequest{Serial: provider.FormatSerial(rec.Serial), Reason: provider.ReasonSuperseded}))
+			failing := newRecordingHost(t)
+			failing.failAt = ca.StepSetup
+			return &ca.ProvisionRequest{Name: req.Name, Host: failing, DNSNames: req.DNSNames}, nil
+		}
+		return req, nil
+	}
+	x = newSim(t, ca.Settings{Validity: 20 * 24 * time.Hour, ExpiryAlertPeriod: 5 * 24 * time.Hour}, 0, 1, 30*24*time.Hour,
+		ca.BackgroundOptions{HostFor: hostFor}, false)
+	runUntil(t, x.bg, x.e.clock, x.end)
+
+	require.NotNil(t, old)
+	assert.Equal(t, 1, oldCalls, "the replaced certificate's renewal is not tried again")
+	expiring, _ := x.alerts.list(ca.AlertExpiring)
+	for _, a := range expiring {
+		assert.NotEqual(t, provider.FormatSerial(old), a.Serial, "no alert about the replaced certificate")
 	}
 }

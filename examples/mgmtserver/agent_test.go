@@ -6,9 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -298,3 +302,45 @@ func (h *heldHost) SetupKeystore(context.Context, *ca.KeystoreSetup) ([]byte, er
 
 func (h *heldHost) InstallCertificate(context.Context, *ca.CertificateInstall) error { return nil }
 func (h *heldHost) Reload(context.Context) error                                     { return nil }
+
+// flakyListener fails its first fail Accepts, as accept(2) does when the
+// process runs out of file descriptors.
+type flakyListener struct {
+	net.Listener
+	mu   sync.Mutex
+	fail int
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	if l.fail > 0 {
+		l.fail--
+		l.mu.Unlock()
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	l.mu.Unlock()
+	return l.Listener.Accept()
+}
+
+// TestAgentPortSurvivesAcceptError: a failed accept (too many open
+// files) does not end the agent port: it tries again, and the next agent
+// is served.
+func TestAgentPortSurvivesAcceptError(t *testing.T) {
+	e := newEnv(t)
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ln, err := e.m.NewAgentListener(&flakyListener{Listener: inner, fail: 3}, &ca.AgentServerConfig{Identity: e.id})
+	require.NoError(t, err)
+	done := make(chan struct{})
+	go func() { e.agents.serve(t.Context(), ln); close(done) }()
+	defer func() { ln.Close(); <-done }()
+
+	cert := e.issue(t, provider.RoleHost, "kvm7", "kvm7")
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second},
+		Config: &tls.Config{RootCAs: e.pool, ServerName: serverName, Certificates: []tls.Certificate{cert}}}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	conn, err := d.DialContext(ctx, "tcp", inner.Addr().String())
+	require.NoError(t, err, "the agent port answers after failed accepts")
+	conn.Close()
+}

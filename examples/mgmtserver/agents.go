@@ -57,16 +57,29 @@ func hostID(c *x509.Certificate) string {
 	return ""
 }
 
-// serve accepts agents on ln until it is closed.
+// serve accepts agents on ln until it is closed (or ctx is done). A
+// failed accept (too many open files, say) is retried after a growing
+// pause, as net/http does: it never ends the agent port for good.
 func (as *agents) serve(ctx context.Context, ln *ca.AgentListener) {
+	var pause time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				as.log.Error("agent port: accept failed", "err", err)
+			if errors.Is(err, net.ErrClosed) {
+				return
 			}
-			return
+			pause = min(max(2*pause, minAcceptRetry), maxAcceptRetry)
+			as.log.Error("agent port: accept failed; trying again", "err", err, "retry_in", pause)
+			t := time.NewTimer(pause)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			continue
 		}
+		pause = 0
 		conn, ok := c.(*ca.AgentConn)
 		if !ok { // never: the listener returns *ca.AgentConn
 			c.Close()

@@ -7,6 +7,13 @@ import "time"
 // handshakeTimeout bounds an agent's TLS handshake.
 const handshakeTimeout = 10 * time.Second
 
+// A failed accept on the agent port is retried after a pause that starts
+// at minAcceptRetry and doubles up to maxAcceptRetry.
+const (
+	minAcceptRetry = 5 * time.Millisecond
+	maxAcceptRetry = time.Second
+)
+
 // provisionTimeout bounds the provisioning of one agent (its keystore
 // setup, the issue, the install and the reload).
 const provisionTimeout = 2 * time.Minute

@@ -54,7 +54,7 @@ func ParseURI(s string) (*URI, error) {
 	if !uriTransports[u.Transport] {
 		return fail("unknown transport " + strconv.Quote(u.Transport))
 	}
-	if strings.ContainsAny(rest, "#@\\ \t\r\n\x00") {
+	if strings.ContainsAny(rest, "#@\\ ") || strings.ContainsFunc(rest, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return fail("user information, fragments, spaces and control characters are not supported")
 	}
 	end := strings.IndexAny(rest, "/?")
@@ -86,6 +86,11 @@ func ParseURI(s string) (*URI, error) {
 			}
 			u.Params = append(u.Params, Param{Name: name, Value: v})
 		}
+	}
+	// What parses must render to a URI that parses again: escaping can
+	// triple a value's length.
+	if n := len(u.String()); n > maxURILen {
+		return fail(fmt.Sprintf("renders to %d bytes, longer than %d", n, maxURILen))
 	}
 	return &u, nil
 }

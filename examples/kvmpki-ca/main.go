@@ -188,17 +188,7 @@ func (c *command) parse(args []string) error {
 // password returns the CA key password from -password-file or the
 // environment. A trailing newline in the file is not part of it.
 func (c *command) password() ([]byte, error) {
-	if c.passwordFile != "" {
-		b, err := secret.Read(c.passwordFile, nil)
-		if err != nil {
-			return nil, fmt.Errorf("password file: %w", err)
-		}
-		return b, nil
-	}
-	if pw := c.getenv(PasswordEnv); pw != "" {
-		return []byte(pw), nil
-	}
-	return nil, fmt.Errorf("no CA key password: set $%s or use -password-file", PasswordEnv)
+	return secret.Password(c.passwordFile, PasswordEnv, c.getenv, "CA key")
 }
 
 // openCA is a CA opened by the command, with the store it owns.

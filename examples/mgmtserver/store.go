@@ -54,17 +54,7 @@ func (c *caFlags) check(warn io.Writer) error {
 // password returns the CA key password from -password-file or the
 // environment. A trailing newline in the file is not part of it.
 func (c *caFlags) password() ([]byte, error) {
-	if c.passwordFile != "" {
-		b, err := secret.Read(c.passwordFile, nil)
-		if err != nil {
-			return nil, fmt.Errorf("password file: %w", err)
-		}
-		return b, nil
-	}
-	if pw := c.getenv(PasswordEnv); pw != "" {
-		return []byte(pw), nil
-	}
-	return nil, fmt.Errorf("no CA key password: set $%s or use -password-file", PasswordEnv)
+	return secret.Password(c.passwordFile, PasswordEnv, c.getenv, "CA key")
 }
 
 // openStore opens the -db database, or the SQLite database ca.db in -dir

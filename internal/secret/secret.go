@@ -52,3 +52,21 @@ func Read(path string, stdin io.Reader) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// Password returns the password a program takes with -password-file FILE
+// or in the environment variable env: the file's (read with Read) when
+// file is set, otherwise env's value as getenv reports it. With neither,
+// the error names both; what says whose password it is ("CA key").
+func Password(file, env string, getenv func(string) string, what string) ([]byte, error) {
+	if file != "" {
+		b, err := Read(file, nil)
+		if err != nil {
+			return nil, fmt.Errorf("password file: %w", err)
+		}
+		return b, nil
+	}
+	if pw := getenv(env); pw != "" {
+		return []byte(pw), nil
+	}
+	return nil, fmt.Errorf("no %s password: set $%s or use -password-file", what, env)
+}

@@ -76,3 +76,39 @@ func FuzzRead(f *testing.F) {
 		assert.LessOrEqual(t, len(s)-len(got), 2)
 	})
 }
+
+func TestPassword(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pw")
+	require.NoError(t, os.WriteFile(path, []byte("from-file\n"), 0o600))
+	empty := filepath.Join(t.TempDir(), "empty")
+	require.NoError(t, os.WriteFile(empty, nil, 0o600))
+	env := func(v string) func(string) string {
+		return func(k string) string {
+			if k == "KVMPKI_CA_PASSWORD" {
+				return v
+			}
+			return ""
+		}
+	}
+	tests := []struct {
+		name, file, env, want, wantErr string
+	}{
+		{name: "file wins", file: path, env: "from-env", want: "from-file"},
+		{name: "environment", env: "from-env", want: "from-env"},
+		{name: "neither", wantErr: "no CA key password: set $KVMPKI_CA_PASSWORD or use -password-file"},
+		{name: "empty file", file: empty, env: "from-env", wantErr: "password file: secret: empty"},
+		{name: "missing file", file: filepath.Join(t.TempDir(), "none"), wantErr: "password file: secret: open"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := secret.Password(tc.file, "KVMPKI_CA_PASSWORD", env(tc.env), "CA key")
+			if tc.wantErr != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, string(got))
+		})
+	}
+}

@@ -212,27 +212,8 @@ type proc struct {
 	name   string
 	cmd    *exec.Cmd
 	pid    int
-	stderr *lockedBuffer
+	stderr *peers.Buffer
 	exited chan struct{}
-}
-
-// lockedBuffer is a bytes.Buffer for a process's writes and the test's
-// reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // startProc starts bin with its standard output going to stdout.
@@ -241,7 +222,7 @@ func startProc(t *testing.T, name string, stdout io.Writer, env []string, bin st
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	p := &proc{name: name, cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan struct{})}
+	p := &proc{name: name, cmd: cmd, stderr: &peers.Buffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = stdout, p.stderr
 	require.NoError(t, cmd.Start())
 	p.pid = cmd.Process.Pid

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -21,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kvmpki/kvmpki/ca"
+	"github.com/kvmpki/kvmpki/internal/peers"
 	"github.com/kvmpki/kvmpki/keystore"
 	"github.com/kvmpki/kvmpki/provider"
 	"github.com/kvmpki/kvmpki/rootca"
@@ -39,27 +39,9 @@ type env struct {
 	agentAddr string
 	pool      *x509.CertPool
 	bundle    []byte
-	log       *syncBuffer
+	log       *peers.Buffer
 	// waitTimeout bounds waitHost; zero means 20 s.
 	waitTimeout time.Duration
-}
-
-// syncBuffer collects the server's log for assertions.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 const serverName = "mgmt.test"
@@ -71,7 +53,7 @@ func newEnv(t *testing.T) *env { return newEnvSettings(t, nil) }
 func newEnvSettings(t *testing.T, s *ca.Settings) *env {
 	t.Helper()
 	ctx := context.Background()
-	logBuf := &syncBuffer{}
+	logBuf := &peers.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(logBuf, nil))
 	if s == nil {
 		s = &ca.Settings{}

@@ -147,7 +147,7 @@ func TestServeCommandLine(t *testing.T) {
 	caDir := filepath.Join(dir, "ca")
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	stdout, stderr := &peers.Buffer{}, &peers.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"-dir", caDir, "-api-listen", "127.0.0.1:0", "-agent-listen", "127.0.0.1:0",
@@ -201,12 +201,12 @@ func TestTwoServersOnePostgres(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	type srv struct {
-		stdout, stderr *syncBuffer
+		stdout, stderr *peers.Buffer
 		done           chan error
 	}
 	var servers []*srv
 	for range 2 {
-		s := &srv{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
+		s := &srv{stdout: &peers.Buffer{}, stderr: &peers.Buffer{}, done: make(chan error, 1)}
 		servers = append(servers, s)
 		go func() {
 			s.done <- run(ctx, []string{"-db", dbURL, "-api-listen", "127.0.0.1:0", "-agent-listen", "127.0.0.1:0",

@@ -244,4 +244,3 @@ func TestVncsnapQEMU(t *testing.T) {
 	assert.Contains(t, stdout, `desktop:  "QEMU" 640x480`)
 	assert.Equal(t, image.Rect(0, 0, 640, 480), readPNG(t, outFile).Bounds())
 }
-

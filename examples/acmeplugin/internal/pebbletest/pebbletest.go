@@ -4,7 +4,6 @@
 package pebbletest
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -22,7 +21,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -45,7 +43,7 @@ type Server struct {
 	Chain []*x509.Certificate
 
 	mgmt string
-	out  *lockedBuffer
+	out  *peers.Buffer
 }
 
 // Start starts Pebble with challenge validation stubbed
@@ -80,7 +78,7 @@ func Start(t testing.TB) *Server {
 	cfgFile := filepath.Join(dir, "pebble-config.json")
 	require.NoError(t, os.WriteFile(cfgFile, cfg, 0o644))
 
-	out := &lockedBuffer{}
+	out := &peers.Buffer{}
 	cmd := exec.Command(bin, "-config", cfgFile)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(),
@@ -211,24 +209,6 @@ func freePorts(t testing.TB, n int) []int {
 		require.NoError(t, ln.Close())
 	}
 	return ports
-}
-
-// lockedBuffer collects Pebble's output for failure messages.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // NewAccountKey returns a fresh ACME account key.

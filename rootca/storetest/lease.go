@@ -15,16 +15,9 @@ import (
 	"github.com/kvmpki/kvmpki/rootca"
 )
 
-// leaseTest runs f for stores that implement rootca.RotationLeaseStore
-// and skips the others.
+// leaseTest runs f for stores that implement rootca.RotationLeaseStore.
 func leaseTest(f func(t *testing.T, s rootca.RotationLeaseStore)) func(t *testing.T, s rootca.Store) {
-	return func(t *testing.T, s rootca.Store) {
-		ls, ok := s.(rootca.RotationLeaseStore)
-		if !ok {
-			t.Skip("store does not implement rootca.RotationLeaseStore")
-		}
-		f(t, ls)
-	}
+	return withCapability(f)
 }
 
 // assertBusy checks that err is a *provider.RotationBusyError naming

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"errors"
+	"reflect"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,16 +18,22 @@ import (
 	"github.com/kvmpki/kvmpki/rootca"
 )
 
-// rotationTest runs f for stores that implement rootca.RotationStore and
-// skips the others.
-func rotationTest(f func(t *testing.T, s rootca.RotationStore)) func(t *testing.T, s rootca.Store) {
+// withCapability runs f for stores that implement the optional
+// interface S (rootca.RotationStore, rootca.RotationLeaseStore) and skips
+// the others.
+func withCapability[S any](f func(t *testing.T, s S)) func(t *testing.T, s rootca.Store) {
 	return func(t *testing.T, s rootca.Store) {
-		rs, ok := s.(rootca.RotationStore)
+		cs, ok := any(s).(S)
 		if !ok {
-			t.Skip("store does not implement rootca.RotationStore")
+			t.Skipf("store does not implement %v", reflect.TypeFor[S]())
 		}
-		f(t, rs)
+		f(t, cs)
 	}
+}
+
+// rotationTest runs f for stores that implement rootca.RotationStore.
+func rotationTest(f func(t *testing.T, s rootca.RotationStore)) func(t *testing.T, s rootca.Store) {
+	return withCapability(f)
 }
 
 // generation returns generation n with placeholder DER and key.

@@ -22,7 +22,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kvmpki/kvmpki/ca"
-	"github.com/kvmpki/kvmpki/keystore"
 	"github.com/kvmpki/kvmpki/provider"
 	"github.com/kvmpki/kvmpki/rootca"
 )
@@ -51,17 +50,9 @@ func TestAgentSessionProvision(t *testing.T) {
 	s, served := agentPair(t, ca.AgentHello{HostID: "kvm1", Provision: true}, agent.Send)
 	assert.Equal(t, ca.AgentHello{HostID: "kvm1", Provision: true}, s.Hello())
 
-	ip := net.ParseIP("192.0.2.10")
-	res, err := e.m.Provision(t.Context(), &ca.ProvisionRequest{
-		Name: "kvm1", Host: ca.NewAgentHost(s), DNSNames: []string{"kvm1.example.org"}, IPAddresses: []net.IP{ip},
-	})
-	require.NoError(t, err)
-	assert.True(t, res.Reloaded)
-	assert.Equal(t, []string{"setup", "certificate", "reload"}, agent.sent)
-	creds, err := keystore.CheckSecured(t.Context(), agent.dir, nil)
-	require.NoError(t, err)
-	assert.Equal(t, res.Certificate.Raw, creds.Chain[0].Raw)
-	assert.True(t, creds.Chain[0].IPAddresses[0].Equal(ip))
+	res := provisionKVM1(t, e, ca.NewAgentHost(s), agent)
+	require.Len(t, res.Certificate.IPAddresses, 1)
+	assert.True(t, res.Certificate.IPAddresses[0].Equal(kvm1IP), "the address travelled in the setup command")
 
 	select {
 	case err := <-served:
@@ -75,7 +66,7 @@ func TestAgentSessionProvision(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the session did not end when the agent closed")
 	}
-	_, err = s.Send(t.Context(), &ca.ReloadCommand{})
+	_, err := s.Send(t.Context(), &ca.ReloadCommand{})
 	assert.ErrorIs(t, err, ca.ErrAgentSessionClosed)
 }
 
@@ -360,13 +351,7 @@ func (c *scriptConn) isClosed() bool {
 // the server side never panics: NewAgentSession fails with an error or a
 // command gets an answer or an error. Seeded from testdata/agentwire-agent-*.
 func FuzzAgentSession(f *testing.F) {
-	seeds, err := filepath.Glob(filepath.Join("testdata", "agentwire-agent-*.jsonl"))
-	require.NoError(f, err)
-	for _, p := range seeds {
-		b, err := os.ReadFile(p)
-		require.NoError(f, err)
-		f.Add(b)
-	}
+	addSeedFiles(f, "agentwire-agent-*.jsonl")
 	f.Fuzz(func(t *testing.T, input []byte) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -387,13 +372,7 @@ func FuzzAgentSession(f *testing.F) {
 // and hands the handler only commands it decoded. Seeded from
 // testdata/agentwire-server-*.
 func FuzzServeAgent(f *testing.F) {
-	seeds, err := filepath.Glob(filepath.Join("testdata", "agentwire-server-*.jsonl"))
-	require.NoError(f, err)
-	for _, p := range seeds {
-		b, err := os.ReadFile(p)
-		require.NoError(f, err)
-		f.Add(b)
-	}
+	addSeedFiles(f, "agentwire-server-*.jsonl")
 	f.Fuzz(func(t *testing.T, input []byte) {
 		conn := &scriptConn{r: bytes.NewReader(input)}
 		_ = ca.ServeAgent(context.Background(), conn, ca.AgentHello{}, func(_ context.Context, cmd ca.AgentCommand) (ca.AgentAnswer, error) {

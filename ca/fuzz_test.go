@@ -39,12 +39,7 @@ func FuzzParseSerial(f *testing.F) {
 // an OCSP response (or 400 for an oversized one) and never panics.
 // Seeded from testdata/ocsp-*.der.
 func FuzzOCSPRequest(f *testing.F) {
-	seeds, _ := filepath.Glob("testdata/ocsp-*.der")
-	for _, p := range seeds {
-		b, err := os.ReadFile(p)
-		require.NoError(f, err)
-		f.Add(b)
-	}
+	addSeedFiles(f, "ocsp-*.der")
 	f.Add([]byte{0x30, 0x03, 0x30, 0x01, 0x00})
 	e := newEnv(f, nil)
 	h := e.ocspHandler(f)
@@ -62,4 +57,19 @@ func FuzzOCSPRequest(f *testing.F) {
 			assert.ErrorAs(t, err, &re)
 		}
 	})
+}
+
+// addSeedFiles adds the files of testdata matching pattern to f's
+// corpus; a pattern that matches none is an error, so that a seed set
+// cannot go missing unnoticed.
+func addSeedFiles(f *testing.F, pattern string) {
+	f.Helper()
+	seeds, err := filepath.Glob(filepath.Join("testdata", pattern))
+	require.NoError(f, err)
+	require.NotEmpty(f, seeds, "no seed in testdata/%s", pattern)
+	for _, p := range seeds {
+		b, err := os.ReadFile(p)
+		require.NoError(f, err)
+		f.Add(b)
+	}
 }

@@ -70,9 +70,21 @@ func (a *memAgent) Send(ctx context.Context, cmd ca.AgentCommand) (ca.AgentAnswe
 func TestAgentHostProvision(t *testing.T) {
 	e := newEnv(t, nil)
 	agent := newMemAgent(t)
-	ip := net.ParseIP("192.0.2.10")
+	res := provisionKVM1(t, e, ca.NewAgentHost(agent), agent)
+	assert.Equal(t, []string{"kvm1.example.org"}, res.Certificate.DNSNames)
+}
+
+// kvm1IP is the address provisionKVM1 gives the host.
+var kvm1IP = net.ParseIP("192.0.2.10")
+
+// provisionKVM1 provisions host "kvm1" (kvm1.example.org, kvm1IP)
+// through h, whose agent side is agent, and checks what an in-band
+// provisioning must leave: the three commands in order, a reload, and
+// the agent's real keystore holding the issued certificate, secured.
+func provisionKVM1(t *testing.T, e *env, h ca.Host, agent *memAgent) *ca.ProvisionResult {
+	t.Helper()
 	res, err := e.m.Provision(t.Context(), &ca.ProvisionRequest{
-		Name: "kvm1", Host: ca.NewAgentHost(agent), DNSNames: []string{"kvm1.example.org"}, IPAddresses: []net.IP{ip},
+		Name: "kvm1", Host: h, DNSNames: []string{"kvm1.example.org"}, IPAddresses: []net.IP{kvm1IP},
 	})
 	require.NoError(t, err)
 	assert.True(t, res.Reloaded)
@@ -80,7 +92,7 @@ func TestAgentHostProvision(t *testing.T) {
 	creds, err := keystore.CheckSecured(t.Context(), agent.dir, nil)
 	require.NoError(t, err)
 	assert.Equal(t, res.Certificate.Raw, creds.Chain[0].Raw)
-	assert.Equal(t, []string{"kvm1.example.org"}, res.Certificate.DNSNames)
+	return res
 }
 
 // TestAgentHostFailedImportKeepsCredentials: a certificate the agent's
